@@ -1,0 +1,77 @@
+"""`ctrlgpt`: the one command line that reaches every service's `main()`.
+
+    ctrlgpt demo                 # the whole loop on the local demo site
+    ctrlgpt stop                 # stop everything the demo started
+    ctrlgpt services up|down|status
+    ctrlgpt crawler | cleaner | index-sink | doccano-sink | label-bridge | trainer | api
+    ctrlgpt seed URL [URL ...]   # ask the crawler to fetch these
+    ctrlgpt --set NAME=VALUE ... # override any setting (see ctrlgpt.settings)
+
+Every service takes `(settings, args)`; each is imported only when asked for, so
+`ctrlgpt api` never imports training code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ctrlgpt import logs
+from ctrlgpt.settings import Settings
+
+# command -> (module, help); each module has main(settings, args) -> int | None
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("deploy.demo", "Install, start everything, run the whole loop on the demo site, print the URLs."),
+    "stop": ("deploy.stop", "Stop every process the demo started (data stays)."),
+    "services": ("deploy.services", "Kafka, Elasticsearch and doccano: up, down or status."),
+    "topics": ("deploy.topics", "Create the registry's topics that are missing."),
+    "demo-site": ("deploy.demo_site", "Serve the local demo website."),
+    "annotate": ("deploy.scripted_annotator", "Scripted annotator: labels passages in doccano through its REST API."),
+    "seed": ("producers.seed", "Publish crawl requests for seed URLs."),
+    "crawler": ("producers.crawler", "Playwright crawler: crawl requests -> raw pages."),
+    "cleaner": ("streams.cleaner", "faust worker: raw pages -> clean pages."),
+    "index-sink": ("consumers.search_index", "Clean pages -> Elasticsearch."),
+    "doccano-sink": ("consumers.doccano_sink", "Clean pages -> doccano passages to label."),
+    "label-bridge": ("consumers.doccano_labels", "doccano annotations -> label events."),
+    "trainer": ("trainer.worker", "Label events -> SFT, reward, PPO -> a promoted model version."),
+    "train": ("trainer.pipeline", "Run one training run now, from the data on Kafka."),
+    "api": ("api.main", "FastAPI: generate, with hot-swap on model updates."),
+}
+
+
+# Arguments of the commands that take any (kept here so that --help imports nothing heavy).
+ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
+    "services": [(("action",), {"choices": ["up", "down", "status"], "help": "What to do."})],
+    "seed": [
+        (("urls",), {"nargs": "+", "help": "Seed URLs."}),
+        (("--max-depth",), {"type": int, "default": None, "help": "Links followed from the seed (default: setting)."}),
+        (("--allow-domain",), {"action": "append", "default": [], "help": "Extra domain in scope (repeatable)."}),
+    ],
+    "demo": [(("--timeout",), {"type": float, "default": 1800.0, "help": "Seconds to wait for a served model."})],
+    "annotate": [(("--limit",), {"type": int, "default": 200, "help": "Passages to label, at most."})],
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctrlgpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="Override a setting.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        command.set_defaults(module=module)
+        for flags, options in ARGUMENTS.get(name, []):
+            command.add_argument(*flags, **options)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings().with_overrides(args.set)
+    logs.configure(args.command, settings.log_level)
+    service = importlib.import_module(args.module)
+    return int(service.main(settings, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

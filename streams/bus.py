@@ -1,0 +1,264 @@
+"""Kafka at the edges: producing records, consuming them in batches, dead letters.
+
+Every consumer of ctrlgpt except the faust app runs `consume()`: it decodes each
+message against its topic's record type, hands valid records to the stage's
+`write(batch)`, and commits only after the batch is written (at-least-once; the
+sinks are idempotent). A message that is not a valid record, or that the stage
+refuses, goes to the stage's dead-letter topic with the reason and the original
+bytes, and the worker goes on. A `ServiceUnavailable` (Elasticsearch or doccano
+down, say) is retried with backoff for as long as it lasts: nothing is committed
+meanwhile, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ctrlgpt.settings import Settings
+from streams import topics
+from streams.records import DeadLetter, Record
+from streams.topics import ContractError, Topic
+
+__all__ = [
+    "ServiceUnavailable",
+    "RecordRejected",
+    "Received",
+    "make_producer",
+    "publish",
+    "send_dead_letter",
+    "ensure_topics",
+    "wait_for_broker",
+    "consume",
+]
+
+log = structlog.get_logger()
+
+
+class ServiceUnavailable(RuntimeError):
+    """A dependency is down or overloaded: retry the same batch later, commit nothing."""
+
+
+class RecordRejected(ValueError):
+    """This one record cannot be processed, now or later: dead-letter it."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """A decoded record with where it came from (for dead letters and idempotency keys)."""
+
+    record: Record
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def make_producer(settings: Settings, **overrides: object) -> Producer:
+    config = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "zstd",
+        "linger.ms": 20,
+        "message.max.bytes": 8 * 1024 * 1024,
+        "delivery.timeout.ms": 120_000,
+    }
+    config.update(overrides)
+    return Producer(config)
+
+
+def publish(producer: Producer, topic: Topic, record: Record) -> None:
+    """Queue one record; `producer.flush()` (or `flush_or_raise`) waits for delivery."""
+    while True:
+        try:
+            producer.produce(topic.name, key=topic.key_of(record), value=topic.encode(record), on_delivery=_raise_on_failure)
+            producer.poll(0)
+            return
+        except BufferError:
+            producer.poll(0.5)
+
+
+def flush_or_raise(producer: Producer, timeout: float = 60.0) -> None:
+    remaining = producer.flush(timeout)
+    if remaining:
+        raise ServiceUnavailable(f"{remaining} messages not delivered to Kafka within {timeout}s")
+
+
+def _raise_on_failure(err: KafkaError | None, msg: Message) -> None:
+    if err is not None:
+        log.error("kafka.delivery_failed", topic=msg.topic(), error=str(err))
+
+
+def send_dead_letter(
+    producer: Producer,
+    stage: str,
+    *,
+    source_topic: str,
+    value: bytes | None,
+    reason: str,
+    error_type: str,
+    key: bytes | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    attempts: int = 1,
+) -> None:
+    letter = DeadLetter(
+        stage=stage,
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        key=key.decode(errors="replace") if key is not None else None,
+        reason=reason[:4000],
+        error_type=error_type,
+        original_base64=base64.b64encode(value or b"").decode(),
+        attempts=attempts,
+    )
+    publish(producer, topics.dead_letter_topic(stage), letter)
+    log.warning("dead_letter", stage=stage, source_topic=source_topic, offset=offset, reason=reason[:300])
+
+
+def wait_for_broker(settings: Settings, timeout: float = 120.0) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.list_topics(timeout=5)
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap} not reachable: {exc}") from exc
+            log.info("kafka.waiting", bootstrap=settings.kafka_bootstrap)
+            time.sleep(2)
+
+
+def ensure_topics(settings: Settings, wanted: Sequence[Topic] = topics.ALL) -> list[str]:
+    """Create the registry's topics that do not exist yet; returns the names created."""
+    wait_for_broker(settings)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [
+        NewTopic(
+            t.name,
+            num_partitions=t.partitions or settings.topic_partitions,
+            replication_factor=settings.topic_replication,
+            config=t.config(),
+        )
+        for t in wanted
+        if t.name not in existing
+    ]
+    created = []
+    for name, future in (admin.create_topics(new) if new else {}).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created
+
+
+def make_consumer(settings: Settings, group: str, **overrides: object) -> Consumer:
+    config = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "max.poll.interval.ms": 900_000,
+    }
+    config.update(overrides)
+    return Consumer(config)
+
+
+def consume(
+    settings: Settings,
+    *,
+    group: str,
+    topic: Topic,
+    stage: str,
+    write: Callable[[list[Received]], None],
+    stop: threading.Event,
+    batch_size: int = 100,
+    poll_timeout: float = 1.0,
+    max_backoff: float = 30.0,
+) -> None:
+    """Run one stage until `stop` is set: decode, write in batches, dead-letter, commit."""
+    consumer = make_consumer(settings, group)
+    producer = make_producer(settings)
+    consumer.subscribe([topic.name])
+    bound = log.bind(stage=stage, group=group, topic=topic.name)
+    bound.info("consumer.started")
+    try:
+        while not stop.is_set():
+            messages = consumer.consume(num_messages=batch_size, timeout=poll_timeout)
+            if not messages:
+                continue
+            batch: list[Received] = []
+            for msg in messages:
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        bound.warning("consumer.error", error=str(msg.error()))
+                    continue
+                try:
+                    record = topic.decode(msg.value())
+                except ContractError as exc:
+                    send_dead_letter(
+                        producer, stage, source_topic=msg.topic(), value=msg.value(), key=msg.key(),
+                        partition=msg.partition(), offset=msg.offset(), reason=str(exc), error_type="ContractError",
+                    )
+                    continue
+                batch.append(Received(record, msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))
+            if batch:
+                _write_with_retries(batch, write, producer, stage, stop, max_backoff, bound)
+            flush_or_raise(producer)
+            if not stop.is_set():
+                consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+        producer.flush(10)
+        bound.info("consumer.stopped")
+
+
+def _write_with_retries(
+    batch: list[Received],
+    write: Callable[[list[Received]], None],
+    producer: Producer,
+    stage: str,
+    stop: threading.Event,
+    max_backoff: float,
+    bound: structlog.stdlib.BoundLogger,
+) -> None:
+    """Write a batch; on a failure that is not the service's, find the poison record(s)."""
+    delay, attempts = 0.5, 0
+    while True:
+        try:
+            write(batch)
+            return
+        except ServiceUnavailable as exc:
+            if stop.is_set():
+                raise
+            bound.warning("stage.waiting_for_service", error=str(exc), retry_in_s=delay)
+            stop.wait(delay)
+            delay = min(delay * 2, max_backoff)
+        except Exception as exc:  # noqa: BLE001 - any other failure is about the records
+            attempts += 1
+            if len(batch) > 1:
+                for one in batch:
+                    _write_with_retries([one], write, producer, stage, stop, max_backoff, bound)
+                return
+            if attempts < 2 and not isinstance(exc, RecordRejected):
+                continue
+            one = batch[0]
+            send_dead_letter(
+                producer, stage, source_topic=one.topic, value=one.value, key=one.key, partition=one.partition,
+                offset=one.offset, reason=str(exc) or repr(exc), error_type=type(exc).__name__, attempts=attempts,
+            )
+            return

@@ -1,0 +1,176 @@
+"""Typed, versioned records: the payload of every ctrlgpt topic.
+
+Every record carries `schema_version`; a consumer refuses a version it does not
+know (the record goes to the dead-letter topic) rather than guessing. A record is
+JSON on the wire, encoded and decoded only through `streams.topics`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "Record",
+    "CrawlRequested",
+    "PageFetched",
+    "PageCleaned",
+    "SentimentLabel",
+    "PreferenceLabel",
+    "ExpansionLabel",
+    "LabelRecorded",
+    "TrainingRunProgressed",
+    "ModelPromoted",
+    "DeadLetter",
+]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Record(BaseModel):
+    """Base of every topic's record: strict, immutable, versioned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    schema_version: int = 1
+    event_id: str = Field(default_factory=_new_id)
+    created_at: datetime = Field(default_factory=_now)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value != cls.SCHEMA_VERSION:
+            raise ValueError(f"{cls.__name__} schema_version {value} is not supported (this build reads {cls.SCHEMA_VERSION})")
+        return value
+
+
+def _require_http(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    return url
+
+
+HttpUrl = Annotated[str, Field(min_length=8, max_length=4096), AfterValidator(_require_http)]
+
+
+class CrawlRequested(Record):
+    """A URL the crawler should fetch: a seed, or a link found on a fetched page."""
+
+    url: HttpUrl
+    crawl_id: str
+    depth: int = Field(0, ge=0)
+    max_depth: int = Field(2, ge=0)
+    allowed_domains: list[str] = Field(default_factory=list, description="Empty: the seed's own host only.")
+    source: Literal["seed", "link", "api", "recrawl"] = "seed"
+
+
+class PageFetched(Record):
+    """A page as the browser rendered it."""
+
+    url: HttpUrl
+    final_url: HttpUrl
+    crawl_id: str
+    depth: int = Field(0, ge=0)
+    status: int
+    content_type: str = "text/html"
+    html: str
+    fetched_at: datetime = Field(default_factory=_now)
+
+
+class PageCleaned(Record):
+    """A page's main text and metadata, ready to index, label and train on."""
+
+    url: HttpUrl
+    domain: str
+    title: str
+    summary: str
+    text: str = Field(min_length=1)
+    language: str
+    content_sha256: str
+    fetched_at: datetime
+    crawl_id: str
+
+
+class SentimentLabel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["sentiment"] = "sentiment"
+    text: str = Field(min_length=1)
+    sentiment: str = Field(min_length=1, description="A label of the sentiment project, e.g. positive or negative.")
+
+
+class PreferenceLabel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["preference"] = "preference"
+    prompt: str
+    chosen: str = Field(min_length=1)
+    rejected: str = Field(min_length=1)
+
+
+class ExpansionLabel(BaseModel):
+    """An approved or corrected expansion: an SFT pair."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["expansion"] = "expansion"
+    prompt: str = Field(min_length=1)
+    completion: str = Field(min_length=1)
+
+
+class LabelRecorded(Record):
+    """A person's judgement, from doccano or from the API's feedback endpoint."""
+
+    label_id: str = Field(description="Stable id of the judgement, e.g. doccano:<project>:<example>:<annotation>.")
+    source: Literal["doccano", "api"]
+    annotator: str
+    action: Literal["created", "updated", "deleted"] = "created"
+    label: SentimentLabel | PreferenceLabel | ExpansionLabel = Field(discriminator="kind")
+    page_url: str | None = None
+
+
+class TrainingRunProgressed(Record):
+    """Progress of a training run: one per stage change and every few steps."""
+
+    run_id: str
+    stage: Literal["queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done", "failed"]
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    reward: float | None = None
+    kl: float | None = None
+    message: str = ""
+
+
+class ModelPromoted(Record):
+    """A model version became current. The topic is compacted: its last record per key is the truth."""
+
+    model_name: str = Field("expansion-policy", description="Compaction key: one current version per model name.")
+    version: str
+    path: str = Field(description="Directory of the registered version (manifest.json inside).")
+    manifest_sha256: str
+    parent_version: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class DeadLetter(Record):
+    """A record a stage could not parse or process, with why and where it came from."""
+
+    stage: str
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    reason: str
+    error_type: str
+    original_base64: str = Field(description="The original bytes, base64: nothing is lost.")
+    attempts: int = 1

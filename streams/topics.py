@@ -1,0 +1,105 @@
+"""The topic registry: every ctrlgpt topic, defined once, with its record type.
+
+Services import the `Topic` objects below (`topics.PAGES_CLEAN`), never a topic
+name as a string. `encode`/`decode` are the only way records cross the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from streams.records import (
+    CrawlRequested,
+    DeadLetter,
+    LabelRecorded,
+    ModelPromoted,
+    PageCleaned,
+    PageFetched,
+    Record,
+    TrainingRunProgressed,
+)
+
+__all__ = ["Topic", "ContractError", "ALL", "STAGES", "dead_letter_topic", "by_name"]
+
+DAY_MS = 24 * 3600 * 1000
+
+
+class ContractError(ValueError):
+    """Bytes that are not a valid record of the topic they arrived on."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    record: type[Record]
+    key: str = field(metadata={"help": "Which record field is the message key."})
+    partitions: int | None = None  # None: the configured default for data topics
+    retention_ms: int = 7 * DAY_MS
+    cleanup_policy: str = "delete"
+
+    def encode(self, record: Record) -> bytes:
+        if not isinstance(record, self.record):
+            raise TypeError(f"{self.name} carries {self.record.__name__}, not {type(record).__name__}")
+        return record.model_dump_json().encode()
+
+    def key_of(self, record: Record) -> bytes:
+        value = getattr(record, self.key)
+        return str(record.event_id if value is None else value).encode()
+
+    def decode(self, payload: bytes | None) -> Record:
+        if payload is None:
+            raise ContractError(f"{self.name}: empty message (tombstone) where a {self.record.__name__} was expected")
+        try:
+            data = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ContractError(f"{self.name}: not JSON: {exc}") from exc
+        try:
+            return self.record.model_validate(data)
+        except ValidationError as exc:
+            errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
+            raise ContractError(f"{self.name}: invalid {self.record.__name__}: {errors}") from exc
+
+    def config(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+
+
+CRAWL_REQUESTS = Topic("ctrlgpt.crawl.requests", CrawlRequested, key="url")
+PAGES_RAW = Topic("ctrlgpt.pages.raw", PageFetched, key="url", retention_ms=3 * DAY_MS)
+PAGES_CLEAN = Topic("ctrlgpt.pages.clean", PageCleaned, key="url", retention_ms=30 * DAY_MS)
+LABELS = Topic("ctrlgpt.labels", LabelRecorded, key="label_id", retention_ms=-1)
+TRAINING_RUNS = Topic("ctrlgpt.training.runs", TrainingRunProgressed, key="run_id", partitions=1)
+# Compacted: an API replica that starts later reads the last record per model name
+# and so learns the current version without any other store.
+MODEL_UPDATES = Topic(
+    "ctrlgpt.models.updates", ModelPromoted, key="model_name", partitions=1, retention_ms=-1, cleanup_policy="compact"
+)
+
+# The stages that consume a topic; each has its dead-letter topic.
+STAGES = ("crawl", "clean", "index", "doccano", "labels", "train", "api")
+
+
+def dead_letter_topic(stage: str) -> Topic:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    return Topic(f"ctrlgpt.dlq.{stage}", DeadLetter, key="key", partitions=1, retention_ms=30 * DAY_MS)
+
+
+ALL: tuple[Topic, ...] = (
+    CRAWL_REQUESTS,
+    PAGES_RAW,
+    PAGES_CLEAN,
+    LABELS,
+    TRAINING_RUNS,
+    MODEL_UPDATES,
+    *(dead_letter_topic(stage) for stage in STAGES),
+)
+
+
+def by_name(name: str) -> Topic:
+    for topic in ALL:
+        if topic.name == name:
+            return topic
+    raise KeyError(name)

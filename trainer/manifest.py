@@ -1,0 +1,100 @@
+"""A registered model version describes itself: `manifest.json` beside its files.
+
+Layout of one version directory (under `<data_dir>/models/<version>/`):
+
+    manifest.json          this Manifest
+    policy/                the expansion policy: config.json, model.safetensors, tokenizer files
+    reward/                the reward model (same shape), when the run trained one
+
+The API loads a version from its manifest alone and imports nothing else from
+`trainer/`: this module has no training dependencies. Loading verifies every
+file's sha256 first; weights are safetensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST = "manifest.json"
+FORMAT = "ctrlgpt-model/1"
+Status = Literal["candidate", "promoted", "rejected", "rolled_back"]
+
+
+class ChecksumMismatch(RuntimeError):
+    """A file of a version is missing or differs from its manifest."""
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["ctrlgpt-model/1"] = FORMAT
+    name: str = "expansion-policy"
+    version: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    parent_version: str | None = None
+    base_model: str = Field(description="What the policy started from: a path, a hub name, or 'bootstrap'.")
+    target_sentiment: str = "positive"
+    status: Status = "candidate"
+    status_reason: str = ""
+    files: dict[str, str] = Field(default_factory=dict, description="Relative path -> sha256 of every file.")
+    metrics: dict[str, float] = Field(default_factory=dict)
+    label_offsets: dict[str, int] = Field(default_factory=dict, description="Label-topic partition -> next offset trained on.")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_files(version_dir: Path) -> dict[str, str]:
+    """sha256 of every file under the version directory except the manifest itself."""
+    return {
+        str(path.relative_to(version_dir)): sha256_of(path)
+        for path in sorted(version_dir.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+
+
+def write_manifest(version_dir: Path, manifest: Manifest) -> str:
+    """Write the manifest with fresh checksums; returns the manifest's own sha256."""
+    manifest = manifest.model_copy(update={"files": checksum_files(version_dir)})
+    path = version_dir / MANIFEST
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(manifest.model_dump_json(indent=2))
+    tmp.replace(path)
+    return sha256_of(path)
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    return Manifest.model_validate(json.loads((version_dir / MANIFEST).read_text()))
+
+
+def verify(version_dir: Path, manifest_sha256: str | None = None) -> Manifest:
+    """Check the manifest (against the announced sha256, if given) and every file it lists."""
+    path = version_dir / MANIFEST
+    if not path.is_file():
+        raise ChecksumMismatch(f"{path} is missing")
+    if manifest_sha256 is not None and sha256_of(path) != manifest_sha256:
+        raise ChecksumMismatch(f"{path} does not match the announced sha256 {manifest_sha256}")
+    manifest = read_manifest(version_dir)
+    if not manifest.files:
+        raise ChecksumMismatch(f"{path} lists no files")
+    for relative, expected in manifest.files.items():
+        file = version_dir / relative
+        if not file.is_file():
+            raise ChecksumMismatch(f"{file} is listed in the manifest but missing")
+        if sha256_of(file) != expected:
+            raise ChecksumMismatch(f"{file} does not match its sha256 in the manifest")
+    unsafe = [name for name in manifest.files if name.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    if unsafe:
+        raise ChecksumMismatch(f"{version_dir} holds pickle-format weights {unsafe}; only safetensors are loaded")
+    return manifest
