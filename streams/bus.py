@@ -219,12 +219,19 @@ def consume(
             if batch:
                 _write_with_retries(batch, write, producer, stage, stop, max_backoff, bound)
             flush_or_raise(producer)
-            if not stop.is_set():
-                consumer.commit(asynchronous=False)
+            _commit(consumer)
     finally:
         consumer.close()
         producer.flush(10)
         bound.info("consumer.stopped")
+
+
+def _commit(consumer: Consumer) -> None:
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            raise
 
 
 def _write_with_retries(
@@ -244,7 +251,7 @@ def _write_with_retries(
             return
         except ServiceUnavailable as exc:
             if stop.is_set():
-                raise
+                raise  # leave the batch uncommitted for the next start
             bound.warning("stage.waiting_for_service", error=str(exc), retry_in_s=delay)
             stop.wait(delay)
             delay = min(delay * 2, max_backoff)

@@ -1,0 +1,17 @@
+# The README's two commands: `make demo` (the whole loop) and `make test`. Both install what is missing.
+.PHONY: install services demo test stop
+
+install:
+	bash deploy/bootstrap.sh
+
+services: install
+	.venv/bin/ctrlgpt services up
+
+demo: install
+	.venv/bin/ctrlgpt demo
+
+test: services
+	.venv/bin/pytest -ra
+
+stop:
+	.venv/bin/ctrlgpt stop
