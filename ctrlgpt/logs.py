@@ -10,6 +10,9 @@ import structlog
 
 def configure(service: str, level: str = "INFO") -> structlog.stdlib.BoundLogger:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s", force=True)
+    # Client libraries log every request at INFO: keep their warnings, not their chatter.
+    for chatty in ("httpx", "httpcore", "elastic_transport", "urllib3"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

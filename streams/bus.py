@@ -13,6 +13,7 @@ meanwhile, so nothing is lost.
 from __future__ import annotations
 
 import base64
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -77,25 +78,39 @@ def make_producer(settings: Settings, **overrides: object) -> Producer:
 
 
 def publish(producer: Producer, topic: Topic, record: Record) -> None:
-    """Queue one record; `producer.flush()` (or `flush_or_raise`) waits for delivery."""
+    """Queue one record; `flush_or_raise(producer)` waits for delivery and reports failures."""
     while True:
         try:
-            producer.produce(topic.name, key=topic.key_of(record), value=topic.encode(record), on_delivery=_raise_on_failure)
+            producer.produce(
+                topic.name,
+                key=topic.key_of(record),
+                value=topic.encode(record),
+                on_delivery=functools.partial(_remember_failure, id(producer)),
+            )
             producer.poll(0)
             return
         except BufferError:
             producer.poll(0.5)
 
 
-def flush_or_raise(producer: Producer, timeout: float = 60.0) -> None:
-    remaining = producer.flush(timeout)
-    if remaining:
-        raise ServiceUnavailable(f"{remaining} messages not delivered to Kafka within {timeout}s")
+# Delivery failures per producer, reported by the next flush_or_raise: a cursor or a
+# commit must never move past a record that was not delivered.
+_failed_deliveries: dict[int, list[str]] = {}
 
 
-def _raise_on_failure(err: KafkaError | None, msg: Message) -> None:
+def _remember_failure(producer_id: int, err: KafkaError | None, msg: Message) -> None:
     if err is not None:
         log.error("kafka.delivery_failed", topic=msg.topic(), error=str(err))
+        _failed_deliveries.setdefault(producer_id, []).append(f"{msg.topic()}: {err}")
+
+
+def flush_or_raise(producer: Producer, timeout: float = 60.0) -> None:
+    remaining = producer.flush(timeout)
+    failed = _failed_deliveries.pop(id(producer), [])
+    if remaining:
+        raise ServiceUnavailable(f"{remaining} messages not delivered to Kafka within {timeout}s")
+    if failed:
+        raise ServiceUnavailable(f"{len(failed)} messages failed delivery, first: {failed[0]}")
 
 
 def send_dead_letter(

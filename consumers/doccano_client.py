@@ -1,0 +1,229 @@
+"""A small client for the REST API of doccano 1.8.4, the labeling tool people use.
+
+Endpoints are those of doccano's Django apps (`auth`, `projects`, `examples`,
+`labels`, `label_types`, `users`, `roles`); most have no trailing slash. We
+authenticate with a DRF token only: the login also opens a Django session, whose
+cookie would make every later write fail doccano's CSRF check, so it is dropped.
+A transport error, 429 or 5xx is `ServiceUnavailable` (retry later); any other
+refusal is `DoccanoError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+
+from streams.bus import ServiceUnavailable
+
+__all__ = ["DoccanoClient", "DoccanoError", "SENTIMENTS", "SentimentProject", "ensure_sentiment_project"]
+
+log = structlog.get_logger()
+
+# The category types of the sentiment project, in the order the UI shows them.
+SENTIMENTS = ("positive", "negative")
+PAGE_SIZE = 100
+
+
+class DoccanoError(RuntimeError):
+    """doccano refused a request (4xx other than 429): retrying the same request will not help."""
+
+    def __init__(self, method: str, path: str, status: int, body: str) -> None:
+        super().__init__(f"doccano {method} {path} -> {status}: {body[:500]}")
+        self.status = status
+
+
+class DoccanoClient:
+    def __init__(self, base_url: str, username: str, password: str, *, timeout: float = 30.0) -> None:
+        self._username = username
+        self._password = password
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, headers={"Accept": "application/json"}
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DoccanoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- auth and users
+
+    def login(self) -> None:
+        self._http.headers.pop("Authorization", None)
+        token = self._request("POST", "/v1/auth/login/", json={"username": self._username, "password": self._password})[
+            "key"
+        ]
+        self._http.cookies.clear()
+        self._http.headers["Authorization"] = f"Token {token}"
+
+    def usernames(self) -> dict[int, str]:
+        """Every user's id -> name (annotations name their user by id only)."""
+        return {user["id"]: user["username"] for user in self._request("GET", "/v1/users")}
+
+    def create_user(self, username: str, password: str) -> dict[str, Any]:
+        """Needs a superuser's token."""
+        return self._request(
+            "POST", "/v1/users/create", json={"username": username, "password1": password, "password2": password}
+        )
+
+    # -- projects
+
+    def find_project(self, name: str) -> dict[str, Any] | None:
+        # `q` searches names and descriptions by substring; the exact name decides.
+        for project in self._paginate("/v1/projects", {"q": name}):
+            if project["name"] == name:
+                return project
+        return None
+
+    def get_or_create_text_classification_project(self, name: str, *, description: str) -> dict[str, Any]:
+        """Single-class, collaborative (every annotator sees and we read everyone's labels), fixed order."""
+        wanted = {"single_class_classification": True, "collaborative_annotation": True, "random_order": False}
+        project = self.find_project(name)
+        if project is None:
+            log.info("doccano.project_created", name=name)
+            return self._request(
+                "POST",
+                "/v1/projects",
+                json={
+                    "name": name,
+                    "description": description,
+                    "guideline": description,
+                    "project_type": "DocumentClassification",
+                    "resourcetype": "TextClassificationProject",
+                    **wanted,
+                },
+            )
+        if project["project_type"] != "DocumentClassification":
+            raise DoccanoError(
+                "GET", "/v1/projects", 409, f"project {name!r} exists but is a {project['project_type']} project"
+            )
+        if any(project.get(field) != value for field, value in wanted.items()):
+            log.warning("doccano.project_settings_fixed", name=name, wanted=wanted)
+            project = self._request("PATCH", f"/v1/projects/{project['id']}", json=wanted)
+        return project
+
+    def delete_project(self, project_id: int) -> None:
+        self._request("DELETE", "/v1/projects", json={"ids": [project_id]})
+
+    def members(self, project_id: int) -> list[dict[str, Any]]:
+        return self._request("GET", f"/v1/projects/{project_id}/members")
+
+    def add_member(self, project_id: int, user_id: int, role_name: str) -> dict[str, Any]:
+        roles = {role["name"]: role["id"] for role in self._request("GET", "/v1/roles")}
+        return self._request(
+            "POST", f"/v1/projects/{project_id}/members", json={"user": user_id, "role": roles[role_name]}
+        )
+
+    # -- label types
+
+    def category_types(self, project_id: int) -> dict[str, int]:
+        """Label text -> category type id."""
+        return {t["text"]: t["id"] for t in self._request("GET", f"/v1/projects/{project_id}/category-types")}
+
+    def get_or_create_category_types(self, project_id: int, names: tuple[str, ...]) -> dict[str, int]:
+        existing = self.category_types(project_id)
+        for name in names:
+            if name not in existing:
+                created = self._request("POST", f"/v1/projects/{project_id}/category-types", json={"text": name})
+                existing[name] = created["id"]
+        return existing
+
+    # -- examples
+
+    def create_example(self, project_id: int, text: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+        return self._request("POST", f"/v1/projects/{project_id}/examples", json={"text": text, "meta": dict(meta)})
+
+    def iter_examples(
+        self, project_id: int, *, confirmed: bool | None = None, label: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Examples in creation order; `label` keeps those someone labelled with that category."""
+        params: dict[str, Any] = {}
+        if confirmed is not None:
+            params["confirmed"] = "true" if confirmed else "false"
+        if label is not None:
+            params["label"] = label
+        return self._paginate(f"/v1/projects/{project_id}/examples", params)
+
+    def get_example(self, project_id: int, example_id: int) -> dict[str, Any] | None:
+        try:
+            return self._request("GET", f"/v1/projects/{project_id}/examples/{example_id}")
+        except DoccanoError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def confirm_example(self, project_id: int, example_id: int) -> None:
+        """Mark an example confirmed, as the UI's check button does.
+
+        doccano's POST toggles: it removes the state when one exists. So we post only
+        when nobody has confirmed it yet (in a collaborative project, anyone's counts).
+        """
+        path = f"/v1/projects/{project_id}/examples/{example_id}/states"
+        if not self._request("GET", path)["results"]:
+            self._request("POST", path, json={})
+
+    # -- category annotations
+
+    def categories(self, project_id: int, example_id: int) -> list[dict[str, Any]]:
+        """An example's category annotations: id, user (id), label (type id), created_at, updated_at."""
+        return self._request("GET", f"/v1/projects/{project_id}/examples/{example_id}/categories")
+
+    def add_category(self, project_id: int, example_id: int, label_id: int) -> dict[str, Any]:
+        """In a single-class project this replaces the example's category annotations (everyone's, if collaborative)."""
+        return self._request(
+            "POST",
+            f"/v1/projects/{project_id}/examples/{example_id}/categories",
+            json={"example": example_id, "label": label_id},
+        )
+
+    def delete_category(self, project_id: int, example_id: int, annotation_id: int) -> None:
+        self._request("DELETE", f"/v1/projects/{project_id}/examples/{example_id}/categories/{annotation_id}")
+
+    # -- transport
+
+    def _paginate(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = self._request("GET", path, params={**params, "limit": PAGE_SIZE, "offset": offset})
+            yield from page["results"]
+            offset += len(page["results"])
+            if not page["next"] or not page["results"]:
+                return
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(f"doccano at {self._http.base_url} unreachable: {exc!r}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise ServiceUnavailable(f"doccano {method} {path} -> {response.status_code}")
+        if response.status_code >= 400:
+            raise DoccanoError(method, path, response.status_code, response.text)
+        if not response.content:
+            return None
+        # An unknown path is answered 200 with the web app's index.html, not 404.
+        if not response.headers.get("content-type", "").startswith("application/json"):
+            raise DoccanoError(method, path, response.status_code, f"not a JSON answer: {response.text[:200]}")
+        return response.json()
+
+
+@dataclass(frozen=True)
+class SentimentProject:
+    """The sentiment project's id and its category types (text -> id)."""
+
+    id: int
+    label_ids: dict[str, int]
+
+
+def ensure_sentiment_project(client: DoccanoClient, name: str) -> SentimentProject:
+    project = client.get_or_create_text_classification_project(
+        name, description="Is this passage positive or negative? One label per passage; check it when done."
+    )
+    return SentimentProject(project["id"], client.get_or_create_category_types(project["id"], SENTIMENTS))

@@ -1,0 +1,86 @@
+"""The doccano sink against the real doccano, in a project of the test's own."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from consumers.doccano_client import DoccanoClient
+from consumers.doccano_sink import PassageSink
+from consumers.passages import split_passages
+from ctrlgpt import secrets
+from ctrlgpt.settings import Settings
+from streams import topics
+from streams.bus import Received, ServiceUnavailable
+from streams.records import PageCleaned
+
+pytestmark = pytest.mark.integration
+
+
+def clean_page(url: str) -> PageCleaned:
+    paragraphs = [f"Paragraph {i} about the harbor festival, which drew a happy crowd. " * 6 for i in range(5)]
+    return PageCleaned(
+        url=url,
+        domain="news.test",
+        title="Harbor festival",
+        summary="A festival.",
+        text="\n".join(paragraphs),
+        language="en",
+        content_sha256="0" * 64,
+        fetched_at=datetime.now(timezone.utc),
+        crawl_id="test",
+    )
+
+
+def received(page: PageCleaned) -> Received:
+    return Received(page, topics.PAGES_CLEAN.name, 0, 0, page.url.encode(), topics.PAGES_CLEAN.encode(page))
+
+
+def make_sink(settings: Settings, url: str | None = None) -> PassageSink:
+    return PassageSink(
+        doccano_url=url or settings.doccano_url,
+        username=settings.doccano_username,
+        password=secrets.load_or_create(settings.secrets_file).doccano_password,
+        project_name=settings.doccano_project,
+    )
+
+
+def test_passages_become_examples_once(project_settings: Settings, doccano: DoccanoClient) -> None:
+    pages = [clean_page(f"https://news.test/{uuid.uuid4().hex}.html") for _ in range(2)]
+    sink = make_sink(project_settings)
+    sink.setup()
+    sink.write([received(p) for p in pages])
+
+    project_id = sink.project_id
+    examples = list(doccano.iter_examples(project_id))
+    expected = [passage for p in pages for passage in split_passages(p.url, p.text)]
+    assert len(expected) >= 4
+    assert sorted(e["meta"]["passage_key"] for e in examples) == sorted(p.key for p in expected)
+    first = next(e for e in examples if e["meta"]["passage_key"] == expected[0].key)
+    assert first["text"] == expected[0].text
+    assert (first["meta"]["url"], first["meta"]["title"]) == (pages[0].url, "Harbor festival")
+
+    sink.write([received(p) for p in pages])
+    assert len(list(doccano.iter_examples(project_id))) == len(expected)
+
+    # A restarted sink knows the passages from doccano itself.
+    restarted = make_sink(project_settings)
+    restarted.setup()
+    restarted.write([received(pages[1])])
+    assert len(list(doccano.iter_examples(project_id))) == len(expected)
+    sink.close()
+    restarted.close()
+
+
+def test_doccano_down_is_service_unavailable(project_settings: Settings) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    sink = make_sink(project_settings, url=f"http://127.0.0.1:{closed_port}")
+    with pytest.raises(ServiceUnavailable):
+        sink.setup()
+    with pytest.raises(ServiceUnavailable):
+        sink.write([received(clean_page("https://news.test/down.html"))])

@@ -1,0 +1,112 @@
+"""The index sink against the real Elasticsearch, in an index of its own per test."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from consumers.search_index import PageIndexSink, document_id
+from ctrlgpt.settings import Settings
+from streams import topics
+from streams.bus import Received, RecordRejected, ServiceUnavailable
+from streams.records import PageCleaned
+
+pytestmark = pytest.mark.integration
+
+
+def received(page: PageCleaned, offset: int = 0) -> Received:
+    return Received(page, topics.PAGES_CLEAN.name, 0, offset, page.url.encode(), topics.PAGES_CLEAN.encode(page))
+
+
+def page(url: str, text: str, content_sha256: str = "0" * 64) -> PageCleaned:
+    return PageCleaned(
+        url=url,
+        domain="news.test",
+        title="Harbor news",
+        summary="What happened at the harbor.",
+        text=text,
+        language="en",
+        content_sha256=content_sha256,
+        fetched_at=datetime.now(timezone.utc),
+        crawl_id="test",
+    )
+
+
+@pytest.fixture
+def es(settings: Settings) -> Iterator[Elasticsearch]:
+    client = Elasticsearch(settings.es_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def alias(es: Elasticsearch) -> Iterator[str]:
+    name = f"ctrlgpt-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    es.options(ignore_status=404).indices.delete(index=f"{name}-v1")
+    es.options(ignore_status=404).indices.delete_index_template(name=f"{name}-pages")
+
+
+@pytest.fixture
+def sink(settings: Settings, alias: str) -> Iterator[PageIndexSink]:
+    created = PageIndexSink(es_url=settings.es_url, alias=alias)
+    created.setup()
+    yield created
+    created.close()
+
+
+def test_pages_are_found_and_indexing_again_does_not_duplicate(
+    sink: PageIndexSink, es: Elasticsearch, alias: str
+) -> None:
+    marker = f"lighthouse{uuid.uuid4().hex[:8]}"
+    pages = [page(f"https://news.test/{marker}/{i}.html", f"The {marker} keepers were singing {i}.") for i in range(3)]
+    sink.write([received(p, i) for i, p in enumerate(pages)])
+    es.indices.refresh(index=alias)
+    hits = es.search(
+        index=alias, query={"bool": {"must": [{"match": {"text": marker}}, {"match": {"text": "Singing"}}]}}
+    )
+    assert {hit["_source"]["url"] for hit in hits["hits"]["hits"]} == {p.url for p in pages}
+    assert {hit["_id"] for hit in hits["hits"]["hits"]} == {document_id(p.url) for p in pages}
+
+    sink.write([received(p, i) for i, p in enumerate(pages)])
+    es.indices.refresh(index=alias)
+    assert es.count(index=alias)["count"] == 3
+
+
+def test_setup_made_a_versioned_index_behind_the_alias_and_is_repeatable(
+    sink: PageIndexSink, es: Elasticsearch, alias: str
+) -> None:
+    sink.setup()
+    assert es.indices.get_alias(name=alias).body.keys() == {f"{alias}-v1"}
+    mapping = es.indices.get_mapping(index=alias)[f"{alias}-v1"]["mappings"]
+    # english where the node has it; the local integ-test-zip node lacks analysis-common.
+    assert mapping["properties"]["text"]["analyzer"] in ("english", "english_unstemmed")
+    assert mapping["properties"]["url"]["type"] == "keyword"
+
+
+def test_a_document_elasticsearch_refuses_is_rejected_and_the_others_are_indexed(
+    sink: PageIndexSink, es: Elasticsearch, alias: str
+) -> None:
+    good = page("https://news.test/good.html", "A fine page.")
+    # A keyword term over 32766 bytes: a valid record that Elasticsearch can never index.
+    bad = page("https://news.test/bad.html", "Another page.", content_sha256="f" * 40_000)
+    with pytest.raises(RecordRejected, match="rejected 1 of 2"):
+        sink.write([received(good, 0), received(bad, 1)])
+    es.indices.refresh(index=alias)
+    assert [hit["_source"]["url"] for hit in es.search(index=alias)["hits"]["hits"]] == [good.url]
+
+
+def test_elasticsearch_down_is_service_unavailable(alias: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    down = PageIndexSink(es_url=f"http://127.0.0.1:{closed_port}", alias=alias, request_timeout=2)
+    with pytest.raises(ServiceUnavailable):
+        down.setup()
+    with pytest.raises(ServiceUnavailable):
+        down.write([received(page("https://news.test/a.html", "text"))])
