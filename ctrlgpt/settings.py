@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     # Kafka
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     kafka_controller_port: int = Field(9093, description="KRaft controller port of the local broker.")
+    kafka_java_home: Path = Field(Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs the local broker.")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the data topics when ctrlgpt creates them.")
     topic_replication: int = Field(1, ge=1, description="Replication factor when ctrlgpt creates topics.")
 
@@ -48,6 +49,12 @@ class Settings(BaseSettings):
     crawl_max_pages: int = Field(200, ge=1, description="Pages fetched per site and crawl, at most.")
     fetch_timeout_s: float = Field(20.0, gt=0, description="Page load timeout.")
     fetch_retries: int = Field(3, ge=0, description="Retries of a failed page load before it is dead-lettered.")
+    fetch_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a failed page load; doubles on each retry.")
+    crawl_delay_s: float = Field(0.2, ge=0, description="Least time between two fetches from one host (robots.txt Crawl-delay wins if larger).")
+
+    # Cleaner
+    cleaner_app_id: str = Field("ctrlgpt-cleaner", description="faust app id of the cleaner, also its consumer group.")
+    clean_min_chars: int = Field(200, ge=1, description="Pages whose main text is shorter are dead-lettered.")
 
     # Demo site
     demo_site_port: int = Field(8090, description="Port of the local demo website.")
@@ -64,12 +71,18 @@ class Settings(BaseSettings):
     reward_epochs: float = Field(8.0, gt=0, description="Epochs of reward-model training.")
     ppo_episodes: int = Field(64, ge=1, description="Total PPO episodes of one run.")
     seed: int = Field(0, description="Random seed of training.")
+    rl_algorithm: str = Field("ppo", description="RL stage after SFT and the reward model; only 'ppo' exists so far.")
+    ppo_kl_coef: float = Field(0.05, ge=0, description="Weight of the per-token KL penalty to the SFT reference in PPO.")
+    gate_reward_margin: float = Field(0.05, description="Mean reward the candidate must gain over the baseline to be promoted.")
+    gate_max_kl: float = Field(0.5, gt=0, description="Largest mean per-token KL to the SFT reference a promoted policy may have.")
 
     # API
     api_host: str = Field("127.0.0.1", description="Interface the API binds.")
     api_port: int = Field(8080, description="Port the API binds.")
     max_prompt_chars: int = Field(2000, ge=1, description="Longest prompt the API accepts.")
     max_new_tokens_limit: int = Field(256, ge=1, description="Largest max_new_tokens a request may ask for.")
+    served_model_name: str = Field("expansion-policy", description="Model name (key on the model-updates topic) the API serves.")
+    api_replica_id: str | None = Field(None, description="Id of this API replica (its own consumer group); unset: hostname-port.")
 
     @property
     def secrets_file(self) -> Path:

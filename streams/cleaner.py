@@ -1,0 +1,137 @@
+"""The cleaner: a faust-streaming app from raw pages to clean pages.
+
+Each message of `PAGES_RAW` becomes a `PageCleaned` on `PAGES_CLEAN`, or a dead
+letter on the clean stage's topic with the reason (not a valid record, or no
+usable main text): nothing is dropped silently. Offsets are committed by faust
+after the event is acked, so a crash re-processes rather than loses a page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import dataclass
+from functools import partial
+from typing import cast
+
+import faust
+import structlog
+from confluent_kafka import Producer
+
+from ctrlgpt.settings import Settings
+from streams import bus, topics
+from streams.cleaning import PageRejected, clean_page
+from streams.records import PageCleaned, PageFetched
+from streams.topics import ContractError
+
+__all__ = ["STAGE", "Rejection", "clean_message", "make_app", "main"]
+
+STAGE = "clean"
+# Raw pages can be large; the same bound as the confluent producers of streams.bus.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_BACKOFF_S = 30.0
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a raw message produced no clean page: the dead letter's reason and error type."""
+
+    reason: str
+    error_type: str
+
+
+def clean_message(value: bytes | None, *, min_chars: int) -> PageCleaned | Rejection:
+    """One raw message -> its clean page, or the reason it has none."""
+    try:
+        fetched = cast(PageFetched, topics.PAGES_RAW.decode(value))
+    except ContractError as exc:
+        return Rejection(str(exc), type(exc).__name__)
+    try:
+        return clean_page(fetched, min_chars=min_chars)
+    except PageRejected as exc:
+        return Rejection(f"{fetched.url}: {exc}", type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - a page that breaks the extractor is that page's problem, not the worker's
+        return Rejection(f"{fetched.url}: cleaning failed: {exc!r}", type(exc).__name__)
+
+
+def make_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.cleaner_app_id,
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        datadir=str(settings.data_dir / "faust" / settings.cleaner_app_id),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        # Topics belong to ctrlgpt's registry (streams.topics), created through streams.bus, never by faust.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=False,
+        producer_max_request_size=MAX_MESSAGE_BYTES,
+        consumer_auto_offset_reset="earliest",
+    )
+    raw_pages = app.topic(topics.PAGES_RAW.name)
+    clean_pages = app.topic(topics.PAGES_CLEAN.name)
+
+    # Concurrency 1: faust-streaming can commit past in-flight events with more.
+    @app.agent(raw_pages, concurrency=1)
+    async def clean(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        # Dead letters go through streams.bus, so they are built exactly as every other stage builds them.
+        dead_letters = bus.make_producer(settings)
+        async for event in stream.events():
+            message = event.message
+            # trafilatura is CPU-bound; off the event loop, Kafka heartbeats keep going.
+            outcome = await loop.run_in_executor(
+                None, partial(clean_message, message.value, min_chars=settings.clean_min_chars)
+            )
+            if isinstance(outcome, PageCleaned):
+                # faust flushes its producer before it commits this event's offset: at least once.
+                await clean_pages.send(key=topics.PAGES_CLEAN.key_of(outcome), value=topics.PAGES_CLEAN.encode(outcome))
+                log.info("page.cleaned", url=outcome.url, chars=len(outcome.text), language=outcome.language)
+                continue
+            bus.send_dead_letter(
+                dead_letters,
+                STAGE,
+                source_topic=message.topic,
+                value=message.value,
+                key=message.key,
+                partition=message.partition,
+                offset=message.offset,
+                reason=outcome.reason,
+                error_type=outcome.error_type,
+            )
+            # Delivered before the event is acked, so its offset is never committed without it.
+            await _flush_until_delivered(dead_letters)
+
+    return app
+
+
+async def _flush_until_delivered(producer: Producer) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(bus.flush_or_raise, producer, 10.0)
+            return
+        except bus.ServiceUnavailable as exc:
+            log.warning("dead_letter.waiting_for_kafka", error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic(STAGE)])
+    app = make_app(settings)
+    app.conf.datadir.mkdir(parents=True, exist_ok=True)
+    log.info("cleaner.starting", app_id=settings.cleaner_app_id, bootstrap=settings.kafka_bootstrap)
+    # Started programmatically, not through faust's click CLI; logging stays ours
+    # (override_logging=False). The worker stops gracefully on SIGTERM/SIGINT.
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+    # The progress spinner is for terminals: it writes escape codes into the log stream.
+    worker.spinner = None
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)

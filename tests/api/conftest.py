@@ -1,0 +1,100 @@
+"""A tiny but real model version on disk: byte-level BPE tokenizer, 2-layer GPT-2, manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from api.model_loader import load_version
+from api.served_model import ServedModel
+from ctrlgpt.settings import Settings
+from trainer.manifest import Manifest, write_manifest
+
+END = "<|endoftext|>"
+SENTENCES = [
+    "The cat sat on the mat and looked happy.",
+    "A sunny day in the park makes everyone smile.",
+    "Kafka keeps every record in order on its partition.",
+    "The weather was gloomy and the train was late again.",
+    "Good food and good friends make a great evening.",
+]
+
+
+@dataclass(frozen=True)
+class FixtureVersion:
+    version: str
+    path: Path
+    manifest_sha256: str
+
+    def load(self) -> ServedModel:
+        return load_version(self.path, self.manifest_sha256, expected_version=self.version)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[END], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(SENTENCES, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END, bos_token=END, unk_token=END)
+
+
+@pytest.fixture(scope="session")
+def make_version(tmp_path_factory, tiny_tokenizer) -> Callable[..., FixtureVersion]:
+    """Factory: `make_version("v1", parent="v0")` writes a registered version in a fresh directory."""
+
+    def make(version: str, *, parent: str | None = None, name: str = "expansion-policy", seed: int = 0) -> FixtureVersion:
+        version_dir = tmp_path_factory.mktemp("registry") / version
+        policy = version_dir / "policy"
+        tiny_tokenizer.save_pretrained(policy)
+        config = GPT2Config(
+            vocab_size=len(tiny_tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+            bos_token_id=tiny_tokenizer.eos_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
+        )
+        torch.manual_seed(seed)
+        # transformers 5 writes safetensors only (model.safetensors).
+        GPT2LMHeadModel(config).save_pretrained(policy)
+        manifest = Manifest(
+            name=name, version=version, parent_version=parent, base_model="bootstrap", status="promoted",
+            metrics={"reward_mean": 0.25, "kl": 0.01},
+        )
+        return FixtureVersion(version, version_dir, write_manifest(version_dir, manifest))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def v1(make_version) -> FixtureVersion:
+    return make_version("v1", seed=1)
+
+
+@pytest.fixture(scope="session")
+def v2(make_version) -> FixtureVersion:
+    return make_version("v2", parent="v1", seed=2)
+
+
+@pytest.fixture(scope="session")
+def api_settings(tmp_path_factory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("data"), max_prompt_chars=200, max_new_tokens_limit=16)
+
+
+@pytest.fixture(scope="session")
+def tampered(make_version) -> Callable[[str], FixtureVersion]:
+    """Factory: a version whose weights changed by one byte after its manifest was written."""
+
+    def make(version: str) -> FixtureVersion:
+        fixture = make_version(version, parent="v1", seed=3)
+        weights = fixture.path / "policy" / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+        return fixture
+
+    return make

@@ -1,0 +1,24 @@
+"""GET /health and GET /v1/models/current name what this replica serves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.served_model import ModelHolder
+
+
+def test_health_and_current_model_describe_the_served_version(api_settings, v2):
+    holder = ModelHolder()
+    served = v2.load()
+    holder.swap(served)
+    with TestClient(create_app(api_settings, holder=holder, follow_updates=False)) as client:
+        assert client.get("/health").json() == {"status": "ok", "model_version": "v2"}
+        current = client.get("/v1/models/current").json()
+    assert current["version"] == "v2"
+    assert current["parent_version"] == "v1"
+    assert current["model_name"] == "expansion-policy"
+    assert current["metrics"] == {"reward_mean": 0.25, "kl": 0.01}
+    assert datetime.fromisoformat(current["loaded_at"]) == served.loaded_at
