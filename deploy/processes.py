@@ -8,6 +8,7 @@ what an earlier command started. Starting a name that is already running does no
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -49,8 +50,12 @@ def start(
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    user: str | None = None,
 ) -> int:
-    """Start `argv` in the background unless `name` already runs; returns its pid."""
+    """Start `argv` in the background unless `name` already runs; returns its pid.
+
+    `user`: run as this system user (with its primary group only), for servers that refuse root.
+    """
     pid = running_pid(settings, name)
     if pid is not None:
         log.info("process.already_running", name=name, pid=pid)
@@ -67,10 +72,17 @@ def start(
             cwd=cwd,
             env={**os.environ, **(env or {})},
             start_new_session=True,  # its own process group: stop() ends it with its children
+            user=user,
+            group=_primary_group(user) if user else None,
+            extra_groups=[] if user else None,
         )
     pid_path.write_text(str(process.pid))
     log.info("process.started", name=name, pid=process.pid, log=str(log_path))
     return process.pid
+
+
+def _primary_group(user: str) -> int:
+    return pwd.getpwnam(user).pw_gid
 
 
 def ctrlgpt_command(*args: str) -> list[str]:

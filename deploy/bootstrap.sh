@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs what this machine lacks to run ctrlgpt (as root, on Debian), and nothing else:
+# system packages, the Python venvs, the Kafka jars and the Elasticsearch zip.
+# Downloads are cached under ~/.cache and ~/.m2, never in the repo. Safe to run
+# again: when everything is there it checks and exits within seconds, silently.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+export UV_CACHE_DIR="${UV_CACHE_DIR:-$HOME/.cache/uv}"
+CACHE="$HOME/.cache/ctrlgpt"
+JAVA17="/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
+mkdir -p "$CACHE"
+
+say() { echo "bootstrap: $*"; }
+
+# A stamp holds the hash of the files a step was made from: same hash, nothing to do.
+fresh() {  # fresh STAMP FILE...
+    [ -f "$1" ] && [ "$(cat "$1")" = "$(cat "${@:2}" | sha256sum)" ]
+}
+stamp() {  # stamp STAMP FILE...
+    cat "${@:2}" | sha256sum >"$1"
+}
+
+# System packages: Chromium for the crawler, Java 17 and Maven for Kafka and Elasticsearch.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x "$JAVA17" ] || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null; then
+    say "installing uv"
+    pip install --quiet uv
+fi
+
+# The main venv: the exact lock, then ctrlgpt itself in editable mode (sync removes it).
+if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    uv venv --quiet --python 3.11 .venv
+fi
+if ! fresh .venv/.ctrlgpt-stamp requirements.lock pyproject.toml; then
+    say "syncing .venv with requirements.lock"
+    uv pip sync --quiet --python .venv/bin/python requirements.lock
+    uv pip install --quiet --python .venv/bin/python --no-deps -e .
+    stamp .venv/.ctrlgpt-stamp requirements.lock pyproject.toml
+fi
+
+# doccano's own venv: its pins (Django 4, numpy<2, marshmallow<4) clash with the ML stack.
+if [ ! -x .venv-doccano/bin/python ]; then
+    say "creating .venv-doccano"
+    uv venv --quiet --python 3.11 .venv-doccano
+fi
+if ! fresh .venv-doccano/.ctrlgpt-stamp deploy/doccano/requirements.lock; then
+    say "syncing .venv-doccano with deploy/doccano/requirements.lock"
+    uv pip sync --quiet --python .venv-doccano/bin/python deploy/doccano/requirements.lock
+    stamp .venv-doccano/.ctrlgpt-stamp deploy/doccano/requirements.lock
+fi
+
+# Kafka: Maven resolves the broker's jars into ~/.m2; the classpath is remembered for deploy.services.
+classpath="$CACHE/kafka-classpath.txt"
+classpath_ok() {
+    [ -s "$classpath" ] && [ "$classpath" -nt deploy/kafka/pom.xml ] || return 1
+    local jar
+    for jar in $(tr ':' ' ' <"$classpath"); do [ -e "$jar" ] || return 1; done
+}
+if ! classpath_ok; then
+    say "resolving the Kafka broker with Maven"
+    resolve=(mvn -q -B -f deploy/kafka/pom.xml dependency:build-classpath "-Dmdep.outputFile=$classpath")
+    "${resolve[@]}" -o >/dev/null 2>&1 || "${resolve[@]}"
+    touch "$classpath"  # Maven leaves an unchanged file as it was, older than the pom
+fi
+
+# Elasticsearch: the integ-test-zip from Maven Central, kept in ~/.m2.
+es_version="$(.venv/bin/python -c 'from ctrlgpt.settings import Settings; print(Settings().es_version)')"
+es_zip="$HOME/.m2/repository/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$es_version/elasticsearch-$es_version.zip"
+if [ ! -s "$es_zip" ]; then
+    say "fetching Elasticsearch $es_version"
+    mvn -q -B dependency:get -Dtransitive=false \
+        "-Dartifact=org.elasticsearch.distribution.integ-test-zip:elasticsearch:$es_version:zip"
+fi

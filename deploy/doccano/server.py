@@ -1,0 +1,127 @@
+"""The local doccano 1.8.4: its own venv (.venv-doccano), SQLite under the data dir.
+
+doccano's CLI keeps its database and media under $DOCCANO_HOME; Django's secret key
+is generated once and kept there, owner-only. The admin's password comes from the
+secrets file and is (re)applied each time the server starts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from ctrlgpt import secrets as ctrlgpt_secrets
+from ctrlgpt.settings import REPO_ROOT, Settings
+from deploy import processes
+
+log = structlog.get_logger()
+
+NAME = "doccano"
+VERSION = "1.8.4"
+VENV = REPO_ROOT / ".venv-doccano"
+READY_TIMEOUT_S = 120.0
+WORKERS = 2  # doccano's default, 2 x cores + 1, is too much memory for a laptop demo
+ADMIN_EMAIL = "admin@example.com"
+
+
+def home(settings: Settings) -> Path:
+    return settings.data_dir / "doccano"
+
+
+def http_address(doccano_url: str) -> tuple[str, int]:
+    parts = urlsplit(doccano_url)
+    if not parts.hostname or parts.port is None:
+        raise ValueError(f"doccano_url must be http://HOST:PORT, got {doccano_url!r}")
+    return parts.hostname, parts.port
+
+
+def secret_key(directory: Path) -> str:
+    path = directory / "secret-key"
+    if not path.exists():
+        # O_EXCL + 0600: created once, readable by the owner only.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    directory = home(settings)
+    return {"DOCCANO_HOME": str(directory), "SECRET_KEY": secret_key(directory), "DEBUG": "False"}
+
+
+def _doccano(settings: Settings, env: dict[str, str], *args: str) -> None:
+    result = subprocess.run(
+        [str(VENV / "bin" / "doccano"), *args],
+        env={**os.environ, **env},
+        cwd=home(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"`doccano {args[0]}` failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+
+
+def prepare(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """Create the database once and set the admin's password; returns the server's command line and environment."""
+    if not (VENV / "bin" / "doccano").exists():
+        raise FileNotFoundError(f"{VENV} has no doccano: run deploy/bootstrap.sh")
+    directory = home(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    env = _environment(settings)
+    initialized = directory / f"initialized-{VERSION}"
+    if not initialized.exists():
+        log.info("doccano.initializing", database=str(directory / "db.sqlite3"))
+        _doccano(settings, env, "init")
+        initialized.touch()
+    password = ctrlgpt_secrets.load_or_create(settings.secrets_file).doccano_password
+    # Creates the admin, or resets its password when it exists (doccano's create_admin does both).
+    _doccano(settings, env, "createuser", "--username", settings.doccano_username, "--password", password, "--email", ADMIN_EMAIL)
+    argv = [
+        str(VENV / "bin" / "doccano"),
+        "webserver",
+        "--port",
+        str(http_address(settings.doccano_url)[1]),
+        "--workers",
+        str(WORKERS),
+    ]
+    return argv, env
+
+
+def start(settings: Settings) -> int:
+    pid = processes.running_pid(settings, NAME)
+    if pid is not None:
+        return pid
+    argv, env = prepare(settings)
+    # cwd matters: doccano imports its apps by bare names (`api`), which the repo root would shadow.
+    return processes.start(settings, NAME, argv, env=env, cwd=home(settings))
+
+
+def login(settings: Settings) -> str:
+    """An API token for the admin, as the REST API hands it out."""
+    password = ctrlgpt_secrets.load_or_create(settings.secrets_file).doccano_password
+    response = httpx.post(
+        f"{settings.doccano_url}/v1/auth/login/",
+        json={"username": settings.doccano_username, "password": password},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["key"]
+
+
+def ready(settings: Settings) -> bool:
+    return bool(login(settings))
+
+
+def url(settings: Settings) -> str:
+    return settings.doccano_url
+
+
+def address(settings: Settings) -> tuple[str, int]:
+    return http_address(settings.doccano_url)

@@ -1,0 +1,153 @@
+"""`ctrlgpt services up|down|status`: Kafka, Elasticsearch and doccano on this machine.
+
+`up` starts what is not running (Kafka first, the others while it boots), waits
+until each answers, then creates the registry's missing topics. Running it again
+changes nothing. `down` stops them; their data stays under `settings.data_dir`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from ctrlgpt.settings import Settings
+from deploy import processes
+from deploy.doccano import server as doccano
+from deploy.elasticsearch import node as elasticsearch
+from deploy.kafka import broker as kafka
+from streams import bus
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    start: Callable[[Settings], int]
+    ready: Callable[[Settings], bool]
+    url: Callable[[Settings], str]
+    address: Callable[[Settings], tuple[str, int]]
+    ready_timeout_s: float
+
+
+SERVICES: tuple[Service, ...] = tuple(
+    Service(module.NAME, module.start, module.ready, module.url, module.address, module.READY_TIMEOUT_S)
+    for module in (kafka, elasticsearch, doccano)  # the order they start in: Kafka first
+)
+
+
+class ServiceFailed(RuntimeError):
+    """A service did not start or did not become ready; the message names its log file."""
+
+
+def up(settings: Settings) -> None:
+    began = time.monotonic()
+    # Start them all in order, then wait: their boots overlap, Kafka's first.
+    pids = {}
+    for service in SERVICES:
+        if processes.running_pid(settings, service.name) is None:
+            _refuse_taken_port(settings, service)
+        try:
+            pids[service.name] = service.start(settings)
+        except Exception as exc:
+            raise ServiceFailed(f"{service.name} could not start: {exc}") from exc
+    for service in SERVICES:
+        _wait_ready(settings, service, pids[service.name])
+        log.info(
+            "service.up",
+            name=service.name,
+            pid=pids[service.name],
+            url=service.url(settings),
+            seconds=round(time.monotonic() - began, 1),
+        )
+    try:
+        created = bus.ensure_topics(settings)
+    except bus.ServiceUnavailable as exc:
+        raise ServiceFailed(f"creating the topics failed: {exc}; see {processes.log_file(settings, kafka.NAME)}") from exc
+    log.info("topics.ensured", created=created)
+
+
+def _refuse_taken_port(settings: Settings, service: Service) -> None:
+    """Another program on the port would answer the readiness checks in our service's place."""
+    host, port = service.address(settings)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex((host, port)) == 0:
+            raise ServiceFailed(
+                f"{service.name} is not running (no live pid in {processes.pid_file(settings, service.name)}), "
+                f"yet {host}:{port} is taken by another program: stop it, or point the setting elsewhere"
+            )
+
+
+def _wait_ready(settings: Settings, service: Service, pid: int) -> None:
+    log_path = processes.log_file(settings, service.name)
+
+    def answers() -> bool:
+        # A child that died stays a zombie, alive to kill(0), until reaped.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if processes.running_pid(settings, service.name) != pid:
+            raise ServiceFailed(f"{service.name} (pid {pid}) exited while starting; see {log_path}")
+        return service.ready(settings)
+
+    deadline = time.monotonic() + service.ready_timeout_s
+    while True:
+        try:
+            if answers():
+                return
+        except ServiceFailed:
+            raise
+        except Exception as exc:  # not answering yet
+            if time.monotonic() > deadline:
+                raise ServiceFailed(
+                    f"{service.name} did not answer at {service.url(settings)} within {service.ready_timeout_s:.0f}s "
+                    f"({exc}); see {log_path}"
+                ) from exc
+        time.sleep(1.0)
+
+
+def down(settings: Settings) -> None:
+    # Reverse of the start order: Kafka, which the others' users need first, goes last.
+    for service in reversed(SERVICES):
+        if processes.stop(settings, service.name, timeout=60.0):
+            log.info("service.down", name=service.name)
+
+
+def status_lines(settings: Settings) -> tuple[list[str], bool]:
+    """One line per service, and whether all of them are up."""
+    lines, all_up = [], True
+    for service in SERVICES:
+        pid = processes.running_pid(settings, service.name)
+        answering = False
+        if pid is not None:
+            try:
+                answering = service.ready(settings)
+            except Exception:  # noqa: BLE001 - running but not answering: reported as such
+                answering = False
+        state = "up" if answering else ("starting/unhealthy" if pid is not None else "down")
+        all_up &= answering
+        lines.append(f"{service.name:<14} {state:<18} pid={pid or '-':<8} {service.url(settings)}")
+    return lines, all_up
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "up":
+        try:
+            up(settings)
+        except ServiceFailed as exc:
+            log.error("services.failed", error=str(exc))
+            print(f"error: {exc}")
+            return 1
+    elif args.action == "down":
+        down(settings)
+        return 0
+    lines, all_up = status_lines(settings)
+    print("\n".join(lines))
+    return 0 if all_up else 1

@@ -1,0 +1,101 @@
+"""One headless Chromium, driven by Playwright's sync API, that loads pages as a person's browser would.
+
+The browser is the system's Chromium (`settings.chromium_path`); Playwright's own
+download is never used. Use it from the thread that created it (Playwright's rule).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import sync_playwright
+
+from ctrlgpt.settings import Settings
+
+__all__ = ["CHROMIUM_ARGS", "Loaded", "FetchError", "Browser"]
+
+log = structlog.get_logger()
+
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What the browser saw: the main response's status and type, and the rendered DOM."""
+
+    final_url: str
+    status: int
+    content_type: str
+    html: str
+    elapsed_ms: int
+
+
+class FetchError(Exception):
+    """A load that failed; `transient` says whether trying again may help."""
+
+    def __init__(self, reason: str, *, transient: bool, error_type: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.error_type = error_type
+
+
+class Browser:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._playwright = sync_playwright().start()
+        self._launch()
+
+    def _launch(self) -> None:
+        self._browser = self._playwright.chromium.launch(
+            executable_path=str(self._settings.chromium_path), headless=True, args=list(CHROMIUM_ARGS)
+        )
+        self._context = self._browser.new_context(user_agent=self._settings.user_agent)
+        log.info("browser.launched", chromium=str(self._settings.chromium_path), version=self._browser.version)
+
+    def load(self, url: str) -> Loaded:
+        if not self._browser.is_connected():  # Chromium crashed or was killed: start a new one
+            log.warning("browser.disconnected")
+            self._launch()
+        timeout_s = self._settings.fetch_timeout_s
+        page = self._context.new_page()
+        started = time.monotonic()
+        try:
+            response = page.goto(url, wait_until="load", timeout=timeout_s * 1000)
+            if response is None:
+                raise FetchError(f"no response for {url}", transient=True, error_type="NoResponse")
+            return Loaded(
+                final_url=page.url,
+                status=response.status,
+                content_type=response.headers.get("content-type", ""),
+                html=page.content(),
+                elapsed_ms=int((time.monotonic() - started) * 1000),
+            )
+        except PlaywrightTimeoutError as exc:
+            raise FetchError(f"load timed out after {timeout_s:g}s", transient=True, error_type="Timeout") from exc
+        except PlaywrightError as exc:
+            message = exc.message.splitlines()[0] if exc.message else repr(exc)
+            if "Download is starting" in message:  # Chromium downloads what it cannot render
+                raise FetchError(f"not an HTML page (the browser started a download): {url}", transient=False,
+                                 error_type="NotHtml") from exc
+            raise FetchError(f"network error: {message}", transient=True, error_type="NetworkError") from exc
+        finally:
+            page.close()
+
+    def close(self) -> None:
+        try:
+            self._context.close()
+            self._browser.close()
+        finally:
+            self._playwright.stop()

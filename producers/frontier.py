@@ -1,0 +1,195 @@
+"""The crawl frontier's pure rules: URL normalization, scope, link extraction, robots.txt.
+
+No I/O here: the crawler fetches, this module decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.robotparser import RobotFileParser
+
+import lxml.html
+from lxml.etree import ParserError
+
+from streams.records import CrawlRequested
+
+__all__ = [
+    "normalize_url",
+    "host_of",
+    "origin_of",
+    "scope_domains",
+    "in_scope",
+    "extract_links",
+    "robots_url",
+    "parse_robots",
+    "RobotsDecision",
+    "robots_decision",
+    "is_html",
+    "Verdict",
+    "fetch_verdict",
+    "next_requests",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def normalize_url(url: str) -> str:
+    """One spelling per page: lowercase scheme and host, no fragment or default port, sorted query.
+
+    Raises ValueError for anything that is not an absolute http(s) URL.
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    host = parts.hostname.lower()  # urlsplit already lowercases; explicit because it is the rule
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    if parts.username or parts.password:
+        userinfo = parts.username or ""
+        if parts.password:
+            userinfo += f":{parts.password}"
+        netloc = f"{userinfo}@{netloc}"
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)), doseq=True)
+    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port]: the unit robots.txt and politeness delays apply to."""
+    parts = urlsplit(normalize_url(url))
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def scope_domains(request: CrawlRequested) -> list[str]:
+    """Domains a request's links may stay within; carried on to the links' own requests.
+
+    A seed is scoped to its own host plus any allowed domains; a link request carries
+    its seed's list (an empty list on a link falls back to its own host).
+    """
+    domains = [d.lower().strip(".") for d in request.allowed_domains]
+    if request.source != "link" or not domains:
+        domains.insert(0, host_of(request.url))
+    return list(dict.fromkeys(domains))
+
+
+def in_scope(url: str, domains: Iterable[str], depth: int, max_depth: int) -> bool:
+    """A URL is in scope at `depth` if its host is one of `domains` (or a subdomain) and depth <= max_depth."""
+    if depth > max_depth:
+        return False
+    host = host_of(url)
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def extract_links(html: str, base_url: str) -> list[str]:
+    """Absolute, normalized http(s) links of a page, in page order, without duplicates.
+
+    Relative links resolve against `<base href>` when the page has one, else `base_url`.
+    """
+    try:
+        doc = lxml.html.fromstring(html)
+    except (ParserError, ValueError):  # empty or undecodable document: it has no links
+        return []
+    base_href = next(iter(doc.xpath("//base/@href")), None)
+    base = urljoin(base_url, base_href.strip()) if base_href else base_url
+    links: dict[str, None] = {}
+    for href in doc.xpath("//a/@href | //area/@href"):
+        href = href.strip()
+        if not href or href.startswith("#"):
+            continue
+        try:
+            links[normalize_url(urljoin(base, href))] = None
+        except ValueError:  # mailto:, javascript:, tel:, malformed: not pages to crawl
+            continue
+    return list(links)
+
+
+def robots_url(url: str) -> str:
+    return origin_of(url) + "/robots.txt"
+
+
+def parse_robots(status: int, text: str) -> RobotFileParser:
+    """The rules of a robots.txt answer, per RFC 9309: a 4xx means no rules (allow everything).
+
+    A 5xx is not a rule at all: the caller must retry it, so it is refused here.
+    """
+    if status >= 500:
+        raise ValueError(f"robots.txt answered {status}: retry, do not guess")
+    parser = RobotFileParser()
+    parser.parse(text.splitlines() if 200 <= status < 300 else [])
+    return parser
+
+
+@dataclass(frozen=True)
+class RobotsDecision:
+    allowed: bool
+    crawl_delay_s: float | None
+
+
+def robots_decision(parser: RobotFileParser, user_agent: str, url: str) -> RobotsDecision:
+    delay = parser.crawl_delay(user_agent)
+    return RobotsDecision(parser.can_fetch(user_agent, url), float(delay) if delay is not None else None)
+
+
+def is_html(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() in _HTML_TYPES
+
+
+class Verdict(Enum):
+    KEEP = "keep"  # a page to publish
+    RETRY = "retry"  # the server may answer better later
+    REJECT = "reject"  # it will never be a page to publish
+
+
+def fetch_verdict(status: int, content_type: str) -> tuple[Verdict, str]:
+    """What to do with a loaded response, and why (the reason ends up in a dead letter)."""
+    if status >= 500 or status == 429:
+        return Verdict.RETRY, f"HTTP {status}"
+    if not 200 <= status < 300:
+        return Verdict.REJECT, f"HTTP {status}"
+    if not is_html(content_type):
+        return Verdict.REJECT, f"not HTML: content type {content_type or 'missing'!r}"
+    return Verdict.KEEP, f"HTTP {status}"
+
+
+def next_requests(
+    request: CrawlRequested,
+    links: Iterable[str],
+    *,
+    known: set[str],
+    requested_per_host: Mapping[str, int],
+    max_pages: int,
+) -> tuple[list[CrawlRequested], int]:
+    """The link requests a fetched page leads to: in scope, one level deeper, not requested yet,
+    within `max_pages` requests per host and crawl. Returns them and how many the budget cut.
+    """
+    depth = request.depth + 1
+    domains = scope_domains(request)
+    counts = dict(requested_per_host)
+    seen = set(known) | {normalize_url(request.url)}  # a page's link to itself is not new
+    wanted, over_budget = [], 0
+    for url in links:
+        if url in seen or not in_scope(url, domains, depth, request.max_depth):
+            continue
+        host = host_of(url)
+        if counts.get(host, 0) >= max_pages:
+            over_budget += 1
+            continue
+        counts[host] = counts.get(host, 0) + 1
+        seen.add(url)
+        wanted.append(
+            CrawlRequested(
+                url=url, crawl_id=request.crawl_id, depth=depth, max_depth=request.max_depth,
+                allowed_domains=domains, source="link",
+            )
+        )
+    return wanted, over_budget

@@ -1,0 +1,176 @@
+"""The frontier's pure rules: normalization, scope, links, robots.txt, verdicts, next requests."""
+
+from __future__ import annotations
+
+import pytest
+
+from producers import frontier
+from producers.frontier import Verdict
+from streams.records import CrawlRequested
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("HTTP://Example.COM/a/b?x=1#top", "http://example.com/a/b?x=1"),
+        ("http://example.com:80/", "http://example.com/"),
+        ("https://example.com:443/p", "https://example.com/p"),
+        ("https://example.com:8443/p", "https://example.com:8443/p"),
+        ("http://example.com", "http://example.com/"),
+        ("http://example.com/s?b=2&a=1&a=0", "http://example.com/s?a=0&a=1&b=2"),
+        ("http://example.com/s?empty=&z=1", "http://example.com/s?empty=&z=1"),
+        ("  http://example.com/Path/Keeps/Case  ", "http://example.com/Path/Keeps/Case"),
+    ],
+)
+def test_normalize_url(raw: str, normalized: str) -> None:
+    assert frontier.normalize_url(raw) == normalized
+
+
+@pytest.mark.parametrize("bad", ["mailto:a@example.com", "ftp://example.com/x", "/relative/path", "javascript:void(0)", "http://"])
+def test_normalize_refuses_what_is_not_an_http_page(bad: str) -> None:
+    with pytest.raises(ValueError, match="http"):
+        frontier.normalize_url(bad)
+
+
+def test_normalize_is_idempotent() -> None:
+    once = frontier.normalize_url("HTTPS://Shop.Example.com:443/items?sort=price&page=2#reviews")
+    assert frontier.normalize_url(once) == once == "https://shop.example.com/items?page=2&sort=price"
+
+
+def test_origin_and_robots_url() -> None:
+    assert frontier.origin_of("HTTP://Example.com:80/a?b=c") == "http://example.com"
+    assert frontier.robots_url("http://127.0.0.1:8090/articles/x.html") == "http://127.0.0.1:8090/robots.txt"
+
+
+def _request(url: str, **fields: object) -> CrawlRequested:
+    return CrawlRequested(url=url, crawl_id="c1", **fields)
+
+
+def test_a_seed_is_scoped_to_its_host_plus_allowed_domains() -> None:
+    assert frontier.scope_domains(_request("http://News.example.com/")) == ["news.example.com"]
+    seed = _request("http://news.example.com/", allowed_domains=["Cdn.Example.org."])
+    assert frontier.scope_domains(seed) == ["news.example.com", "cdn.example.org"]
+
+
+def test_a_link_request_carries_its_seeds_scope() -> None:
+    link = _request("http://cdn.example.org/x", source="link", depth=1, allowed_domains=["news.example.com", "cdn.example.org"])
+    assert frontier.scope_domains(link) == ["news.example.com", "cdn.example.org"]
+
+
+def test_in_scope_by_host_subdomain_and_depth() -> None:
+    domains = ["example.com"]
+    assert frontier.in_scope("http://example.com/a", domains, depth=1, max_depth=2)
+    assert frontier.in_scope("https://www.example.com/a", domains, depth=2, max_depth=2)
+    assert not frontier.in_scope("http://example.com/a", domains, depth=3, max_depth=2)
+    assert not frontier.in_scope("http://notexample.com/a", domains, depth=1, max_depth=2)
+    assert not frontier.in_scope("http://example.com.evil.org/a", domains, depth=1, max_depth=2)
+
+
+def test_extract_links_resolves_normalizes_and_keeps_only_http() -> None:
+    html = """<html><body>
+      <a href="/about">About</a>
+      <a href="contact.html#form">Contact</a>
+      <a href="../up.html">Up</a>
+      <a href="HTTPS://Other.example.org:443/x?b=1&a=2">Other</a>
+      <a href="/about#team">About again</a>
+      <a href="#top">Top</a>
+      <a href="mailto:editor@example.com">Mail</a>
+      <a href="javascript:void(0)">Menu</a>
+      <a href="ftp://files.example.com/f">FTP</a>
+      <a>No href</a>
+      <map><area href="/map-area.html"></map>
+    </body></html>"""
+    assert frontier.extract_links(html, "http://example.com/dir/page.html") == [
+        "http://example.com/about",
+        "http://example.com/dir/contact.html",
+        "http://example.com/up.html",
+        "https://other.example.org/x?a=2&b=1",
+        "http://example.com/map-area.html",
+    ]
+
+
+def test_extract_links_honours_base_href() -> None:
+    html = '<html><head><base href="http://cdn.example.com/docs/"></head><body><a href="guide.html">g</a></body></html>'
+    assert frontier.extract_links(html, "http://example.com/") == ["http://cdn.example.com/docs/guide.html"]
+
+
+@pytest.mark.parametrize("html", ["", "   ", "<html></html>"])
+def test_extract_links_of_an_empty_page_is_empty(html: str) -> None:
+    assert frontier.extract_links(html, "http://example.com/") == []
+
+
+ROBOTS = """
+User-agent: *
+Disallow: /private/
+Crawl-delay: 3
+
+User-agent: badbot
+Disallow: /
+"""
+
+
+def test_robots_disallows_a_path_and_gives_the_crawl_delay() -> None:
+    rules = frontier.parse_robots(200, ROBOTS)
+    ua = "ctrlgpt-crawler/0.1 (+https://github.com/ctrlgpt)"
+    assert frontier.robots_decision(rules, ua, "http://example.com/articles/a.html") == frontier.RobotsDecision(True, 3.0)
+    assert not frontier.robots_decision(rules, ua, "http://example.com/private/staff.html").allowed
+    assert not frontier.robots_decision(rules, "badbot/1.0", "http://example.com/articles/a.html").allowed
+
+
+def test_robots_without_crawl_delay() -> None:
+    rules = frontier.parse_robots(200, "User-agent: *\nDisallow:\n")
+    assert frontier.robots_decision(rules, "ctrlgpt", "http://example.com/x") == frontier.RobotsDecision(True, None)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 410])
+def test_a_missing_robots_txt_allows_everything(status: int) -> None:
+    rules = frontier.parse_robots(status, "Disallow: /")
+    assert frontier.robots_decision(rules, "ctrlgpt", "http://example.com/private/x").allowed
+
+
+def test_a_robots_txt_server_error_is_not_a_rule() -> None:
+    with pytest.raises(ValueError, match="503"):
+        frontier.parse_robots(503, "")
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "verdict"),
+    [
+        (200, "text/html; charset=utf-8", Verdict.KEEP),
+        (200, "application/xhtml+xml", Verdict.KEEP),
+        (200, "application/pdf", Verdict.REJECT),
+        (200, "", Verdict.REJECT),
+        (404, "text/html", Verdict.REJECT),
+        (403, "text/html", Verdict.REJECT),
+        (429, "text/html", Verdict.RETRY),
+        (500, "text/html", Verdict.RETRY),
+        (503, "text/html", Verdict.RETRY),
+    ],
+)
+def test_fetch_verdict(status: int, content_type: str, verdict: Verdict) -> None:
+    got, why = frontier.fetch_verdict(status, content_type)
+    assert got is verdict
+    assert (str(status) in why) or ("not HTML" in why)
+
+
+def test_next_requests_follow_new_in_scope_links_one_level_deeper() -> None:
+    seed = _request("http://site.test/", max_depth=2)
+    links = ["http://site.test/", "http://site.test/a", "http://site.test/b", "http://elsewhere.test/c", "http://site.test/b"]
+    wanted, cut = frontier.next_requests(seed, links, known={"http://site.test/a"}, requested_per_host={}, max_pages=100)
+    assert cut == 0
+    assert [r.url for r in wanted] == ["http://site.test/b"]
+    assert all(r.depth == 1 and r.source == "link" and r.crawl_id == "c1" and r.max_depth == 2 for r in wanted)
+    assert all(r.allowed_domains == ["site.test"] for r in wanted)
+
+
+def test_next_requests_stop_at_max_depth() -> None:
+    deep = _request("http://site.test/a", depth=2, max_depth=2, source="link", allowed_domains=["site.test"])
+    assert frontier.next_requests(deep, ["http://site.test/b"], known=set(), requested_per_host={}, max_pages=100) == ([], 0)
+
+
+def test_next_requests_respect_the_page_budget_per_host() -> None:
+    seed = _request("http://site.test/", allowed_domains=["other.test"])
+    links = ["http://site.test/1", "http://site.test/2", "http://site.test/3", "http://other.test/1"]
+    wanted, cut = frontier.next_requests(seed, links, known=set(), requested_per_host={"site.test": 1}, max_pages=2)
+    assert [r.url for r in wanted] == ["http://site.test/1", "http://other.test/1"]
+    assert cut == 2

@@ -1,0 +1,27 @@
+"""Per-origin politeness delays and unreachable-origin cooldowns."""
+
+from __future__ import annotations
+
+from producers.crawler import Politeness, Unreachable
+
+
+def test_an_origin_waits_out_its_delay_and_others_do_not() -> None:
+    clock = Politeness()
+    assert clock.wait_s("http://a.test", 2.0, now=100.0) == 0.0
+    clock.mark("http://a.test", now=100.0)
+    assert clock.wait_s("http://a.test", 2.0, now=100.5) == 1.5
+    assert clock.wait_s("http://a.test", 2.0, now=103.0) == 0.0
+    assert clock.wait_s("http://b.test", 2.0, now=100.5) == 0.0
+
+
+def test_an_unreachable_origin_is_skipped_until_its_cooldown_ends_or_it_answers() -> None:
+    down = Unreachable(cooldown_s=60.0)
+    assert down.reason("http://a.test", now=0.0) is None
+    down.mark("http://a.test", "connection refused", now=10.0)
+    reason = down.reason("http://a.test", now=40.0)
+    assert reason is not None and "connection refused" in reason and "http://a.test" in reason
+    assert down.reason("http://b.test", now=40.0) is None
+    assert down.reason("http://a.test", now=70.0) is None
+    down.mark("http://a.test", "connection refused", now=100.0)
+    down.clear("http://a.test")
+    assert down.reason("http://a.test", now=101.0) is None
