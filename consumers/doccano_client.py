@@ -76,19 +76,17 @@ class DoccanoClient:
     # -- projects
 
     def find_project(self, name: str) -> dict[str, Any] | None:
+        """The project of that exact name; if a race made two, the oldest (lowest id) is the one."""
         # `q` searches names and descriptions by substring; the exact name decides.
-        for project in self._paginate("/v1/projects", {"q": name}):
-            if project["name"] == name:
-                return project
-        return None
+        same_name = [p for p in self._paginate("/v1/projects", {"q": name}) if p["name"] == name]
+        return min(same_name, key=lambda p: p["id"], default=None)
 
     def get_or_create_text_classification_project(self, name: str, *, description: str) -> dict[str, Any]:
         """Single-class, collaborative (every annotator sees and we read everyone's labels), fixed order."""
         wanted = {"single_class_classification": True, "collaborative_annotation": True, "random_order": False}
         project = self.find_project(name)
         if project is None:
-            log.info("doccano.project_created", name=name)
-            return self._request(
+            created = self._request(
                 "POST",
                 "/v1/projects",
                 json={
@@ -100,6 +98,14 @@ class DoccanoClient:
                     **wanted,
                 },
             )
+            # Services starting together may each create it: all of them keep the oldest.
+            project = self.find_project(name)
+            if project["id"] != created["id"]:
+                self.delete_project(created["id"])
+                log.info("doccano.project_duplicate_removed", name=name, kept=project["id"], removed=created["id"])
+            else:
+                log.info("doccano.project_created", name=name, id=created["id"])
+                return created
         if project["project_type"] != "DocumentClassification":
             raise DoccanoError(
                 "GET", "/v1/projects", 409, f"project {name!r} exists but is a {project['project_type']} project"

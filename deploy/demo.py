@@ -1,0 +1,163 @@
+"""`ctrlgpt demo`: the whole loop on the local demo site, with progress, ending in a generation.
+
+services -> workers -> seed the demo site -> pages searchable in Elasticsearch ->
+passages in doccano -> the scripted annotator labels them -> label events ->
+training -> a promoted version served by the API -> a generation from it.
+
+Running it again is safe: services and workers already running are reused, pages
+are re-indexed under the same ids, passages already in doccano are not re-imported,
+and training runs again only when enough new labels arrived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from elasticsearch import Elasticsearch
+
+from ctrlgpt import secrets
+from ctrlgpt.settings import Settings
+from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
+from deploy import services
+from deploy.demo_site import article_url, load_articles
+from deploy.processes import wait_until
+from deploy.scripted_annotator import annotate
+from deploy.workers import start_workers
+from producers.seed import seed_requests
+from streams import bus, topics
+
+STEPS = 9
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    crawl_id: str
+    article_urls: list[str]
+    pages_indexed: int
+    passages_in_doccano: int
+    labelled: int
+    model_version: str
+    generation: dict[str, Any]
+
+
+def _progress(step: int, message: str) -> None:
+    print(f"[{step}/{STEPS}] {message}", flush=True)
+
+
+def served_version(settings: Settings) -> str | None:
+    answer = httpx.get(f"{settings.api_url}/health", timeout=5).json()
+    return answer.get("model_version")
+
+
+def indexed_pages(es: Elasticsearch, settings: Settings, crawl_id: str, urls: list[str]) -> int:
+    query = {"bool": {"filter": [{"term": {"crawl_id": crawl_id}}, {"terms": {"url": urls}}]}}
+    es.indices.refresh(index=settings.es_index)
+    return es.count(index=settings.es_index, query=query)["count"]
+
+
+def passages_by_url(settings: Settings) -> dict[str, int]:
+    password = secrets.load_or_create(settings.secrets_file).doccano_password
+    with DoccanoClient(settings.doccano_url, settings.doccano_username, password) as client:
+        client.login()
+        project = ensure_sentiment_project(client, settings.doccano_project)
+        counts: dict[str, int] = {}
+        for example in client.iter_examples(project.id):
+            url = (example.get("meta") or {}).get("url")
+            counts[url] = counts.get(url, 0) + 1
+    return counts
+
+
+def _wait_counting(count: Callable[[], int], total: int, *, what: str, step: int, timeout: float) -> int:
+    deadline, last = time.monotonic() + timeout, -1
+    while True:
+        try:
+            seen = count()
+        except Exception:  # noqa: BLE001 - the service is still coming up
+            seen = 0
+        if seen != last:
+            _progress(step, f"{what}: {seen}/{total}")
+            last = seen
+        if seen >= total:
+            return seen
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {seen}/{total} {what} after {timeout:.0f}s; see the logs in the data directory")
+        time.sleep(2)
+
+
+def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
+    _progress(1, "starting Kafka, Elasticsearch and doccano")
+    services.up(settings)
+
+    _progress(2, "starting the demo site, crawler, cleaner, sinks, label bridge, trainer and API")
+    start_workers(settings)
+    wait_until(lambda: httpx.get(settings.demo_site_url, timeout=5).status_code == 200, what="the demo site", timeout=60)
+    wait_until(lambda: httpx.get(f"{settings.api_url}/health", timeout=5).status_code == 200, what="the API", timeout=180)
+    previous_version = served_version(settings)
+
+    crawl_id = f"demo-{uuid.uuid4().hex[:12]}"
+    articles = load_articles()
+    urls = [article_url(settings.demo_site_url, article.slug) for article in articles]
+    _progress(3, f"crawling {settings.demo_site_url} (crawl {crawl_id}) with Chromium")
+    producer = bus.make_producer(settings)
+    for request in seed_requests([settings.demo_site_url], crawl_id=crawl_id, max_depth=1, allowed_domains=[]):
+        bus.publish(producer, topics.CRAWL_REQUESTS, request)
+    bus.flush_or_raise(producer)
+
+    _progress(4, "waiting for clean pages to become searchable in Elasticsearch")
+    es = Elasticsearch(settings.es_url, request_timeout=30)
+    pages = _wait_counting(
+        lambda: indexed_pages(es, settings, crawl_id, urls), len(urls), what="articles searchable", step=4, timeout=timeout
+    )
+
+    _progress(5, "waiting for passages to reach doccano")
+    _wait_counting(
+        lambda: len(set(urls) & set(passages_by_url(settings))), len(urls),
+        what="articles with passages in doccano", step=5, timeout=timeout,
+    )
+    passages = sum(passages_by_url(settings).get(url, 0) for url in urls)
+
+    _progress(6, "the scripted annotator labels passages through doccano's REST API")
+    report = annotate(settings, limit=10_000)
+    _progress(6, f"labelled {report.labelled} passages ({report.already_labelled} were labelled before)")
+
+    expect_new = previous_version is None or report.labelled >= settings.train_min_labels
+    _progress(7, "label bridge -> label events -> trainer: SFT, reward model, PPO, gate"
+              + ("" if expect_new else " (not enough new labels: keeping the served model)"))
+    if expect_new:
+        wait_until(
+            lambda: served_version(settings) not in (None, previous_version),
+            what="a newly promoted model version in the API", timeout=timeout, interval=3,
+        )
+    version = served_version(settings)
+    if version is None:
+        raise TimeoutError("the API serves no model; see .data/logs/trainer.log")
+    _progress(8, f"the API serves model version {version}")
+
+    prompt = articles[0].title
+    generation = httpx.post(
+        f"{settings.api_url}/generate", json={"prompt": prompt, "max_new_tokens": 60, "seed": 0}, timeout=120
+    ).raise_for_status().json()
+    _progress(9, "done")
+    return LoopReport(crawl_id, urls, pages, passages, report.labelled, version, generation)
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    report = run_loop(settings, timeout=args.timeout)
+    print()
+    print(f"Prompt:      {load_articles()[0].title}")
+    print(f"Generation:  {report.generation['completion']!r}")
+    print(f"Model:       {report.generation['model_version']}")
+    print()
+    print(f"API docs:       {settings.api_url}/docs")
+    print(f"doccano:        {settings.doccano_url}  (user {settings.doccano_username}, password in {settings.secrets_file})")
+    print(f"Elasticsearch:  {settings.es_url}/{settings.es_index}/_search?q=*")
+    print(f"Demo site:      {settings.demo_site_url}")
+    print(f"Logs:           {settings.logs_dir}")
+    print("Stop with `make stop` (data stays).")
+    return 0
