@@ -6,17 +6,11 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from ctrlgpt.settings import Settings
 from deploy import processes, services
 from deploy.doccano import server as doccano
 from streams import topics
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    return Settings()
 
 
 def test_kafka_lists_every_registry_topic(settings):

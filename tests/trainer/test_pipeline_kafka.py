@@ -1,0 +1,79 @@
+"""Training runs against the real broker: reading the topics, announcing progress and promotions."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from ctrlgpt.settings import Settings
+from streams import bus, topics
+from streams.records import LabelRecorded, ModelPromoted, TrainingRunProgressed
+from streams.topics import Topic
+from topic_reader import read_records
+from trainer import manifest, pipeline
+from trainer.snapshot import read_snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def test_snapshot_reads_to_the_end_and_counts_undecodable_records(settings, make_labels):
+    run = uuid.uuid4().hex
+    topic = Topic(f"ctrlgpt.test.trainer.{run}", LabelRecorded, key="label_id", partitions=2)
+    bus.ensure_topics(settings, [topic])
+    producer = bus.make_producer(settings)
+    events = make_labels(6, prefix=run)
+    for event in events:
+        bus.publish(producer, topic, event)
+    producer.produce(topic.name, key=b"garbage", value=b"{not a label")
+    bus.flush_or_raise(producer)
+
+    snapshot = read_snapshot(settings, topic)
+
+    assert sorted(r.label_id for r in snapshot.records) == sorted(e.label_id for e in events)
+    assert snapshot.skipped == 1
+    assert sum(snapshot.end_offsets.values()) == 7 and set(snapshot.end_offsets) == {0, 1}
+
+
+def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pages, make_labels, tmp_path):
+    run = uuid.uuid4().hex
+    bus.ensure_topics(settings, [topics.PAGES_CLEAN, topics.LABELS, topics.TRAINING_RUNS, topics.MODEL_UPDATES])
+    producer = bus.make_producer(settings)
+    for page in make_pages(12, crawl_id=f"test-{run}"):
+        bus.publish(producer, topics.PAGES_CLEAN, page)
+    for event in make_labels(16, prefix=f"test-{run}"):
+        bus.publish(producer, topics.LABELS, event)
+    bus.flush_or_raise(producer)
+    quick = Settings.model_validate(
+        {**settings.model_dump(), "data_dir": tmp_path, "sft_epochs": 1.0, "reward_epochs": 1.0, "ppo_episodes": 8}
+    )
+
+    outcome = pipeline.run(quick, run_id=run)
+
+    assert outcome.status == "promoted"
+    assert manifest.verify(outcome.path, outcome.manifest_sha256).label_offsets
+    [promoted] = read_records(
+        settings, topics.MODEL_UPDATES, until=lambda found: len(found) == 1,
+        keep=lambda r: isinstance(r, ModelPromoted) and r.version == outcome.version and r.path == str(outcome.path),
+    )
+    assert promoted.manifest_sha256 == outcome.manifest_sha256 and "candidate_reward_mean" in promoted.metrics
+    progress = read_records(
+        settings, topics.TRAINING_RUNS, until=lambda found: any(r.stage == "done" for r in found),
+        keep=lambda r: isinstance(r, TrainingRunProgressed) and r.run_id == run,
+    )
+    stages = {r.stage for r in progress}
+    assert {"queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done"} <= stages
+
+
+def test_a_failed_run_announces_why(settings, tmp_path):
+    run = uuid.uuid4().hex
+    wrong = Settings.model_validate({**settings.model_dump(), "data_dir": tmp_path, "rl_algorithm": "dpo"})
+
+    with pytest.raises(ValueError, match="unknown rl_algorithm"):
+        pipeline.run(wrong, run_id=run)
+
+    [failed] = read_records(
+        settings, topics.TRAINING_RUNS, until=lambda found: len(found) == 1,
+        keep=lambda r: isinstance(r, TrainingRunProgressed) and r.run_id == run and r.stage == "failed",
+    )
+    assert "unknown rl_algorithm 'dpo'" in failed.message

@@ -1,0 +1,86 @@
+"""A real, tiny training run: bootstrap, SFT, reward model, PPO, gate and registry, on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ctrlgpt.settings import Settings
+from trainer import bootstrap, manifest, pipeline
+from trainer.progress import ProgressReporter
+from trainer.registry import Registry
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("data"), sft_epochs=3, reward_epochs=2, ppo_episodes=16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(settings, make_pages, make_labels):
+    events = []
+    outcome = pipeline.train(settings, "tiny-run", make_pages(24), make_labels(40),
+                             reporter=ProgressReporter("tiny-run", events.append), label_offsets={"0": 40})
+    return outcome, events
+
+
+def test_run_registers_and_promotes_a_verifiable_version(settings, trained):
+    outcome, _ = trained
+    registry = Registry(settings.registry_dir)
+    assert outcome.status == "promoted" and registry.current() == outcome.version == registry.versions()[-1]
+    checked = manifest.verify(outcome.path, outcome.manifest_sha256)
+    assert checked.status == "promoted" and checked.status_reason == outcome.reason
+    assert checked.base_model == bootstrap.BOOTSTRAP and checked.parent_version is None
+    assert checked.label_offsets == {"0": 40}
+    for figure in ("sft_loss", "reward_accuracy", "candidate_reward_mean", "candidate_kl", "reference_reward_mean"):
+        assert figure in checked.metrics
+    assert not (settings.data_dir / "runs" / "tiny-run").exists()
+
+
+def test_promoted_policy_loads_from_safetensors_and_generates(trained):
+    outcome, _ = trained
+    tokenizer = AutoTokenizer.from_pretrained(outcome.path / "policy")
+    model = AutoModelForCausalLM.from_pretrained(outcome.path / "policy", use_safetensors=True)
+    inputs = tokenizer("A visit to the park\n\n", return_tensors="pt")
+    torch.manual_seed(0)
+    output = model.generate(**inputs, max_new_tokens=12, do_sample=True, pad_token_id=tokenizer.pad_token_id)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+    assert tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_every_stage_was_announced_in_order(trained):
+    outcome, events = trained
+    stages = [event.stage for event in events]
+    firsts = [stage for i, stage in enumerate(stages) if stage not in stages[:i]]
+    assert firsts == ["data", "tokenizer", "sft", "reward", "ppo", "gate", "register"]
+    assert any(e.stage == "sft" and e.loss is not None and e.total_steps > 0 for e in events)
+    assert any(e.stage == "ppo" and e.reward is not None and e.kl is not None for e in events)
+    assert {event.run_id for event in events} == {"tiny-run"}
+
+
+def test_next_run_warm_starts_from_the_promoted_version(settings, trained):
+    outcome, _ = trained
+    policy = bootstrap.start_policy(None, ["unused corpus"], outcome.path, seed=0)
+    assert policy.parent_version == outcome.version and policy.base_model == bootstrap.BOOTSTRAP
+    assert len(policy.tokenizer) == len(AutoTokenizer.from_pretrained(outcome.path / "policy"))
+
+
+def test_a_different_base_model_is_not_warm_started(trained):
+    outcome, _ = trained
+    base = str(outcome.path / "policy")  # a local base model, as a hub name would be
+    policy = bootstrap.start_policy(base, ["unused corpus"], outcome.path, seed=0)
+    assert policy.parent_version is None and policy.base_model == base
+    assert policy.tokenizer.pad_token_id != policy.tokenizer.eos_token_id
+
+
+def test_unknown_rl_algorithm_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown rl_algorithm 'dpo'"):
+        pipeline.train(Settings(data_dir=tmp_path, rl_algorithm="dpo"), "r", [], [], reporter=ProgressReporter("r"))
+
+
+def test_labels_of_one_sentiment_only_are_not_enough(tmp_path, make_pages, make_labels):
+    positives = [event for event in make_labels(10) if event.label.sentiment == "positive"]
+    with pytest.raises(ValueError, match="no reward pairs"):
+        pipeline.train(Settings(data_dir=tmp_path), "r", make_pages(10), positives, reporter=ProgressReporter("r"))
+    assert Registry(tmp_path / "models").versions() == []
