@@ -19,7 +19,7 @@ from ctrlgpt import secrets
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import topics
-from streams.bus import Received, RecordRejected, ServiceUnavailable, consume
+from streams.bus import Received, RecordRejected, ServiceUnavailable, run_sink
 from streams.records import PageCleaned
 
 __all__ = ["PassageSink", "passage_meta", "main"]
@@ -102,15 +102,5 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         password=secrets.load_or_create(settings.secrets_file).doccano_password,
         project_name=settings.doccano_project,
     )
-    try:
-        while not stop.is_set():
-            try:
-                sink.setup()
-                break
-            except ServiceUnavailable as exc:
-                log.warning("doccano.waiting", error=str(exc))
-                stop.wait(5)
-        consume(settings, group=GROUP, topic=topics.PAGES_CLEAN, stage=STAGE, write=sink.write, stop=stop)
-    finally:
-        sink.close()
+    run_sink(settings, sink, group=GROUP, topic=topics.PAGES_CLEAN, stage=STAGE, stop=stop)
     return 0

@@ -18,7 +18,7 @@ from elasticsearch import ApiError, BadRequestError, Elasticsearch, TransportErr
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import topics
-from streams.bus import Received, RecordRejected, ServiceUnavailable, consume
+from streams.bus import Received, RecordRejected, ServiceUnavailable, run_sink
 from streams.records import PageCleaned
 
 __all__ = ["PageIndexSink", "document_id", "page_document", "index_template", "main"]
@@ -184,15 +184,5 @@ def _is_transient(status: int) -> bool:
 def main(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     sink = PageIndexSink(es_url=settings.es_url, alias=settings.es_index)
-    try:
-        while not stop.is_set():
-            try:
-                sink.setup()
-                break
-            except ServiceUnavailable as exc:
-                log.warning("es.waiting", error=str(exc))
-                stop.wait(5)
-        consume(settings, group=GROUP, topic=topics.PAGES_CLEAN, stage=STAGE, write=sink.write, stop=stop)
-    finally:
-        sink.close()
+    run_sink(settings, sink, group=GROUP, topic=topics.PAGES_CLEAN, stage=STAGE, stop=stop)
     return 0

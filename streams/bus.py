@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -38,6 +39,8 @@ __all__ = [
     "ensure_topics",
     "wait_for_broker",
     "consume",
+    "Sink",
+    "run_sink",
 ]
 
 log = structlog.get_logger()
@@ -284,3 +287,30 @@ def _write_with_retries(
                 offset=one.offset, reason=str(exc) or repr(exc), error_type=type(exc).__name__, attempts=attempts,
             )
             return
+
+
+class Sink(Protocol):
+    """What `run_sink` drives: connect in `setup()`, write batches, let go in `close()`."""
+
+    def setup(self) -> None: ...
+
+    def write(self, batch: list[Received]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def run_sink(settings: Settings, sink: Sink, *, group: str, topic: Topic, stage: str, stop: threading.Event) -> None:
+    """Set the sink up (waiting out its service), then `consume` into it until `stop`."""
+    delay = 1.0
+    try:
+        while not stop.is_set():
+            try:
+                sink.setup()
+                break
+            except ServiceUnavailable as exc:
+                log.warning("sink.waiting_for_service", stage=stage, error=str(exc), retry_in_s=delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        consume(settings, group=group, topic=topic, stage=stage, write=sink.write, stop=stop)
+    finally:
+        sink.close()
