@@ -55,7 +55,8 @@ def generate(served: ServedModel, params: SamplingParams) -> Completion:
 
 def _generate(served: ServedModel, params: SamplingParams) -> Completion:
     tokenizer, model = served.tokenizer, served.model
-    encoded = tokenizer(params.prompt, return_tensors="pt")
+    shown = served.manifest.prompt_template.format(prompt=params.prompt)
+    encoded = tokenizer(shown, return_tensors="pt")
     prompt_tokens = int(encoded["input_ids"].shape[1])
     context = context_length(served)
     if prompt_tokens + params.max_new_tokens > context:

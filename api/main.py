@@ -74,7 +74,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         bus.ensure_topics(settings, [topics.MODEL_UPDATES, topics.dead_letter_topic(STAGE)])
     except bus.ServiceUnavailable as exc:
         log.warning("api.kafka_unavailable", error=str(exc), hint="serving; model updates follow once Kafka is up")
-    log.info("api.starting", url=settings.api_url, replica=replica_id(settings), model_name=settings.served_model_name)
+    log.info("api.starting", url=settings.api_url, replica=replica_id(settings), model_name=settings.policy_name)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
     return 0
 

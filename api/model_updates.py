@@ -97,7 +97,7 @@ class ModelUpdates:
         self._poll_timeout = poll_timeout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-updates", daemon=True)
-        self._log = log.bind(group=consumer_group(settings), model_name=settings.served_model_name)
+        self._log = log.bind(group=consumer_group(settings), model_name=settings.policy_name)
         self._log_context = structlog.contextvars.get_contextvars()  # the service name, for this thread's lines too
 
     def start(self) -> None:
@@ -133,7 +133,7 @@ class ModelUpdates:
 
     def _handle(self, messages: list[Message], producer: Producer) -> None:
         announcements = [a for msg in messages if (a := self._decode(msg, producer)) is not None]
-        latest, superseded = latest_for(announcements, self._settings.served_model_name)
+        latest, superseded = latest_for(announcements, self._settings.policy_name)
         if superseded:
             self._log.info("model_updates.superseded", versions=superseded)
         if latest is not None:
@@ -150,7 +150,7 @@ class ModelUpdates:
         if msg.value() is None:
             # A tombstone: compaction's way to retire a model name, not a broken record.
             # Retiring the served name changes nothing here: the loaded version keeps serving.
-            if msg.key() == self._settings.served_model_name.encode():
+            if msg.key() == self._settings.policy_name.encode():
                 self._log.info("model_updates.name_retired", offset=msg.offset())
             return None
         try:

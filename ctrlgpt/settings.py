@@ -66,10 +66,13 @@ class Settings(BaseSettings):
         "Unset: bootstrap a tokenizer and a small GPT-2 from the crawled corpus.",
     )
     train_min_labels: int = Field(20, ge=1, description="Label events that trigger a training run.")
+    train_quiet_s: float = Field(
+        10.0, ge=0, description="A run starts once labels have stopped arriving for this long (a labeling burst ends)."
+    )
     target_sentiment: str = Field("positive", description="Sentiment PPO steers toward.")
-    sft_epochs: float = Field(8.0, gt=0, description="Epochs of SFT over the expansion pairs.")
-    reward_epochs: float = Field(8.0, gt=0, description="Epochs of reward-model training.")
-    ppo_episodes: int = Field(64, ge=1, description="Total PPO episodes of one run.")
+    sft_epochs: float = Field(20.0, gt=0, description="Epochs of SFT over the expansion pairs.")
+    reward_epochs: float = Field(4.0, gt=0, description="Epochs of reward-model training.")
+    ppo_episodes: int = Field(128, ge=1, description="Total PPO episodes of one run.")
     seed: int = Field(0, description="Random seed of training.")
     rl_algorithm: str = Field("ppo", description="RL stage after SFT and the reward model; only 'ppo' exists so far.")
     ppo_kl_coef: float = Field(0.05, ge=0, description="Weight of the per-token KL penalty to the SFT reference in PPO.")
@@ -81,7 +84,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, description="Port the API binds.")
     max_prompt_chars: int = Field(2000, ge=1, description="Longest prompt the API accepts.")
     max_new_tokens_limit: int = Field(256, ge=1, description="Largest max_new_tokens a request may ask for.")
-    served_model_name: str = Field("expansion-policy", description="Model name (key on the model-updates topic) the API serves.")
+    policy_name: str = Field("expansion-policy", description="Name the trainer announces versions under and the API serves (key on the model-updates topic).")
     api_replica_id: str | None = Field(None, description="Id of this API replica (its own consumer group); unset: hostname-port.")
 
     @property

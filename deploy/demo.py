@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import datetime, timezone
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from deploy.scripted_annotator import annotate
 from deploy.workers import start_workers
 from producers.seed import seed_requests
 from streams import bus, topics
+from streams.records import TrainingRunProgressed
+from trainer.snapshot import read_snapshot
 
 STEPS = 9
 
@@ -53,6 +56,14 @@ def _progress(step: int, message: str) -> None:
 def served_version(settings: Settings) -> str | None:
     answer = httpx.get(f"{settings.api_url}/health", timeout=5).json()
     return answer.get("model_version")
+
+
+def run_ended_since(settings: Settings, since: datetime) -> TrainingRunProgressed | None:
+    """The first training run to finish after `since` (promoted, rejected by the gate, or failed)."""
+    for event in read_snapshot(settings, topics.TRAINING_RUNS).records:
+        if event.created_at > since and event.stage in ("done", "failed"):
+            return event
+    return None
 
 
 def indexed_pages(es: Elasticsearch, settings: Settings, crawl_id: str, urls: list[str]) -> int:
@@ -122,6 +133,7 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
     )
     passages = sum(passages_by_url(settings).get(url, 0) for url in urls)
 
+    labels_from = datetime.now(timezone.utc)
     _progress(6, "the scripted annotator labels passages through doccano's REST API")
     report = annotate(settings, limit=10_000)
     _progress(6, f"labelled {report.labelled} passages ({report.already_labelled} were labelled before)")
@@ -131,9 +143,13 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
               + ("" if expect_new else " (not enough new labels: keeping the served model)"))
     if expect_new:
         wait_until(
-            lambda: served_version(settings) not in (None, previous_version),
-            what="a newly promoted model version in the API", timeout=timeout, interval=3,
+            lambda: served_version(settings) not in (None, previous_version)
+            or run_ended_since(settings, labels_from) is not None,
+            what="a training run on the new labels", timeout=timeout, interval=3,
         )
+        ended = run_ended_since(settings, labels_from)
+        if ended is not None and ended.stage == "failed":
+            raise RuntimeError(f"training run {ended.run_id} failed: {ended.message}")
     version = served_version(settings)
     if version is None:
         raise TimeoutError("the API serves no model; see .data/logs/trainer.log")

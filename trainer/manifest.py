@@ -40,6 +40,9 @@ class Manifest(BaseModel):
     parent_version: str | None = None
     base_model: str = Field(description="What the policy started from: a path, a hub name, or 'bootstrap'.")
     target_sentiment: str = "positive"
+    prompt_template: str = Field(
+        "{prompt}\n\n", description="How the policy was shown a prompt in training; serving must show it the same way."
+    )
     status: Status = "candidate"
     status_reason: str = ""
     files: dict[str, str] = Field(default_factory=dict, description="Relative path -> sha256 of every file.")

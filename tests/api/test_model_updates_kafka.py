@@ -42,7 +42,7 @@ def test_api_swaps_on_each_promotion_and_dead_letters_a_tampered_one(settings, m
     # A model name of its own, so the demo's API (serving expansion-policy) never sees these versions.
     name = f"test-policy-{run}"
     api_settings = settings.model_copy(
-        update={"served_model_name": name, "api_replica_id": f"test-{run}", "max_new_tokens_limit": 16}
+        update={"policy_name": name, "api_replica_id": f"test-{run}", "max_new_tokens_limit": 16}
     )
     first, second, bad = make_version(f"{run}-a"), make_version(f"{run}-b", parent=f"{run}-a"), tampered(f"{run}-bad")
 

@@ -9,15 +9,37 @@ import pytest
 
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
 
-SUBJECTS = ["the park", "the new cafe", "the city library", "the river walk", "the night market",
-            "the train station", "the museum", "the bakery", "the football match", "the concert",
-            "the old bridge", "the school fair", "the garden show", "the harbour", "the bookshop"]
-POSITIVE = ["It was wonderful and everyone loved it.", "The staff were kind and the mood was happy.",
-            "We had a great time and would gladly return.", "Bright, friendly and full of joy.",
-            "A lovely place with excellent service."]
-NEGATIVE = ["It was awful and everyone was angry.", "The staff were rude and the mood was grim.",
-            "We had a terrible time and will never return.", "Dark, dirty and full of complaints.",
-            "A dreadful place with poor service."]
+SUBJECTS = [
+    "the park",
+    "the new cafe",
+    "the city library",
+    "the river walk",
+    "the night market",
+    "the train station",
+    "the museum",
+    "the bakery",
+    "the football match",
+    "the concert",
+    "the old bridge",
+    "the school fair",
+    "the garden show",
+    "the harbour",
+    "the bookshop",
+]
+POSITIVE = [
+    "It was wonderful and everyone loved it.",
+    "The staff were kind and the mood was happy.",
+    "We had a great time and would gladly return.",
+    "Bright, friendly and full of joy.",
+    "A lovely place with excellent service.",
+]
+NEGATIVE = [
+    "It was awful and everyone was angry.",
+    "The staff were rude and the mood was grim.",
+    "We had a terrible time and will never return.",
+    "Dark, dirty and full of complaints.",
+    "A dreadful place with poor service.",
+]
 
 
 def pages(count: int = 30, crawl_id: str = "test-crawl") -> list[PageCleaned]:

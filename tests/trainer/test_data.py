@@ -8,8 +8,15 @@ from trainer import data
 
 def page(url: str, *, title: str = "A title", summary: str = "", text: str = "Some body text.") -> PageCleaned:
     return PageCleaned(
-        url=url, domain="example.test", title=title, summary=summary, text=text, language="en",
-        content_sha256="0" * 64, fetched_at=datetime(2025, 1, 1, tzinfo=timezone.utc), crawl_id="c",
+        url=url,
+        domain="example.test",
+        title=title,
+        summary=summary,
+        text=text,
+        language="en",
+        content_sha256="0" * 64,
+        fetched_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        crawl_id="c",
     )
 
 
@@ -57,12 +64,20 @@ def test_split_never_leaves_a_side_empty_with_two_pages():
 
 
 def test_expansion_pairs_from_title_and_from_title_with_summary():
-    pairs = data.expansion_pairs([page("http://a.test/1", title="T", summary="S", text="Body."), page("http://a.test/2", title="U")])
-    assert [(p.prompt, p.completion) for p in pairs] == [("T\n\n", "Body."), ("T\nS\n\n", "Body."), ("U\n\n", "Some body text.")]
+    pairs = data.expansion_pairs(
+        [page("http://a.test/1", title="T", summary="S", text="Body."), page("http://a.test/2", title="U")]
+    )
+    assert [(p.prompt, p.completion) for p in pairs] == [
+        ("T\n\n", "Body."),
+        ("T\nS\n\n", "Body."),
+        ("U\n\n", "Some body text."),
+    ]
 
 
 def test_untitled_page_uses_its_opening_words_as_title():
-    pairs = data.expansion_pairs([page("http://a.test/1", title=" ", text="one two three four five six seven eight nine ten")])
+    pairs = data.expansion_pairs(
+        [page("http://a.test/1", title=" ", text="one two three four five six seven eight nine ten")]
+    )
     assert pairs[0].prompt == "one two three four five six seven eight\n\n"
 
 
@@ -81,16 +96,28 @@ def test_latest_label_event_wins_and_deleted_removes():
 
 
 def test_label_recreated_after_deletion_counts_again():
-    events = [label_event("l1", sentiment("x", "positive")), label_event("l1", sentiment("x", "positive"), action="deleted"),
-              label_event("l1", sentiment("y", "negative"))]
+    events = [
+        label_event("l1", sentiment("x", "positive")),
+        label_event("l1", sentiment("x", "positive"), action="deleted"),
+        label_event("l1", sentiment("y", "negative")),
+    ]
     assert data.current_labels(events).sentiment == {"l1": sentiment("y", "negative")}
 
 
 def test_preference_pairs_put_the_target_sentiment_first():
-    labels = {"a": sentiment("happy", "Positive"), "b": sentiment("sad", "negative"), "c": sentiment("meh", "neutral"),
-              "d": sentiment("glad", "positive")}
+    labels = {
+        "a": sentiment("happy", "Positive"),
+        "b": sentiment("sad", "negative"),
+        "c": sentiment("meh", "neutral"),
+        "d": sentiment("glad", "positive"),
+    }
     pairs = data.preference_pairs(labels, "positive", pairs_per_chosen=2)
-    assert {(p.chosen, p.rejected) for p in pairs} == {("happy", "sad"), ("happy", "meh"), ("glad", "sad"), ("glad", "meh")}
+    assert {(p.chosen, p.rejected) for p in pairs} == {
+        ("happy", "sad"),
+        ("happy", "meh"),
+        ("glad", "sad"),
+        ("glad", "meh"),
+    }
     assert pairs == data.preference_pairs(dict(reversed(labels.items())), "positive", pairs_per_chosen=2)
 
 

@@ -20,9 +20,16 @@ def tiny():
 def register(registry: Registry, tiny, run_id: str = "run"):
     policy, scorer, tokenizer = tiny
     return registry.register(
-        run_id, policy=policy, tokenizer=tokenizer, reward_model=scorer, reward_tokenizer=tokenizer,
-        base_model=bootstrap.BOOTSTRAP, parent_version=None, target_sentiment="positive",
-        metrics={"candidate_reward_mean": 1.5}, label_offsets={"0": 7},
+        run_id,
+        policy=policy,
+        tokenizer=tokenizer,
+        reward_model=scorer,
+        reward_tokenizer=tokenizer,
+        base_model=bootstrap.BOOTSTRAP,
+        parent_version=None,
+        target_sentiment="positive",
+        metrics={"candidate_reward_mean": 1.5},
+        label_offsets={"0": 7},
     )
 
 

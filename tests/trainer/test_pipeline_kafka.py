@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from topic_reader import read_records
 
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.records import LabelRecorded, ModelPromoted, TrainingRunProgressed
 from streams.topics import Topic
-from topic_reader import read_records
 from trainer import manifest, pipeline
 from trainer.snapshot import read_snapshot
 
@@ -45,7 +45,7 @@ def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pag
         bus.publish(producer, topics.LABELS, event)
     bus.flush_or_raise(producer)
     quick = Settings.model_validate(
-        {**settings.model_dump(), "data_dir": tmp_path, "sft_epochs": 1.0, "reward_epochs": 1.0, "ppo_episodes": 8}
+        {**settings.model_dump(), "data_dir": tmp_path, "policy_name": f"test-{run}", "sft_epochs": 1.0, "reward_epochs": 1.0, "ppo_episodes": 8}
     )
 
     outcome = pipeline.run(quick, run_id=run)
@@ -53,12 +53,16 @@ def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pag
     assert outcome.status == "promoted"
     assert manifest.verify(outcome.path, outcome.manifest_sha256).label_offsets
     [promoted] = read_records(
-        settings, topics.MODEL_UPDATES, until=lambda found: len(found) == 1,
-        keep=lambda r: isinstance(r, ModelPromoted) and r.version == outcome.version and r.path == str(outcome.path),
+        settings,
+        topics.MODEL_UPDATES,
+        until=lambda found: len(found) == 1,
+        keep=lambda r: isinstance(r, ModelPromoted) and r.model_name == f"test-{run}" and r.version == outcome.version,
     )
     assert promoted.manifest_sha256 == outcome.manifest_sha256 and "candidate_reward_mean" in promoted.metrics
     progress = read_records(
-        settings, topics.TRAINING_RUNS, until=lambda found: any(r.stage == "done" for r in found),
+        settings,
+        topics.TRAINING_RUNS,
+        until=lambda found: any(r.stage == "done" for r in found),
         keep=lambda r: isinstance(r, TrainingRunProgressed) and r.run_id == run,
     )
     stages = {r.stage for r in progress}
@@ -73,7 +77,9 @@ def test_a_failed_run_announces_why(settings, tmp_path):
         pipeline.run(wrong, run_id=run)
 
     [failed] = read_records(
-        settings, topics.TRAINING_RUNS, until=lambda found: len(found) == 1,
+        settings,
+        topics.TRAINING_RUNS,
+        until=lambda found: len(found) == 1,
         keep=lambda r: isinstance(r, TrainingRunProgressed) and r.run_id == run and r.stage == "failed",
     )
     assert "unknown rl_algorithm 'dpo'" in failed.message

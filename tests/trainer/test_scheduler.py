@@ -62,3 +62,15 @@ def test_no_new_run_once_stopping():
     stop.set()
     scheduler.add(["a"])
     assert runs.started == [] and not scheduler.running
+
+
+def test_a_burst_of_labels_is_trained_on_whole_once_it_ends():
+    runs = BlockingRuns()
+    runs.release.set()
+    scheduler = TrainingScheduler(2, runs, quiet_s=0.5)
+    scheduler.add(["a", "b"])
+    scheduler.add(["c"])
+    assert runs.started == [] and scheduler.pending == 3, "no run while labels keep coming"
+    assert runs.entered.acquire(timeout=30)
+    scheduler.wait(30)
+    assert len(runs.started) == 1 and scheduler.pending == 0

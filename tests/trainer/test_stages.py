@@ -20,8 +20,14 @@ def settings(tmp_path_factory) -> Settings:
 @pytest.fixture(scope="module")
 def trained(settings, make_pages, make_labels):
     events = []
-    outcome = pipeline.train(settings, "tiny-run", make_pages(24), make_labels(40),
-                             reporter=ProgressReporter("tiny-run", events.append), label_offsets={"0": 40})
+    outcome = pipeline.train(
+        settings,
+        "tiny-run",
+        make_pages(24),
+        make_labels(40),
+        reporter=ProgressReporter("tiny-run", events.append),
+        label_offsets={"0": 40},
+    )
     return outcome, events
 
 
@@ -46,7 +52,7 @@ def test_promoted_policy_loads_from_safetensors_and_generates(trained):
     torch.manual_seed(0)
     output = model.generate(**inputs, max_new_tokens=12, do_sample=True, pad_token_id=tokenizer.pad_token_id)
     assert output.shape[1] > inputs["input_ids"].shape[1]
-    assert tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    assert tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def test_every_stage_was_announced_in_order(trained):

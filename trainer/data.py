@@ -1,0 +1,235 @@
+"""Training data, built from records alone (no I/O): SFT pairs, labels, reward pairs, held-out prompts.
+
+The expansion prompt format is fixed, so that training, evaluation and serving agree:
+
+    prompt     = "<title>\\n\\n"               (or "<title>\\n<summary>\\n\\n" when the page has a summary)
+    completion = "<body><eos>"                 (body cut at a sentence end within MAX_COMPLETION_CHARS)
+
+that is, a headline and a blank line ask for the text that follows it; the model ends the
+text with its tokenizer's end-of-text token (`<|endoftext|>` for GPT-2 and bootstrapped tokenizers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from streams.records import ExpansionLabel, LabelRecorded, PageCleaned, PreferenceLabel, SentimentLabel
+
+__all__ = [
+    "PROMPT_END",
+    "MAX_COMPLETION_CHARS",
+    "HELDOUT_PERCENT",
+    "ExpansionPair",
+    "PreferencePair",
+    "LabelSet",
+    "TrainingData",
+    "format_prompt",
+    "cut_completion",
+    "latest_pages",
+    "is_held_out",
+    "split_pages",
+    "expansion_pairs",
+    "page_prompts",
+    "current_labels",
+    "split_by_sentiment",
+    "preference_pairs",
+    "corpus_texts",
+    "build",
+]
+
+PROMPT_END = "\n\n"
+MAX_COMPLETION_CHARS = 800  # long enough for a paragraph, short enough that the model sees the end of text
+HELDOUT_PERCENT = 20
+FALLBACK_TITLE_WORDS = 8
+PAIRS_PER_CHOSEN = 4
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s)")
+
+
+@dataclass(frozen=True)
+class ExpansionPair:
+    prompt: str
+    completion: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """A Bradley-Terry pair: `chosen` should score higher than `rejected`."""
+
+    chosen: str
+    rejected: str
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The labels in force: the latest event per label_id, deleted ones removed."""
+
+    sentiment: dict[str, SentimentLabel] = field(default_factory=dict)
+    preference: dict[str, PreferenceLabel] = field(default_factory=dict)
+    expansion: dict[str, ExpansionLabel] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    sft_pairs: list[ExpansionPair]
+    train_prompts: list[str]
+    heldout_prompts: list[str]
+    reward_pairs: list[PreferencePair]
+    labels: LabelSet
+    corpus: list[str]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "sft_pairs": len(self.sft_pairs),
+            "train_prompts": len(self.train_prompts),
+            "heldout_prompts": len(self.heldout_prompts),
+            "reward_pairs": len(self.reward_pairs),
+            "sentiment_labels": len(self.labels.sentiment),
+            "preference_labels": len(self.labels.preference),
+            "expansion_labels": len(self.labels.expansion),
+        }
+
+
+def format_prompt(title: str, summary: str = "") -> str:
+    title, summary = " ".join(title.split()), " ".join(summary.split())
+    return f"{title}\n{summary}{PROMPT_END}" if summary else f"{title}{PROMPT_END}"
+
+
+def cut_completion(text: str, limit: int = MAX_COMPLETION_CHARS) -> str:
+    """The text up to `limit` characters, ending at the last sentence end inside it when there is one."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    head = text[: limit + 1]
+    ends = [match.end() for match in _SENTENCE_END.finditer(head)]
+    return head[: ends[-1]] if ends else text[:limit].rstrip()
+
+
+def _title_of(page: PageCleaned) -> str:
+    # A page without a title still teaches expansion: its opening words stand in as the headline.
+    return page.title.strip() or " ".join(page.text.split()[:FALLBACK_TITLE_WORDS])
+
+
+def latest_pages(pages: Iterable[PageCleaned]) -> list[PageCleaned]:
+    """One page per URL (the last one given wins: a recrawl replaces the page), sorted by URL."""
+    by_url = {page.url: page for page in pages}
+    return [by_url[url] for url in sorted(by_url)]
+
+
+def is_held_out(url: str, percent: int = HELDOUT_PERCENT) -> bool:
+    """Deterministic split by a hash of the URL: a page stays on its side of the split across runs."""
+    bucket = int.from_bytes(hashlib.sha256(url.encode()).digest()[:8], "big") % 100
+    return bucket < percent
+
+
+def split_pages(
+    pages: list[PageCleaned], percent: int = HELDOUT_PERCENT
+) -> tuple[list[PageCleaned], list[PageCleaned]]:
+    """(train, held out). With two pages or more each side gets at least one: the page with the
+    lowest URL hash joins an empty held-out side, the highest an empty training side."""
+    held = [page for page in pages if is_held_out(page.url, percent)]
+    train = [page for page in pages if not is_held_out(page.url, percent)]
+    if len(pages) >= 2 and (not held or not train):
+        ranked = sorted(pages, key=lambda page: hashlib.sha256(page.url.encode()).digest())
+        moved = ranked[0] if not held else ranked[-1]
+        rest = [page for page in pages if page is not moved]
+        train, held = (rest, [moved]) if not held else ([moved], rest)
+    return train, held
+
+
+def expansion_pairs(pages: Iterable[PageCleaned]) -> list[ExpansionPair]:
+    """Two pairs per page: the title alone, and title plus summary (when there is one), both asking for the body.
+
+    Completions carry no end-of-text token yet: the SFT stage appends its tokenizer's own.
+    """
+    pairs = []
+    for page in pages:
+        completion = cut_completion(page.text)
+        title = _title_of(page)
+        pairs.append(ExpansionPair(format_prompt(title), completion, page.url))
+        if page.summary.strip():
+            pairs.append(ExpansionPair(format_prompt(title, page.summary), completion, page.url))
+    return pairs
+
+
+def page_prompts(pages: Iterable[PageCleaned]) -> list[str]:
+    """One prompt per page, as the API would see it: the title, and the summary when there is one."""
+    return [format_prompt(_title_of(page), page.summary) for page in pages]
+
+
+def current_labels(events: Iterable[LabelRecorded]) -> LabelSet:
+    """Replay label events in log order: the latest per label_id wins, `deleted` removes it.
+
+    Events of one label_id share a Kafka key, hence a partition, so log order is their order.
+    """
+    latest: dict[str, LabelRecorded] = {}
+    for event in events:
+        if event.action == "deleted":
+            latest.pop(event.label_id, None)
+        else:
+            latest[event.label_id] = event
+    labels = LabelSet()
+    by_kind = {"sentiment": labels.sentiment, "preference": labels.preference, "expansion": labels.expansion}
+    for label_id in sorted(latest):
+        label = latest[label_id].label
+        by_kind[label.kind][label_id] = label
+    return labels
+
+
+def split_by_sentiment(sentiments: dict[str, SentimentLabel], target: str) -> tuple[list[str], list[str]]:
+    """(texts with the target sentiment, texts without it), in label_id order; case and spaces ignored."""
+    target = target.strip().lower()
+    ordered = [label for _, label in sorted(sentiments.items())]
+    return (
+        [label.text for label in ordered if label.sentiment.strip().lower() == target],
+        [label.text for label in ordered if label.sentiment.strip().lower() != target],
+    )
+
+
+def preference_pairs(
+    sentiments: dict[str, SentimentLabel], target: str, pairs_per_chosen: int = PAIRS_PER_CHOSEN
+) -> list[PreferencePair]:
+    """Each passage labelled with the target sentiment is chosen over up to `pairs_per_chosen` passages
+    labelled otherwise, picked round-robin in label_id order (deterministic, every rejected text used)."""
+    chosen, rejected = split_by_sentiment(sentiments, target)
+    if not chosen or not rejected:
+        return []
+    per_chosen = min(pairs_per_chosen, len(rejected))
+    return [
+        PreferencePair(text, rejected[(i * per_chosen + j) % len(rejected)])
+        for i, text in enumerate(chosen)
+        for j in range(per_chosen)
+    ]
+
+
+def corpus_texts(pages: Iterable[PageCleaned], labels: LabelSet) -> list[str]:
+    """Every text a bootstrapped tokenizer should cover: pages (title, summary, body) and labelled passages."""
+    texts = []
+    for page in pages:
+        texts.extend(part for part in (page.title, page.summary, page.text) if part.strip())
+    texts.extend(label.text for label in labels.sentiment.values())
+    return texts
+
+
+def build(
+    pages: Iterable[PageCleaned],
+    label_events: Iterable[LabelRecorded],
+    target_sentiment: str,
+) -> TrainingData:
+    """All the data of one training run, from the records in log order."""
+    unique = latest_pages(pages)
+    train, held = split_pages(unique)
+    labels = current_labels(label_events)
+    sft_pairs = expansion_pairs(train)
+    return TrainingData(
+        sft_pairs=sft_pairs,
+        train_prompts=sorted({pair.prompt for pair in sft_pairs}),
+        heldout_prompts=page_prompts(held),
+        reward_pairs=preference_pairs(labels.sentiment, target_sentiment),
+        labels=labels,
+        corpus=corpus_texts(unique, labels),
+    )

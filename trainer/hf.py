@@ -1,0 +1,78 @@
+"""Shared pieces of the Hugging Face stages: trainer arguments and saving/loading (safetensors only)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import datasets
+import transformers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+)
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+__all__ = ["trainer_arguments", "quiet", "quiet_libraries", "save", "load_causal_lm", "load_reward_model"]
+
+BATCH_SIZE = 8
+
+
+def trainer_arguments(work_dir: Path, seed: int, logging_steps: int = 5) -> dict[str, Any]:
+    """Arguments every stage shares: CPU, full precision, no checkpoints, no external reporting."""
+    return {
+        "output_dir": str(work_dir),
+        "use_cpu": True,
+        "bf16": False,
+        "fp16": False,
+        "activation_checkpointing": False,
+        "save_strategy": "no",
+        "report_to": [],
+        "logging_steps": logging_steps,
+        "disable_tqdm": True,
+        "seed": seed,
+        "data_seed": seed,
+        "dataloader_num_workers": 0,
+    }
+
+
+def quiet(trainer: Trainer) -> Trainer:
+    """Drop the stdout printer and progress bars: progress goes to the structured log and Kafka instead."""
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
+def quiet_libraries() -> None:
+    """Keep the service's log structured: no progress bars, no per-step library chatter."""
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    # accelerate warns once per PPO update that a metrics tensor "had no length": expected for scalars.
+    logging.getLogger("accelerate").setLevel(logging.ERROR)
+
+
+def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> Path:
+    """Weights (model.safetensors), config and tokenizer, loadable with `from_pretrained` alone."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def load_causal_lm(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    tokenizer = AutoTokenizer.from_pretrained(directory, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
+    return model, tokenizer
+
+
+def load_reward_model(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    tokenizer = AutoTokenizer.from_pretrained(directory, padding_side="left")
+    model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, use_safetensors=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

@@ -1,0 +1,104 @@
+"""Stage 3, PPO: steer the SFT policy toward the target sentiment, with a KL penalty to the SFT
+reference, with `trl.experimental.ppo.PPOTrainer`.
+
+    result = ppo.train(policy_model, reference_model, reward_model, reward_dir, tokenizer, prompts,
+                       episodes=64, kl_coef=0.05, seed=0, work_dir=Path("/tmp/ppo"))
+
+The reward model scores prompt + response at its end-of-text token; the value model starts as a
+copy of the reward model. Rollouts sample as the evaluation does (`evaluate.TEMPERATURE`,
+`evaluate.RESPONSE_TOKENS`). A response cut at that length is not penalised for lacking an
+end-of-text token: an expansion is meant to run long, and the penalty would reward short texts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+with warnings.catch_warnings():
+    # Known and pinned: trl 1.12.0 is the last release with PPO, which lives in trl.experimental there.
+    warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+from trainer import evaluate, hf
+
+__all__ = ["PpoResult", "to_dataset", "train"]
+
+BATCH_SIZE = 8
+PPO_EPOCHS = 4
+LEARNING_RATE = 5e-5
+
+
+@dataclass(frozen=True)
+class PpoResult:
+    model: PreTrainedModel
+    updates: int
+    metrics: dict[str, float] = field(default_factory=dict)  # the last update's objectives
+
+
+def to_dataset(prompts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> Dataset:
+    """Tokenized prompts (no padding: the collator pads on the left), cut to their last tokens."""
+    if len(prompts) < 2:
+        raise ValueError(f"PPO needs at least 2 training prompts, got {len(prompts)}")
+    rows = [
+        tokenizer(prompt, add_special_tokens=False)["input_ids"][-evaluate.MAX_PROMPT_TOKENS :] for prompt in prompts
+    ]
+    return Dataset.from_dict({"input_ids": [ids or [tokenizer.eos_token_id] for ids in rows]})
+
+
+def train(
+    policy: PreTrainedModel,
+    reference: PreTrainedModel,
+    reward_model: PreTrainedModel,
+    reward_dir: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    *,
+    episodes: int,
+    kl_coef: float,
+    seed: int,
+    work_dir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> PpoResult:
+    dataset = to_dataset(prompts, tokenizer)
+    batch_size = min(BATCH_SIZE, len(dataset))  # the trainer drops incomplete batches: never ask for more than exist
+    value_model, _ = hf.load_reward_model(reward_dir)
+    config = PPOConfig(
+        **hf.trainer_arguments(work_dir, seed, logging_steps=1),
+        total_episodes=episodes,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=1,
+        local_rollout_forward_batch_size=batch_size,
+        num_mini_batches=1,
+        num_ppo_epochs=PPO_EPOCHS,
+        learning_rate=LEARNING_RATE,
+        response_length=evaluate.RESPONSE_TOKENS,
+        temperature=evaluate.TEMPERATURE,
+        stop_token="eos",
+        kl_coef=kl_coef,
+        num_sample_generations=0,
+    )
+    with warnings.catch_warnings():
+        # PPOTrainer reads a name transformers 5 deprecated; nothing to act on until trl stops doing so.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        trainer = PPOTrainer(
+            args=config,
+            processing_class=tokenizer,
+            model=policy,
+            ref_model=reference,
+            reward_model=reward_model,
+            value_model=value_model,
+            train_dataset=dataset,
+            callbacks=list(callbacks),
+        )
+    hf.quiet(trainer)
+    trainer.train()
+    last = trainer.state.log_history[-1] if trainer.state.log_history else {}
+    return PpoResult(
+        model=trainer.policy_model, updates=trainer.state.global_step, metrics={k: float(v) for k, v in last.items()}
+    )

@@ -1,0 +1,124 @@
+"""Stage 2, reward model: a sequence classifier (one output) that scores how much a text has the
+target sentiment, trained with `trl.RewardTrainer` on Bradley-Terry pairs (chosen over rejected).
+
+    result = reward.train(sft_dir, tokenizer, data.reward_pairs, epochs=8, seed=0, work_dir=Path("/tmp/rm"))
+    reward.score(result.model, tokenizer, ["what a lovely day"])
+
+It starts from the SFT policy's transformer (a fresh scoring head) and shares its tokenizer, so
+PPO can score the policy's tokens directly. A text is scored at its end-of-text token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from trl import RewardConfig, RewardTrainer
+
+from trainer import hf
+from trainer.data import PreferencePair
+
+__all__ = ["RewardResult", "encode", "to_dataset", "train", "score"]
+
+LEARNING_RATE = 3e-4
+MAX_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    model: PreTrainedModel
+    loss: float
+    accuracy: float  # share of the training pairs ranked right after training
+    steps: int
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int = MAX_TOKENS) -> list[int]:
+    """The text's tokens, cut to fit, always closed by the end-of-text token (where the score is read)."""
+    ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_tokens - 1)["input_ids"]
+    return ids + [tokenizer.eos_token_id]
+
+
+def to_dataset(pairs: Sequence[PreferencePair], tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> Dataset:
+    """Pre-tokenized pairs: long passages are cut here rather than dropped by the trainer's length filter."""
+    if not pairs:
+        raise ValueError(
+            "the reward model needs at least one pair: label passages both with and without the target sentiment"
+        )
+    return Dataset.from_list(
+        [
+            {
+                "chosen_ids": encode(tokenizer, pair.chosen, max_tokens),
+                "rejected_ids": encode(tokenizer, pair.rejected, max_tokens),
+            }
+            for pair in pairs
+        ]
+    )
+
+
+@torch.no_grad()
+def score(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int = 16
+) -> list[float]:
+    """Reward of each text, read at its end-of-text token (as in training and in PPO)."""
+    model.eval()
+    max_tokens = min(MAX_TOKENS, _positions(model))
+    scores: list[float] = []
+    for start in range(0, len(texts), batch_size):
+        batch = [encode(tokenizer, text, max_tokens) for text in texts[start : start + batch_size]]
+        padded = tokenizer.pad({"input_ids": batch}, return_tensors="pt")
+        # Padding is on the left: positions must count real tokens only, as in training.
+        positions = (padded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        logits = model(
+            input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], position_ids=positions
+        ).logits
+        scores.extend(logits.squeeze(-1).tolist())
+    return scores
+
+
+def _positions(model: PreTrainedModel) -> int:
+    return int(getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
+
+
+def train(
+    sft_dir: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[PreferencePair],
+    *,
+    epochs: float,
+    seed: int,
+    work_dir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> RewardResult:
+    torch.manual_seed(seed)  # the scoring head is initialised at random
+    model, _ = hf.load_reward_model(sft_dir)
+    max_tokens = min(MAX_TOKENS, _positions(model))
+    config = RewardConfig(
+        **hf.trainer_arguments(work_dir, seed),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=hf.BATCH_SIZE,
+        learning_rate=LEARNING_RATE,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        max_length=max_tokens,
+        center_rewards_coefficient=0.01,
+    )
+    trainer = hf.quiet(
+        RewardTrainer(
+            model=model,
+            args=config,
+            train_dataset=to_dataset(pairs, tokenizer, max_tokens),
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
+    )
+    outcome = trainer.train()
+    chosen = score(trainer.model, tokenizer, [pair.chosen for pair in pairs])
+    rejected = score(trainer.model, tokenizer, [pair.rejected for pair in pairs])
+    accuracy = sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(pairs)
+    return RewardResult(
+        model=trainer.model, loss=float(outcome.training_loss), accuracy=accuracy, steps=int(outcome.global_step)
+    )

@@ -1,0 +1,88 @@
+"""A topic's records from the beginning to its current end, read without a consumer group's commits.
+
+A training run trains on everything published so far: it assigns every partition from its low
+watermark and stops at the high watermark it saw when it began (records written later are the
+next run's). Undecodable records are skipped and counted: their producing stage dead-lettered them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from ctrlgpt.settings import Settings
+from streams import bus
+from streams.records import Record
+from streams.topics import ContractError, Topic
+
+__all__ = ["TopicSnapshot", "read_snapshot"]
+
+log = structlog.get_logger()
+
+READ_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class TopicSnapshot:
+    """Every record of a topic up to the end offsets seen when reading began, in log order."""
+
+    records: list[Record]
+    end_offsets: dict[int, int]  # partition -> offset after the last record read
+    skipped: int  # undecodable records (the producing stage dead-lettered them already)
+
+
+def read_snapshot(settings: Settings, topic: Topic, timeout: float = READ_TIMEOUT_S) -> TopicSnapshot:
+    """Read a topic from the beginning to its current high watermarks, without a consumer group's commits."""
+    consumer = bus.make_consumer(settings, f"ctrlgpt-train-reader-{uuid.uuid4().hex}", **{"enable.partition.eof": True})
+    try:
+        metadata = consumer.list_topics(topic.name, timeout=10).topics[topic.name]
+        if metadata.error is not None:
+            raise bus.ServiceUnavailable(f"topic {topic.name} is not available: {metadata.error}")
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic.name, partition), timeout=10)
+            ends[partition] = high
+            if high > low:
+                starts.append(TopicPartition(topic.name, partition, low))
+        read: dict[int, list[Record]] = {partition: [] for partition in ends}
+        pending = {tp.partition for tp in starts}
+        skipped = 0
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise bus.ServiceUnavailable(
+                    f"reading {topic.name} took longer than {timeout}s; partitions left: {sorted(pending)}"
+                )
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                    continue
+                raise KafkaException(msg.error())
+            if msg.offset() >= ends[msg.partition()]:
+                pending.discard(msg.partition())  # written after the run began: the next run's data
+                continue
+            try:
+                read[msg.partition()].append(topic.decode(msg.value()))
+            except ContractError as exc:
+                skipped += 1
+                log.warning(
+                    "train.record_skipped",
+                    topic=topic.name,
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                    reason=str(exc)[:300],
+                )
+            if msg.offset() >= ends[msg.partition()] - 1:
+                pending.discard(msg.partition())
+        return TopicSnapshot([record for partition in sorted(read) for record in read[partition]], ends, skipped)
+    finally:
+        consumer.close()
