@@ -66,6 +66,25 @@ def run_ended_since(settings: Settings, since: datetime) -> TrainingRunProgresse
     return None
 
 
+def model_settled(settings: Settings, previous_version: str | None, since: datetime) -> bool:
+    """The API serves the outcome of the first run since `since`: a new version, or the old one kept."""
+    served = served_version(settings)
+    if served not in (None, previous_version):
+        return True
+    ended = run_ended_since(settings, since)
+    if ended is None:
+        return False
+    if ended.stage == "failed":
+        return True
+    promoted = [
+        update
+        for update in read_snapshot(settings, topics.MODEL_UPDATES).records
+        if update.created_at > since and update.model_name == settings.policy_name
+    ]
+    # Promoted: wait for the API to swap. Rejected by the gate: the served version stays.
+    return not promoted and served is not None
+
+
 def indexed_pages(es: Elasticsearch, settings: Settings, crawl_id: str, urls: list[str]) -> int:
     query = {"bool": {"filter": [{"term": {"crawl_id": crawl_id}}, {"terms": {"url": urls}}]}}
     es.indices.refresh(index=settings.es_index)
@@ -143,8 +162,7 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
               + ("" if expect_new else " (not enough new labels: keeping the served model)"))
     if expect_new:
         wait_until(
-            lambda: served_version(settings) not in (None, previous_version)
-            or run_ended_since(settings, labels_from) is not None,
+            lambda: model_settled(settings, previous_version, labels_from),
             what="a training run on the new labels", timeout=timeout, interval=3,
         )
         ended = run_ended_since(settings, labels_from)
