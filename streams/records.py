@@ -73,7 +73,11 @@ class CrawlRequested(Record):
     depth: int = Field(0, ge=0)
     max_depth: int = Field(2, ge=0)
     allowed_domains: list[str] = Field(default_factory=list, description="Empty: the seed's own host only.")
-    source: Literal["seed", "link", "api", "recrawl"] = "seed"
+    source: Literal["seed", "link", "sitemap", "api", "recrawl"] = "seed"
+    fetch_mode: Literal["browser", "http"] = Field(
+        "browser", description="browser: rendered by Chromium; http: a plain GET, cheaper for pages without JavaScript."
+    )
+    max_pages: int | None = Field(None, ge=1, description="Pages per site for this crawl; None: the crawler's setting.")
 
 
 class PageFetched(Record):
@@ -101,6 +105,10 @@ class PageCleaned(Record):
     content_sha256: str
     fetched_at: datetime
     crawl_id: str
+    published: datetime | None = Field(None, description="The page's own publication date, when it states one.")
+    near_duplicate_of: str | None = Field(
+        None, description="URL of an earlier page with nearly the same text; sinks index it but do not send it to labeling."
+    )
 
 
 class SentimentLabel(BaseModel):
