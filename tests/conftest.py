@@ -7,14 +7,20 @@ import pytest
 from ctrlgpt.settings import Settings
 from deploy.workers import stop_workers
 
+_demo_workers_stopped = False
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _no_demo_workers() -> None:
-    # The tests share the demo's broker and topics; the demo's workers would consume
-    # what a test publishes and answer in its place. The end-to-end test starts its own.
+@pytest.fixture(autouse=True)
+def _no_demo_workers(request: pytest.FixtureRequest) -> None:
+    # Tests that use the stack share the demo's broker and topics; the demo's workers would
+    # consume what a test publishes and answer in its place. The end-to-end test starts its own.
+    global _demo_workers_stopped
+    if _demo_workers_stopped or not any(request.node.get_closest_marker(m) for m in ("integration", "e2e")):
+        return
     stop_workers(Settings())
+    _demo_workers_stopped = True
