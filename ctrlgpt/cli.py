@@ -47,6 +47,15 @@ ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
         (("urls",), {"nargs": "+", "help": "Seed URLs."}),
         (("--max-depth",), {"type": int, "default": None, "help": "Links followed from the seed (default: setting)."}),
         (("--allow-domain",), {"action": "append", "default": [], "help": "Extra domain in scope (repeatable)."}),
+        (
+            ("--fetch-mode",),
+            {
+                "choices": ["browser", "http"],
+                "default": "browser",
+                "help": "browser: Chromium renders pages; http: a plain GET, cheaper for pages without JavaScript.",
+            },
+        ),
+        (("--max-pages",), {"type": int, "default": None, "help": "Pages per site for this crawl (default: setting)."}),
     ],
     "demo": [(("--timeout",), {"type": float, "default": 1800.0, "help": "Seconds to wait for a served model."})],
     "annotate": [(("--limit",), {"type": int, "default": 200, "help": "Passages to label, at most."})],

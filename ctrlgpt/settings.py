@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     # Elasticsearch
     es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL.")
     es_index: str = Field("ctrlgpt-pages", description="Index (alias) holding clean pages.")
+    es_sink_group: str = Field("ctrlgpt-index", description="Consumer group of the index sink (another one re-reads the clean pages from the start).")
     es_version: str = Field("8.19.21", description="Elasticsearch server version fetched from Maven Central.")
     es_java_home: Path = Field(Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs Elasticsearch.")
     es_user: str = Field("ctrlgpt-es", description="Dedicated non-root user that runs Elasticsearch.")
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     doccano_username: str = Field("admin", description="doccano admin user; its password lives in the secrets file.")
     doccano_project: str = Field("ctrlgpt sentiment", description="doccano project of passages to label for sentiment.")
     doccano_poll_seconds: float = Field(2.0, gt=0, description="How often the label bridge polls doccano.")
+    doccano_expansion_project: str = Field("ctrlgpt expansions", description="doccano seq2seq project: page title and summary -> body, for review.")
+    doccano_comparison_project: str = Field("ctrlgpt comparisons", description="doccano project ranking two generations: A better, B better, tie.")
 
     # Crawler
     user_agent: str = Field("ctrlgpt-crawler/0.1 (+https://github.com/ctrlgpt)", description="User-Agent the crawler sends.")
@@ -51,10 +54,13 @@ class Settings(BaseSettings):
     fetch_retries: int = Field(3, ge=0, description="Retries of a failed page load before it is dead-lettered.")
     fetch_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a failed page load; doubles on each retry.")
     crawl_delay_s: float = Field(0.2, ge=0, description="Least time between two fetches from one host (robots.txt Crawl-delay wins if larger).")
+    retry_after_max_s: float = Field(30.0, ge=0, description="Longest pause of a host that answered 429/503 with Retry-After (a batch must finish within max.poll.interval.ms).")
 
     # Cleaner
     cleaner_app_id: str = Field("ctrlgpt-cleaner", description="faust app id of the cleaner, also its consumer group.")
     clean_min_chars: int = Field(200, ge=1, description="Pages whose main text is shorter are dead-lettered.")
+    cleaner_session_timeout_s: float = Field(15.0, gt=0, description="A cleaner worker silent this long (killed, hung) loses its partitions to the others.")
+    near_duplicate_max_bits: int = Field(6, ge=0, le=63, description="SimHash bits two pages may differ by and still be near duplicates.")
 
     # Demo site
     demo_site_port: int = Field(8090, description="Port of the local demo website.")

@@ -85,8 +85,9 @@ def model_settled(settings: Settings, previous_version: str | None, since: datet
     return not promoted and served is not None
 
 
-def indexed_pages(es: Elasticsearch, settings: Settings, crawl_id: str, urls: list[str]) -> int:
-    query = {"bool": {"filter": [{"term": {"crawl_id": crawl_id}}, {"terms": {"url": urls}}]}}
+def indexed_pages(es: Elasticsearch, settings: Settings, urls: list[str]) -> int:
+    # By URL, not by this crawl: a page unchanged since an earlier crawl is not published again.
+    query = {"bool": {"filter": [{"terms": {"url": urls}}]}}
     es.indices.refresh(index=settings.es_index)
     return es.count(index=settings.es_index, query=query)["count"]
 
@@ -142,7 +143,7 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
     _progress(4, "waiting for clean pages to become searchable in Elasticsearch")
     es = Elasticsearch(settings.es_url, request_timeout=30)
     pages = _wait_counting(
-        lambda: indexed_pages(es, settings, crawl_id, urls), len(urls), what="articles searchable", step=4, timeout=timeout
+        lambda: indexed_pages(es, settings, urls), len(urls), what="articles searchable", step=4, timeout=timeout
     )
 
     _progress(5, "waiting for passages to reach doccano")

@@ -7,10 +7,12 @@ download is never used. Use it from the thread that created it (Playwright's rul
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import structlog
 from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import APIResponse, Route
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import sync_playwright
 
@@ -32,13 +34,14 @@ CHROMIUM_ARGS = (
 
 @dataclass(frozen=True)
 class Loaded:
-    """What the browser saw: the main response's status and type, and the rendered DOM."""
+    """What the fetch saw: the main response's status, type and headers (lowercase names), and the HTML."""
 
     final_url: str
     status: int
     content_type: str
     html: str
     elapsed_ms: int
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class FetchError(Exception):
@@ -64,12 +67,16 @@ class Browser:
         self._context = self._browser.new_context(user_agent=self._settings.user_agent)
         log.info("browser.launched", chromium=str(self._settings.chromium_path), version=self._browser.version)
 
-    def load(self, url: str) -> Loaded:
+    def load(self, url: str, headers: Mapping[str, str]) -> Loaded:
+        """Render `url`; `headers` (conditional ones) go on its navigation requests only, and a 304 comes back as such."""
         if not self._browser.is_connected():  # Chromium crashed or was killed: start a new one
             log.warning("browser.disconnected")
             self._launch()
         timeout_s = self._settings.fetch_timeout_s
         page = self._context.new_page()
+        conditional = _ConditionalNavigation(headers, timeout_s)
+        if headers:  # not set_extra_http_headers: that would make every image and script conditional too
+            page.route("**/*", conditional.handle)
         started = time.monotonic()
         try:
             response = page.goto(url, wait_until="load", timeout=timeout_s * 1000)
@@ -81,14 +88,21 @@ class Browser:
                 content_type=response.headers.get("content-type", ""),
                 html=page.content(),
                 elapsed_ms=int((time.monotonic() - started) * 1000),
+                headers=response.headers,
             )
         except PlaywrightTimeoutError as exc:
             raise FetchError(f"load timed out after {timeout_s:g}s", transient=True, error_type="Timeout") from exc
         except PlaywrightError as exc:
+            if conditional.not_modified is not None:  # the navigation was aborted on purpose: nothing to render
+                return Loaded(final_url=conditional.not_modified.url, status=304, content_type="", html="",
+                              elapsed_ms=int((time.monotonic() - started) * 1000),
+                              headers=conditional.not_modified.headers)
             message = exc.message.splitlines()[0] if exc.message else repr(exc)
             if "Download is starting" in message:  # Chromium downloads what it cannot render
                 raise FetchError(f"not an HTML page (the browser started a download): {url}", transient=False,
                                  error_type="NotHtml") from exc
+            if "ERR_TOO_MANY_REDIRECTS" in message:
+                raise FetchError(f"redirect loop: {message}", transient=False, error_type="RedirectLoop") from exc
             raise FetchError(f"network error: {message}", transient=True, error_type="NetworkError") from exc
         finally:
             page.close()
@@ -99,3 +113,29 @@ class Browser:
             self._browser.close()
         finally:
             self._playwright.stop()
+
+
+class _ConditionalNavigation:
+    """Sends the page's own navigation requests with conditional headers.
+
+    Chromium aborts a navigation answered 304 when it has no cached copy, so the request
+    is made here (`route.fetch`): a 304 is kept and the navigation aborted; any other
+    answer, redirects included, is handed to the page as it came.
+    """
+
+    def __init__(self, headers: Mapping[str, str], timeout_s: float) -> None:
+        self._headers = dict(headers)
+        self._timeout_ms = timeout_s * 1000
+        self.not_modified: APIResponse | None = None
+
+    def handle(self, route: Route) -> None:
+        request = route.request
+        if not (request.is_navigation_request() and request.frame.parent_frame is None):
+            route.continue_()
+            return
+        response = route.fetch(headers={**request.headers, **self._headers}, max_redirects=0, timeout=self._timeout_ms)
+        if response.status == 304:
+            self.not_modified = response
+            route.abort()
+        else:
+            route.fulfill(response=response)

@@ -1,4 +1,5 @@
-"""The crawler's memory, in SQLite: which URLs of a crawl were requested and which were visited.
+"""The crawler's memory, in SQLite: which URLs of a crawl were requested and which were visited,
+and, across crawls, each URL's validators for conditional re-fetches.
 
 It survives restarts, so a redelivered request is not fetched again and a link
 found twice is requested once. Writes happen only after Kafka acknowledged what
@@ -7,10 +8,12 @@ they stand for, so a crash can cause a repeat but never a loss.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from producers.conditional import Validators
 from producers.frontier import host_of
 
 __all__ = ["CrawlState"]
@@ -25,6 +28,9 @@ CREATE TABLE IF NOT EXISTS visited (
     crawl_id TEXT NOT NULL, url TEXT NOT NULL, outcome TEXT NOT NULL, status INTEGER,
     at TEXT NOT NULL DEFAULT (datetime('now')),
     PRIMARY KEY (crawl_id, url)
+);
+CREATE TABLE IF NOT EXISTS validators (
+    url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, content_hash TEXT NOT NULL, links TEXT NOT NULL
 );
 """
 
@@ -58,9 +64,15 @@ class CrawlState:
             for host in set(hosts)
         }
 
-    def record_visit(self, crawl_id: str, url: str, *, outcome: str, status: int | None, requested: Iterable[str] = ()) -> None:
-        """Remember a visit and the URLs it requested, in one transaction."""
+    def record_visit(self, crawl_id: str, url: str, *, outcome: str, status: int | None, requested: Iterable[str] = (),
+                     validators: Validators | None = None) -> None:
+        """Remember a visit, the URLs it requested and the page's validators (if given), in one transaction."""
         with self._db:
+            if validators is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO validators (url, etag, last_modified, content_hash, links) VALUES (?, ?, ?, ?, ?)",
+                    (url, validators.etag, validators.last_modified, validators.content_hash, json.dumps(validators.links)),
+                )
             self._db.executemany(
                 "INSERT OR IGNORE INTO requested (crawl_id, url, host) VALUES (?, ?, ?)",
                 [(crawl_id, u, host_of(u)) for u in (url, *requested)],
@@ -69,6 +81,17 @@ class CrawlState:
                 "INSERT OR REPLACE INTO visited (crawl_id, url, outcome, status) VALUES (?, ?, ?, ?)",
                 (crawl_id, url, outcome, status),
             )
+
+    def validators(self, url: str) -> Validators | None:
+        row = self._db.execute(
+            "SELECT etag, last_modified, content_hash, links FROM validators WHERE url = ?", (url,)
+        ).fetchone()
+        return None if row is None else Validators(row[0], row[1], row[2], tuple(json.loads(row[3])))
+
+    def outcomes(self, crawl_id: str) -> dict[str, int]:
+        """How many visits of a crawl ended how (fetched, unchanged, dead-lettered)."""
+        rows = self._db.execute("SELECT outcome, count(*) FROM visited WHERE crawl_id = ? GROUP BY outcome", (crawl_id,))
+        return dict(rows.fetchall())
 
     def close(self) -> None:
         self._db.close()

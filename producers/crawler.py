@@ -1,11 +1,13 @@
-"""`ctrlgpt crawler`: crawl requests -> pages rendered by Chromium -> `PAGES_RAW`, plus link requests.
+"""`ctrlgpt crawler`: crawl requests -> pages (rendered by Chromium, or a plain GET) -> `PAGES_RAW`, plus new requests.
 
-Per request: skip it if this crawl already visited the URL, obey robots.txt, wait out
-the host's politeness delay, load the page in the one browser, retry what may pass
-(network errors, timeouts, 5xx, 429) with exponential backoff, and dead-letter what
-cannot (4xx, non-HTML, robots-disallowed, retries exhausted) with the reason. A
-fetched page is published, with requests for its new in-scope links, and flushed
-before the visit is remembered and the batch committed.
+Per request: skip it if this crawl already visited the URL (unless it is a re-crawl), obey
+robots.txt, wait out the origin's politeness delay or Retry-After pause, load the page
+(`fetch_mode`: the one browser, or httpx), conditionally if the URL was fetched before;
+retry what may pass (network errors, timeouts, 5xx, 429) and dead-letter what cannot
+(invalid URL, 4xx, non-HTML, robots-disallowed, too large, undecodable, redirect loops,
+retries exhausted) with the reason. A page is published unless unchanged (304, or the same
+HTML), with requests for its new in-scope links (and, for a seed, its site's sitemap
+entries), and flushed before the visit is remembered and the batch committed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from urllib.robotparser import RobotFileParser
 
 import httpx
@@ -22,15 +26,18 @@ from confluent_kafka import Producer
 
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
-from producers import frontier
+from producers import frontier, http_fetch, sitemaps
 from producers.browser import Browser, FetchError, Loaded
+from producers.conditional import Validators, conditional_headers, validators_of
 from producers.crawl_state import CrawlState
 from producers.frontier import Verdict
+from producers.politeness import Politeness, Unreachable
+from producers.retry_after import HONOURED_STATUSES, retry_after_s
 from streams import bus, topics
 from streams.bus import Received
 from streams.records import CrawlRequested, PageFetched
 
-__all__ = ["STAGE", "Politeness", "Unreachable", "Crawler", "run", "main"]
+__all__ = ["STAGE", "Crawler", "run", "main"]
 
 log = structlog.get_logger()
 
@@ -45,6 +52,11 @@ ROBOTS_TTL_S = 3600.0
 UNREACHABLE_COOLDOWN_S = 300.0
 # Under the 8 MiB message.max.bytes of the producers and the broker, leaving room for the record's other fields.
 MAX_HTML_BYTES = 7 * 1024 * 1024
+# Sitemap discovery reads at most this many documents (sitemaps and indexes) per seed, each at most this large.
+MAX_SITEMAP_DOCUMENTS = 20
+MAX_SITEMAP_BYTES = 10 * 1024 * 1024
+# ... and spends at most this long on them, so that a batch of seeds stays within max.poll.interval.ms.
+SITEMAP_TIME_BUDGET_S = 60.0
 # Failures that say nothing answers at the origin, as opposed to one page failing.
 _CONNECTION_ERRORS = frozenset({"NetworkError", "RobotsUnavailable"})
 
@@ -59,39 +71,7 @@ class _Failed:
     error_type: str
     attempts: int
     status: int | None = None
-
-
-class Politeness:
-    """When each origin may be fetched next: at least `delay` after its previous fetch."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def wait_s(self, origin: str, delay: float, now: float) -> float:
-        last = self._last.get(origin)
-        return 0.0 if last is None else max(0.0, last + delay - now)
-
-    def mark(self, origin: str, now: float) -> None:
-        self._last[origin] = now
-
-
-class Unreachable:
-    """Origins that recently failed every attempt to connect, and why."""
-
-    def __init__(self, cooldown_s: float) -> None:
-        self._cooldown_s = cooldown_s
-        self._down: dict[str, tuple[float, str]] = {}
-
-    def mark(self, origin: str, reason: str, now: float) -> None:
-        self._down[origin] = (now + self._cooldown_s, reason)
-
-    def clear(self, origin: str) -> None:
-        self._down.pop(origin, None)
-
-    def reason(self, origin: str, now: float) -> str | None:
-        """Why `origin` is not worth trying now, or None if it is."""
-        until, why = self._down.get(origin, (0.0, ""))
-        return f"{origin} unreachable {until - now:.0f}s more after: {why}" if now < until else None
+    retry_after_s: float | None = None
 
 
 class Crawler:
@@ -106,6 +86,7 @@ class Crawler:
         self._politeness = Politeness()
         self._unreachable = Unreachable(UNREACHABLE_COOLDOWN_S)
         self._robots: dict[str, tuple[RobotFileParser, float]] = {}
+        self._outcomes: Counter[str] = Counter()
 
     def write(self, batch: list[Received]) -> None:
         """`bus.consume`'s write: handle each request; on stop, return with the rest uncommitted."""
@@ -120,58 +101,87 @@ class Crawler:
     def _handle(self, received: Received) -> None:
         request = received.record
         assert isinstance(request, CrawlRequested)
-        url = frontier.normalize_url(request.url)
+        try:
+            url = frontier.normalize_url(str(request.url))
+        except ValueError as exc:
+            self._dead_letter(received, _Failed(f"invalid URL: {exc}", "InvalidUrl", 0))
+            return
         bound = log.bind(crawl_id=request.crawl_id, url=url, depth=request.depth)
-        if self._state.visited(request.crawl_id, url):
+        if request.source != "recrawl" and self._state.visited(request.crawl_id, url):
             bound.info("crawl.already_visited")
             return
         origin = frontier.origin_of(url)
+        previous = self._state.validators(url)  # from any earlier crawl: fetch it conditionally
         down = self._unreachable.reason(origin, time.monotonic())
-        result = _Failed(down, "OriginUnreachable", 0) if down else self._load_with_retries(url, bound)
+        result = (_Failed(down, "OriginUnreachable", 0) if down
+                  else self._load_with_retries(url, request.fetch_mode, conditional_headers(previous), bound))
         if isinstance(result, _Failed):
             if result.error_type in _CONNECTION_ERRORS:
                 self._unreachable.mark(origin, result.reason, time.monotonic())
-            bus.send_dead_letter(
-                self._producer, STAGE, source_topic=received.topic, value=received.value, key=received.key,
-                partition=received.partition, offset=received.offset, reason=result.reason,
-                error_type=result.error_type, attempts=result.attempts,
-            )
-            bus.flush_or_raise(self._producer)
+            self._dead_letter(received, result)
             self._state.record_visit(request.crawl_id, url, outcome="dead-lettered", status=result.status)
             return
         self._unreachable.clear(origin)
-        page = PageFetched(
-            url=url, final_url=result.final_url, crawl_id=request.crawl_id, depth=request.depth,
-            status=result.status, content_type=result.content_type, html=result.html,
-        )
-        bus.publish(self._producer, topics.PAGES_RAW, page)
-        links = self._publish_links(request, result, bound)
-        bus.flush_or_raise(self._producer)
-        self._state.record_visit(request.crawl_id, url, outcome="fetched", status=result.status, requested=links)
-        bound.info("crawl.fetched", status=result.status, ms=result.elapsed_ms, bytes=len(result.html), new_links=len(links))
+        self._publish_fetched(request, url, result, previous, bound)
 
-    def _publish_links(self, request: CrawlRequested, loaded: Loaded, bound: structlog.stdlib.BoundLogger) -> list[str]:
+    def _publish_fetched(self, request: CrawlRequested, url: str, loaded: Loaded, previous: Validators | None,
+                         bound: structlog.stdlib.BoundLogger) -> None:
+        """Publish the page unless it is unchanged, then the requests it leads to; then remember the visit."""
+        validators = _validators_after(loaded, previous)
+        unchanged = previous is not None and validators.content_hash == previous.content_hash
+        if not unchanged:
+            page = PageFetched(
+                url=url, final_url=loaded.final_url, crawl_id=request.crawl_id, depth=request.depth,
+                status=loaded.status, content_type=loaded.content_type, html=loaded.html,
+            )
+            bus.publish(self._producer, topics.PAGES_RAW, page)
+        sitemap_pages = self._sitemap_pages(request, url, bound) if request.source == "seed" else []
+        requested = self._publish_requests(request, list(validators.links), sitemap_pages, bound)
+        bus.flush_or_raise(self._producer)
+        outcome = "unchanged" if unchanged else "fetched"
+        self._state.record_visit(request.crawl_id, url, outcome=outcome, status=loaded.status, requested=requested,
+                                 validators=validators)
+        self._outcomes[outcome] += 1
+        bound.info(f"crawl.{outcome}", status=loaded.status, ms=loaded.elapsed_ms, bytes=len(loaded.html),
+                   new_requests=len(requested), **{f"{outcome}_since_start": self._outcomes[outcome]})
+
+    def _dead_letter(self, received: Received, failed: _Failed) -> None:
+        bus.send_dead_letter(
+            self._producer, STAGE, source_topic=received.topic, value=received.value, key=received.key,
+            partition=received.partition, offset=received.offset, reason=failed.reason,
+            error_type=failed.error_type, attempts=failed.attempts,
+        )
+        bus.flush_or_raise(self._producer)
+        log.warning("crawl.dead_lettered", url=str(received.record.url), reason=failed.reason, error_type=failed.error_type)
+
+    def _publish_requests(self, request: CrawlRequested, links: list[str], sitemap_pages: list[str],
+                          bound: structlog.stdlib.BoundLogger) -> list[str]:
         if request.depth >= request.max_depth:
             return []
-        links = frontier.extract_links(loaded.html, loaded.final_url)
+        candidates = links + sitemap_pages
         wanted, over_budget = frontier.next_requests(
             request, links,
-            known=self._state.known(request.crawl_id, links),
-            requested_per_host=self._state.requested_per_host(request.crawl_id, map(frontier.host_of, links)),
-            max_pages=self._settings.crawl_max_pages,
+            known=self._state.known(request.crawl_id, candidates),
+            requested_per_host=self._state.requested_per_host(request.crawl_id, map(frontier.host_of, candidates)),
+            max_pages=request.max_pages or self._settings.crawl_max_pages,
+            sitemap_urls=sitemap_pages,
         )
         if over_budget:
-            bound.warning("crawl.page_budget_reached", links_not_requested=over_budget, max_pages=self._settings.crawl_max_pages)
+            bound.warning("crawl.page_budget_reached", links_not_requested=over_budget,
+                          max_pages=request.max_pages or self._settings.crawl_max_pages)
         for link in wanted:
             bus.publish(self._producer, topics.CRAWL_REQUESTS, link)
         return [link.url for link in wanted]
 
-    def _load_with_retries(self, url: str, bound: structlog.stdlib.BoundLogger) -> Loaded | _Failed:
+    def _load_with_retries(self, url: str, fetch_mode: str, headers: dict[str, str],
+                           bound: structlog.stdlib.BoundLogger) -> Loaded | _Failed:
         attempts = 1 + self._settings.fetch_retries
         for attempt in range(1, attempts + 1):
             try:
-                loaded = self._load_politely(url)
-                verdict, why = frontier.fetch_verdict(loaded.status, loaded.content_type)
+                loaded = self._load_politely(url, fetch_mode, headers)
+                verdict, why = frontier.fetch_verdict(loaded.status, loaded.content_type, conditional=bool(headers))
+                if verdict is Verdict.UNCHANGED:
+                    return loaded
                 if verdict is Verdict.KEEP:
                     size = len(loaded.html.encode())
                     if size > MAX_HTML_BYTES:
@@ -180,12 +190,17 @@ class Crawler:
                     return loaded
                 if verdict is Verdict.REJECT:
                     return _Failed(f"{why} from {url}", "Rejected", attempt, loaded.status)
-                failure = _Failed(why, "HttpError", attempt, loaded.status)
+                failure = self._http_failure(why, loaded, attempt)
             except FetchError as exc:
                 if not exc.transient:
                     return _Failed(exc.reason, exc.error_type, attempt)
                 failure = _Failed(exc.reason, exc.error_type, attempt)
             if attempt < attempts:
+                if failure.retry_after_s is not None:  # the host asked for a pause: every request to it waits
+                    self._politeness.pause(frontier.origin_of(url), time.monotonic() + failure.retry_after_s)
+                    bound.warning("crawl.host_paused", attempt=attempt, of=attempts, error=failure.reason,
+                                  retry_in_s=failure.retry_after_s)
+                    continue
                 delay = self._settings.fetch_backoff_s * 2 ** (attempt - 1)
                 bound.warning("crawl.retrying", attempt=attempt, of=attempts, error=failure.reason, retry_in_s=delay)
                 if self._stop.wait(delay):
@@ -194,7 +209,59 @@ class Crawler:
             f"{failure.reason} from {url}, still after {attempts} attempts", failure.error_type, attempts, failure.status
         )
 
-    def _load_politely(self, url: str) -> Loaded:
+    def _http_failure(self, why: str, loaded: Loaded, attempt: int) -> _Failed:
+        """A retryable HTTP answer; a 429/503 with a readable Retry-After says how long to wait."""
+        wait_s = None
+        if loaded.status in HONOURED_STATUSES:
+            wait_s = retry_after_s(loaded.headers.get("retry-after"), now=datetime.now(UTC),
+                                   cap_s=self._settings.retry_after_max_s)
+        if wait_s is not None:
+            why = f"{why} (Retry-After {wait_s:g}s)"
+        return _Failed(why, "HttpError", attempt, loaded.status, wait_s)
+
+    def _sitemap_pages(self, request: CrawlRequested, url: str, bound: structlog.stdlib.BoundLogger) -> list[str]:
+        """The in-scope pages a seed's site lists in its sitemaps (robots.txt's, then /sitemap.xml)."""
+        if request.depth >= request.max_depth:
+            return []
+        domains = frontier.scope_domains(request)
+        deadline = time.monotonic() + SITEMAP_TIME_BUDGET_S
+        pages, problems = sitemaps.walk(
+            sitemaps.sitemap_locations(url, self._robots_for(url)), lambda location: self._fetch_sitemap(location, deadline),
+            allowed=lambda page: frontier.in_scope(page, domains, request.depth + 1, request.max_depth),
+            max_documents=MAX_SITEMAP_DOCUMENTS, max_pages=request.max_pages or self._settings.crawl_max_pages,
+            max_bytes=MAX_SITEMAP_BYTES,
+        )
+        bound.info("crawl.sitemaps_read", pages=len(pages), not_read=problems)
+        return pages
+
+    def _fetch_sitemap(self, location: str, deadline: float) -> bytes:
+        if time.monotonic() > deadline:
+            raise sitemaps.SitemapError(f"not read: over the {SITEMAP_TIME_BUDGET_S:g}s spent on this seed's sitemaps")
+        try:
+            origin = self._wait_turn(location)
+            try:
+                with self._http.stream("GET", location) as response:
+                    if response.status_code != 200:
+                        raise sitemaps.SitemapError(f"HTTP {response.status_code}")
+                    return http_fetch.read_capped(response, location, MAX_SITEMAP_BYTES)
+            finally:
+                self._politeness.mark(origin, time.monotonic())
+        except FetchError as exc:
+            raise sitemaps.SitemapError(exc.reason) from exc
+        except httpx.HTTPError as exc:
+            raise sitemaps.SitemapError(f"network error: {exc!r}") from exc
+
+    def _load_politely(self, url: str, fetch_mode: str, headers: dict[str, str]) -> Loaded:
+        origin = self._wait_turn(url)
+        try:
+            if fetch_mode == "http":
+                return http_fetch.fetch(self._http, url, max_bytes=MAX_HTML_BYTES, headers=headers)
+            return self._browser.load(url, headers)
+        finally:
+            self._politeness.mark(origin, time.monotonic())
+
+    def _wait_turn(self, url: str) -> str:
+        """Obey robots.txt, then wait out the origin's delay or pause; returns the origin, to mark once fetched."""
         rules = self._robots_for(url)
         decision = frontier.robots_decision(rules, self._settings.user_agent, url)
         if not decision.allowed:
@@ -203,10 +270,7 @@ class Crawler:
         delay = max(self._settings.crawl_delay_s, decision.crawl_delay_s or 0.0)
         if self._stop.wait(self._politeness.wait_s(origin, delay, time.monotonic())):
             raise _Stopping
-        try:
-            return self._browser.load(url)
-        finally:
-            self._politeness.mark(origin, time.monotonic())
+        return origin
 
     def _robots_for(self, url: str) -> RobotFileParser:
         origin = frontier.origin_of(url)
@@ -226,6 +290,15 @@ class Crawler:
         self._robots[origin] = (rules, time.monotonic())
         log.info("crawl.robots_loaded", origin=origin, status=response.status_code)
         return rules
+
+
+def _validators_after(loaded: Loaded, previous: Validators | None) -> Validators:
+    """A 304 keeps the remembered page (with any validators the server renewed); anything else is new."""
+    if loaded.status == 304:
+        assert previous is not None  # a 304 is kept only as the answer to a conditional request
+        return replace(previous, etag=loaded.headers.get("etag", previous.etag),
+                       last_modified=loaded.headers.get("last-modified", previous.last_modified))
+    return validators_of(loaded.headers, loaded.html, frontier.extract_links(loaded.html, loaded.final_url))
 
 
 def run(settings: Settings, stop: threading.Event, group: str = "ctrlgpt-crawler") -> None:

@@ -5,6 +5,8 @@ No I/O here: the crawler fetches, this module decides.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -35,21 +37,33 @@ __all__ = [
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+# One DNS label in ASCII (after IDNA); underscores occur in real host names, so they pass.
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 def normalize_url(url: str) -> str:
     """One spelling per page: lowercase scheme and host, no fragment or default port, sorted query.
 
-    Raises ValueError for anything that is not an absolute http(s) URL.
+    Raises ValueError for anything that is not an absolute http(s) URL with a valid host and port.
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # a bracketed host that is no IP address
+        raise ValueError(f"invalid URL {url!r}: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"not an absolute http(s) URL: {url!r}")
     host = parts.hostname.lower()  # urlsplit already lowercases; explicit because it is the rule
+    if not _valid_host(host):
+        raise ValueError(f"invalid host {host!r} in URL {url!r}")
     if ":" in host:
         host = f"[{host}]"
-    port = parts.port
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid port in URL {url!r}") from exc
+    if port == 0:
+        raise ValueError(f"invalid port 0 in URL {url!r}")
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
     if parts.username or parts.password:
         userinfo = parts.username or ""
@@ -58,6 +72,20 @@ def normalize_url(url: str) -> str:
         netloc = f"{userinfo}@{netloc}"
     query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)), doseq=True)
     return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return all(_LABEL.fullmatch(label) for label in ascii_host.removesuffix(".").split("."))
 
 
 def host_of(url: str) -> str:
@@ -146,12 +174,18 @@ def is_html(content_type: str) -> bool:
 
 class Verdict(Enum):
     KEEP = "keep"  # a page to publish
+    UNCHANGED = "unchanged"  # 304: the page is as it was when last fetched
     RETRY = "retry"  # the server may answer better later
     REJECT = "reject"  # it will never be a page to publish
 
 
-def fetch_verdict(status: int, content_type: str) -> tuple[Verdict, str]:
-    """What to do with a loaded response, and why (the reason ends up in a dead letter)."""
+def fetch_verdict(status: int, content_type: str, *, conditional: bool = False) -> tuple[Verdict, str]:
+    """What to do with a loaded response, and why (the reason ends up in a dead letter).
+
+    A 304 only answers a conditional request: `conditional` says whether one was sent.
+    """
+    if status == 304 and conditional:
+        return Verdict.UNCHANGED, "HTTP 304 not modified"
     if status >= 500 or status == 429:
         return Verdict.RETRY, f"HTTP {status}"
     if not 200 <= status < 300:
@@ -168,16 +202,19 @@ def next_requests(
     known: set[str],
     requested_per_host: Mapping[str, int],
     max_pages: int,
+    sitemap_urls: Iterable[str] = (),
 ) -> tuple[list[CrawlRequested], int]:
-    """The link requests a fetched page leads to: in scope, one level deeper, not requested yet,
-    within `max_pages` requests per host and crawl. Returns them and how many the budget cut.
+    """The requests a fetched page leads to, its links then its site's sitemap URLs: in scope, one
+    level deeper, not requested yet, within `max_pages` requests per host and crawl. Returns them
+    and how many the budget cut.
     """
     depth = request.depth + 1
     domains = scope_domains(request)
     counts = dict(requested_per_host)
     seen = set(known) | {normalize_url(request.url)}  # a page's link to itself is not new
     wanted, over_budget = [], 0
-    for url in links:
+    candidates = [*((url, "link") for url in links), *((url, "sitemap") for url in sitemap_urls)]
+    for url, source in candidates:
         if url in seen or not in_scope(url, domains, depth, request.max_depth):
             continue
         host = host_of(url)
@@ -189,7 +226,7 @@ def next_requests(
         wanted.append(
             CrawlRequested(
                 url=url, crawl_id=request.crawl_id, depth=depth, max_depth=request.max_depth,
-                allowed_domains=domains, source="link",
+                allowed_domains=domains, source=source, fetch_mode=request.fetch_mode, max_pages=request.max_pages,
             )
         )
     return wanted, over_budget

@@ -32,6 +32,19 @@ def test_normalize_refuses_what_is_not_an_http_page(bad: str) -> None:
         frontier.normalize_url(bad)
 
 
+@pytest.mark.parametrize("bad", ["http://exa mple.test/", "http://a..b/", "http://-a.test/", "http://a.test:0/",
+                                 "http://a.test:99999/", "http://[::zz]/"])
+def test_normalize_refuses_an_invalid_host_or_port(bad: str) -> None:
+    with pytest.raises(ValueError, match="(?i)invalid"):
+        frontier.normalize_url(bad)
+
+
+def test_normalize_keeps_real_world_hosts() -> None:
+    assert frontier.normalize_url("http://my_host.test:8080/") == "http://my_host.test:8080/"
+    assert frontier.normalize_url("http://bücher.test/") == "http://bücher.test/"
+    assert frontier.normalize_url("http://[::1]:8000/") == "http://[::1]:8000/"
+
+
 def test_normalize_is_idempotent() -> None:
     once = frontier.normalize_url("HTTPS://Shop.Example.com:443/items?sort=price&page=2#reviews")
     assert frontier.normalize_url(once) == once == "https://shop.example.com/items?page=2&sort=price"
@@ -174,3 +187,9 @@ def test_next_requests_respect_the_page_budget_per_host() -> None:
     wanted, cut = frontier.next_requests(seed, links, known=set(), requested_per_host={"site.test": 1}, max_pages=2)
     assert [r.url for r in wanted] == ["http://site.test/1", "http://other.test/1"]
     assert cut == 2
+
+
+def test_next_requests_carry_the_crawl_fetch_mode_and_page_cap() -> None:
+    seed = _request("http://site.test/", fetch_mode="http", max_pages=7)
+    wanted, _ = frontier.next_requests(seed, ["http://site.test/a"], known=set(), requested_per_host={}, max_pages=7)
+    assert [(r.fetch_mode, r.max_pages) for r in wanted] == [("http", 7)]

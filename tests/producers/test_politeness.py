@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from producers.crawler import Politeness, Unreachable
+from producers.politeness import Politeness, Unreachable
 
 
 def test_an_origin_waits_out_its_delay_and_others_do_not() -> None:
@@ -12,6 +12,16 @@ def test_an_origin_waits_out_its_delay_and_others_do_not() -> None:
     assert clock.wait_s("http://a.test", 2.0, now=100.5) == 1.5
     assert clock.wait_s("http://a.test", 2.0, now=103.0) == 0.0
     assert clock.wait_s("http://b.test", 2.0, now=100.5) == 0.0
+
+
+def test_a_paused_origin_waits_until_the_pause_ends_whatever_its_delay() -> None:
+    clock = Politeness()
+    clock.pause("http://a.test", until=130.0)
+    assert clock.wait_s("http://a.test", 0.0, now=100.0) == 30.0
+    clock.pause("http://a.test", until=110.0)  # a shorter pause does not cut a longer one short
+    assert clock.wait_s("http://a.test", 0.0, now=100.0) == 30.0
+    assert clock.wait_s("http://b.test", 0.0, now=100.0) == 0.0
+    assert clock.wait_s("http://a.test", 0.0, now=131.0) == 0.0
 
 
 def test_an_unreachable_origin_is_skipped_until_its_cooldown_ends_or_it_answers() -> None:

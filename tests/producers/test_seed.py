@@ -20,3 +20,11 @@ def test_seed_requests_are_normalized_deduplicated_and_scoped() -> None:
 def test_seed_refuses_a_url_that_is_not_http() -> None:
     with pytest.raises(ValueError, match="ftp://x.test/"):
         seed_requests(["http://ok.test/", "ftp://x.test/"], crawl_id="c", max_depth=1, allowed_domains=[])
+
+
+def test_seed_requests_carry_the_fetch_mode_and_page_cap() -> None:
+    (request,) = seed_requests(["http://ok.test/"], crawl_id="c", max_depth=1, allowed_domains=[], fetch_mode="http",
+                               max_pages=5)
+    assert request.fetch_mode == "http" and request.max_pages == 5
+    (default,) = seed_requests(["http://ok.test/"], crawl_id="c", max_depth=1, allowed_domains=[])
+    assert default.fetch_mode == "browser" and default.max_pages is None
