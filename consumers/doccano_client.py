@@ -19,13 +19,38 @@ import structlog
 
 from streams.bus import ServiceUnavailable
 
-__all__ = ["DoccanoClient", "DoccanoError", "SENTIMENTS", "SentimentProject", "ensure_sentiment_project"]
+__all__ = [
+    "DoccanoClient",
+    "DoccanoError",
+    "SENTIMENTS",
+    "VERDICTS",
+    "SentimentProject",
+    "ComparisonProject",
+    "ensure_sentiment_project",
+    "ensure_expansion_project",
+    "ensure_comparison_project",
+    "comparison_text",
+]
 
 log = structlog.get_logger()
 
 # The category types of the sentiment project, in the order the UI shows them.
 SENTIMENTS = ("positive", "negative")
+# The verdicts of the comparison project: doccano has no ranking type, so a pair is classified.
+VERDICTS = ("A better", "B better", "tie")
 PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class ProjectKind:
+    """doccano's names for a type of project: `project_type` and the serializer's `resourcetype`."""
+
+    project_type: str
+    resourcetype: str
+
+
+TEXT_CLASSIFICATION = ProjectKind("DocumentClassification", "TextClassificationProject")
+SEQ2SEQ = ProjectKind("Seq2seq", "Seq2seqProject")
 
 
 class DoccanoError(RuntimeError):
@@ -83,7 +108,26 @@ class DoccanoClient:
 
     def get_or_create_text_classification_project(self, name: str, *, description: str) -> dict[str, Any]:
         """Single-class, collaborative (every annotator sees and we read everyone's labels), fixed order."""
-        wanted = {"single_class_classification": True, "collaborative_annotation": True, "random_order": False}
+        return self.get_or_create_project(
+            name,
+            description=description,
+            kind=TEXT_CLASSIFICATION,
+            wanted={"single_class_classification": True, "collaborative_annotation": True, "random_order": False},
+        )
+
+    def get_or_create_seq2seq_project(self, name: str, *, description: str) -> dict[str, Any]:
+        """Collaborative, so that reviewers see (and correct) the text proposed by the admin user."""
+        return self.get_or_create_project(
+            name,
+            description=description,
+            kind=SEQ2SEQ,
+            wanted={"collaborative_annotation": True, "random_order": False},
+        )
+
+    def get_or_create_project(
+        self, name: str, *, description: str, kind: ProjectKind, wanted: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The project of that name, created (or its `wanted` settings fixed) when needed."""
         project = self.find_project(name)
         if project is None:
             created = self._request(
@@ -93,8 +137,8 @@ class DoccanoClient:
                     "name": name,
                     "description": description,
                     "guideline": description,
-                    "project_type": "DocumentClassification",
-                    "resourcetype": "TextClassificationProject",
+                    "project_type": kind.project_type,
+                    "resourcetype": kind.resourcetype,
                     **wanted,
                 },
             )
@@ -104,15 +148,15 @@ class DoccanoClient:
                 self.delete_project(created["id"])
                 log.info("doccano.project_duplicate_removed", name=name, kept=project["id"], removed=created["id"])
             else:
-                log.info("doccano.project_created", name=name, id=created["id"])
+                log.info("doccano.project_created", name=name, id=created["id"], type=kind.project_type)
                 return created
-        if project["project_type"] != "DocumentClassification":
+        if project["project_type"] != kind.project_type:
             raise DoccanoError(
                 "GET", "/v1/projects", 409, f"project {name!r} exists but is a {project['project_type']} project"
             )
         if any(project.get(field) != value for field, value in wanted.items()):
-            log.warning("doccano.project_settings_fixed", name=name, wanted=wanted)
-            project = self._request("PATCH", f"/v1/projects/{project['id']}", json=wanted)
+            log.warning("doccano.project_settings_fixed", name=name, wanted=dict(wanted))
+            project = self._request("PATCH", f"/v1/projects/{project['id']}", json=dict(wanted))
         return project
 
     def delete_project(self, project_id: int) -> None:
@@ -192,6 +236,21 @@ class DoccanoClient:
     def delete_category(self, project_id: int, example_id: int, annotation_id: int) -> None:
         self._request("DELETE", f"/v1/projects/{project_id}/examples/{example_id}/categories/{annotation_id}")
 
+    # -- text annotations (seq2seq)
+
+    def text_labels(self, project_id: int, example_id: int) -> list[dict[str, Any]]:
+        """An example's text annotations: id, user (id), text, created_at, updated_at."""
+        return self._request("GET", f"/v1/projects/{project_id}/examples/{example_id}/texts")
+
+    def add_text_label(self, project_id: int, example_id: int, text: str) -> dict[str, Any]:
+        """A text annotation by the logged-in user (in a seq2seq project: a proposed output)."""
+        return self._request(
+            "POST", f"/v1/projects/{project_id}/examples/{example_id}/texts", json={"example": example_id, "text": text}
+        )
+
+    def delete_text_label(self, project_id: int, example_id: int, annotation_id: int) -> None:
+        self._request("DELETE", f"/v1/projects/{project_id}/examples/{example_id}/texts/{annotation_id}")
+
     # -- transport
 
     def _paginate(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -233,3 +292,36 @@ def ensure_sentiment_project(client: DoccanoClient, name: str) -> SentimentProje
         name, description="Is this passage positive or negative? One label per passage; check it when done."
     )
     return SentimentProject(project["id"], client.get_or_create_category_types(project["id"], SENTIMENTS))
+
+
+def ensure_expansion_project(client: DoccanoClient, name: str) -> int:
+    """The seq2seq project of page expansions (title and summary -> body); its id."""
+    project = client.get_or_create_seq2seq_project(
+        name,
+        description=(
+            "Each example is a page's title and summary; the proposed text is the page's body. "
+            "Correct the text into a good expansion of the short text, then check the example."
+        ),
+    )
+    return project["id"]
+
+
+@dataclass(frozen=True)
+class ComparisonProject:
+    """The comparison project's id and its category types (verdict -> id)."""
+
+    id: int
+    label_ids: dict[str, int]
+
+
+def ensure_comparison_project(client: DoccanoClient, name: str) -> ComparisonProject:
+    project = client.get_or_create_text_classification_project(
+        name,
+        description="Two generations for the same prompt: is A better, B better, or are they a tie? One label each.",
+    )
+    return ComparisonProject(project["id"], client.get_or_create_category_types(project["id"], VERDICTS))
+
+
+def comparison_text(prompt: str, first: str, second: str) -> str:
+    """How a pair of generations reads as one example of the comparison project."""
+    return f"{prompt}\n\nA: {first}\n\nB: {second}"

@@ -21,12 +21,11 @@ from streams import topics
 from streams.bus import Received, RecordRejected, ServiceUnavailable, run_sink
 from streams.records import PageCleaned
 
-__all__ = ["PageIndexSink", "document_id", "page_document", "index_template", "main"]
+__all__ = ["PageIndexSink", "document_id", "page_document", "index_template", "has_english_analyzer", "main"]
 
 log = structlog.get_logger()
 
 STAGE = "index"
-GROUP = "ctrlgpt-index"
 
 
 def document_id(url: str) -> str:
@@ -122,7 +121,7 @@ class PageIndexSink:
     def _ensure_index(self, es: Elasticsearch) -> None:
         template_name = f"{self._alias}-pages"
         if not es.indices.exists_index_template(name=template_name):
-            english = _has_english_analyzer(es)
+            english = has_english_analyzer(es)
             if not english:
                 log.warning("es.no_english_analyzer", detail="node lacks analysis-common: text is indexed unstemmed")
             es.indices.put_index_template(name=template_name, **index_template(self._alias, english_analyzer=english))
@@ -158,8 +157,9 @@ class PageIndexSink:
                 raise ServiceUnavailable(f"Elasticsearch bulk answered {exc.meta.status}: {exc}") from exc
             raise
         failures = [item["index"] for ok, item in results if not ok]
-        if any(_is_transient(f.get("status", 500)) for f in failures):
-            raise ServiceUnavailable(f"Elasticsearch refused {len(failures)} documents for now (429/5xx)")
+        transient = sorted({status for f in failures if _is_transient(status := f.get("status", 500))})
+        if transient:
+            raise ServiceUnavailable(f"Elasticsearch refused {len(failures)} documents for now: status {transient}")
         if failures:
             # The bus writes each record of the batch alone and dead-letters the ones rejected again.
             reasons = "; ".join(
@@ -169,7 +169,7 @@ class PageIndexSink:
         log.info("es.indexed", documents=len(actions), alias=self._alias)
 
 
-def _has_english_analyzer(es: Elasticsearch) -> bool:
+def has_english_analyzer(es: Elasticsearch) -> bool:
     try:
         es.indices.analyze(analyzer="english", text="probe")
     except BadRequestError:
@@ -184,5 +184,5 @@ def _is_transient(status: int) -> bool:
 def main(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     sink = PageIndexSink(es_url=settings.es_url, alias=settings.es_index)
-    run_sink(settings, sink, group=GROUP, topic=topics.PAGES_CLEAN, stage=STAGE, stop=stop)
+    run_sink(settings, sink, group=settings.es_sink_group, topic=topics.PAGES_CLEAN, stage=STAGE, stop=stop)
     return 0

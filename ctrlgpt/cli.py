@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crawler": ("producers.crawler", "Playwright crawler: crawl requests -> raw pages."),
     "cleaner": ("streams.cleaner", "faust worker: raw pages -> clean pages."),
     "index-sink": ("consumers.search_index", "Clean pages -> Elasticsearch."),
+    "es-rebuild": ("consumers.index_rebuild", "Rebuild the pages index behind its alias without downtime."),
     "doccano-sink": ("consumers.doccano_sink", "Clean pages -> doccano passages to label."),
     "label-bridge": ("consumers.doccano_labels", "doccano annotations -> label events."),
     "trainer": ("trainer.worker", "Label events -> SFT, reward, PPO -> a promoted model version."),

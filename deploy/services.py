@@ -17,7 +17,12 @@ from dataclasses import dataclass
 
 import structlog
 
-from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
+from consumers.doccano_client import (
+    DoccanoClient,
+    ensure_comparison_project,
+    ensure_expansion_project,
+    ensure_sentiment_project,
+)
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from deploy import processes
@@ -74,13 +79,17 @@ def up(settings: Settings) -> None:
     except bus.ServiceUnavailable as exc:
         raise ServiceFailed(f"creating the topics failed: {exc}; see {processes.log_file(settings, kafka.NAME)}") from exc
     log.info("topics.ensured", created=created)
-    # Like the topics, the labeling project is provisioned once here, before the workers
+    # Like the topics, the labeling projects are provisioned once here, before the workers
     # that use it start: several of them creating it at once would race.
     password = secrets.load_or_create(settings.secrets_file).doccano_password
     with DoccanoClient(settings.doccano_url, settings.doccano_username, password) as client:
         client.login()
         project = ensure_sentiment_project(client, settings.doccano_project)
+        expansion_project_id = ensure_expansion_project(client, settings.doccano_expansion_project)
+        comparison_project = ensure_comparison_project(client, settings.doccano_comparison_project)
     log.info("doccano.project_ensured", name=settings.doccano_project, id=project.id)
+    log.info("doccano.project_ensured", name=settings.doccano_expansion_project, id=expansion_project_id)
+    log.info("doccano.project_ensured", name=settings.doccano_comparison_project, id=comparison_project.id)
 
 
 def _refuse_taken_port(settings: Settings, service: Service) -> None:

@@ -24,9 +24,15 @@ def doccano(settings: Settings) -> Iterator[DoccanoClient]:
 
 @pytest.fixture
 def project_settings(settings: Settings, doccano: DoccanoClient) -> Iterator[Settings]:
-    """Settings whose doccano project is unique to this test."""
-    name = f"ctrlgpt test {uuid.uuid4().hex[:10]}"
-    yield settings.with_overrides([f"doccano_project={name}"])
-    project = doccano.find_project(name)
-    if project is not None:
-        doccano.delete_project(project["id"])
+    """Settings whose doccano projects are unique to this test."""
+    unique = uuid.uuid4().hex[:10]
+    names = {
+        "doccano_project": f"ctrlgpt test {unique}",
+        "doccano_expansion_project": f"ctrlgpt test expansions {unique}",
+        "doccano_comparison_project": f"ctrlgpt test comparisons {unique}",
+    }
+    yield settings.with_overrides([f"{field}={name}" for field, name in names.items()])
+    for name in names.values():
+        project = doccano.find_project(name)
+        if project is not None:
+            doccano.delete_project(project["id"])

@@ -8,8 +8,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from consumers.doccano_client import DoccanoClient
-from consumers.doccano_sink import PassageSink
+from consumers.doccano_client import (
+    VERDICTS,
+    DoccanoClient,
+    comparison_text,
+    ensure_comparison_project,
+    ensure_expansion_project,
+)
+from consumers.doccano_sink import PassageSink, expansion_key
 from consumers.passages import split_passages
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
@@ -20,7 +26,7 @@ from streams.records import PageCleaned
 pytestmark = pytest.mark.integration
 
 
-def clean_page(url: str) -> PageCleaned:
+def clean_page(url: str, *, near_duplicate_of: str | None = None) -> PageCleaned:
     paragraphs = [f"Paragraph {i} about the harbor festival, which drew a happy crowd. " * 6 for i in range(5)]
     return PageCleaned(
         url=url,
@@ -32,6 +38,7 @@ def clean_page(url: str) -> PageCleaned:
         content_sha256="0" * 64,
         fetched_at=datetime.now(timezone.utc),
         crawl_id="test",
+        near_duplicate_of=near_duplicate_of,
     )
 
 
@@ -45,6 +52,7 @@ def make_sink(settings: Settings, url: str | None = None) -> PassageSink:
         username=settings.doccano_username,
         password=secrets.load_or_create(settings.secrets_file).doccano_password,
         project_name=settings.doccano_project,
+        expansion_project_name=settings.doccano_expansion_project,
     )
 
 
@@ -84,3 +92,59 @@ def test_doccano_down_is_service_unavailable(project_settings: Settings) -> None
         sink.setup()
     with pytest.raises(ServiceUnavailable):
         sink.write([received(clean_page("https://news.test/down.html"))])
+
+
+def test_each_page_becomes_one_expansion_with_its_body_proposed(
+    project_settings: Settings, doccano: DoccanoClient
+) -> None:
+    pages = [clean_page(f"https://news.test/{uuid.uuid4().hex}.html") for _ in range(2)]
+    sink = make_sink(project_settings)
+    sink.setup()
+    sink.write([received(p) for p in pages])
+    sink.write([received(pages[0])])
+
+    project_id = sink.expansion_project_id
+    examples = list(doccano.iter_examples(project_id))
+    assert sorted(e["meta"]["expansion_key"] for e in examples) == sorted(expansion_key(p.url) for p in pages)
+    for example in examples:
+        assert example["text"] == "Harbor festival\n\nA festival."
+        assert [label["text"] for label in doccano.text_labels(project_id, example["id"])] == [pages[0].text.strip()]
+
+    # An example whose proposal was lost (an outage between the two requests) gets it after a restart.
+    first = next(e for e in examples if e["meta"]["expansion_key"] == expansion_key(pages[0].url))
+    for label in doccano.text_labels(project_id, first["id"]):
+        doccano.delete_text_label(project_id, first["id"], label["id"])
+    restarted = make_sink(project_settings)
+    restarted.setup()
+    restarted.write([received(p) for p in pages])
+    assert len(list(doccano.iter_examples(project_id))) == 2
+    assert [label["text"] for label in doccano.text_labels(project_id, first["id"])] == [pages[0].text.strip()]
+    sink.close()
+    restarted.close()
+
+
+def test_near_duplicates_are_not_sent_to_labeling(project_settings: Settings, doccano: DoccanoClient) -> None:
+    original = clean_page(f"https://news.test/{uuid.uuid4().hex}.html")
+    copy = clean_page(f"https://mirror.test/{uuid.uuid4().hex}.html", near_duplicate_of=original.url)
+    sink = make_sink(project_settings)
+    sink.setup()
+    sink.write([received(original), received(copy)])
+    assert {e["meta"]["url"] for e in doccano.iter_examples(sink.project_id)} == {original.url}
+    assert {e["meta"]["url"] for e in doccano.iter_examples(sink.expansion_project_id)} == {original.url}
+    sink.close()
+
+
+def test_projects_are_created_once_with_their_types(project_settings: Settings, doccano: DoccanoClient) -> None:
+    expansion_id = ensure_expansion_project(doccano, project_settings.doccano_expansion_project)
+    assert ensure_expansion_project(doccano, project_settings.doccano_expansion_project) == expansion_id
+    assert doccano.find_project(project_settings.doccano_expansion_project)["project_type"] == "Seq2seq"
+
+    comparisons = ensure_comparison_project(doccano, project_settings.doccano_comparison_project)
+    assert ensure_comparison_project(doccano, project_settings.doccano_comparison_project) == comparisons
+    assert tuple(comparisons.label_ids) == VERDICTS
+    project = doccano.find_project(project_settings.doccano_comparison_project)
+    assert (project["project_type"], project["single_class_classification"]) == ("DocumentClassification", True)
+
+
+def test_comparison_text_shows_the_prompt_and_both_generations() -> None:
+    assert comparison_text("Harbor", "a festival", "a storm") == "Harbor\n\nA: a festival\n\nB: a storm"

@@ -110,3 +110,19 @@ def test_elasticsearch_down_is_service_unavailable(alias: str) -> None:
         down.setup()
     with pytest.raises(ServiceUnavailable):
         down.write([received(page("https://news.test/a.html", "text"))])
+
+
+def test_elasticsearch_answering_429_is_service_unavailable_and_the_retry_indexes(
+    sink: PageIndexSink, es: Elasticsearch, alias: str
+) -> None:
+    # The block Elasticsearch sets itself when a disk fills up: writes are answered 429 until it is lifted.
+    es.indices.put_settings(index=alias, settings={"index.blocks.read_only_allow_delete": True})
+    pages = [page(f"https://news.test/full/{i}.html", f"Page {i}.") for i in range(2)]
+    try:
+        with pytest.raises(ServiceUnavailable, match=r"status \[429\]"):
+            sink.write([received(p, i) for i, p in enumerate(pages)])
+    finally:
+        es.indices.put_settings(index=alias, settings={"index.blocks.read_only_allow_delete": None})
+    sink.write([received(p, i) for i, p in enumerate(pages)])
+    es.indices.refresh(index=alias)
+    assert es.count(index=alias)["count"] == 2

@@ -1,0 +1,366 @@
+"""Ingest benchmark: extraction alone, our cleaning alone, and clean + index through Kafka; prints figures.
+
+    .venv/bin/python bench/ingest.py [--pages N] [--cleaners N] [--rate R] [--seconds S]
+
+Needs the local services (`ctrlgpt services up`). In one run, on the same seeded
+corpus (bench/ingest_corpus.py):
+
+1. reference: trafilatura's extraction alone, single process, pages/s;
+2. `streams.cleaning.clean_page` alone, single process, pages/s;
+3. pipeline: the corpus published to `PAGES_RAW` as `PageFetched` (a crawl id of
+   its own), cleaned by cleaner workers (`ctrlgpt cleaner`, a faust app id of
+   their own) and indexed by an index sink (`ctrlgpt index-sink`, a consumer
+   group of its own) into a throwaway alias; pages/s from the first publish
+   until every accepted page is searchable;
+4. crawl-to-searchable latency at a steady publish rate, p50 and p99: from the
+   publish of a page to the first search that finds it.
+
+The bench's groups start at the end of the shared topics, so they read only this
+run's pages; the alias, its template and the groups are removed at the end. The
+pages stay on the shared topics (their retention applies), under hosts named
+`bench-<run>.example.com`, where the standard workers will also see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import trafilatura
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+from elasticsearch import Elasticsearch
+from ingest_corpus import BenchPage, build_corpus, percentile
+
+from consumers.search_index import PageIndexSink, document_id
+from ctrlgpt.settings import REPO_ROOT, Settings
+from deploy.demo_site import load_articles
+from streams import bus, topics
+from streams.cleaning import PageRejected, clean_page
+from streams.records import PageFetched
+
+WARM_UP_PAGES = 20
+POLL_S = 0.1
+READY_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Figures:
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, what: str, value: str) -> None:
+        self.rows.append((what, value))
+        print(f"  {what}: {value}", flush=True)
+
+    def table(self) -> str:
+        width = max(len(what) for what, _ in self.rows)
+        return "\n".join(f"| {what.ljust(width)} | {value} |" for what, value in self.rows)
+
+
+def fetched(page: BenchPage, host: str, crawl_id: str, prefix: str = "") -> PageFetched:
+    url = f"https://{host}{prefix}{page.path}"
+    return PageFetched(url=url, final_url=url, crawl_id=crawl_id, status=200, html=page.html)
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def time_each(pages: list[PageFetched], work: Callable[[PageFetched], object]) -> float:
+    """Seconds to run `work` over every page, after a few untimed ones (imports, caches)."""
+    for page in pages[:WARM_UP_PAGES]:
+        work(page)
+    began = time.perf_counter()
+    for page in pages:
+        work(page)
+    return time.perf_counter() - began
+
+
+def extract_only(page: PageFetched) -> object:
+    # The extraction `clean_page` asks of trafilatura, with the same options, and nothing else.
+    return trafilatura.bare_extraction(
+        page.html,
+        url=str(page.final_url),
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        include_links=True,
+        date_extraction_params={"extensive_search": False, "original_date": True},
+    )
+
+
+def accepted_or_rejected(page: PageFetched) -> object:
+    try:
+        return clean_page(page)
+    except PageRejected as exc:
+        return exc
+
+
+def commit_group_at_end(settings: Settings, group: str, topic: topics.Topic) -> None:
+    """Start `group` at the topic's current end: it will read only what is published from now on."""
+    consumer = bus.make_consumer(settings, group)
+    try:
+        partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
+        ends = [consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1] for p in partitions]
+        consumer.commit(
+            offsets=[TopicPartition(topic.name, p, end) for p, end in zip(partitions, ends)], asynchronous=False
+        )
+    finally:
+        consumer.close()
+
+
+def searchable(es: Elasticsearch, alias: str, crawl_id: str) -> int:
+    return es.count(index=alias, query={"term": {"crawl_id": crawl_id}})["count"]
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float, workers: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if any(worker.poll() is not None for worker in workers):
+            raise RuntimeError(f"a worker exited while waiting for {what}: see its log")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(POLL_S)
+
+
+def publish_all(settings: Settings, pages: list[PageFetched]) -> None:
+    producer = bus.make_producer(settings)
+    for page in pages:
+        bus.publish(producer, topics.PAGES_RAW, page)
+    bus.flush_or_raise(producer)
+
+
+class FirstSeen(threading.Thread):
+    """Searches the alias for a crawl's documents until stopped; remembers when each id was first found."""
+
+    def __init__(self, es: Elasticsearch, alias: str, crawl_id: str) -> None:
+        super().__init__(name="first-seen", daemon=True)
+        self._es, self._alias, self._crawl_id = es, alias, crawl_id
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            hits = self._es.search(
+                index=self._alias,
+                query={"bool": {"filter": [{"term": {"crawl_id": self._crawl_id}}]}},
+                source=False,
+                size=10_000,
+            )["hits"]["hits"]
+            now = time.monotonic()
+            for hit in hits:
+                self.seen.setdefault(hit["_id"], now)
+            self.stop.wait(POLL_S)
+
+
+def start_worker(settings: Settings, command: str, overrides: list[str], log_file: IO[bytes]) -> subprocess.Popen:
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ctrlgpt.cli", "--set", "log_level=WARNING", *sets, command],
+        cwd=REPO_ROOT,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def remove_bench_state(settings: Settings, es: Elasticsearch, alias: str, groups: list[str]) -> None:
+    es.options(ignore_status=404).indices.delete(index=PageIndexSink(es_url=settings.es_url, alias=alias).first_index)
+    es.options(ignore_status=404).indices.delete_index_template(name=f"{alias}-pages")
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    for group, future in admin.delete_consumer_groups(groups, request_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - a group never joined has nothing to delete; say so and go on
+            print(f"  (consumer group {group} not deleted: {exc})")
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    return f"{os.cpu_count()} cores (nproc), {model}, Python {platform.python_version()}"
+
+
+def run(args: argparse.Namespace) -> Figures:
+    settings = Settings()
+    cores = os.cpu_count() or 1
+    figures = Figures()
+    run_id = uuid.uuid4().hex[:8]
+    host = f"bench-{run_id}.example.com"
+    crawl_id = f"bench-{run_id}"
+    print(f"ingest benchmark {run_id}: {machine()}", flush=True)
+
+    corpus = build_corpus(load_articles(), args.pages, seed=args.seed)
+    pages = [fetched(page, host, crawl_id) for page in corpus]
+    figures.add("machine", machine())
+    figures.add(
+        "corpus", f"{len(pages)} pages, {sum(len(p.html) for p in pages) / len(pages) / 1024:.1f} KiB of HTML each"
+    )
+
+    reference = rate(len(pages), time_each(pages, extract_only))
+    figures.add("(i) trafilatura extraction alone, 1 process", f"{reference:.1f} pages/s")
+    outcomes: list[object] = []
+    ours = rate(len(pages), time_each(pages, lambda page: outcomes.append(accepted_or_rejected(page))))
+    figures.add(
+        "(ii) streams.cleaning.clean_page alone, 1 process", f"{ours:.1f} pages/s ({ours / reference:.2f}x (i))"
+    )
+    timed_outcomes = outcomes[-len(pages) :]
+    kept_corpus = [page for page, outcome in zip(corpus, timed_outcomes) if not isinstance(outcome, PageRejected)]
+    kept = [fetched(page, host, crawl_id) for page in kept_corpus]
+    figures.add("pages accepted by the cleaner", f"{len(kept)} of {len(pages)}")
+
+    alias = f"ctrlgpt-bench-{run_id}"
+    cleaner_app = f"bench-cleaner-{run_id}"
+    sink_group = f"bench-index-{run_id}"
+    es = Elasticsearch(settings.es_url, request_timeout=60)
+    workers: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="ctrlgpt-bench-") as scratch:
+        log_path = Path(scratch) / "workers.log"
+        try:
+            bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic("clean")])
+            commit_group_at_end(settings, cleaner_app, topics.PAGES_RAW)
+            commit_group_at_end(settings, sink_group, topics.PAGES_CLEAN)
+            sink = PageIndexSink(es_url=settings.es_url, alias=alias)
+            sink.setup()
+            sink.close()
+            with log_path.open("wb") as log_file:
+                for number in range(args.cleaners):
+                    # A data directory each: faust keeps a worker's local state there.
+                    data_dir = f"data_dir={scratch}/cleaner-{number}"
+                    workers.append(
+                        start_worker(settings, "cleaner", [f"cleaner_app_id={cleaner_app}", data_dir], log_file)
+                    )
+                workers.append(
+                    start_worker(settings, "index-sink", [f"es_index={alias}", f"es_sink_group={sink_group}"], log_file)
+                )
+                figures.add("pipeline workers", f"{args.cleaners} cleaner process(es) + 1 index sink")
+                throughput(settings, es, alias, kept, pages, workers, figures, reference, cores)
+                latency_pages = [
+                    fetched(kept_corpus[n % len(kept_corpus)], host, f"{crawl_id}-latency", prefix=f"/latency/{n}")
+                    for n in range(int(args.rate * args.seconds))
+                ]
+                latency(settings, es, alias, latency_pages, args, workers, figures)
+        except Exception:
+            print(f"workers' log ({log_path}):\n{log_path.read_text(errors='replace')[-5000:]}", file=sys.stderr)
+            raise
+        finally:
+            stop_workers(workers)
+            remove_bench_state(settings, es, alias, [cleaner_app, sink_group])
+            es.close()
+    return figures
+
+
+def throughput(
+    settings: Settings,
+    es: Elasticsearch,
+    alias: str,
+    kept: list[PageFetched],
+    pages: list[PageFetched],
+    workers: list[subprocess.Popen],
+    figures: Figures,
+    reference: float,
+    cores: int,
+) -> None:
+    # One page through first: the workers have joined their groups and the sink its alias before the clock starts.
+    warm_up = kept[0].model_copy(update={"crawl_id": f"{kept[0].crawl_id}-warm-up"})
+    publish_all(settings, [warm_up])
+    wait_for(lambda: searchable(es, alias, warm_up.crawl_id) == 1, "the warm-up page", READY_TIMEOUT_S, workers)
+
+    crawl_id = pages[0].crawl_id
+    began = time.monotonic()
+    publish_all(settings, pages)
+    published = time.monotonic() - began
+    wait_for(lambda: searchable(es, alias, crawl_id) >= len(kept), "every accepted page indexed", 3600, workers)
+    seconds = time.monotonic() - began
+    pipeline = rate(len(pages), seconds)
+    figures.add(
+        "(iii) pipeline: publish -> clean -> indexed, searchable",
+        f"{pipeline:.1f} pages/s ({len(pages)} pages in {seconds:.1f} s; publishing took {published:.1f} s)",
+    )
+    figures.add("(iii) / (i)", f"{pipeline / reference:.2f}x the library's single-process rate")
+    figures.add("(iii) / (i), per core", f"{pipeline / cores / reference:.2f}x ({cores} cores; goal >= 0.8x)")
+
+
+def latency(
+    settings: Settings,
+    es: Elasticsearch,
+    alias: str,
+    pages: list[PageFetched],
+    args: argparse.Namespace,
+    workers: list[subprocess.Popen],
+    figures: Figures,
+) -> None:
+    watcher = FirstSeen(es, alias, pages[0].crawl_id)
+    watcher.start()
+    producer = bus.make_producer(settings, **{"linger.ms": 0})
+    sent: dict[str, float] = {}
+    began = time.monotonic()
+    for number, page in enumerate(pages):
+        pause = began + number / args.rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        sent[document_id(str(page.final_url))] = time.monotonic()
+        bus.publish(producer, topics.PAGES_RAW, page)
+    bus.flush_or_raise(producer)
+    try:
+        wait_for(lambda: len(watcher.seen) >= len(pages), "every latency page searchable", 600, workers)
+    finally:
+        watcher.stop.set()
+        watcher.join()
+    delays = [watcher.seen[doc_id] - at for doc_id, at in sent.items()]
+    figures.add(
+        f"(iv) crawl-to-searchable at {args.rate:g} pages/s for {args.seconds:g} s",
+        f"p50 {percentile(delays, 50):.2f} s, p99 {percentile(delays, 99):.2f} s, "
+        f"max {max(delays):.2f} s ({len(delays)} pages)",
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pages", type=int, default=2000, help="Corpus size (default 2000).")
+    parser.add_argument("--seed", type=int, default=2024, help="Corpus seed (default 2024).")
+    parser.add_argument(
+        "--cleaners", type=int, default=os.cpu_count() or 1, help="Cleaner worker processes (default: nproc)."
+    )
+    parser.add_argument(
+        "--rate", type=float, default=20.0, help="Publish rate of the latency run, pages/s (default 20)."
+    )
+    parser.add_argument("--seconds", type=float, default=30.0, help="Length of the latency run (default 30).")
+    args = parser.parse_args()
+    figures = run(args)
+    print(f"\nIngest benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(figures.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
