@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` (the whole loop) and `make test`. Both install what is missing.
-.PHONY: install services demo test stop
+.PHONY: install services demo test test-guarantees stop
 
 install:
 	bash deploy/bootstrap.sh
@@ -11,7 +11,10 @@ demo: install
 	.venv/bin/ctrlgpt demo
 
 test: services
-	.venv/bin/pytest -ra
+	.venv/bin/pytest -ra -m "not delivery_guarantee"
+
+test-guarantees: services
+	.venv/bin/pytest -ra -m delivery_guarantee
 
 stop:
 	.venv/bin/ctrlgpt stop

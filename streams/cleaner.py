@@ -1,9 +1,12 @@
 """The cleaner: a faust-streaming app from raw pages to clean pages.
 
 Each message of `PAGES_RAW` becomes a `PageCleaned` on `PAGES_CLEAN`, or a dead
-letter on the clean stage's topic with the reason (not a valid record, or no
-usable main text): nothing is dropped silently. Offsets are committed by faust
-after the event is acked, so a crash re-processes rather than loses a page.
+letter on the clean stage's topic with the reason (not a valid record, no usable
+main text, boilerplate only): nothing is dropped silently. A page nearly equal to
+an earlier one keeps flowing, marked `near_duplicate_of`; the fingerprints seen
+live in a faust table backed by its compacted changelog topic, so a restart or a
+rebalance restores them. Offsets are committed by faust after the event is acked,
+so a crash re-processes rather than loses a page (at least once; see docs/ingest.md).
 """
 
 from __future__ import annotations
@@ -16,20 +19,23 @@ from typing import cast
 
 import faust
 import structlog
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
+from streams.near_duplicates import check_and_remember, simhash
 from streams.records import PageCleaned, PageFetched
 from streams.topics import ContractError
 
-__all__ = ["STAGE", "Rejection", "clean_message", "make_app", "main"]
+__all__ = ["STAGE", "FINGERPRINTS_TABLE", "Rejection", "clean_message", "make_app", "main"]
 
 STAGE = "clean"
 # Raw pages can be large; the same bound as the confluent producers of streams.bus.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_BACKOFF_S = 30.0
+FINGERPRINTS_TABLE = "near-duplicates"
 
 log = structlog.get_logger()
 
@@ -71,9 +77,16 @@ def make_app(settings: Settings) -> faust.App:
         web_enabled=False,
         producer_max_request_size=MAX_MESSAGE_BYTES,
         consumer_auto_offset_reset="earliest",
+        # faust's default of 60 s keeps a killed worker's partitions idle that long before a rebalance.
+        broker_session_timeout=settings.cleaner_session_timeout_s,
     )
     raw_pages = app.topic(topics.PAGES_RAW.name)
     clean_pages = app.topic(topics.PAGES_CLEAN.name)
+    # SimHash band key -> [[fingerprint, url], ...] of the original pages seen on this
+    # partition of the raw topic (streams.near_duplicates); its changelog is created by main().
+    fingerprints = app.Table(
+        FINGERPRINTS_TABLE, schema=faust.Schema(key_serializer="json", value_serializer="json")
+    )
 
     # Concurrency 1: faust-streaming can commit past in-flight events with more.
     @app.agent(raw_pages, concurrency=1)
@@ -88,6 +101,12 @@ def make_app(settings: Settings) -> faust.App:
                 None, partial(clean_message, message.value, min_chars=settings.clean_min_chars)
             )
             if isinstance(outcome, PageCleaned):
+                fingerprint = await loop.run_in_executor(None, simhash, outcome.text)
+                # In the event's context: the table's changelog write goes to this event's partition.
+                original = check_and_remember(fingerprints, fingerprint, outcome.url, settings.near_duplicate_max_bits)
+                if original is not None:
+                    outcome = outcome.model_copy(update={"near_duplicate_of": original})
+                    log.info("page.near_duplicate", url=outcome.url, original=original)
                 # faust flushes its producer before it commits this event's offset: at least once.
                 await clean_pages.send(key=topics.PAGES_CLEAN.key_of(outcome), value=topics.PAGES_CLEAN.encode(outcome))
                 log.info("page.cleaned", url=outcome.url, chars=len(outcome.text), language=outcome.language)
@@ -121,9 +140,40 @@ async def _flush_until_delivered(producer: Producer) -> None:
             delay = min(delay * 2, MAX_BACKOFF_S)
 
 
+def ensure_changelog(settings: Settings, app: faust.App) -> None:
+    """Create the fingerprint table's changelog: compacted, partitioned as the raw topic it follows.
+
+    The app keeps `topic_allow_declare=False` so that faust never creates the
+    registry's topics with its own settings; its one internal topic is made here.
+    """
+    changelog = app.tables[FINGERPRINTS_TABLE].changelog_topic.get_topic_name()
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    metadata = admin.list_topics(timeout=10).topics
+    partitions = len(metadata[topics.PAGES_RAW.name].partitions)
+    if changelog in metadata:
+        existing = len(metadata[changelog].partitions)
+        if existing != partitions:
+            raise RuntimeError(
+                f"{changelog} has {existing} partitions but {topics.PAGES_RAW.name} has {partitions}: "
+                "the table must be partitioned as its source"
+            )
+        return
+    new = NewTopic(
+        changelog, num_partitions=partitions, replication_factor=settings.topic_replication,
+        config={"cleanup.policy": "compact"},
+    )
+    try:
+        admin.create_topics([new])[changelog].result()
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+    log.info("cleaner.changelog_created", topic=changelog, partitions=partitions)
+
+
 def main(settings: Settings, args: argparse.Namespace) -> int:
     bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic(STAGE)])
     app = make_app(settings)
+    ensure_changelog(settings, app)
     app.conf.datadir.mkdir(parents=True, exist_ok=True)
     log.info("cleaner.starting", app_id=settings.cleaner_app_id, bootstrap=settings.kafka_bootstrap)
     # Started programmatically, not through faust's click CLI; logging stays ours

@@ -1,9 +1,10 @@
-"""Raw page -> clean page: main text, title, summary, language (pure, no I/O).
+"""Raw page -> clean page: main text, title, summary, date, language (pure, no I/O).
 
 trafilatura finds the main text and drops the boilerplate (navigation, footers,
 sidebars, cookie banners); this module turns its output into a `PageCleaned`
 with stable text (NFC, one space between words, a blank line between paragraphs)
-so that the same page always has the same `content_sha256`.
+so that the same page always has the same `content_sha256`. Pages whose main
+text is too short or only boilerplate (`streams.quality`) are rejected.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from datetime import date, datetime, timezone
 from urllib.parse import urlsplit
 
 import py3langid
 import trafilatura
-from lxml.etree import _Element
+from lxml.etree import _Element, strip_tags
 from trafilatura.xml import xmltotxt
 
+from streams.quality import boilerplate_reason
 from streams.records import PageCleaned, PageFetched
 
 __all__ = ["PageRejected", "clean_page", "normalise_text", "summarise", "MIN_TEXT_CHARS", "MAX_SUMMARY_CHARS"]
@@ -33,6 +36,9 @@ NO_MAIN_TEXT = "no main text found in the HTML"
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _SPACES = re.compile(r"[^\S\n]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+# The date the page states (meta tags, structured data, a byline), not one guessed
+# from the copyright line or the URL: a wrong date is worse than none.
+_DATE_PARAMS = {"extensive_search": False, "original_date": True}
 
 
 class PageRejected(ValueError):
@@ -51,11 +57,20 @@ def clean_page(
     if not fetched.html.strip():
         raise PageRejected("empty HTML")
 
+    # Links are kept for the boilerplate rules, then unwrapped to their text.
     document = trafilatura.bare_extraction(
-        fetched.html, url=fetched.final_url, with_metadata=True, include_comments=False, include_tables=True
+        fetched.html,
+        url=fetched.final_url,
+        with_metadata=True,
+        include_comments=False,
+        include_tables=True,
+        include_links=True,
+        date_extraction_params=_DATE_PARAMS,
     )
     if document is None or document.body is None:
         raise PageRejected(NO_MAIN_TEXT)
+    boilerplate = boilerplate_reason(document.body)
+    strip_tags(document.body, "ref")
 
     headings, paragraphs = _paragraphs(document.body)
     title = normalise_text(document.title or "") or (headings[0] if headings else "")
@@ -68,6 +83,8 @@ def clean_page(
         raise PageRejected(NO_MAIN_TEXT)
     if len(text) < min_chars:
         raise PageRejected(f"main text has {len(text)} characters, fewer than the minimum {min_chars}")
+    if boilerplate:
+        raise PageRejected(boilerplate)
 
     summary = summarise(normalise_text(document.description or "") or text, max_summary_chars)
     return PageCleaned(
@@ -80,6 +97,7 @@ def clean_page(
         content_sha256=hashlib.sha256(text.encode()).hexdigest(),
         fetched_at=fetched.fetched_at,
         crawl_id=fetched.crawl_id,
+        published=_published(document.date),
     )
 
 
@@ -99,6 +117,17 @@ def summarise(text: str, max_chars: int) -> str:
             break
         summary = candidate
     return summary or _truncate(flat, max_chars)
+
+
+def _published(stated: str | None) -> datetime | None:
+    """trafilatura's date (ISO `YYYY-MM-DD`) as midnight UTC; None when the page states none."""
+    if not stated:
+        return None
+    try:
+        day = date.fromisoformat(stated[:10])
+    except ValueError:
+        return None
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
 
 
 def _first_sentence(text: str) -> str:

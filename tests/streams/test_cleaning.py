@@ -1,8 +1,10 @@
 import hashlib
 import unicodedata
+from datetime import datetime, timezone
 
 import pytest
 
+from deploy.demo_site import load_articles, render_article, render_index
 from streams.cleaning import PageRejected, clean_page, normalise_text, summarise
 from streams.records import PageFetched
 
@@ -166,3 +168,46 @@ def test_normalise_text_composes_unicode_and_collapses_spaces_but_keeps_line_bre
 
 def test_summarise_cuts_an_overlong_first_sentence_at_a_word():
     assert summarise("one two three four five six seven eight nine ten", 20) == "one two three four…"
+
+
+def test_the_published_date_comes_from_the_page_metadata():
+    html = ARTICLE.replace(
+        "<head>", '<head><meta property="article:published_time" content="2024-05-17T08:30:00+00:00">'
+    )
+
+    assert clean_page(fetched(html)).published == datetime(2024, 5, 17, tzinfo=timezone.utc)
+
+
+def test_a_page_that_states_no_date_has_none():
+    assert clean_page(fetched(ARTICLE)).published is None
+
+
+def test_the_demo_sites_articles_pass_with_the_date_of_their_byline():
+    articles = load_articles()
+
+    pages = [clean_page(fetched(render_article(a, articles), url=f"http://127.0.0.1:8090/{a.slug}")) for a in articles]
+
+    assert len(pages) == len(articles)
+    assert pages[0].published == datetime(2024, 3, 1, tzinfo=timezone.utc)
+
+
+def test_the_demo_sites_index_page_is_rejected_as_a_list_of_headlines():
+    with pytest.raises(PageRejected, match=r"boilerplate only: a list of 30 linked headlines holds \d+% of the main text"):
+        clean_page(fetched(render_index(load_articles()), url="http://127.0.0.1:8090/"))
+
+
+def test_a_page_of_mostly_link_text_is_rejected():
+    links = " ".join(f'<a href="/tag/{n}">Further reading about the harbour and its boats, part {n}</a>' for n in range(12))
+    html = f"<html><body><article><p>{LONG_PARAGRAPH}</p><p>{links}</p></article></body></html>"
+
+    with pytest.raises(PageRejected, match=r"boilerplate only: \d+% of the main text is link text \(limit 50%\)"):
+        clean_page(fetched(html))
+
+
+def test_an_article_with_a_few_links_is_kept_and_its_links_become_plain_text():
+    html = f"<html><body><article><p>{LONG_PARAGRAPH}</p><p>See the <a href='/map'>harbour map</a>.</p></article></body></html>"
+
+    page = clean_page(fetched(html))
+
+    assert page.text.endswith("\n\nSee the harbour map.")
+    assert "](" not in page.text and "/map" not in page.text
