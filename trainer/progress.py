@@ -58,13 +58,7 @@ class ProgressReporter:
         )
         log.info(
             "train.progress",
-            run_id=self.run_id,
-            stage=stage,
-            step=step,
-            total_steps=total_steps,
-            loss=loss,
-            reward=reward,
-            kl=kl,
+            **event.model_dump(include={"run_id", "stage", "step", "total_steps", "loss", "reward", "kl"}),
             message=message,
         )
         if self._publish is not None:
