@@ -43,6 +43,8 @@ def page_document(page: PageCleaned) -> dict[str, Any]:
         "content_sha256": page.content_sha256,
         "crawl_id": page.crawl_id,
         "fetched_at": page.fetched_at.isoformat(),
+        "published": page.published.isoformat() if page.published else None,
+        "near_duplicate_of": page.near_duplicate_of,
         "event_id": page.event_id,
     }
 
@@ -78,6 +80,8 @@ def index_template(alias: str, *, english_analyzer: bool = True) -> dict[str, An
                     "content_sha256": {"type": "keyword"},
                     "crawl_id": {"type": "keyword"},
                     "fetched_at": {"type": "date"},
+                    "published": {"type": "date"},
+                    "near_duplicate_of": {"type": "keyword"},
                     "event_id": {"type": "keyword"},
                 },
             },
@@ -120,23 +124,25 @@ class PageIndexSink:
 
     def _ensure_index(self, es: Elasticsearch) -> None:
         template_name = f"{self._alias}-pages"
-        if not es.indices.exists_index_template(name=template_name):
-            english = has_english_analyzer(es)
-            if not english:
-                log.warning("es.no_english_analyzer", detail="node lacks analysis-common: text is indexed unstemmed")
-            es.indices.put_index_template(name=template_name, **index_template(self._alias, english_analyzer=english))
-            log.info("es.template_created", template=template_name, english_analyzer=english)
-        if es.indices.exists_alias(name=self._alias):
-            return
-        if es.indices.exists(index=self._alias):
+        english = has_english_analyzer(es)
+        if not english:
+            log.warning("es.no_english_analyzer", detail="node lacks analysis-common: text is indexed unstemmed")
+        template = index_template(self._alias, english_analyzer=english)
+        # Put every time: a newer ctrlgpt's template applies to the next index built from it.
+        es.indices.put_index_template(name=template_name, **template)
+        if es.indices.exists(index=self._alias) and not es.indices.exists_alias(name=self._alias):
             raise RuntimeError(f"{self._alias!r} is a concrete index, not an alias: reindex it into {self.first_index}")
-        try:
-            es.indices.create(index=self.first_index, aliases={self._alias: {"is_write_index": True}})
-            log.info("es.index_created", index=self.first_index, alias=self._alias)
-        except ApiError as exc:
-            # Two sinks starting at once: the other one created it.
-            if exc.meta.status != 400 or exc.error != "resource_already_exists_exception":
-                raise
+        if not es.indices.exists_alias(name=self._alias):
+            try:
+                es.indices.create(index=self.first_index, aliases={self._alias: {"is_write_index": True}})
+                log.info("es.index_created", index=self.first_index, alias=self._alias)
+            except ApiError as exc:
+                # Two sinks starting at once: the other one created it.
+                if exc.meta.status != 400 or exc.error != "resource_already_exists_exception":
+                    raise
+        # Fields added since the index was created: the mapping is strict, so they must be mapped
+        # before the first document that carries them (adding fields never needs a reindex).
+        es.indices.put_mapping(index=self._alias, **template["template"]["mappings"])
 
     def write(self, batch: list[Received]) -> None:
         if self._es is None:

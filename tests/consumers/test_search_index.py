@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 from elasticsearch import Elasticsearch
 
-from consumers.search_index import PageIndexSink, document_id
+from consumers.search_index import PageIndexSink, document_id, has_english_analyzer, index_template
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.bus import Received, RecordRejected, ServiceUnavailable
@@ -126,3 +126,31 @@ def test_elasticsearch_answering_429_is_service_unavailable_and_the_retry_indexe
     sink.write([received(p, i) for i, p in enumerate(pages)])
     es.indices.refresh(index=alias)
     assert es.count(index=alias)["count"] == 2
+
+
+def test_an_index_made_before_new_fields_existed_gets_them_at_setup(settings, es, alias):
+    # The index as the first release created it: today's template without the fields added since.
+    template = index_template(alias, english_analyzer=has_english_analyzer(es))["template"]
+    old_fields = {
+        name: field
+        for name, field in template["mappings"]["properties"].items()
+        if name not in ("published", "near_duplicate_of")
+    }
+    es.indices.create(
+        index=f"{alias}-v1",
+        aliases={alias: {"is_write_index": True}},
+        settings=template["settings"],
+        mappings={"dynamic": "strict", "properties": old_fields},
+    )
+    sink = PageIndexSink(es_url=settings.es_url, alias=alias)
+    sink.setup()
+    try:
+        dated = page("https://news.test/dated.html", "The harbor festival returned.").model_copy(
+            update={"published": datetime(2024, 3, 1, tzinfo=timezone.utc)}
+        )
+        sink.write([received(dated)])
+    finally:
+        sink.close()
+    es.indices.refresh(index=alias)
+    hits = es.search(index=alias, query={"range": {"published": {"gte": "2024-01-01"}}})["hits"]["hits"]
+    assert [hit["_id"] for hit in hits] == [document_id(dated.url)]

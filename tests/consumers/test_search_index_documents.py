@@ -33,8 +33,19 @@ def test_document_carries_every_indexed_field() -> None:
         "content_sha256": "ab" * 32,
         "crawl_id": "crawl-1",
         "fetched_at": "2025-01-02T03:04:05+00:00",
+        "published": None,
+        "near_duplicate_of": None,
         "event_id": record.event_id,
     }
+
+
+def test_document_carries_the_publication_date_and_the_original_of_a_near_duplicate() -> None:
+    record = page().model_copy(
+        update={"published": datetime(2024, 3, 1, tzinfo=timezone.utc), "near_duplicate_of": "https://news.test/o.html"}
+    )
+    document = page_document(record)
+    assert document["published"] == "2024-03-01T00:00:00+00:00"
+    assert document["near_duplicate_of"] == "https://news.test/o.html"
 
 
 def test_document_id_is_the_sha256_of_the_url() -> None:
