@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     fetch_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a failed page load; doubles on each retry.")
     crawl_delay_s: float = Field(0.2, ge=0, description="Least time between two fetches from one host (robots.txt Crawl-delay wins if larger).")
     retry_after_max_s: float = Field(30.0, ge=0, description="Longest pause of a host that answered 429/503 with Retry-After (a batch must finish within max.poll.interval.ms).")
+    crawl_browser_pages: int = Field(4, ge=1, description="Browser pages the crawler renders at once (one browser context).")
+    crawl_per_origin_concurrency: int = Field(1, ge=1, description="Fetches in flight per origin, at most (different origins go in parallel).")
 
     # Cleaner
     cleaner_app_id: str = Field("ctrlgpt-cleaner", description="faust app id of the cleaner, also its consumer group.")

@@ -1,26 +1,34 @@
-"""One headless Chromium, driven by Playwright's sync API, that loads pages as a person's browser would.
+"""One headless Chromium that loads pages as a person's browser would, several at a time.
 
 The browser is the system's Chromium (`settings.chromium_path`); Playwright's own
-download is never used. Use it from the thread that created it (Playwright's rule).
+download is never used. Playwright's async API runs on the browser's own thread and
+event loop, so every Playwright object stays on one thread; `load` may be called from
+any thread and blocks until its page is done. At most `crawl_browser_pages` pages of the
+one browser context are open at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import APIResponse, Route
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from playwright.sync_api import sync_playwright
+from playwright.async_api import APIResponse, Route
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+from playwright.async_api import async_playwright
 
 from ctrlgpt.settings import Settings
 
 __all__ = ["CHROMIUM_ARGS", "Loaded", "FetchError", "Browser"]
 
 log = structlog.get_logger()
+
+_T = TypeVar("_T")
 
 CHROMIUM_ARGS = (
     "--no-sandbox",
@@ -57,36 +65,57 @@ class FetchError(Exception):
 class Browser:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._playwright = sync_playwright().start()
-        self._launch()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="browser", daemon=True)
+        self._thread.start()
+        self._call(self._start())
 
-    def _launch(self) -> None:
-        self._browser = self._playwright.chromium.launch(
+    def _call(self, work: Coroutine[object, object, _T]) -> _T:
+        """Run `work` on the browser's loop and wait for it, from any thread."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    async def _start(self) -> None:
+        self._pages = asyncio.Semaphore(self._settings.crawl_browser_pages)
+        self._relaunching = asyncio.Lock()
+        self._playwright = await async_playwright().start()
+        await self._launch()
+
+    async def _launch(self) -> None:
+        self._browser = await self._playwright.chromium.launch(
             executable_path=str(self._settings.chromium_path), headless=True, args=list(CHROMIUM_ARGS)
         )
-        self._context = self._browser.new_context(user_agent=self._settings.user_agent)
-        log.info("browser.launched", chromium=str(self._settings.chromium_path), version=self._browser.version)
+        self._context = await self._browser.new_context(user_agent=self._settings.user_agent)
+        log.info("browser.launched", chromium=str(self._settings.chromium_path), version=self._browser.version,
+                 pages=self._settings.crawl_browser_pages)
 
     def load(self, url: str, headers: Mapping[str, str]) -> Loaded:
         """Render `url`; `headers` (conditional ones) go on its navigation requests only, and a 304 comes back as such."""
-        if not self._browser.is_connected():  # Chromium crashed or was killed: start a new one
-            log.warning("browser.disconnected")
-            self._launch()
+        return self._call(self._load(url, headers))
+
+    async def _load(self, url: str, headers: Mapping[str, str]) -> Loaded:
+        async with self._pages:
+            async with self._relaunching:
+                if not self._browser.is_connected():  # Chromium crashed or was killed: start a new one
+                    log.warning("browser.disconnected")
+                    await self._launch()
+            return await self._render(url, headers)
+
+    async def _render(self, url: str, headers: Mapping[str, str]) -> Loaded:
         timeout_s = self._settings.fetch_timeout_s
-        page = self._context.new_page()
+        page = await self._context.new_page()
         conditional = _ConditionalNavigation(headers, timeout_s)
         if headers:  # not set_extra_http_headers: that would make every image and script conditional too
-            page.route("**/*", conditional.handle)
+            await page.route("**/*", conditional.handle)
         started = time.monotonic()
         try:
-            response = page.goto(url, wait_until="load", timeout=timeout_s * 1000)
+            response = await page.goto(url, wait_until="load", timeout=timeout_s * 1000)
             if response is None:
                 raise FetchError(f"no response for {url}", transient=True, error_type="NoResponse")
             return Loaded(
                 final_url=page.url,
                 status=response.status,
                 content_type=response.headers.get("content-type", ""),
-                html=page.content(),
+                html=await page.content(),
                 elapsed_ms=int((time.monotonic() - started) * 1000),
                 headers=response.headers,
             )
@@ -105,14 +134,22 @@ class Browser:
                 raise FetchError(f"redirect loop: {message}", transient=False, error_type="RedirectLoop") from exc
             raise FetchError(f"network error: {message}", transient=True, error_type="NetworkError") from exc
         finally:
-            page.close()
+            await page.close()
 
     def close(self) -> None:
         try:
-            self._context.close()
-            self._browser.close()
+            self._call(self._close())
         finally:
-            self._playwright.stop()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    async def _close(self) -> None:
+        try:
+            await self._context.close()
+            await self._browser.close()
+        finally:
+            await self._playwright.stop()
 
 
 class _ConditionalNavigation:
@@ -128,14 +165,15 @@ class _ConditionalNavigation:
         self._timeout_ms = timeout_s * 1000
         self.not_modified: APIResponse | None = None
 
-    def handle(self, route: Route) -> None:
+    async def handle(self, route: Route) -> None:
         request = route.request
         if not (request.is_navigation_request() and request.frame.parent_frame is None):
-            route.continue_()
+            await route.continue_()
             return
-        response = route.fetch(headers={**request.headers, **self._headers}, max_redirects=0, timeout=self._timeout_ms)
+        response = await route.fetch(headers={**request.headers, **self._headers}, max_redirects=0,
+                                     timeout=self._timeout_ms)
         if response.status == 304:
             self.not_modified = response
-            route.abort()
+            await route.abort()
         else:
-            route.fulfill(response=response)
+            await route.fulfill(response=response)

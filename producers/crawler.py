@@ -8,6 +8,12 @@ retry what may pass (network errors, timeouts, 5xx, 429) and dead-letter what ca
 retries exhausted) with the reason. A page is published unless unchanged (304, or the same
 HTML), with requests for its new in-scope links (and, for a seed, its site's sitemap
 entries), and flushed before the visit is remembered and the batch committed.
+
+A batch's requests are fetched at once by a pool of threads (browser pages are bounded by
+`crawl_browser_pages`), at most `crawl_per_origin_concurrency` in flight per origin, each
+origin's delay, Crawl-delay and Retry-After pauses holding across them; different origins
+go in parallel. Outcomes are then published and remembered in the batch's order, on the
+consuming thread, as before.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.robotparser import RobotFileParser
@@ -57,6 +64,8 @@ MAX_SITEMAP_DOCUMENTS = 20
 MAX_SITEMAP_BYTES = 10 * 1024 * 1024
 # ... and spends at most this long on them, so that a batch of seeds stays within max.poll.interval.ms.
 SITEMAP_TIME_BUDGET_S = 60.0
+# How often a request waiting for its origin's turn looks whether the service is stopping.
+TURN_POLL_S = 0.2
 # Failures that say nothing answers at the origin, as opposed to one page failing.
 _CONNECTION_ERRORS = frozenset({"NetworkError", "RobotsUnavailable"})
 
@@ -74,6 +83,25 @@ class _Failed:
     retry_after_s: float | None = None
 
 
+class _OriginDown(Exception):
+    """The origin was found unreachable while this request waited for its turn."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A request to fetch: its normalized URL and what an earlier crawl remembered of it."""
+
+    request: CrawlRequested
+    url: str
+    previous: Validators | None
+    bound: structlog.stdlib.BoundLogger
+
+
+def batch_size(settings: Settings) -> int:
+    """Requests per batch: enough to fill every browser page, small enough to finish within max.poll.interval.ms."""
+    return max(BATCH_SIZE, settings.crawl_browser_pages)
+
+
 class Crawler:
     def __init__(self, settings: Settings, browser: Browser, state: CrawlState, producer: Producer,
                  http: httpx.Client, stop: threading.Event) -> None:
@@ -83,46 +111,77 @@ class Crawler:
         self._producer = producer
         self._http = http
         self._stop = stop
+        self._fetchers = ThreadPoolExecutor(max_workers=batch_size(settings), thread_name_prefix="crawl-fetch")
+        # One lock over the politeness state; waiting requests are woken when an origin's fetch ends.
+        self._turns = threading.Condition()
         self._politeness = Politeness()
         self._unreachable = Unreachable(UNREACHABLE_COOLDOWN_S)
         self._robots: dict[str, tuple[RobotFileParser, float]] = {}
+        self._robots_locks: dict[str, threading.Lock] = {}
+        self._robots_locks_lock = threading.Lock()
         self._outcomes: Counter[str] = Counter()
 
+    def close(self) -> None:
+        self._fetchers.shutdown(wait=True)
+
     def write(self, batch: list[Received]) -> None:
-        """`bus.consume`'s write: handle each request; on stop, return with the rest uncommitted."""
+        """`bus.consume`'s write: fetch the batch's requests at once, then publish and remember their outcomes in
+        order; on stop, return with the rest uncommitted."""
+        seen: set[tuple[str, str]] = set()
+        jobs = [self._prepare(received, seen) for received in batch]
+        fetches: list[Future[Loaded | _Failed] | None] = [
+            self._fetchers.submit(self._fetch, job) if isinstance(job, _Job) else None for job in jobs
+        ]
         try:
-            for received in batch:
+            for received, job, fetch in zip(batch, jobs, fetches, strict=True):
                 if self._stop.is_set():
                     return
-                self._handle(received)
+                if isinstance(job, _Failed):
+                    self._dead_letter(received, job)
+                elif isinstance(job, _Job):
+                    assert fetch is not None
+                    self._settle(received, job, fetch.result())
         except _Stopping:
             return
+        finally:  # no fetch outlives its batch: the pool's bound is the crawler's
+            wait([fetch for fetch in fetches if fetch is not None])
 
-    def _handle(self, received: Received) -> None:
+    def _prepare(self, received: Received, seen: set[tuple[str, str]]) -> _Job | _Failed | None:
+        """What to do with a request: fetch it, dead-letter it (invalid URL), or nothing (visited already)."""
         request = received.record
         assert isinstance(request, CrawlRequested)
         try:
             url = frontier.normalize_url(str(request.url))
         except ValueError as exc:
-            self._dead_letter(received, _Failed(f"invalid URL: {exc}", "InvalidUrl", 0))
-            return
+            return _Failed(f"invalid URL: {exc}", "InvalidUrl", 0)
         bound = log.bind(crawl_id=request.crawl_id, url=url, depth=request.depth)
-        if request.source != "recrawl" and self._state.visited(request.crawl_id, url):
+        # Earlier in this batch counts as visited too: its visit is recorded only after the fetches.
+        visited = (request.crawl_id, url) in seen or self._state.visited(request.crawl_id, url)
+        if request.source != "recrawl" and visited:
             bound.info("crawl.already_visited")
-            return
-        origin = frontier.origin_of(url)
-        previous = self._state.validators(url)  # from any earlier crawl: fetch it conditionally
+            return None
+        seen.add((request.crawl_id, url))
+        return _Job(request, url, self._state.validators(url), bound)  # validators from any earlier crawl
+
+    def _fetch(self, job: _Job) -> Loaded | _Failed:
+        """On a pool thread: load the page, retrying what may pass; keeps track of origins that do not answer."""
+        origin = frontier.origin_of(job.url)
         down = self._unreachable.reason(origin, time.monotonic())
-        result = (_Failed(down, "OriginUnreachable", 0) if down
-                  else self._load_with_retries(url, request.fetch_mode, conditional_headers(previous), bound))
+        if down:
+            return _Failed(down, "OriginUnreachable", 0)
+        result = self._load_with_retries(job.url, job.request.fetch_mode, conditional_headers(job.previous), job.bound)
+        if not isinstance(result, _Failed):
+            self._unreachable.clear(origin)
+        elif result.error_type in _CONNECTION_ERRORS:
+            self._unreachable.mark(origin, result.reason, time.monotonic())
+        return result
+
+    def _settle(self, received: Received, job: _Job, result: Loaded | _Failed) -> None:
         if isinstance(result, _Failed):
-            if result.error_type in _CONNECTION_ERRORS:
-                self._unreachable.mark(origin, result.reason, time.monotonic())
             self._dead_letter(received, result)
-            self._state.record_visit(request.crawl_id, url, outcome="dead-lettered", status=result.status)
+            self._state.record_visit(job.request.crawl_id, job.url, outcome="dead-lettered", status=result.status)
             return
-        self._unreachable.clear(origin)
-        self._publish_fetched(request, url, result, previous, bound)
+        self._publish_fetched(job.request, job.url, result, job.previous, job.bound)
 
     def _publish_fetched(self, request: CrawlRequested, url: str, loaded: Loaded, previous: Validators | None,
                          bound: structlog.stdlib.BoundLogger) -> None:
@@ -191,13 +250,16 @@ class Crawler:
                 if verdict is Verdict.REJECT:
                     return _Failed(f"{why} from {url}", "Rejected", attempt, loaded.status)
                 failure = self._http_failure(why, loaded, attempt)
+            except _OriginDown as exc:
+                return _Failed(str(exc), "OriginUnreachable", attempt - 1)
             except FetchError as exc:
                 if not exc.transient:
                     return _Failed(exc.reason, exc.error_type, attempt)
                 failure = _Failed(exc.reason, exc.error_type, attempt)
             if attempt < attempts:
                 if failure.retry_after_s is not None:  # the host asked for a pause: every request to it waits
-                    self._politeness.pause(frontier.origin_of(url), time.monotonic() + failure.retry_after_s)
+                    with self._turns:
+                        self._politeness.pause(frontier.origin_of(url), time.monotonic() + failure.retry_after_s)
                     bound.warning("crawl.host_paused", attempt=attempt, of=attempts, error=failure.reason,
                                   retry_in_s=failure.retry_after_s)
                     continue
@@ -238,42 +300,63 @@ class Crawler:
         if time.monotonic() > deadline:
             raise sitemaps.SitemapError(f"not read: over the {SITEMAP_TIME_BUDGET_S:g}s spent on this seed's sitemaps")
         try:
-            origin = self._wait_turn(location)
+            origin = self._take_turn(location)
             try:
                 with self._http.stream("GET", location) as response:
                     if response.status_code != 200:
                         raise sitemaps.SitemapError(f"HTTP {response.status_code}")
                     return http_fetch.read_capped(response, location, MAX_SITEMAP_BYTES)
             finally:
-                self._politeness.mark(origin, time.monotonic())
+                self._end_turn(origin)
         except FetchError as exc:
             raise sitemaps.SitemapError(exc.reason) from exc
         except httpx.HTTPError as exc:
             raise sitemaps.SitemapError(f"network error: {exc!r}") from exc
 
     def _load_politely(self, url: str, fetch_mode: str, headers: dict[str, str]) -> Loaded:
-        origin = self._wait_turn(url)
+        origin = self._take_turn(url)
         try:
+            down = self._unreachable.reason(origin, time.monotonic())
+            if down:  # another request to the origin failed every attempt while this one waited
+                raise _OriginDown(down)
             if fetch_mode == "http":
                 return http_fetch.fetch(self._http, url, max_bytes=MAX_HTML_BYTES, headers=headers)
             return self._browser.load(url, headers)
         finally:
-            self._politeness.mark(origin, time.monotonic())
+            self._end_turn(origin)
 
-    def _wait_turn(self, url: str) -> str:
-        """Obey robots.txt, then wait out the origin's delay or pause; returns the origin, to mark once fetched."""
+    def _take_turn(self, url: str) -> str:
+        """Obey robots.txt, then wait until the origin has room under its concurrency cap and is past its delay or
+        pause; returns the origin, whose turn `_end_turn` ends once fetched."""
         rules = self._robots_for(url)
         decision = frontier.robots_decision(rules, self._settings.user_agent, url)
         if not decision.allowed:
             raise FetchError(f"disallowed by robots.txt: {url}", transient=False, error_type="RobotsDisallowed")
         origin = frontier.origin_of(url)
         delay = max(self._settings.crawl_delay_s, decision.crawl_delay_s or 0.0)
-        if self._stop.wait(self._politeness.wait_s(origin, delay, time.monotonic())):
-            raise _Stopping
+        cap = self._settings.crawl_per_origin_concurrency
+        with self._turns:
+            while (wait_s := self._politeness.may_start(origin, delay, cap, time.monotonic())) != 0.0:
+                if self._stop.is_set():
+                    raise _Stopping
+                self._turns.wait(TURN_POLL_S if wait_s is None else min(wait_s, TURN_POLL_S))
+            self._politeness.start(origin, time.monotonic())
         return origin
 
+    def _end_turn(self, origin: str) -> None:
+        with self._turns:
+            self._politeness.finish(origin, time.monotonic())
+            self._turns.notify_all()
+
     def _robots_for(self, url: str) -> RobotFileParser:
+        """The origin's robots.txt rules, read once per origin at a time (fetches run on several threads)."""
         origin = frontier.origin_of(url)
+        with self._robots_locks_lock:
+            lock = self._robots_locks.setdefault(origin, threading.Lock())
+        with lock:
+            return self._robots_cached_or_read(url, origin)
+
+    def _robots_cached_or_read(self, url: str, origin: str) -> RobotFileParser:
         cached = self._robots.get(origin)
         if cached and time.monotonic() - cached[1] < ROBOTS_TTL_S:
             return cached[0]
@@ -302,17 +385,18 @@ def _validators_after(loaded: Loaded, previous: Validators | None) -> Validators
 
 
 def run(settings: Settings, stop: threading.Event, group: str = "ctrlgpt-crawler") -> None:
-    """Crawl until `stop` is set. Call it from one thread: Playwright's browser belongs to it."""
+    """Crawl until `stop` is set."""
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic(STAGE)])
     state = CrawlState(settings.data_dir / "crawler" / "state.sqlite3")
     http = httpx.Client(headers={"User-Agent": settings.user_agent}, timeout=settings.fetch_timeout_s, follow_redirects=True)
     producer = bus.make_producer(settings)
     browser = Browser(settings)
+    crawler = Crawler(settings, browser, state, producer, http, stop)
     try:
-        crawler = Crawler(settings, browser, state, producer, http, stop)
         bus.consume(settings, group=group, topic=topics.CRAWL_REQUESTS, stage=STAGE, write=crawler.write, stop=stop,
-                    batch_size=BATCH_SIZE)
+                    batch_size=batch_size(settings))
     finally:
+        crawler.close()
         browser.close()
         producer.flush(10)
         http.close()

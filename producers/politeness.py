@@ -1,4 +1,7 @@
-"""Per-origin politeness state: when an origin may be fetched next, and which origins are down."""
+"""Per-origin politeness state: when an origin may be fetched next, how many fetches it has in flight,
+and which origins are down. `Politeness` is not thread-safe: the crawler's fetch threads share one
+lock over it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,28 @@ __all__ = ["Politeness", "Unreachable"]
 
 
 class Politeness:
-    """When each origin may be fetched next: at least `delay` after its previous fetch, and not while paused."""
+    """When each origin may be fetched next: at least `delay` after its previous fetch began or ended, not while
+    paused, and not while it has `cap` fetches in flight."""
 
     def __init__(self) -> None:
         self._last: dict[str, float] = {}
         self._paused_until: dict[str, float] = {}
+        self._in_flight: dict[str, int] = {}
+
+    def may_start(self, origin: str, delay: float, cap: int, now: float) -> float | None:
+        """Seconds to wait before a fetch from `origin` may start, or None while it has `cap` fetches in flight."""
+        if self._in_flight.get(origin, 0) >= cap:
+            return None
+        return self.wait_s(origin, delay, now)
+
+    def start(self, origin: str, now: float) -> None:
+        """A fetch from `origin` begins: the next one waits its delay from now, too."""
+        self._in_flight[origin] = self._in_flight.get(origin, 0) + 1
+        self.mark(origin, now)
+
+    def finish(self, origin: str, now: float) -> None:
+        self._in_flight[origin] -= 1
+        self.mark(origin, now)
 
     def wait_s(self, origin: str, delay: float, now: float) -> float:
         last = self._last.get(origin)

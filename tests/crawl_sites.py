@@ -4,7 +4,8 @@ A site is a table of routes: path -> a function of how many times the path was
 requested before and of the request's headers (lowercase names), returning
 (status, headers, body). That is enough to script the
 misbehaviour a crawler meets: 429 then 200, 503 with Retry-After, slow, huge,
-redirect loops, broken charsets. Every request's path, headers and arrival is kept.
+redirect loops, broken charsets. Every request's path, headers and arrival is kept, when
+its answer was ready, and how many requests the site had in flight at most.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Site:
     routes: dict[str, Route]
     server: ThreadingHTTPServer | None = None
     hits: list[Hit] = field(default_factory=list)
+    answered: list[Hit] = field(default_factory=list)  # `at`: when the answer was ready
+    max_in_flight: int = 0
+    _in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -52,8 +56,15 @@ class Site:
         with self._lock:
             before = Counter(hit.path for hit in self.hits)[path]
             self.hits.append(Hit(path, headers, time.monotonic()))
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
         route = self.routes.get(path)
-        return route(before, headers) if route else (404, {"Content-Type": "text/plain"}, b"not found")
+        try:
+            return route(before, headers) if route else (404, {"Content-Type": "text/plain"}, b"not found")
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self.answered.append(Hit(path, headers, time.monotonic()))
 
 
 def html_page(title: str, *links: str, body: str = "", charset: str = "utf-8") -> Response:

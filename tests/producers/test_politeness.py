@@ -35,3 +35,16 @@ def test_an_unreachable_origin_is_skipped_until_its_cooldown_ends_or_it_answers(
     down.mark("http://a.test", "connection refused", now=100.0)
     down.clear("http://a.test")
     assert down.reason("http://a.test", now=101.0) is None
+
+
+def test_an_origin_at_its_cap_waits_for_a_fetch_to_finish_then_for_its_delay() -> None:
+    clock = Politeness()
+    assert clock.may_start("http://a.test", 1.0, cap=2, now=100.0) == 0.0
+    clock.start("http://a.test", now=100.0)
+    assert clock.may_start("http://a.test", 1.0, cap=2, now=100.5) == 0.5  # the delay counts from a fetch's start
+    clock.start("http://a.test", now=101.0)
+    assert clock.may_start("http://a.test", 1.0, cap=2, now=105.0) is None
+    assert clock.may_start("http://b.test", 1.0, cap=2, now=105.0) == 0.0
+    clock.finish("http://a.test", now=106.0)
+    assert clock.may_start("http://a.test", 1.0, cap=2, now=106.5) == 0.5  # ... and from its end
+    assert clock.may_start("http://a.test", 1.0, cap=2, now=107.0) == 0.0
