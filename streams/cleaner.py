@@ -5,19 +5,22 @@ letter on the clean stage's topic with the reason (not a valid record, no usable
 main text, boilerplate only): nothing is dropped silently. A page nearly equal to
 an earlier one keeps flowing, marked `near_duplicate_of`; the fingerprints seen
 live in a faust table backed by its compacted changelog topic, so a restart or a
-rebalance restores them. Offsets are committed by faust after the event is acked,
-so a crash re-processes rather than loses a page (at least once; see docs/ingest.md).
+rebalance restores them. Events are cleaned in batches (one executor hop each);
+offsets are committed by faust after a batch is handled and acked, so a crash
+re-processes rather than loses a page (at least once; see docs/ingest.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import weakref
 from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
 import faust
+import faust.streams as faust_streams
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -29,13 +32,17 @@ from streams.near_duplicates import check_and_remember, simhash
 from streams.records import PageCleaned, PageFetched
 from streams.topics import ContractError
 
-__all__ = ["STAGE", "FINGERPRINTS_TABLE", "Rejection", "clean_message", "make_app", "main"]
+__all__ = ["STAGE", "FINGERPRINTS_TABLE", "Cleaned", "Rejection", "clean_message", "clean_messages", "make_app", "main"]
 
 STAGE = "clean"
 # Raw pages can be large; the same bound as the confluent producers of streams.bus.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_BACKOFF_S = 30.0
 FINGERPRINTS_TABLE = "near-duplicates"
+# Events cleaned per executor hop; a batch is handled once full or BATCH_WITHIN_S after its first event,
+# which bounds the latency a quiet topic adds.
+BATCH_MAX_EVENTS = 100
+BATCH_WITHIN_S = 0.1
 
 log = structlog.get_logger()
 
@@ -46,6 +53,14 @@ class Rejection:
 
     reason: str
     error_type: str
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """A clean page and its text's SimHash (streams.near_duplicates), computed with it off the event loop."""
+
+    page: PageCleaned
+    fingerprint: int
 
 
 def clean_message(value: bytes | None, *, min_chars: int) -> PageCleaned | Rejection:
@@ -60,6 +75,17 @@ def clean_message(value: bytes | None, *, min_chars: int) -> PageCleaned | Rejec
         return Rejection(f"{fetched.url}: {exc}", type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - a page that breaks the extractor is that page's problem, not the worker's
         return Rejection(f"{fetched.url}: cleaning failed: {exc!r}", type(exc).__name__)
+
+
+def clean_messages(
+    values: list[bytes | None], *, min_chars: int
+) -> list[Cleaned | Rejection]:
+    """A batch of raw messages -> each one's clean page with its SimHash, or the reason it has none."""
+    outcomes: list[Cleaned | Rejection] = []
+    for value in values:
+        outcome = clean_message(value, min_chars=min_chars)
+        outcomes.append(Cleaned(outcome, simhash(outcome.text)) if isinstance(outcome, PageCleaned) else outcome)
+    return outcomes
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -94,38 +120,66 @@ def make_app(settings: Settings) -> faust.App:
         loop = asyncio.get_running_loop()
         # Dead letters go through streams.bus, so they are built exactly as every other stage builds them.
         dead_letters = bus.make_producer(settings)
-        async for event in stream.events():
-            message = event.message
-            # trafilatura is CPU-bound; off the event loop, Kafka heartbeats keep going.
-            outcome = await loop.run_in_executor(
-                None, partial(clean_message, message.value, min_chars=settings.clean_min_chars)
-            )
-            if isinstance(outcome, PageCleaned):
-                fingerprint = await loop.run_in_executor(None, simhash, outcome.text)
-                # In the event's context: the table's changelog write goes to this event's partition.
-                original = check_and_remember(fingerprints, fingerprint, outcome.url, settings.near_duplicate_max_bits)
-                if original is not None:
-                    outcome = outcome.model_copy(update={"near_duplicate_of": original})
-                    log.info("page.near_duplicate", url=outcome.url, original=original)
-                # faust flushes its producer before it commits this event's offset: at least once.
-                await clean_pages.send(key=topics.PAGES_CLEAN.key_of(outcome), value=topics.PAGES_CLEAN.encode(outcome))
-                log.info("page.cleaned", url=outcome.url, chars=len(outcome.text), language=outcome.language)
-                continue
-            bus.send_dead_letter(
-                dead_letters,
-                STAGE,
-                source_topic=message.topic,
-                value=message.value,
-                key=message.key,
-                partition=message.partition,
-                offset=message.offset,
-                reason=outcome.reason,
-                error_type=outcome.error_type,
-            )
-            # Delivered before the event is acked, so its offset is never committed without it.
-            await _flush_until_delivered(dead_letters)
+        clean_batch = partial(clean_messages, min_chars=settings.clean_min_chars)
+
+        async def handle(events: list[faust.EventT]) -> None:
+            # trafilatura is CPU-bound; off the event loop (one hop per batch), Kafka heartbeats keep going.
+            outcomes = await loop.run_in_executor(None, clean_batch, [event.message.value for event in events])
+            dead_lettered = False
+            for event, outcome in zip(events, outcomes):
+                message = event.message
+                if isinstance(outcome, Cleaned):
+                    # The event's own context: the table's changelog write goes to this event's partition
+                    # (a batch spans partitions). Set in this task's context only, never the stream's.
+                    _in_context_of(event)
+                    page = outcome.page
+                    original = check_and_remember(
+                        fingerprints, outcome.fingerprint, page.url, settings.near_duplicate_max_bits
+                    )
+                    if original is not None:
+                        page = page.model_copy(update={"near_duplicate_of": original})
+                        log.info("page.near_duplicate", url=page.url, original=original)
+                    # faust flushes its producer before it commits the batch's offsets: at least once.
+                    await clean_pages.send(key=topics.PAGES_CLEAN.key_of(page), value=topics.PAGES_CLEAN.encode(page))
+                    log.debug("page.cleaned", url=page.url, chars=len(page.text), language=page.language)
+                    continue
+                bus.send_dead_letter(
+                    dead_letters,
+                    STAGE,
+                    source_topic=message.topic,
+                    value=message.value,
+                    key=message.key,
+                    partition=message.partition,
+                    offset=message.offset,
+                    reason=outcome.reason,
+                    error_type=outcome.error_type,
+                )
+                dead_lettered = True
+            if dead_lettered:
+                # Delivered before the batch is acked, so no offset is committed without its dead letter.
+                await _flush_until_delivered(dead_letters)
+            log.info("pages.batch_cleaned", events=len(events))
+
+        # faust acks a batch's events after this body has handled them, and also when the agent is
+        # cancelled (the worker stopping): the batch is finished first, so no event is acked unsent.
+        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):
+            handling = asyncio.ensure_future(handle(list(events)))
+            try:
+                await asyncio.shield(handling)
+            except asyncio.CancelledError:
+                await handling
+                raise
 
     return app
+
+
+def _in_context_of(event: faust.EventT) -> None:
+    """Make `event` the current event of the running task, as faust's stream does for the event it yields.
+
+    faust's tables read it (`faust.streams.current_event`) to pick the changelog
+    partition; `take_events` exposes no per-event context, hence its context variable.
+    """
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 async def _flush_until_delivered(producer: Producer) -> None:

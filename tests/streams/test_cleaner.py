@@ -13,7 +13,8 @@ from confluent_kafka import TopicPartition
 
 from ctrlgpt.settings import REPO_ROOT
 from streams import bus, cleaner, topics
-from streams.cleaner import Rejection, clean_message, make_app
+from streams.cleaner import Cleaned, Rejection, clean_message, clean_messages, make_app
+from streams.near_duplicates import simhash
 from streams.records import PageCleaned, PageFetched
 from topic_reader import read_records
 
@@ -56,6 +57,17 @@ def test_a_message_that_is_not_a_raw_page_is_a_contract_error(value, reason):
     assert isinstance(outcome, Rejection)
     assert outcome.error_type == "ContractError"
     assert reason in outcome.reason
+
+
+def test_a_batch_keeps_each_message_outcome_in_order_with_the_clean_page_fingerprint():
+    good = topics.PAGES_RAW.encode(_raw_page("https://rail.example.com/night"))
+
+    outcomes = clean_messages([b"{not json", good, None], min_chars=100)
+
+    assert [type(outcome) for outcome in outcomes] == [Rejection, Cleaned, Rejection]
+    cleaned = outcomes[1]
+    assert cleaned.page.content_sha256 == clean_message(good, min_chars=100).content_sha256
+    assert cleaned.fingerprint == simhash(cleaned.page.text)
 
 
 def test_a_page_without_text_is_rejected_with_its_url():
