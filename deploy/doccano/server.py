@@ -82,7 +82,15 @@ def prepare(settings: Settings) -> tuple[list[str], dict[str, str]]:
         initialized.touch()
     password = ctrlgpt_secrets.load_or_create(settings.secrets_file).doccano_password
     # Creates the admin, or resets its password when it exists (doccano's create_admin does both).
-    _doccano(settings, env, "createuser", "--username", settings.doccano_username, "--password", password, "--email", ADMIN_EMAIL)
+    # `--name=value`: a generated password may begin with "-", which argparse would take for an option.
+    _doccano(
+        settings,
+        env,
+        "createuser",
+        f"--username={settings.doccano_username}",
+        f"--password={password}",
+        f"--email={ADMIN_EMAIL}",
+    )
     argv = [
         str(VENV / "bin" / "doccano"),
         "webserver",
