@@ -24,8 +24,7 @@ __all__ = [
     "DoccanoError",
     "SENTIMENTS",
     "VERDICTS",
-    "SentimentProject",
-    "ComparisonProject",
+    "ClassificationProject",
     "ensure_sentiment_project",
     "ensure_expansion_project",
     "ensure_comparison_project",
@@ -280,18 +279,23 @@ class DoccanoClient:
 
 
 @dataclass(frozen=True)
-class SentimentProject:
-    """The sentiment project's id and its category types (text -> id)."""
+class ClassificationProject:
+    """A classification project's id and its category types (text -> id)."""
 
     id: int
     label_ids: dict[str, int]
 
 
-def ensure_sentiment_project(client: DoccanoClient, name: str) -> SentimentProject:
-    project = client.get_or_create_text_classification_project(
-        name, description="Is this passage positive or negative? One label per passage; check it when done."
-    )
-    return SentimentProject(project["id"], client.get_or_create_category_types(project["id"], SENTIMENTS))
+def _ensure_classification_project(
+    client: DoccanoClient, name: str, description: str, labels: tuple[str, ...]
+) -> ClassificationProject:
+    project = client.get_or_create_text_classification_project(name, description=description)
+    return ClassificationProject(project["id"], client.get_or_create_category_types(project["id"], labels))
+
+
+def ensure_sentiment_project(client: DoccanoClient, name: str) -> ClassificationProject:
+    description = "Is this passage positive or negative? One label per passage; check it when done."
+    return _ensure_classification_project(client, name, description, SENTIMENTS)
 
 
 def ensure_expansion_project(client: DoccanoClient, name: str) -> int:
@@ -306,20 +310,9 @@ def ensure_expansion_project(client: DoccanoClient, name: str) -> int:
     return project["id"]
 
 
-@dataclass(frozen=True)
-class ComparisonProject:
-    """The comparison project's id and its category types (verdict -> id)."""
-
-    id: int
-    label_ids: dict[str, int]
-
-
-def ensure_comparison_project(client: DoccanoClient, name: str) -> ComparisonProject:
-    project = client.get_or_create_text_classification_project(
-        name,
-        description="Two generations for the same prompt: is A better, B better, or are they a tie? One label each.",
-    )
-    return ComparisonProject(project["id"], client.get_or_create_category_types(project["id"], VERDICTS))
+def ensure_comparison_project(client: DoccanoClient, name: str) -> ClassificationProject:
+    description = "Two generations for the same prompt: is A better, B better, or are they a tie? One label each."
+    return _ensure_classification_project(client, name, description, VERDICTS)
 
 
 def comparison_text(prompt: str, first: str, second: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["Passage", "split_passages", "passage_key"]
@@ -62,40 +63,29 @@ def _fit(paragraph: str, max_chars: int) -> list[str]:
     """Cut one paragraph into pieces of at most `max_chars`: at sentence ends, else at spaces."""
     if len(paragraph) <= max_chars:
         return [paragraph]
-    pieces: list[str] = []
-    current = ""
-    for sentence in _SENTENCE_END.split(paragraph):
-        for part in _cut_words(sentence, max_chars):
-            if current and len(current) + 1 + len(part) > max_chars:
-                pieces.append(current)
-                current = part
-            else:
-                current = f"{current} {part}" if current else part
-    if current:
-        pieces.append(current)
-    return pieces
+    return _pack(
+        (part for sentence in _SENTENCE_END.split(paragraph) for part in _cut_words(sentence, max_chars)), max_chars
+    )
 
 
 def _cut_words(sentence: str, max_chars: int) -> list[str]:
     if len(sentence) <= max_chars:
         return [sentence]
+    # A single "word" longer than a passage (a URL, a data blob) is cut where it must be.
+    chunks = (word[i : i + max_chars] for word in sentence.split(" ") for i in range(0, len(word), max_chars))
+    return _pack(chunks, max_chars)
+
+
+def _pack(parts: Iterable[str], max_chars: int) -> list[str]:
+    """Join parts with spaces, greedily, into pieces of at most `max_chars` (each part fits alone)."""
     pieces: list[str] = []
     current = ""
-    for word in sentence.split(" "):
-        # A single "word" longer than a passage (a URL, a data blob) is cut where it must be.
-        while len(word) > max_chars:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(word[:max_chars])
-            word = word[max_chars:]
-        if not word:
-            continue
-        if current and len(current) + 1 + len(word) > max_chars:
+    for part in parts:
+        if current and len(current) + 1 + len(part) > max_chars:
             pieces.append(current)
-            current = word
+            current = part
         else:
-            current = f"{current} {word}" if current else word
+            current = f"{current} {part}" if current else part
     if current:
         pieces.append(current)
     return pieces

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from consumers.doccano_client import DoccanoClient
+from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from deploy.workers import stop_workers
 
@@ -13,6 +17,17 @@ _demo_workers_stopped = False
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()
+
+
+@pytest.fixture
+def doccano(settings: Settings) -> Iterator[DoccanoClient]:
+    """The admin's client of the running doccano."""
+    client = DoccanoClient(
+        settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password
+    )
+    client.login()
+    yield client
+    client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -8,18 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from consumers.doccano_client import DoccanoClient
-from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
-
-
-@pytest.fixture
-def doccano(settings: Settings) -> Iterator[DoccanoClient]:
-    client = DoccanoClient(
-        settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password
-    )
-    client.login()
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
-from consumers.doccano_client import DoccanoClient, SentimentProject, ensure_sentiment_project
+from consumers.doccano_client import DoccanoClient, ClassificationProject, ensure_sentiment_project
 from consumers.doccano_labels import LabelBridge, annotation_label_id
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
@@ -53,7 +53,7 @@ def producer(settings: Settings) -> Iterator[Producer]:
 
 
 @pytest.fixture
-def project(project_settings: Settings, doccano: DoccanoClient) -> SentimentProject:
+def project(project_settings: Settings, doccano: DoccanoClient) -> ClassificationProject:
     return ensure_sentiment_project(doccano, project_settings.doccano_project)
 
 
@@ -67,7 +67,7 @@ def make_bridge(settings: Settings, producer: Producer, cursor_dir: Path) -> Lab
 
 
 def test_annotations_become_label_events_once_and_deletions_follow(
-    project_settings: Settings, doccano: DoccanoClient, project: SentimentProject, producer: Producer, tmp_path: Path
+    project_settings: Settings, doccano: DoccanoClient, project: ClassificationProject, producer: Producer, tmp_path: Path
 ) -> None:
     url = f"https://news.test/{uuid.uuid4().hex}.html"
     example = doccano.create_example(
@@ -94,7 +94,7 @@ def test_annotations_become_label_events_once_and_deletions_follow(
 
 
 def test_a_restarted_bridge_publishes_what_changed_while_it_was_down(
-    project_settings: Settings, doccano: DoccanoClient, project: SentimentProject, producer: Producer, tmp_path: Path
+    project_settings: Settings, doccano: DoccanoClient, project: ClassificationProject, producer: Producer, tmp_path: Path
 ) -> None:
     first = doccano.create_example(project.id, "Grim news from the docks.", {"url": "https://news.test/docks.html"})
     second = doccano.create_example(project.id, "Sunny skies all week.", {"url": "https://news.test/sun.html"})

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 import pytest
 
 from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
-from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from deploy.demo_site import Article, article_url, load_articles
 from deploy.scripted_annotator import ANNOTATOR_USERNAME, annotate, annotator_password, answer_key, plan_labels
@@ -43,16 +42,6 @@ def test_annotator_password_is_derived_not_stored() -> None:
     password = annotator_password("admin-secret")
     assert password == annotator_password("admin-secret") != annotator_password("other-secret")
     assert len(password) == 64 and "admin-secret" not in password
-
-
-@pytest.fixture
-def doccano(settings: Settings) -> Iterator[DoccanoClient]:
-    client = DoccanoClient(
-        settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password
-    )
-    client.login()
-    yield client
-    client.close()
 
 
 @pytest.fixture
