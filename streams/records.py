@@ -22,9 +22,12 @@ __all__ = [
     "SentimentLabel",
     "PreferenceLabel",
     "ExpansionLabel",
+    "RatingLabel",
     "LabelRecorded",
+    "TrainingRequested",
     "TrainingRunProgressed",
     "ModelPromoted",
+    "ModelLoadFailed",
     "DeadLetter",
 ]
 
@@ -124,6 +127,7 @@ class PreferenceLabel(BaseModel):
     prompt: str
     chosen: str = Field(min_length=1)
     rejected: str = Field(min_length=1)
+    target: str | None = Field(None, description="The sentiment both completions were asked for, when known.")
 
 
 class ExpansionLabel(BaseModel):
@@ -135,6 +139,17 @@ class ExpansionLabel(BaseModel):
     completion: str = Field(min_length=1)
 
 
+class RatingLabel(BaseModel):
+    """A thumbs up or down on one generation, from the API's feedback."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["rating"] = "rating"
+    prompt: str = Field(min_length=1)
+    completion: str = Field(min_length=1)
+    rating: Literal["up", "down"]
+    target: str | None = Field(None, description="The sentiment the generation was asked for, when known.")
+
+
 class LabelRecorded(Record):
     """A person's judgement, from doccano or from the API's feedback endpoint."""
 
@@ -142,15 +157,27 @@ class LabelRecorded(Record):
     source: Literal["doccano", "api"]
     annotator: str
     action: Literal["created", "updated", "deleted"] = "created"
-    label: SentimentLabel | PreferenceLabel | ExpansionLabel = Field(discriminator="kind")
+    label: SentimentLabel | PreferenceLabel | ExpansionLabel | RatingLabel = Field(discriminator="kind")
     page_url: str | None = None
+    model_version: str | None = Field(None, description="The served version that wrote the judged text, when it did.")
+
+
+class TrainingRequested(Record):
+    """An operator's command to the trainer: start a run now, or cancel the running one."""
+
+    command: Literal["train", "cancel"]
+    requested_by: str = Field("operator", min_length=1)
+    reason: str = ""
+    run_id: str | None = Field(None, description="cancel: the run to stop; None: whichever is running.")
 
 
 class TrainingRunProgressed(Record):
     """Progress of a training run: one per stage change and every few steps."""
 
     run_id: str
-    stage: Literal["queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done", "failed"]
+    stage: Literal[
+        "queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done", "failed", "cancelled"
+    ]
     step: int = 0
     total_steps: int = 0
     loss: float | None = None
@@ -168,6 +195,21 @@ class ModelPromoted(Record):
     manifest_sha256: str
     parent_version: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    action: Literal["promoted", "rolled_back", "pinned"] = Field(
+        "promoted", description="promoted: passed the gate; rolled_back / pinned: an operator chose this version."
+    )
+    reason: str = ""
+
+
+class ModelLoadFailed(Record):
+    """An API replica could not serve a version it was told about and kept serving the one it had."""
+
+    model_name: str
+    version: str
+    replica: str
+    reason: str
+    error_type: str
+    serving_version: str | None = None
 
 
 class DeadLetter(Record):

@@ -15,10 +15,12 @@ from streams.records import (
     CrawlRequested,
     DeadLetter,
     LabelRecorded,
+    ModelLoadFailed,
     ModelPromoted,
     PageCleaned,
     PageFetched,
     Record,
+    TrainingRequested,
     TrainingRunProgressed,
 )
 
@@ -70,11 +72,15 @@ CRAWL_REQUESTS = Topic("ctrlgpt.crawl.requests", CrawlRequested, key="url")
 PAGES_RAW = Topic("ctrlgpt.pages.raw", PageFetched, key="url", retention_ms=3 * DAY_MS)
 PAGES_CLEAN = Topic("ctrlgpt.pages.clean", PageCleaned, key="url", retention_ms=30 * DAY_MS)
 LABELS = Topic("ctrlgpt.labels", LabelRecorded, key="label_id", retention_ms=-1)
+TRAINING_COMMANDS = Topic("ctrlgpt.training.commands", TrainingRequested, key="command", partitions=1)
 TRAINING_RUNS = Topic("ctrlgpt.training.runs", TrainingRunProgressed, key="run_id", partitions=1)
 # Compacted: an API replica that starts later reads the last record per model name
 # and so learns the current version without any other store.
 MODEL_UPDATES = Topic(
     "ctrlgpt.models.updates", ModelPromoted, key="model_name", partitions=1, retention_ms=-1, cleanup_policy="compact"
+)
+MODEL_LOAD_FAILURES = Topic(
+    "ctrlgpt.models.load-failures", ModelLoadFailed, key="version", partitions=1, retention_ms=30 * DAY_MS
 )
 
 # The stages that consume a topic; each has its dead-letter topic.
@@ -92,8 +98,10 @@ ALL: tuple[Topic, ...] = (
     PAGES_RAW,
     PAGES_CLEAN,
     LABELS,
+    TRAINING_COMMANDS,
     TRAINING_RUNS,
     MODEL_UPDATES,
+    MODEL_LOAD_FAILURES,
     *(dead_letter_topic(stage) for stage in STAGES),
 )
 
