@@ -77,7 +77,12 @@ class Settings(BaseSettings):
     train_quiet_s: float = Field(
         10.0, ge=0, description="A run starts once labels have stopped arriving for this long (a labeling burst ends)."
     )
-    target_sentiment: str = Field("positive", description="Sentiment PPO steers toward.")
+    target_sentiment: str = Field("positive", description="Sentiment PPO steers toward; the default target of a request.")
+    targets: str = Field(
+        "positive",
+        description="Comma-separated sentiments (labels of the sentiment project) the trainer keeps a policy for; "
+        "a request picks one. Must include target_sentiment.",
+    )
     sft_epochs: float = Field(20.0, gt=0, description="Epochs of SFT over the expansion pairs.")
     reward_epochs: float = Field(4.0, gt=0, description="Epochs of reward-model training.")
     ppo_episodes: int = Field(128, ge=1, description="Total PPO episodes of one run.")
@@ -114,6 +119,14 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def target_list(self) -> list[str]:
+        return [target.strip() for target in self.targets.split(",") if target.strip()]
+
+    def policy_for(self, target: str) -> str:
+        """The model name of the policy steered toward `target`: its key on the model-updates topic."""
+        return f"{self.policy_name}-{target}"
 
     def with_overrides(self, pairs: list[str]) -> "Settings":
         """Apply `name=value` pairs from the command line; unknown names are refused."""
