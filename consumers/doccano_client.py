@@ -10,12 +10,15 @@ refusal is `DoccanoError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import structlog
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streams.bus import ServiceUnavailable
 
@@ -29,6 +32,11 @@ __all__ = [
     "ensure_expansion_project",
     "ensure_comparison_project",
     "comparison_text",
+    "ComparisonPair",
+    "comparison_key",
+    "comparison_example",
+    "comparison_from_meta",
+    "import_comparisons",
 ]
 
 log = structlog.get_logger()
@@ -208,15 +216,24 @@ class DoccanoClient:
                 return None
             raise
 
+    def delete_examples(self, project_id: int, example_ids: list[int]) -> None:
+        """Delete these examples and their annotations (doccano deletes them all when the list is empty: refused)."""
+        if not example_ids:
+            raise ValueError("no example ids: doccano would delete every example of the project")
+        self._request("DELETE", f"/v1/projects/{project_id}/examples", json={"ids": example_ids})
+
     def confirm_example(self, project_id: int, example_id: int) -> None:
         """Mark an example confirmed, as the UI's check button does.
 
         doccano's POST toggles: it removes the state when one exists. So we post only
         when nobody has confirmed it yet (in a collaborative project, anyone's counts).
         """
-        path = f"/v1/projects/{project_id}/examples/{example_id}/states"
-        if not self._request("GET", path)["results"]:
-            self._request("POST", path, json={})
+        if not self.example_states(project_id, example_id):
+            self._request("POST", f"/v1/projects/{project_id}/examples/{example_id}/states", json={})
+
+    def example_states(self, project_id: int, example_id: int) -> list[dict[str, Any]]:
+        """Who checked the example (id, confirmed_by: user id, confirmed_at); everyone's, if collaborative."""
+        return list(self._paginate(f"/v1/projects/{project_id}/examples/{example_id}/states", {}))
 
     # -- category annotations
 
@@ -245,6 +262,12 @@ class DoccanoClient:
         """A text annotation by the logged-in user (in a seq2seq project: a proposed output)."""
         return self._request(
             "POST", f"/v1/projects/{project_id}/examples/{example_id}/texts", json={"example": example_id, "text": text}
+        )
+
+    def update_text_label(self, project_id: int, example_id: int, annotation_id: int, text: str) -> dict[str, Any]:
+        """Change a text annotation's text in place, as the UI does when one edits it (its author stays)."""
+        return self._request(
+            "PATCH", f"/v1/projects/{project_id}/examples/{example_id}/texts/{annotation_id}", json={"text": text}
         )
 
     def delete_text_label(self, project_id: int, example_id: int, annotation_id: int) -> None:
@@ -318,3 +341,69 @@ def ensure_comparison_project(client: DoccanoClient, name: str) -> Classificatio
 def comparison_text(prompt: str, first: str, second: str) -> str:
     """How a pair of generations reads as one example of the comparison project."""
     return f"{prompt}\n\nA: {first}\n\nB: {second}"
+
+
+class ComparisonPair(BaseModel):
+    """Two completions of one prompt, for people to rank (an example of the comparison project)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    prompt: str
+    a: str = Field(min_length=1)
+    b: str = Field(min_length=1)
+    target: str | None = Field(None, description="The sentiment both completions were asked for, when known.")
+    model_version: str | None = Field(None, description="The model version that wrote them, when one did.")
+    page_url: str | None = Field(None, description="The page the prompt came from, when it did.")
+
+    @model_validator(mode="after")
+    def _two_different_completions(self) -> ComparisonPair:
+        if self.a == self.b:
+            raise ValueError("A and B are the same text: there is nothing to rank")
+        return self
+
+
+def comparison_key(pair: ComparisonPair) -> str:
+    """One example per prompt, target and unordered pair of completions: B-then-A is the same comparison."""
+    identity = ["comparison", pair.prompt, pair.target, sorted((pair.a, pair.b))]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+
+
+def comparison_example(pair: ComparisonPair) -> tuple[str, dict[str, Any]]:
+    """The example's text (prompt, A, B, as people read it) and its meta (the exact texts, read back by the bridge)."""
+    meta = {
+        "prompt": pair.prompt,
+        "a": pair.a,
+        "b": pair.b,
+        "target": pair.target,
+        "model_version": pair.model_version,
+        "url": pair.page_url,
+        "comparison_key": comparison_key(pair),
+    }
+    return comparison_text(pair.prompt, pair.a, pair.b), meta
+
+
+def comparison_from_meta(meta: Mapping[str, Any]) -> ComparisonPair:
+    """The pair an example of the comparison project holds; a `ValidationError` when its meta is not one."""
+    fields = {name: value for name, value in meta.items() if name not in ("url", "comparison_key")}
+    return ComparisonPair.model_validate({**fields, "page_url": meta.get("url")})
+
+
+def import_comparisons(client: DoccanoClient, project_id: int, pairs: Iterable[ComparisonPair]) -> int:
+    """Create an example for each pair the project does not hold yet (by `comparison_key`); returns how many.
+
+    Keys are read from the project first, so importing the same pairs again, or a
+    pair in the other order, creates nothing. Two importers running at once may
+    both create one: run one importer at a time.
+    """
+    known = {
+        key for example in client.iter_examples(project_id) if (key := (example["meta"] or {}).get("comparison_key"))
+    }
+    created = 0
+    for pair in pairs:
+        text, meta = comparison_example(pair)
+        if meta["comparison_key"] in known:
+            continue
+        client.create_example(project_id, text, meta)
+        known.add(meta["comparison_key"])
+        created += 1
+    log.info("doccano.comparisons_imported", project_id=project_id, created=created, known=len(known))
+    return created

@@ -1,115 +1,68 @@
 """Label bridge: doccano annotations -> `LabelRecorded` events on `topics.LABELS`.
 
-doccano has no webhooks, so the bridge polls. Each poll reads every category
-annotation of the sentiment project, compares them with the cursor (the
-annotations already published) and publishes what changed: `created`, `updated`
-(label or text changed) or `deleted`. The cursor file is replaced atomically only
-after Kafka acknowledged the events, so a crash repeats at most the last poll's
-events (consumers dedupe on `label_id`), and a restart publishes everything that
-changed while the bridge was down.
+doccano has no webhooks, so the bridge polls its three projects (sentiment,
+expansions, comparisons; how each reads is in docs/labels.md and
+`consumers.label_snapshots`). Each poll reads a project's annotations, compares
+them with that project's cursor (the annotations already published) and publishes
+what changed: `created`, `updated` or `deleted`; an annotation that cannot become
+a label is dead-lettered once. The cursor file is replaced atomically only after
+Kafka acknowledged the events, so a restart publishes exactly what changed while
+the bridge was down; only a crash between the acknowledgement and the cursor's
+replacement repeats that poll's events, identical, which latest-per-label_id
+consumers take as they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from confluent_kafka import Producer
 from pydantic import BaseModel, ConfigDict
 
-from consumers.doccano_client import DoccanoClient, DoccanoError, ensure_sentiment_project
+from consumers.doccano_client import (
+    DoccanoClient,
+    DoccanoError,
+    ensure_comparison_project,
+    ensure_expansion_project,
+    ensure_sentiment_project,
+)
+from consumers.label_snapshots import (
+    AnnotationSnapshot,
+    ProjectSnapshot,
+    comparison_snapshot,
+    expansion_snapshot,
+    label_events,
+    new_rejections,
+    sentiment_snapshot,
+)
 from ctrlgpt import secrets
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import topics
-from streams.bus import ServiceUnavailable, ensure_topics, flush_or_raise, make_producer, publish
-from streams.records import LabelRecorded, SentimentLabel
+from streams.bus import ServiceUnavailable, ensure_topics, flush_or_raise, make_producer, publish, send_dead_letter
+from streams.records import LabelRecorded
 
-__all__ = [
-    "AnnotationSnapshot",
-    "Cursor",
-    "LabelBridge",
-    "annotation_label_id",
-    "snapshot_example",
-    "label_events",
-    "read_cursor",
-    "write_cursor",
-    "main",
-]
+__all__ = ["Cursor", "LabelBridge", "read_cursor", "write_cursor", "main"]
 
 log = structlog.get_logger()
 
-
-class AnnotationSnapshot(BaseModel):
-    """What a published annotation said: enough to publish its deletion later, even of a deleted example."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    example_id: int
-    annotator: str
-    text: str
-    sentiment: str
-    page_url: str | None = None
+STAGE = "labels"
+ProjectKind = Literal["sentiment", "expansion", "comparison"]
 
 
 class Cursor(BaseModel):
+    """One project's published state: its labels, and the fingerprints of the annotations dead-lettered."""
+
     model_config = ConfigDict(extra="forbid")
     project_id: int
     annotations: dict[str, AnnotationSnapshot] = {}
-
-
-def annotation_label_id(project_id: int, example_id: int, annotation_id: int) -> str:
-    return f"doccano:{project_id}:{example_id}:{annotation_id}"
-
-
-def snapshot_example(
-    project_id: int,
-    example: Mapping[str, Any],
-    categories: Iterable[Mapping[str, Any]],
-    label_texts: Mapping[int, str],
-    usernames: Mapping[int, str],
-) -> dict[str, AnnotationSnapshot]:
-    """One example's category annotations, keyed by label_id."""
-    return {
-        annotation_label_id(project_id, example["id"], category["id"]): AnnotationSnapshot(
-            example_id=example["id"],
-            annotator=usernames.get(category["user"], f"user-{category['user']}"),
-            text=example["text"],
-            sentiment=label_texts[category["label"]],
-            page_url=(example.get("meta") or {}).get("url"),
-        )
-        for category in categories
-    }
-
-
-def label_events(
-    previous: Mapping[str, AnnotationSnapshot], current: Mapping[str, AnnotationSnapshot]
-) -> list[LabelRecorded]:
-    """The events that turn `previous` into `current`, in label_id order."""
-    events = []
-    for label_id in sorted(previous.keys() | current.keys()):
-        before, now = previous.get(label_id), current.get(label_id)
-        if before is None:
-            events.append(_event(label_id, now, "created"))
-        elif now is None:
-            events.append(_event(label_id, before, "deleted"))
-        elif now != before:
-            events.append(_event(label_id, now, "updated"))
-    return events
-
-
-def _event(label_id: str, snapshot: AnnotationSnapshot, action: str) -> LabelRecorded:
-    return LabelRecorded(
-        label_id=label_id,
-        source="doccano",
-        annotator=snapshot.annotator,
-        action=action,
-        label=SentimentLabel(text=snapshot.text, sentiment=snapshot.sentiment),
-        page_url=snapshot.page_url,
-    )
+    rejected: dict[str, str] = {}
 
 
 def cursor_path(cursor_dir: Path, project_id: int) -> Path:
@@ -144,71 +97,180 @@ def write_cursor(cursor_dir: Path, cursor: Cursor) -> None:
         os.close(directory)
 
 
+@dataclass
+class Feed:
+    """One project the bridge reads: its kind, id, category types (id -> text) and cursor."""
+
+    kind: ProjectKind
+    project_id: int
+    label_texts: dict[int, str]
+    cursor: Cursor
+
+
 class LabelBridge:
-    def __init__(self, *, client: DoccanoClient, producer: Producer, project_name: str, cursor_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        client: DoccanoClient,
+        producer: Producer,
+        cursor_dir: Path,
+        sentiment_project: str,
+        expansion_project: str,
+        comparison_project: str,
+        proposer: str,
+    ) -> None:
+        """`proposer`: the doccano user the doccano sink writes its proposed expansions as."""
         self._client = client
         self._producer = producer
-        self._project_name = project_name
         self._cursor_dir = cursor_dir
-        self._cursor: Cursor | None = None
+        self._names = (sentiment_project, expansion_project, comparison_project)
+        self._proposer = proposer
+        self._feeds: list[Feed] = []
         self._usernames: dict[int, str] = {}
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, client: DoccanoClient, producer: Producer, cursor_dir: Path
+    ) -> LabelBridge:
+        return cls(
+            client=client,
+            producer=producer,
+            cursor_dir=cursor_dir,
+            sentiment_project=settings.doccano_project,
+            expansion_project=settings.doccano_expansion_project,
+            comparison_project=settings.doccano_comparison_project,
+            proposer=settings.doccano_username,
+        )
+
     def setup(self) -> None:
+        """Log in, ensure the three projects (collaborative: everyone's labels are read) and read their cursors."""
         self._client.login()
-        project = ensure_sentiment_project(self._client, self._project_name)
-        self._cursor = read_cursor(self._cursor_dir, project.id)
-        log.info("label_bridge.ready", project_id=project.id, published=len(self._cursor.annotations))
+        sentiment_name, expansion_name, comparison_name = self._names
+        sentiment = ensure_sentiment_project(self._client, sentiment_name)
+        expansion_id = ensure_expansion_project(self._client, expansion_name)
+        comparison = ensure_comparison_project(self._client, comparison_name)
+        self._feeds = [
+            self._feed("sentiment", sentiment.id, sentiment.label_ids),
+            self._feed("expansion", expansion_id, {}),
+            self._feed("comparison", comparison.id, comparison.label_ids),
+        ]
+        log.info(
+            "label_bridge.ready",
+            projects={feed.kind: feed.project_id for feed in self._feeds},
+            published={feed.kind: len(feed.cursor.annotations) for feed in self._feeds},
+        )
+
+    def _feed(self, kind: ProjectKind, project_id: int, label_ids: dict[str, int]) -> Feed:
+        label_texts = {type_id: text for text, type_id in label_ids.items()}
+        return Feed(kind, project_id, label_texts, read_cursor(self._cursor_dir, project_id))
 
     def poll_once(self) -> list[LabelRecorded]:
-        """Publish what changed since the last poll; returns the events published."""
-        if self._cursor is None:
+        """Publish what changed in each project since the last poll; returns the events published."""
+        if not self._feeds:
             raise RuntimeError("setup() first")
-        current = self._current_annotations(self._cursor)
-        events = label_events(self._cursor.annotations, current)
-        if not events:
+        return [event for feed in self._feeds for event in self._poll(feed)]
+
+    def _poll(self, feed: Feed) -> list[LabelRecorded]:
+        current = self._read(feed)
+        events = label_events(feed.cursor.annotations, current.labels)
+        rejections = new_rejections(feed.cursor.rejected, current.rejected)
+        fingerprints = {label_id: r.fingerprint for label_id, r in current.rejected.items()}
+        if not events and not rejections and fingerprints == feed.cursor.rejected:
             return []
         for event in events:
             publish(self._producer, topics.LABELS, event)
+        for label_id, rejection in rejections.items():
+            send_dead_letter(
+                self._producer,
+                STAGE,
+                source_topic=f"doccano:{feed.project_id}",
+                value=rejection.original_json().encode(),
+                reason=rejection.reason,
+                error_type="AnnotationRejected",
+                key=label_id.encode(),
+            )
         flush_or_raise(self._producer)
-        cursor = Cursor(project_id=self._cursor.project_id, annotations=current)
-        write_cursor(self._cursor_dir, cursor)
-        self._cursor = cursor
-        log.info("label_bridge.published", events=len(events), annotations=len(current))
+        feed.cursor = Cursor(project_id=feed.project_id, annotations=current.labels, rejected=fingerprints)
+        write_cursor(self._cursor_dir, feed.cursor)
+        log.info(
+            "label_bridge.published",
+            project=feed.kind,
+            project_id=feed.project_id,
+            events=len(events),
+            dead_letters=len(rejections),
+            annotations=len(current.labels),
+        )
         return events
 
-    def _current_annotations(self, cursor: Cursor) -> dict[str, AnnotationSnapshot]:
-        project_id = cursor.project_id
-        label_texts = {type_id: text for text, type_id in self._client.category_types(project_id).items()}
+    def _read(self, feed: Feed) -> ProjectSnapshot:
+        if feed.kind == "expansion":
+            return self._read_expansions(feed)
+        return self._read_classifications(feed)
+
+    def _read_classifications(self, feed: Feed) -> ProjectSnapshot:
+        project_id = feed.project_id
         # Only labelled examples, plus those labelled before (to see their labels go);
         # an example the label filter misses now is read on the next poll.
         examples = {
-            e["id"]: e for text in label_texts.values() for e in self._client.iter_examples(project_id, label=text)
+            e["id"]: e for text in feed.label_texts.values() for e in self._client.iter_examples(project_id, label=text)
         }
-        for example_id in {s.example_id for s in cursor.annotations.values()} - examples.keys():
+        for example_id in {s.example_id for s in feed.cursor.annotations.values()} - examples.keys():
             example = self._client.get_example(project_id, example_id)
             if example is not None:
                 examples[example_id] = example
-        current: dict[str, AnnotationSnapshot] = {}
+        snapshot_of = sentiment_snapshot if feed.kind == "sentiment" else comparison_snapshot
+        current = ProjectSnapshot()
         for example in examples.values():
             categories = self._client.categories(project_id, example["id"])
-            if any(c["user"] not in self._usernames for c in categories):
-                self._usernames = self._client.usernames()
-            current.update(snapshot_example(project_id, example, categories, label_texts, self._usernames))
+            usernames = self._names_of(c["user"] for c in categories)
+            current.update(snapshot_of(project_id, example, categories, feed.label_texts, usernames))
         return current
+
+    def _read_expansions(self, feed: Feed) -> ProjectSnapshot:
+        # doccano's label filter does not cover text annotations: every example is read.
+        project_id = feed.project_id
+        current = ProjectSnapshot()
+        for example in self._client.iter_examples(project_id):
+            texts = self._client.text_labels(project_id, example["id"])
+            if not texts:
+                continue
+            usernames = self._names_of(t["user"] for t in texts)
+            current.update(
+                expansion_snapshot(
+                    project_id,
+                    example,
+                    texts,
+                    proposer=self._proposer,
+                    confirmed_by=self._confirmer(project_id, example) if example["is_confirmed"] else None,
+                    usernames=usernames,
+                )
+            )
+        return current
+
+    def _confirmer(self, project_id: int, example: dict[str, Any]) -> str | None:
+        """Who checked the example first (a collaborative project keeps everyone's checks)."""
+        states = sorted(self._client.example_states(project_id, example["id"]), key=lambda state: state["id"])
+        if not states:
+            return None
+        user_id = states[0]["confirmed_by"]
+        return self._names_of([user_id]).get(user_id, f"user-{user_id}")
+
+    def _names_of(self, user_ids: Iterable[int]) -> dict[int, str]:
+        """User id -> name, asking doccano again only when a user is new to the bridge."""
+        if any(user_id not in self._usernames for user_id in user_ids):
+            self._usernames = self._client.usernames()
+        return self._usernames
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    ensure_topics(settings, [topics.LABELS])
+    ensure_topics(settings, [topics.LABELS, topics.dead_letter_topic(STAGE)])
     client = DoccanoClient(
         settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password
     )
     producer = make_producer(settings)
-    bridge = LabelBridge(
-        client=client,
-        producer=producer,
-        project_name=settings.doccano_project,
-        cursor_dir=settings.data_dir / "label_bridge",
+    bridge = LabelBridge.from_settings(
+        settings, client=client, producer=producer, cursor_dir=settings.data_dir / "label_bridge"
     )
     ready = False
     delay = settings.doccano_poll_seconds

@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 
 from consumers.doccano_client import DoccanoClient, ClassificationProject, ensure_sentiment_project
-from consumers.doccano_labels import LabelBridge, annotation_label_id
+from consumers.doccano_labels import LabelBridge
+from consumers.label_snapshots import annotation_label_id
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from streams import topics
@@ -61,7 +62,7 @@ def make_bridge(settings: Settings, producer: Producer, cursor_dir: Path) -> Lab
     client = DoccanoClient(
         settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password
     )
-    bridge = LabelBridge(client=client, producer=producer, project_name=settings.doccano_project, cursor_dir=cursor_dir)
+    bridge = LabelBridge.from_settings(settings, client=client, producer=producer, cursor_dir=cursor_dir)
     bridge.setup()
     return bridge
 
