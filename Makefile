@@ -11,7 +11,7 @@ demo: install
 	.venv/bin/ctrlgpt demo
 
 test: services
-	.venv/bin/pytest -ra -m "not delivery_guarantee"
+	.venv/bin/pytest -ra
 
 test-guarantees: services
 	.venv/bin/pytest -ra -m delivery_guarantee

@@ -22,13 +22,14 @@ from typing import cast
 import faust
 import faust.streams as faust_streams
 import structlog
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
 from streams.near_duplicates import check_and_remember, simhash
+from streams.partition_progress import OffsetWatch, Rewind
 from streams.records import PageCleaned, PageFetched
 from streams.topics import ContractError
 
@@ -43,6 +44,9 @@ FINGERPRINTS_TABLE = "near-duplicates"
 # which bounds the latency a quiet topic adds.
 BATCH_MAX_EVENTS = 100
 BATCH_WITHIN_S = 0.1
+# A rewind's first messages arrive within a fetch or two; events fetched before it keep coming meanwhile.
+REWIND_RETRY_S = 10.0
+REWIND_MAX_ATTEMPTS = 3
 
 log = structlog.get_logger()
 
@@ -113,6 +117,33 @@ def make_app(settings: Settings) -> faust.App:
     fingerprints = app.Table(
         FINGERPRINTS_TABLE, schema=faust.Schema(key_serializer="json", value_serializer="json")
     )
+    offsets: OffsetWatch = OffsetWatch(REWIND_RETRY_S, REWIND_MAX_ATTEMPTS)
+    # Never subscribes, so it never joins the group: it only reads the group's committed offsets.
+    positions = bus.make_consumer(settings, settings.cleaner_app_id)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
+        offsets.forget(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def watch_assigned(sender: faust.App, assigned: set, **kwargs: object) -> None:
+        offsets.assigned(assigned, asyncio.get_running_loop().time())
+
+    @app.timer(REWIND_RETRY_S)
+    async def rewind_stalled() -> None:
+        """Seek back an idle partition whose committed offset is behind its end (skipped last messages)."""
+        if app.rebalancing or app.tables.recovery.in_recovery:
+            return
+        now = asyncio.get_running_loop().time()
+        raw = {tp for tp in app.consumer.assignment() if tp.topic == topics.PAGES_RAW.name}
+        idle = offsets.idle(raw, now)
+        if not idle:
+            return
+        behind = await asyncio.to_thread(committed_behind_end, positions, idle)
+        for tp, committed in behind.items():
+            log.warning("cleaner.stalled_partition_rewound", topic=tp.topic, partition=tp.partition, rewind_to=committed)
+            offsets.rewound(tp, now)
+            await app.consumer.seek(tp, committed)
 
     # Concurrency 1: faust-streaming can commit past in-flight events with more.
     @app.agent(raw_pages, concurrency=1)
@@ -121,6 +152,26 @@ def make_app(settings: Settings) -> faust.App:
         # Dead letters go through streams.bus, so they are built exactly as every other stage builds them.
         dead_letters = bus.make_producer(settings)
         clean_batch = partial(clean_messages, min_chars=settings.clean_min_chars)
+
+        async def rewind_skipped(events: list[faust.EventT]) -> None:
+            """Seek back over messages the stream never delivered (faust-streaming #596, streams.partition_progress)."""
+            rewinds: dict[object, Rewind] = {}
+            for event in events:
+                tp, offset = event.message.tp, event.message.offset
+                # faust's own record of the offset it committed (the next to read); no public accessor.
+                rewind = offsets.handle(tp, offset, app.consumer._committed_offset.get(tp), loop.time())
+                if rewind is not None:
+                    rewinds.setdefault(tp, rewind)
+            for tp, rewind in rewinds.items():
+                if rewind.attempt > REWIND_MAX_ATTEMPTS:
+                    first, end = offsets.give_up(tp)
+                    log.error("cleaner.skipped_offsets_lost", topic=tp.topic, partition=tp.partition, first=first, end=end)
+                    continue
+                log.warning(
+                    "cleaner.skipped_offsets_rewound", topic=tp.topic, partition=tp.partition,
+                    rewind_to=rewind.offset, seen=rewind.seen, attempt=rewind.attempt,
+                )
+                await app.consumer.seek(tp, rewind.offset)
 
         async def handle(events: list[faust.EventT]) -> None:
             # trafilatura is CPU-bound; off the event loop (one hop per batch), Kafka heartbeats keep going.
@@ -159,6 +210,7 @@ def make_app(settings: Settings) -> faust.App:
                 # Delivered before the batch is acked, so no offset is committed without its dead letter.
                 await _flush_until_delivered(dead_letters)
             log.info("pages.batch_cleaned", events=len(events))
+            await rewind_skipped(events)
 
         # faust acks a batch's events after this body has handled them, and also when the agent is
         # cancelled (the worker stopping): the batch is finished first, so no event is acked unsent.
@@ -171,6 +223,19 @@ def make_app(settings: Settings) -> faust.App:
                 raise
 
     return app
+
+
+def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
+    """Of `partitions` (faust TPs), those whose committed offset is behind the partition's end: tp -> committed."""
+    committed = consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=10)
+    behind = {}
+    for tp, position in zip(partitions, committed):
+        if position.offset < 0:
+            continue  # nothing committed yet: the worker reads from the start, as configured
+        _, end = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+        if end > position.offset:
+            behind[tp] = position.offset
+    return behind
 
 
 def _in_context_of(event: faust.EventT) -> None:

@@ -163,3 +163,29 @@ def _commit_group_at_end(settings, group: str, topic: str) -> None:
         consumer.commit(offsets=[TopicPartition(topic, p, end) for p, end in zip(partitions, ends)], asynchronous=False)
     finally:
         consumer.close()
+
+
+@pytest.mark.integration
+def test_a_partition_whose_committed_offset_is_behind_its_end_is_found(settings):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from faust.types import TP
+
+    topic, group = f"test-behind-{uuid.uuid4().hex}", f"test-behind-{uuid.uuid4().hex}"
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result()
+    producer = bus.make_producer(settings)
+    try:
+        for partition, messages in ((0, 3), (1, 2), (2, 0)):
+            for n in range(messages):
+                producer.produce(topic, value=b"x", partition=partition)
+        bus.flush_or_raise(producer)
+        positions = bus.make_consumer(settings, group)
+        # Partition 0: one of three handled; 1: all handled; 2: empty and never committed.
+        positions.commit(offsets=[TopicPartition(topic, 0, 1), TopicPartition(topic, 1, 2)], asynchronous=False)
+
+        behind = cleaner.committed_behind_end(positions, [TP(topic, 0), TP(topic, 1), TP(topic, 2)])
+        positions.close()
+    finally:
+        admin.delete_topics([topic])
+
+    assert behind == {TP(topic, 0): 1}

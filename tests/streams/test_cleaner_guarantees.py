@@ -173,9 +173,9 @@ def test_near_duplicates_are_marked_and_the_fingerprints_survive_a_restart(setti
     assert (first_rc, second_rc) == (0, 0), log
 
 
-# faust-streaming #596: a worker taking over partitions while it rebuilds its table can
-# skip fetched messages until its next start; under load these two then fail. They run
-# with `make test-guarantees`, not in `make test`, until that is fixed.
+# faust-streaming #596 (a worker taking over partitions while it rebuilds its table can skip
+# fetched messages) made these two fail under load until the cleaner watched its offsets
+# (streams/partition_progress.py). `make test-guarantees` runs them alone, e.g. in a loop.
 @pytest.mark.delivery_guarantee
 def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_path):
     run = uuid.uuid4().hex
