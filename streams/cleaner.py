@@ -1,12 +1,15 @@
-"""The cleaner: a faust-streaming app from raw pages to clean pages.
+"""The cleaner: a faust-streaming app from raw pages to clean pages, in two agents.
 
-Each message of `PAGES_RAW` becomes a `PageCleaned` on `PAGES_CLEAN`, or a dead
-letter on the clean stage's topic with the reason (not a valid record, no usable
-main text, boilerplate only): nothing is dropped silently. A page nearly equal to
-an earlier one keeps flowing, marked `near_duplicate_of`; the fingerprints seen
-live in a faust table backed by its compacted changelog topic, so a restart or a
-rebalance restores them. Events are cleaned in batches (one executor hop each);
-offsets are committed by faust after a batch is handled and acked, so a crash
+`clean` turns each message of `PAGES_RAW` into a clean page with its SimHash
+(`PageFingerprinted`, on the app's one-partition internal topic), or a dead letter
+on the clean stage's topic with the reason (not a valid record, no usable main
+text, boilerplate only): nothing is dropped silently. It scales with the raw
+topic's partitions and cleans in batches (one executor hop each).
+`mark_near_duplicates` reads that one partition, so its table sees every page
+whatever raw partition it came from: a page nearly equal to an earlier one keeps
+flowing to `PAGES_CLEAN`, marked `near_duplicate_of`. The table is backed by its
+compacted changelog topic, so a restart or a rebalance restores it. Offsets are
+committed by faust after an event is handled and its sends flushed, so a crash
 re-processes rather than loses a page (at least once; see docs/ingest.md).
 """
 
@@ -14,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import weakref
 from dataclasses import dataclass
 from functools import partial
+from collections.abc import Coroutine
 from typing import cast
 
 import faust
-import faust.streams as faust_streams
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -30,7 +32,7 @@ from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
 from streams.near_duplicates import check_and_remember, simhash
 from streams.partition_progress import OffsetWatch, Rewind
-from streams.records import PageCleaned, PageFetched
+from streams.records import PageCleaned, PageFetched, PageFingerprinted
 from streams.topics import ContractError
 
 __all__ = ["STAGE", "FINGERPRINTS_TABLE", "Cleaned", "Rejection", "clean_message", "clean_messages", "make_app", "main"]
@@ -39,7 +41,8 @@ STAGE = "clean"
 # Raw pages can be large; the same bound as the confluent producers of streams.bus.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_BACKOFF_S = 30.0
-FINGERPRINTS_TABLE = "near-duplicates"
+# Renamed from "near-duplicates" when the table went from one per raw partition to one partition.
+FINGERPRINTS_TABLE = "page-fingerprints"
 # Events cleaned per executor hop; a batch is handled once full or BATCH_WITHIN_S after its first event,
 # which bounds the latency a quiet topic adds.
 BATCH_MAX_EVENTS = 100
@@ -110,16 +113,21 @@ def make_app(settings: Settings) -> faust.App:
         # faust's default of 60 s keeps a killed worker's partitions idle that long before a rebalance.
         broker_session_timeout=settings.cleaner_session_timeout_s,
     )
+    fingerprinted_topic = topics.fingerprinted_topic(settings.cleaner_app_id)
     raw_pages = app.topic(topics.PAGES_RAW.name)
+    fingerprinted = app.topic(fingerprinted_topic.name)
     clean_pages = app.topic(topics.PAGES_CLEAN.name)
-    # SimHash band key -> [[fingerprint, url], ...] of the original pages seen on this
-    # partition of the raw topic (streams.near_duplicates); its changelog is created by main().
+    # SimHash band key -> [[fingerprint, url], ...] of the original pages seen (streams.near_duplicates).
+    # One partition, as its source topic: every page meets every other; its changelog is made by main().
     fingerprints = app.Table(
-        FINGERPRINTS_TABLE, schema=faust.Schema(key_serializer="json", value_serializer="json")
+        FINGERPRINTS_TABLE, partitions=1, schema=faust.Schema(key_serializer="json", value_serializer="json")
     )
     offsets: OffsetWatch = OffsetWatch(REWIND_RETRY_S, REWIND_MAX_ATTEMPTS)
+    sources = {topics.PAGES_RAW.name, fingerprinted_topic.name}
     # Never subscribes, so it never joins the group: it only reads the group's committed offsets.
     positions = bus.make_consumer(settings, settings.cleaner_app_id)
+    # Dead letters go through streams.bus, so they are built exactly as every other stage builds them.
+    dead_letters = bus.make_producer(settings)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
@@ -135,8 +143,7 @@ def make_app(settings: Settings) -> faust.App:
         if app.rebalancing or app.tables.recovery.in_recovery:
             return
         now = asyncio.get_running_loop().time()
-        raw = {tp for tp in app.consumer.assignment() if tp.topic == topics.PAGES_RAW.name}
-        idle = offsets.idle(raw, now)
+        idle = offsets.idle({tp for tp in app.consumer.assignment() if tp.topic in sources}, now)
         if not idle:
             return
         behind = await asyncio.to_thread(committed_behind_end, positions, idle)
@@ -145,66 +152,57 @@ def make_app(settings: Settings) -> faust.App:
             offsets.rewound(tp, now)
             await app.consumer.seek(tp, committed)
 
-    # Concurrency 1: faust-streaming can commit past in-flight events with more.
+    async def rewind_skipped(events: list[faust.EventT]) -> None:
+        """Seek back over messages the stream never delivered (faust-streaming #596, streams.partition_progress)."""
+        now = asyncio.get_running_loop().time()
+        rewinds: dict[object, Rewind] = {}
+        for event in events:
+            tp, offset = event.message.tp, event.message.offset
+            # faust's own record of the offset it committed (the next to read); no public accessor.
+            rewind = offsets.handle(tp, offset, app.consumer._committed_offset.get(tp), now)
+            if rewind is not None:
+                rewinds.setdefault(tp, rewind)
+        for tp, rewind in rewinds.items():
+            if rewind.attempt > REWIND_MAX_ATTEMPTS:
+                first, end = offsets.give_up(tp)
+                log.error("cleaner.skipped_offsets_lost", topic=tp.topic, partition=tp.partition, first=first, end=end)
+                continue
+            log.warning(
+                "cleaner.skipped_offsets_rewound", topic=tp.topic, partition=tp.partition,
+                rewind_to=rewind.offset, seen=rewind.seen, attempt=rewind.attempt,
+            )
+            await app.consumer.seek(tp, rewind.offset)
+
+    def dead_letter(message: faust.types.Message, rejection: Rejection) -> None:
+        bus.send_dead_letter(
+            dead_letters,
+            STAGE,
+            source_topic=message.topic,
+            value=message.value,
+            key=message.key,
+            partition=message.partition,
+            offset=message.offset,
+            reason=rejection.reason,
+            error_type=rejection.error_type,
+        )
+
+    # Concurrency 1 (both agents): faust-streaming can commit past in-flight events with more.
     @app.agent(raw_pages, concurrency=1)
     async def clean(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        # Dead letters go through streams.bus, so they are built exactly as every other stage builds them.
-        dead_letters = bus.make_producer(settings)
         clean_batch = partial(clean_messages, min_chars=settings.clean_min_chars)
-
-        async def rewind_skipped(events: list[faust.EventT]) -> None:
-            """Seek back over messages the stream never delivered (faust-streaming #596, streams.partition_progress)."""
-            rewinds: dict[object, Rewind] = {}
-            for event in events:
-                tp, offset = event.message.tp, event.message.offset
-                # faust's own record of the offset it committed (the next to read); no public accessor.
-                rewind = offsets.handle(tp, offset, app.consumer._committed_offset.get(tp), loop.time())
-                if rewind is not None:
-                    rewinds.setdefault(tp, rewind)
-            for tp, rewind in rewinds.items():
-                if rewind.attempt > REWIND_MAX_ATTEMPTS:
-                    first, end = offsets.give_up(tp)
-                    log.error("cleaner.skipped_offsets_lost", topic=tp.topic, partition=tp.partition, first=first, end=end)
-                    continue
-                log.warning(
-                    "cleaner.skipped_offsets_rewound", topic=tp.topic, partition=tp.partition,
-                    rewind_to=rewind.offset, seen=rewind.seen, attempt=rewind.attempt,
-                )
-                await app.consumer.seek(tp, rewind.offset)
 
         async def handle(events: list[faust.EventT]) -> None:
             # trafilatura is CPU-bound; off the event loop (one hop per batch), Kafka heartbeats keep going.
             outcomes = await loop.run_in_executor(None, clean_batch, [event.message.value for event in events])
             dead_lettered = False
             for event, outcome in zip(events, outcomes):
-                message = event.message
                 if isinstance(outcome, Cleaned):
-                    # The event's own context: the table's changelog write goes to this event's partition
-                    # (a batch spans partitions). Set in this task's context only, never the stream's.
-                    _in_context_of(event)
-                    page = outcome.page
-                    original = check_and_remember(
-                        fingerprints, outcome.fingerprint, page.url, settings.near_duplicate_max_bits
-                    )
-                    if original is not None:
-                        page = page.model_copy(update={"near_duplicate_of": original})
-                        log.info("page.near_duplicate", url=page.url, original=original)
                     # faust flushes its producer before it commits the batch's offsets: at least once.
-                    await clean_pages.send(key=topics.PAGES_CLEAN.key_of(page), value=topics.PAGES_CLEAN.encode(page))
-                    log.debug("page.cleaned", url=page.url, chars=len(page.text), language=page.language)
+                    record = PageFingerprinted(page=outcome.page, simhash=outcome.fingerprint)
+                    await fingerprinted.send(key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record))
                     continue
-                bus.send_dead_letter(
-                    dead_letters,
-                    STAGE,
-                    source_topic=message.topic,
-                    value=message.value,
-                    key=message.key,
-                    partition=message.partition,
-                    offset=message.offset,
-                    reason=outcome.reason,
-                    error_type=outcome.error_type,
-                )
+                dead_letter(event.message, outcome)
                 dead_lettered = True
             if dead_lettered:
                 # Delivered before the batch is acked, so no offset is committed without its dead letter.
@@ -215,14 +213,42 @@ def make_app(settings: Settings) -> faust.App:
         # faust acks a batch's events after this body has handled them, and also when the agent is
         # cancelled (the worker stopping): the batch is finished first, so no event is acked unsent.
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):
-            handling = asyncio.ensure_future(handle(list(events)))
-            try:
-                await asyncio.shield(handling)
-            except asyncio.CancelledError:
-                await handling
-                raise
+            await _finish_even_if_cancelled(handle(list(events)))
+
+    @app.agent(fingerprinted, concurrency=1)
+    async def mark_near_duplicates(stream: faust.StreamT) -> None:
+        # One event at a time: faust then knows each table write's event (its changelog offset).
+        async for event in stream.events():
+            await _finish_even_if_cancelled(mark(event))
+
+    async def mark(event: faust.EventT) -> None:
+        message = event.message
+        try:
+            record = cast(PageFingerprinted, fingerprinted_topic.decode(message.value))
+        except ContractError as exc:
+            dead_letter(message, Rejection(str(exc), type(exc).__name__))
+            await _flush_until_delivered(dead_letters)
+        else:
+            page = record.page
+            original = check_and_remember(fingerprints, record.simhash, page.url, settings.near_duplicate_max_bits)
+            if original is not None:
+                page = page.model_copy(update={"near_duplicate_of": original})
+                log.info("page.near_duplicate", url=page.url, original=original)
+            await clean_pages.send(key=topics.PAGES_CLEAN.key_of(page), value=topics.PAGES_CLEAN.encode(page))
+            log.debug("page.cleaned", url=page.url, chars=len(page.text), language=page.language)
+        await rewind_skipped([event])
 
     return app
+
+
+async def _finish_even_if_cancelled(work: Coroutine[object, object, None]) -> None:
+    """Run `work` to its end even if the agent is cancelled meanwhile (the worker stopping), then re-raise."""
+    handling = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(handling)
+    except asyncio.CancelledError:
+        await handling
+        raise
 
 
 def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
@@ -238,15 +264,6 @@ def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
     return behind
 
 
-def _in_context_of(event: faust.EventT) -> None:
-    """Make `event` the current event of the running task, as faust's stream does for the event it yields.
-
-    faust's tables read it (`faust.streams.current_event`) to pick the changelog
-    partition; `take_events` exposes no per-event context, hence its context variable.
-    """
-    faust_streams._current_event.set(weakref.ref(event))
-
-
 async def _flush_until_delivered(producer: Producer) -> None:
     delay = 0.5
     while True:
@@ -260,20 +277,22 @@ async def _flush_until_delivered(producer: Producer) -> None:
 
 
 def ensure_changelog(settings: Settings, app: faust.App) -> None:
-    """Create the fingerprint table's changelog: compacted, partitioned as the raw topic it follows.
+    """Create the fingerprint table's changelog: compacted, partitioned as the internal topic it follows.
 
-    The app keeps `topic_allow_declare=False` so that faust never creates the
-    registry's topics with its own settings; its one internal topic is made here.
+    The app keeps `topic_allow_declare=False` so that faust never creates topics
+    with its own settings; its internal topic (streams.topics) and this changelog are made here.
     """
+    source = topics.fingerprinted_topic(settings.cleaner_app_id)
+    bus.ensure_topics(settings, [source])
     changelog = app.tables[FINGERPRINTS_TABLE].changelog_topic.get_topic_name()
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     metadata = admin.list_topics(timeout=10).topics
-    partitions = len(metadata[topics.PAGES_RAW.name].partitions)
+    partitions = len(metadata[source.name].partitions)
     if changelog in metadata:
         existing = len(metadata[changelog].partitions)
         if existing != partitions:
             raise RuntimeError(
-                f"{changelog} has {existing} partitions but {topics.PAGES_RAW.name} has {partitions}: "
+                f"{changelog} has {existing} partitions but {source.name} has {partitions}: "
                 "the table must be partitioned as its source"
             )
         return

@@ -19,6 +19,7 @@ __all__ = [
     "CrawlRequested",
     "PageFetched",
     "PageCleaned",
+    "PageFingerprinted",
     "SentimentLabel",
     "PreferenceLabel",
     "ExpansionLabel",
@@ -112,6 +113,14 @@ class PageCleaned(Record):
     near_duplicate_of: str | None = Field(
         None, description="URL of an earlier page with nearly the same text; sinks index it but do not send it to labeling."
     )
+
+
+class PageFingerprinted(Record):
+    """A clean page with its text's SimHash, inside the cleaner app: from its cleaning agent to its
+    near-duplicate agent (streams.cleaner), before `near_duplicate_of` is known."""
+
+    page: PageCleaned
+    simhash: int = Field(ge=0, lt=2**64)
 
 
 class SentimentLabel(BaseModel):

@@ -19,12 +19,13 @@ from streams.records import (
     ModelPromoted,
     PageCleaned,
     PageFetched,
+    PageFingerprinted,
     Record,
     TrainingRequested,
     TrainingRunProgressed,
 )
 
-__all__ = ["Topic", "ContractError", "ALL", "STAGES", "dead_letter_topic", "by_name"]
+__all__ = ["Topic", "ContractError", "ALL", "STAGES", "dead_letter_topic", "fingerprinted_topic", "by_name"]
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -91,6 +92,12 @@ def dead_letter_topic(stage: str) -> Topic:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     return Topic(f"ctrlgpt.dlq.{stage}", DeadLetter, key="key", partitions=1, retention_ms=30 * DAY_MS)
+
+
+def fingerprinted_topic(cleaner_app_id: str) -> Topic:
+    """The cleaner app's internal topic between its two agents (streams.cleaner), named after the app as
+    faust names a table's changelog. One partition, so that one near-duplicate table sees every page."""
+    return Topic(f"{cleaner_app_id}-fingerprinted", PageFingerprinted, key="event_id", partitions=1, retention_ms=DAY_MS)
 
 
 ALL: tuple[Topic, ...] = (

@@ -101,10 +101,10 @@ def test_the_app_reads_its_identity_and_storage_from_settings(settings, tmp_path
     assert app.conf.datadir == tmp_path / "faust" / "test-cleaner-conf"
     assert app.conf.topic_allow_declare is False
     assert app.conf.web_enabled is False
-    assert [agent.concurrency for agent in app.agents.values()] == [1]
+    assert [agent.concurrency for agent in app.agents.values()] == [1, 1]
     assert app.conf.broker_session_timeout == local.cleaner_session_timeout_s
     table = app.tables[cleaner.FINGERPRINTS_TABLE]
-    assert table.changelog_topic.get_topic_name() == "test-cleaner-conf-near-duplicates-changelog"
+    assert table.changelog_topic.get_topic_name() == "test-cleaner-conf-page-fingerprints-changelog"
 
 
 @pytest.mark.integration

@@ -146,16 +146,19 @@ def test_near_duplicates_are_marked_and_the_fingerprints_survive_a_restart(setti
     text = _article(1)
     edited = text.replace(text.split(" ")[40], "zebra", 1)
     log_path = tmp_path / "cleaner.log"
-    # One partition: the fingerprint table is kept per partition of the raw topic (docs/ingest.md).
-    _publish(settings, [_raw(story, crawl, _html("Story", text)), _raw(copy, crawl, _html("Copy", edited)),
-                        _raw(story, crawl, _html("Story", text)), _raw(other, crawl, _html("Other", _article(2)))],
-             partition=0)
+    # Pages on different raw partitions: the near-duplicate agent sees them all whatever their partition.
+    # Partitions are not ordered among themselves, so the original is cleaned before its copy is published.
+    _publish(settings, [_raw(story, crawl, _html("Story", text))], partition=0)
+    _publish(settings, [_raw(other, crawl, _html("Other", _article(2)))], partition=2)
     worker = _start_cleaner(app_id, tmp_path / "first", log_path)
     try:
+        reader.read_until(lambda pages: len(pages) >= 2 or worker.poll() is not None)
+        _publish(settings, [_raw(copy, crawl, _html("Copy", edited))], partition=1)
+        _publish(settings, [_raw(story, crawl, _html("Story", text))], partition=2)
         first = list(reader.read_until(lambda pages: len(pages) >= 4 or worker.poll() is not None))
     finally:
         first_rc = _stop(worker)
-    _publish(settings, [_raw(later, crawl, _html("Later", text))], partition=0)
+    _publish(settings, [_raw(later, crawl, _html("Later", text))], partition=1)
     worker = _start_cleaner(app_id, tmp_path / "second", log_path)
     try:
         second = reader.read_until(lambda pages: len(pages) >= 5 or worker.poll() is not None)[4:]
