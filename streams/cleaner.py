@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import weakref
 from dataclasses import dataclass
 from functools import partial
 from collections.abc import Coroutine
 from typing import cast
 
 import faust
+import faust.streams as faust_streams
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -217,26 +219,31 @@ def make_app(settings: Settings) -> faust.App:
 
     @app.agent(fingerprinted, concurrency=1)
     async def mark_near_duplicates(stream: faust.StreamT) -> None:
-        # One event at a time: faust then knows each table write's event (its changelog offset).
-        async for event in stream.events():
-            await _finish_even_if_cancelled(mark(event))
+        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):
+            await _finish_even_if_cancelled(mark(list(events)))
 
-    async def mark(event: faust.EventT) -> None:
-        message = event.message
-        try:
-            record = cast(PageFingerprinted, fingerprinted_topic.decode(message.value))
-        except ContractError as exc:
-            dead_letter(message, Rejection(str(exc), type(exc).__name__))
-            await _flush_until_delivered(dead_letters)
-        else:
+    async def mark(events: list[faust.EventT]) -> None:
+        dead_lettered = False
+        for event in events:
+            message = event.message
+            try:
+                record = cast(PageFingerprinted, fingerprinted_topic.decode(message.value))
+            except ContractError as exc:
+                dead_letter(message, Rejection(str(exc), type(exc).__name__))
+                dead_lettered = True
+                continue
             page = record.page
+            # The table's changelog write goes to this event's partition; set in this task's context only.
+            _in_context_of(event)
             original = check_and_remember(fingerprints, record.simhash, page.url, settings.near_duplicate_max_bits)
             if original is not None:
                 page = page.model_copy(update={"near_duplicate_of": original})
                 log.info("page.near_duplicate", url=page.url, original=original)
             await clean_pages.send(key=topics.PAGES_CLEAN.key_of(page), value=topics.PAGES_CLEAN.encode(page))
-            log.debug("page.cleaned", url=page.url, chars=len(page.text), language=page.language)
-        await rewind_skipped([event])
+        if dead_lettered:
+            await _flush_until_delivered(dead_letters)
+        log.info("pages.batch_marked", events=len(events))
+        await rewind_skipped(events)
 
     return app
 
@@ -262,6 +269,15 @@ def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
         if end > position.offset:
             behind[tp] = position.offset
     return behind
+
+
+def _in_context_of(event: faust.EventT) -> None:
+    """Make `event` the current event of the running task, as faust's stream does for the event it yields.
+
+    faust's tables read it (`faust.streams.current_event`) to pick the changelog
+    partition; `take_events` exposes no per-event context, hence its context variable.
+    """
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 async def _flush_until_delivered(producer: Producer) -> None:
