@@ -35,9 +35,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "es-rebuild": ("consumers.index_rebuild", "Rebuild the pages index behind its alias without downtime."),
     "doccano-sink": ("consumers.doccano_sink", "Clean pages -> doccano passages to label."),
     "label-bridge": ("consumers.doccano_labels", "doccano annotations -> label events."),
+    "compare": ("consumers.comparisons_import", "Send pairs of generations (JSON lines) to doccano for ranking."),
     "trainer": ("trainer.worker", "Label events -> SFT, reward, PPO -> a promoted model version."),
     "train": ("trainer.pipeline", "Run one training run now, from the data on Kafka."),
+    "models": ("trainer.models_cli", "Model versions: list, show, compare, rollback, pin, unpin."),
+    "training": ("trainer.training_cli", "Ask the running trainer to train now or to cancel its run."),
     "api": ("api.main", "FastAPI: generate, with hot-swap on model updates."),
+    "lag": ("deploy.lag", "Consumer lag per group, topic and partition, with Burrow-style status."),
 }
 
 
@@ -60,6 +64,27 @@ ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
     ],
     "demo": [(("--timeout",), {"type": float, "default": 1800.0, "help": "Seconds to wait for a served model."})],
     "annotate": [(("--limit",), {"type": int, "default": 200, "help": "Passages to label, at most."})],
+    "compare": [(("file",), {"help": "JSON lines: prompt, a, b, and optionally target, model_version, page_url."})],
+    "models": [
+        (("action",), {"choices": ["list", "show", "compare", "rollback", "pin", "unpin"], "help": "What to do."}),
+        (("versions",), {"nargs": "*", "metavar": "VERSION", "help": "show/rollback/pin: one; compare: two."}),
+        (("--reason",), {"default": "", "help": "rollback/pin: why (recorded in the manifest and the model update)."}),
+        (("--target",), {"default": None, "help": "Whose policy: one of the targets setting (default: target_sentiment)."}),
+        (("--json",), {"action": "store_true", "help": "Machine-readable output."}),
+    ],
+    "training": [
+        (("action",), {"choices": ["now", "cancel"], "help": "now: start a run; cancel: stop the running run."}),
+        (("--run-id",), {"default": None, "help": "cancel: only this run (default: whichever is running)."}),
+        (("--reason",), {"default": "", "help": "Why (logged by the trainer)."}),
+        (("--json",), {"action": "store_true", "help": "Print the published command as JSON."}),
+    ],
+    "lag": [
+        (("--group",), {"action": "append", "default": [], "help": "Consumer group to show (repeatable); default: those matching ops_groups."}),
+        (("--watch",), {"action": "store_true", "help": "Keep sampling and printing until interrupted."}),
+        (("--samples",), {"type": int, "default": 3, "help": "Samples per evaluation window."}),
+        (("--interval",), {"type": float, "default": 2.0, "help": "Seconds between samples."}),
+        (("--json",), {"action": "store_true", "help": "Print JSON instead of a table."}),
+    ],
 }
 
 

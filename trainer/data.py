@@ -7,6 +7,15 @@ The expansion prompt format is fixed, so that training, evaluation and serving a
 
 that is, a headline and a blank line ask for the text that follows it; the model ends the
 text with its tokenizer's end-of-text token (`<|endoftext|>` for GPT-2 and bootstrapped tokenizers).
+
+What each kind of label teaches (one reward model scores "toward the anchor sentiment",
+`settings.target_sentiment`; a judgement made toward another target counts with the sign flipped,
+see `reward_sign`):
+
+    sentiment    anchor-labelled passages are chosen over the others (reward pairs)
+    preference   chosen over rejected, both after the prompt as the API shows it (reward pair)
+    expansion    prompt -> completion (SFT pair)
+    rating       thumbs up -> SFT pair; up over down on the same prompt and target (reward pairs)
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from streams.records import ExpansionLabel, LabelRecorded, PageCleaned, PreferenceLabel, SentimentLabel
+from streams.records import ExpansionLabel, LabelRecorded, PageCleaned, PreferenceLabel, RatingLabel, SentimentLabel
 
 __all__ = [
     "PROMPT_END",
@@ -36,8 +45,15 @@ __all__ = [
     "current_labels",
     "split_by_sentiment",
     "preference_pairs",
+    "shown_prompt",
+    "reward_sign",
+    "labelled_expansions",
+    "judged_pairs",
     "corpus_texts",
     "build",
+    "JUDGE_PERCENT",
+    "LabelSplit",
+    "split_labels",
 ]
 
 PROMPT_END = "\n\n"
@@ -71,6 +87,7 @@ class LabelSet:
     sentiment: dict[str, SentimentLabel] = field(default_factory=dict)
     preference: dict[str, PreferenceLabel] = field(default_factory=dict)
     expansion: dict[str, ExpansionLabel] = field(default_factory=dict)
+    rating: dict[str, RatingLabel] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,7 @@ class TrainingData:
             "sentiment_labels": len(self.labels.sentiment),
             "preference_labels": len(self.labels.preference),
             "expansion_labels": len(self.labels.expansion),
+            "rating_labels": len(self.labels.rating),
         }
 
 
@@ -173,7 +191,12 @@ def current_labels(events: Iterable[LabelRecorded]) -> LabelSet:
         else:
             latest[event.label_id] = event
     labels = LabelSet()
-    by_kind = {"sentiment": labels.sentiment, "preference": labels.preference, "expansion": labels.expansion}
+    by_kind = {
+        "sentiment": labels.sentiment,
+        "preference": labels.preference,
+        "expansion": labels.expansion,
+        "rating": labels.rating,
+    }
     for label_id in sorted(latest):
         label = latest[label_id].label
         by_kind[label.kind][label_id] = label
@@ -206,13 +229,93 @@ def preference_pairs(
     ]
 
 
+def shown_prompt(prompt: str) -> str:
+    """A prompt as the API shows it to the policy (the manifest's template "{prompt}\\n\\n")."""
+    return prompt if prompt.endswith(PROMPT_END) else prompt + PROMPT_END
+
+
+def reward_sign(target: str | None, anchor: str) -> int:
+    """+1 when a judgement toward `target` is a judgement toward the anchor sentiment, else -1.
+
+    The reward model scores "toward the anchor"; any other label of the sentiment project is
+    read as "away from the anchor" (exact for a two-label project such as positive/negative).
+    A judgement without a target was made toward the default target, the anchor.
+    """
+    return 1 if target is None or target.strip().lower() == anchor.strip().lower() else -1
+
+
+def labelled_expansions(labels: LabelSet) -> list[ExpansionPair]:
+    """SFT pairs from people: approved or corrected expansions, and thumbs-up generations."""
+    approved = [(label_id, label.prompt, label.completion) for label_id, label in sorted(labels.expansion.items())]
+    approved += [
+        (label_id, label.prompt, label.completion)
+        for label_id, label in sorted(labels.rating.items())
+        if label.rating == "up"
+    ]
+    return [
+        ExpansionPair(shown_prompt(prompt), cut_completion(completion), f"label:{label_id}")
+        for label_id, prompt, completion in approved
+    ]
+
+
+def _oriented(chosen: str, rejected: str, sign: int) -> PreferencePair:
+    return PreferencePair(chosen, rejected) if sign > 0 else PreferencePair(rejected, chosen)
+
+
+def judged_pairs(labels: LabelSet, anchor: str, pairs_per_chosen: int = PAIRS_PER_CHOSEN) -> list[PreferencePair]:
+    """Reward pairs (toward the anchor) from preference labels and from ratings: on one prompt and
+    target, each thumbs-up generation is chosen over up to `pairs_per_chosen` thumbs-down ones
+    (round-robin in label_id order). Texts are the prompt as shown plus the completion, as PPO scores them."""
+    pairs = [
+        _oriented(
+            shown_prompt(label.prompt) + label.chosen,
+            shown_prompt(label.prompt) + label.rejected,
+            reward_sign(label.target, anchor),
+        )
+        for _, label in sorted(labels.preference.items())
+    ]
+    groups: dict[tuple[str, int], tuple[list[str], list[str]]] = {}
+    for _, label in sorted(labels.rating.items()):
+        ups, downs = groups.setdefault((shown_prompt(label.prompt), reward_sign(label.target, anchor)), ([], []))
+        (ups if label.rating == "up" else downs).append(label.completion)
+    for (prompt, sign), (ups, downs) in groups.items():
+        per_up = min(pairs_per_chosen, len(downs))
+        pairs.extend(
+            _oriented(prompt + up, prompt + downs[(i * per_up + j) % len(downs)], sign)
+            for i, up in enumerate(ups)
+            for j in range(per_up)
+        )
+    return pairs
+
+
 def corpus_texts(pages: Iterable[PageCleaned], labels: LabelSet) -> list[str]:
-    """Every text a bootstrapped tokenizer should cover: pages (title, summary, body) and labelled passages."""
+    """Every text a bootstrapped tokenizer should cover: pages (title, summary, body) and labelled texts."""
     texts = []
     for page in pages:
         texts.extend(part for part in (page.title, page.summary, page.text) if part.strip())
     texts.extend(label.text for label in labels.sentiment.values())
+    texts.extend(pair.prompt + pair.completion for pair in labelled_expansions(labels))
     return texts
+
+
+JUDGE_PERCENT = 20  # share of sentiment labels (by text hash) the judge learns from and the reward model never sees
+
+
+@dataclass(frozen=True)
+class LabelSplit:
+    """Sentiment labels split between the reward model and the independent judge (trainer/judge.py)."""
+
+    reward: dict[str, SentimentLabel]  # what the reward model may learn from
+    judge: dict[str, SentimentLabel]  # what only the judge learns from
+
+
+def split_labels(sentiments: dict[str, SentimentLabel], percent: int = JUDGE_PERCENT) -> LabelSplit:
+    """Deterministic split by a hash of the labelled text: one passage labelled by two people stays on one side."""
+    judge_ids = {label_id for label_id, label in sentiments.items() if is_held_out(label.text, percent)}
+    return LabelSplit(
+        reward={key: label for key, label in sentiments.items() if key not in judge_ids},
+        judge={key: label for key, label in sentiments.items() if key in judge_ids},
+    )
 
 
 def build(
@@ -220,16 +323,18 @@ def build(
     label_events: Iterable[LabelRecorded],
     target_sentiment: str,
 ) -> TrainingData:
-    """All the data of one training run, from the records in log order."""
+    """All the data of one training run, from the records in log order; `target_sentiment` is the
+    reward model's anchor."""
     unique = latest_pages(pages)
     train, held = split_pages(unique)
     labels = current_labels(label_events)
-    sft_pairs = expansion_pairs(train)
+    sft_pairs = expansion_pairs(train) + labelled_expansions(labels)
     return TrainingData(
         sft_pairs=sft_pairs,
         train_prompts=sorted({pair.prompt for pair in sft_pairs}),
         heldout_prompts=page_prompts(held),
-        reward_pairs=preference_pairs(labels.sentiment, target_sentiment),
+        reward_pairs=preference_pairs(split_labels(labels.sentiment).reward, target_sentiment)
+        + judged_pairs(labels, target_sentiment),
         labels=labels,
         corpus=corpus_texts(unique, labels),
     )

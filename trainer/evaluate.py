@@ -1,15 +1,19 @@
-"""Evaluation of a policy on held-out prompts: samples, their reward, KL to a reference, target rate.
+"""Evaluation of a policy on held-out prompts: samples, their reward, target rate, KL to a reference,
+the independent judge's target rate and the fluency (perplexity under the SFT reference).
 
 Every policy of a gate decision is sampled with the same seed and sampling settings on the same
-prompts and scored by the same (newest) reward model. Texts are decoded and re-encoded for the
-reward model, so a policy with another tokenizer (an older version) is scored fairly too.
+prompts and scored by the same (newest) reward model, judge and reference (`Evaluator`). Texts are
+decoded and re-encoded for the reward model and the reference, so a policy with another tokenizer
+(an older version) is scored fairly too.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import fmean
+from typing import Protocol
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -21,8 +25,12 @@ __all__ = [
     "TEMPERATURE",
     "Sample",
     "Figures",
+    "TextJudge",
+    "Evaluation",
+    "Evaluator",
     "sample",
     "kl_to_reference",
+    "perplexity",
     "target_threshold",
     "figures_of",
 ]
@@ -39,6 +47,7 @@ class Sample:
     response: str
     prompt_ids: list[int]
     response_ids: list[int]  # up to and including the first end-of-text token
+    ended: bool  # the policy closed the response with its end-of-text token (rather than running out of length)
 
 
 @dataclass(frozen=True)
@@ -47,12 +56,20 @@ class Figures:
     target_rate: float  # share of samples the reward model puts on the target side of its threshold
     kl: float | None  # mean per-token log-prob difference to the reference; None when not measured
     samples: int
+    judge_target_rate: float | None = None  # share the independent judge puts on the target side; None: no judge
+    perplexity: float | None = None  # fluency under the SFT reference; None when not measured
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
         metrics = {f"{prefix}_reward_mean": self.reward_mean, f"{prefix}_target_rate": self.target_rate}
-        if self.kl is not None:
-            metrics[f"{prefix}_kl"] = self.kl
+        optional = {"kl": self.kl, "judge_target_rate": self.judge_target_rate, "perplexity": self.perplexity}
+        metrics.update({f"{prefix}_{name}": value for name, value in optional.items() if value is not None})
         return metrics
+
+
+class TextJudge(Protocol):
+    """The independent judge as the evaluation sees it (`trainer.judge.Judge`)."""
+
+    def target_rate(self, texts: Sequence[str]) -> float: ...
 
 
 def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
@@ -102,7 +119,8 @@ def sample(
         for row in output[:, len(ids) :].tolist():
             response_ids = _cut_at_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id)
             text = tokenizer.decode(response_ids, skip_special_tokens=True)
-            samples.append(Sample(prompt, text, ids, response_ids))
+            ended = bool(response_ids) and response_ids[-1] == tokenizer.eos_token_id
+            samples.append(Sample(prompt, text, ids, response_ids, ended))
     return samples
 
 
@@ -126,6 +144,32 @@ def kl_to_reference(policy: PreTrainedModel, reference: PreTrainedModel, samples
     return float(torch.cat(differences).mean()) if differences else 0.0
 
 
+@torch.no_grad()
+def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, samples: Sequence[Sample]) -> float:
+    """Fluency: the geometric mean over outputs of each output's perplexity under the reference model
+    (temperature 1), given its prompt. Prompt and response are re-encoded with the reference's
+    tokenizer, and a response its policy ended counts its end-of-text token, so that an empty answer
+    is measured too."""
+    if not samples:
+        raise ValueError("no samples to measure the perplexity of")
+    reference.eval()
+    positions = int(getattr(reference.config, "n_positions", None) or reference.config.max_position_embeddings)
+    mean_nlls = []
+    for one in samples:
+        prompt_ids = tokenizer(one.prompt, add_special_tokens=False)["input_ids"][-MAX_PROMPT_TOKENS:]
+        prompt_ids = prompt_ids or [tokenizer.eos_token_id]
+        response_ids = tokenizer(one.response, add_special_tokens=False)["input_ids"]
+        if one.ended:
+            response_ids.append(tokenizer.eos_token_id)
+        response_ids = response_ids[: positions - len(prompt_ids)]
+        if not response_ids:
+            raise ValueError(f"a response to {one.prompt!r} has no tokens and no end-of-text: nothing to measure")
+        ids = torch.tensor([prompt_ids + response_ids])
+        logits = reference(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, len(prompt_ids) - 1 : -1]
+        mean_nlls.append(float(torch.nn.functional.cross_entropy(logits, torch.tensor(response_ids))))
+    return math.exp(fmean(mean_nlls))
+
+
 def target_threshold(
     reward_model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -146,6 +190,9 @@ def figures_of(
     reward_tokenizer: PreTrainedTokenizerBase,
     threshold: float,
     kl: float | None = None,
+    *,
+    judge_target_rate: float | None = None,
+    fluency: float | None = None,
 ) -> Figures:
     """Score prompt + response as PPO does, with the reward model's own tokenizer."""
     if not samples:
@@ -156,4 +203,57 @@ def figures_of(
         target_rate=sum(value > threshold for value in scores) / len(scores),
         kl=kl,
         samples=len(scores),
+        judge_target_rate=judge_target_rate,
+        perplexity=fluency,
     )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    figures: Figures
+    samples: list[Sample]
+
+
+class Evaluator:
+    """Scores policies alike, for the gate and the benchmark: the same held-out prompts and seed, the same
+    (newest) reward model and threshold, the same SFT reference for perplexity, the same independent judge
+    (judged on the response alone: the prompt is the same for every policy)."""
+
+    def __init__(
+        self,
+        prompts: Sequence[str],
+        *,
+        seed: int,
+        reward_model: PreTrainedModel,
+        reward_tokenizer: PreTrainedTokenizerBase,
+        threshold: float,
+        reference: PreTrainedModel,
+        reference_tokenizer: PreTrainedTokenizerBase,
+        judge: TextJudge | None,
+        samples_per_prompt: int = SAMPLES_PER_PROMPT,
+    ) -> None:
+        self.prompts = list(prompts)
+        self.seed = seed
+        self.reward_model = reward_model
+        self.reward_tokenizer = reward_tokenizer
+        self.threshold = threshold
+        self.reference = reference
+        self.reference_tokenizer = reference_tokenizer
+        self.judge = judge
+        self.samples_per_prompt = samples_per_prompt
+
+    def evaluate(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, kl_reference: PreTrainedModel | None = None
+    ) -> Evaluation:
+        """`kl_reference`: measure the KL to it (the candidate's own SFT reference, same tokenizer)."""
+        samples = sample(model, tokenizer, self.prompts, seed=self.seed, samples_per_prompt=self.samples_per_prompt)
+        figures = figures_of(
+            samples,
+            self.reward_model,
+            self.reward_tokenizer,
+            self.threshold,
+            None if kl_reference is None else kl_to_reference(model, kl_reference, samples),
+            judge_target_rate=None if self.judge is None else self.judge.target_rate([s.response for s in samples]),
+            fluency=perplexity(self.reference, self.reference_tokenizer, samples),
+        )
+        return Evaluation(figures, samples)

@@ -1,15 +1,22 @@
 """The promotion gate (pure): does the candidate policy replace the served one?
 
-The candidate is promoted only if its mean reward beats the baseline's by `margin` and its KL
-to the SFT reference stays within `max_kl`; both are scored by the same, newest reward model on
-the same held-out prompts. The baseline is the current promoted version, or, before any
-version exists, the SFT reference itself: then a candidate that fails the gate gives way to the
-SFT policy, promoted as the first version, so that there is always a model to serve.
+The candidate is promoted only if, on the same held-out prompts, all four hold against the baseline:
+
+    reward      its mean reward beats the baseline's by `margin` (both scored by the newest reward model)
+    KL          its KL to the SFT reference stays within `max_kl`
+    judge       the independent judge's target rate does not fall below the baseline's by more than
+                `judge_tolerance` (a reward gain the judge does not see is the reward model being gamed)
+    fluency     its perplexity under the SFT reference is at most `max_perplexity_ratio` times the baseline's
+
+The baseline is the current promoted version, or, before any version exists, the SFT reference itself:
+then a candidate that fails the gate gives way to the SFT policy, promoted as the first version, so that
+there is always a model to serve. When the judge could not be fit (too few labels), its check is skipped
+and the reason says so. The decision carries every figure it was made on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from trainer.evaluate import Figures
@@ -23,37 +30,108 @@ Outcome = Literal["promote_candidate", "promote_reference", "reject_candidate"]
 class Decision:
     outcome: Outcome
     reason: str
+    figures: dict[str, float] = field(default_factory=dict)  # candidate_*, baseline_* and the gate's bounds
 
     @property
     def promotes(self) -> bool:
         return self.outcome != "reject_candidate"
 
 
+@dataclass(frozen=True)
+class _Check:
+    passed: bool
+    text: str
+
+
 def decide(
-    candidate: Figures, baseline: Figures, *, baseline_is_reference: bool, margin: float, max_kl: float
+    candidate: Figures,
+    baseline: Figures,
+    *,
+    baseline_is_reference: bool,
+    margin: float,
+    max_kl: float,
+    judge_tolerance: float,
+    max_perplexity_ratio: float,
+    judge_unavailable: str | None = None,
 ) -> Decision:
+    """`judge_unavailable`: why there are no judge figures, when there are none."""
     if candidate.kl is None:
         raise ValueError("the candidate's KL to its reference was not measured")
+    if candidate.perplexity is None or baseline.perplexity is None:
+        raise ValueError("the perplexity of the candidate and of the baseline must both be measured")
     baseline_name = "the SFT reference" if baseline_is_reference else "the current version"
-    gain = candidate.reward_mean - baseline.reward_mean
-    failures = []
-    if gain < margin:
-        failures.append(
-            f"mean reward {candidate.reward_mean:.4f} does not beat {baseline_name}'s {baseline.reward_mean:.4f} "
-            f"by the margin {margin:.4f} (gain {gain:+.4f})"
-        )
-    if candidate.kl > max_kl:
-        failures.append(f"KL to the reference {candidate.kl:.4f} exceeds the bound {max_kl:.4f}")
+    checks = [
+        _reward_check(candidate, baseline, baseline_name, margin),
+        _kl_check(candidate.kl, max_kl),
+        _judge_check(candidate, baseline, baseline_name, judge_tolerance, judge_unavailable),
+        _fluency_check(candidate.perplexity, baseline.perplexity, baseline_name, max_perplexity_ratio),
+    ]
+    figures = {
+        **candidate.as_metrics("candidate"),
+        **baseline.as_metrics("baseline"),
+        "gate_reward_margin": margin,
+        "gate_max_kl": max_kl,
+        "gate_judge_tolerance": judge_tolerance,
+        "gate_max_perplexity_ratio": max_perplexity_ratio,
+    }
+    failures = [check.text for check in checks if not check.passed]
     if not failures:
-        return Decision(
-            "promote_candidate",
-            f"mean reward {candidate.reward_mean:.4f} beats {baseline_name}'s {baseline.reward_mean:.4f} "
-            f"by {gain:+.4f} (margin {margin:.4f}) with KL {candidate.kl:.4f} <= {max_kl:.4f}",
-        )
+        return Decision("promote_candidate", "; ".join(check.text for check in checks), figures)
     if baseline_is_reference:
         return Decision(
             "promote_reference",
             "no version yet, the RL candidate failed the gate, so the SFT policy "
             "is promoted as the first version: " + "; ".join(failures),
+            figures,
         )
-    return Decision("reject_candidate", "; ".join(failures))
+    return Decision("reject_candidate", "; ".join(failures), figures)
+
+
+def _reward_check(candidate: Figures, baseline: Figures, baseline_name: str, margin: float) -> _Check:
+    gain = candidate.reward_mean - baseline.reward_mean
+    if gain >= margin:
+        return _Check(
+            True,
+            f"mean reward {candidate.reward_mean:.4f} beats {baseline_name}'s {baseline.reward_mean:.4f} "
+            f"by {gain:+.4f} (margin {margin:.4f})",
+        )
+    return _Check(
+        False,
+        f"mean reward {candidate.reward_mean:.4f} does not beat {baseline_name}'s {baseline.reward_mean:.4f} "
+        f"by the margin {margin:.4f} (gain {gain:+.4f})",
+    )
+
+
+def _kl_check(kl: float, max_kl: float) -> _Check:
+    if kl <= max_kl:
+        return _Check(True, f"KL to the reference {kl:.4f} <= {max_kl:.4f}")
+    return _Check(False, f"KL to the reference {kl:.4f} exceeds the bound {max_kl:.4f}")
+
+
+def _judge_check(
+    candidate: Figures, baseline: Figures, baseline_name: str, tolerance: float, unavailable: str | None
+) -> _Check:
+    if candidate.judge_target_rate is None or baseline.judge_target_rate is None:
+        return _Check(True, f"independent judge not applied: {unavailable or 'no judge figures'}")
+    floor = baseline.judge_target_rate - tolerance
+    rates = f"judge's target rate {candidate.judge_target_rate:.3f}"
+    if candidate.judge_target_rate >= floor:
+        return _Check(True, f"{rates} >= {baseline_name}'s {baseline.judge_target_rate:.3f} - {tolerance:.3f}")
+    return _Check(
+        False,
+        f"{rates} falls below {baseline_name}'s {baseline.judge_target_rate:.3f} by more than the tolerance "
+        f"{tolerance:.3f}",
+    )
+
+
+def _fluency_check(perplexity: float, baseline_perplexity: float, baseline_name: str, max_ratio: float) -> _Check:
+    bound = baseline_perplexity * max_ratio
+    if perplexity <= bound:
+        return _Check(
+            True, f"perplexity {perplexity:.2f} <= {max_ratio:.2f} x {baseline_name}'s {baseline_perplexity:.2f}"
+        )
+    return _Check(
+        False,
+        f"perplexity {perplexity:.2f} exceeds {max_ratio:.2f} x {baseline_name}'s {baseline_perplexity:.2f} "
+        f"(= {bound:.2f})",
+    )

@@ -1,7 +1,8 @@
-"""Shared pieces of the Hugging Face stages: trainer arguments and saving/loading (safetensors only)."""
+"""Shared pieces of the Hugging Face stages: trainer arguments, saving/loading (safetensors only), LoRA."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,17 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-__all__ = ["trainer_arguments", "quiet", "quiet_libraries", "save", "load_causal_lm", "load_reward_model"]
+__all__ = [
+    "trainer_arguments",
+    "quiet",
+    "quiet_libraries",
+    "save",
+    "load_causal_lm",
+    "load_reward_model",
+    "lora_config",
+    "is_adapter",
+    "merged",
+]
 
 BATCH_SIZE = 8
 
@@ -58,7 +69,8 @@ def quiet_libraries() -> None:
 
 
 def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path) -> Path:
-    """Weights (model.safetensors), config and tokenizer, loadable with `from_pretrained` alone."""
+    """Weights (model.safetensors), config and tokenizer, loadable with `from_pretrained` alone;
+    for a LoRA model, its adapter only (adapter_model.safetensors, adapter_config.json)."""
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -76,3 +88,21 @@ def load_reward_model(directory: Path) -> tuple[PreTrainedModel, PreTrainedToken
     model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, use_safetensors=True)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def lora_config(r: int, alpha: int) -> Any:
+    """LoRA on the model's attention projections (peft knows them per architecture: c_attn for GPT-2)."""
+    from peft import LoraConfig  # only policy_adapter=lora needs peft
+
+    return LoraConfig(task_type="CAUSAL_LM", r=r, lora_alpha=alpha, lora_dropout=0.0)
+
+
+def is_adapter(model: PreTrainedModel) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def merged(model: PreTrainedModel) -> PreTrainedModel:
+    """A full-weight copy of a LoRA model (base plus adapter folded in); any other model as it is."""
+    if not is_adapter(model):
+        return model
+    return copy.deepcopy(model).merge_and_unload()

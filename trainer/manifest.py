@@ -3,7 +3,10 @@
 Layout of one version directory (under `<data_dir>/models/<version>/`):
 
     manifest.json          this Manifest
-    policy/                the expansion policy: config.json, model.safetensors, tokenizer files
+    policy/                the expansion policy: config.json, model.safetensors, tokenizer files;
+                           or, for a LoRA version (`adapter` set), only adapter_config.json,
+                           adapter_model.safetensors and the tokenizer: the base lives elsewhere,
+                           named by `adapter.base_path` and pinned by the sha256 of its files
     reward/                the reward model (same shape), when the run trained one
 
 The API loads a version from its manifest alone and imports nothing else from
@@ -30,6 +33,17 @@ class ChecksumMismatch(RuntimeError):
     """A file of a version is missing or differs from its manifest."""
 
 
+class AdapterRef(BaseModel):
+    """A LoRA policy's base model: where it is and what its files must hash to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["lora"] = "lora"
+    base_name: str = Field(description="The base_model setting the base was prepared from (path or hub name).")
+    base_path: str = Field(description="Directory of the prepared base model (safetensors, config, tokenizer).")
+    base_files: dict[str, str] = Field(description="Relative path -> sha256 of every file of the base.")
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +62,10 @@ class Manifest(BaseModel):
     files: dict[str, str] = Field(default_factory=dict, description="Relative path -> sha256 of every file.")
     metrics: dict[str, float] = Field(default_factory=dict)
     label_offsets: dict[str, int] = Field(default_factory=dict, description="Label-topic partition -> next offset trained on.")
+    page_offsets: dict[str, int] = Field(
+        default_factory=dict, description="Clean-page-topic partition -> next offset trained on."
+    )
+    adapter: AdapterRef | None = Field(None, description="Set when policy/ holds a LoRA adapter over a base model.")
 
 
 def sha256_of(path: Path) -> str:
@@ -59,7 +77,7 @@ def sha256_of(path: Path) -> str:
 
 
 def checksum_files(version_dir: Path) -> dict[str, str]:
-    """sha256 of every file under the version directory except the manifest itself."""
+    """sha256 of every file under the directory except a manifest."""
     return {
         str(path.relative_to(version_dir)): sha256_of(path)
         for path in sorted(version_dir.rglob("*"))
@@ -67,9 +85,13 @@ def checksum_files(version_dir: Path) -> dict[str, str]:
     }
 
 
-def write_manifest(version_dir: Path, manifest: Manifest) -> str:
-    """Write the manifest with fresh checksums; returns the manifest's own sha256."""
-    manifest = manifest.model_copy(update={"files": checksum_files(version_dir)})
+def write_manifest(version_dir: Path, manifest: Manifest, *, rehash: bool = True) -> str:
+    """Write the manifest (with fresh checksums unless `rehash` is False); returns the manifest's own sha256.
+
+    rehash=False keeps the recorded checksums: a status change must never bless files that changed since.
+    """
+    if rehash:
+        manifest = manifest.model_copy(update={"files": checksum_files(version_dir)})
     path = version_dir / MANIFEST
     tmp = path.with_suffix(".tmp")
     tmp.write_text(manifest.model_dump_json(indent=2))
@@ -97,7 +119,28 @@ def verify(version_dir: Path, manifest_sha256: str | None = None) -> Manifest:
             raise ChecksumMismatch(f"{file} is listed in the manifest but missing")
         if sha256_of(file) != expected:
             raise ChecksumMismatch(f"{file} does not match its sha256 in the manifest")
-    unsafe = [name for name in manifest.files if name.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
-    if unsafe:
-        raise ChecksumMismatch(f"{version_dir} holds pickle-format weights {unsafe}; only safetensors are loaded")
+    _refuse_pickles(version_dir, manifest.files)
+    if manifest.adapter is not None:
+        verify_base(manifest.adapter)
     return manifest
+
+
+def verify_base(adapter: AdapterRef) -> Path:
+    """Check every file of a LoRA version's base against the sha256 the version was trained over."""
+    base = Path(adapter.base_path)
+    if not adapter.base_files:
+        raise ChecksumMismatch(f"the adapter's base {base} lists no files")
+    for relative, expected in adapter.base_files.items():
+        file = base / relative
+        if not file.is_file():
+            raise ChecksumMismatch(f"{file} of the adapter's base is missing")
+        if sha256_of(file) != expected:
+            raise ChecksumMismatch(f"{file} of the adapter's base does not match the sha256 it was trained over")
+    _refuse_pickles(base, adapter.base_files)
+    return base
+
+
+def _refuse_pickles(directory: Path, files: dict[str, str]) -> None:
+    unsafe = [name for name in files if name.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    if unsafe:
+        raise ChecksumMismatch(f"{directory} holds pickle-format weights {unsafe}; only safetensors are loaded")

@@ -8,6 +8,8 @@ The reward model scores prompt + response at its end-of-text token; the value mo
 copy of the reward model. Rollouts sample as the evaluation does (`evaluate.TEMPERATURE`,
 `evaluate.RESPONSE_TOKENS`). A response cut at that length is not penalised for lacking an
 end-of-text token: an expansion is meant to run long, and the penalty would reward short texts.
+The policy may be a peft LoRA model (policy_adapter=lora): then only its adapter is trained, and
+the reference is still the given SFT model, not the bare base.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """Stage 2, reward model: a sequence classifier (one output) that scores how much a text has the
 target sentiment, trained with `trl.RewardTrainer` on Bradley-Terry pairs (chosen over rejected).
 
-    result = reward.train(sft_dir, tokenizer, data.reward_pairs, epochs=8, seed=0, work_dir=Path("/tmp/rm"))
+    result = reward.train(start_dir, tokenizer, data.reward_pairs, epochs=8, seed=0, work_dir=Path("/tmp/rm"))
     reward.score(result.model, tokenizer, ["what a lovely day"])
+    reward.toward(result.model, -1)     # the same judge, scoring toward the opposite sentiment
 
-It starts from the SFT policy's transformer (a fresh scoring head) and shares its tokenizer, so
-PPO can score the policy's tokens directly. A text is scored at its end-of-text token.
+The first run starts from the SFT policy's transformer (a fresh scoring head); later runs go on
+training the current reward model (`start_dir` holds a sequence classifier: its head is kept). It
+shares the policy's tokenizer, so PPO can score the policy's tokens directly. A text is scored
+at its end-of-text token. The model scores "toward the anchor sentiment" (data.reward_sign).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import copy
 
 import torch
 from datasets import Dataset
@@ -22,7 +27,7 @@ from trl import RewardConfig, RewardTrainer
 from trainer import hf
 from trainer.data import PreferencePair
 
-__all__ = ["RewardResult", "encode", "to_dataset", "train", "score"]
+__all__ = ["RewardResult", "encode", "to_dataset", "train", "score", "toward"]
 
 LEARNING_RATE = 3e-4
 MAX_TOKENS = 256
@@ -83,8 +88,23 @@ def _positions(model: PreTrainedModel) -> int:
     return int(getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
 
 
+def toward(model: PreTrainedModel, sign: int) -> PreTrainedModel:
+    """The reward model scoring toward a target of the given sign: itself for +1, for -1 a copy
+    whose linear scoring head is negated, so that every score is exactly minus the original."""
+    if sign > 0:
+        return model
+    head = getattr(model, "score", None)
+    if not isinstance(head, torch.nn.Linear):
+        raise TypeError(f"{type(model).__name__} has no linear `score` head to negate")
+    flipped = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in flipped.score.parameters():
+            parameter.neg_()
+    return flipped
+
+
 def train(
-    sft_dir: Path,
+    start_dir: Path,
     tokenizer: PreTrainedTokenizerBase,
     pairs: Sequence[PreferencePair],
     *,
@@ -94,7 +114,7 @@ def train(
     callbacks: Sequence[TrainerCallback] = (),
 ) -> RewardResult:
     torch.manual_seed(seed)  # the scoring head is initialised at random
-    model, _ = hf.load_reward_model(sft_dir)
+    model, _ = hf.load_reward_model(start_dir)
     max_tokens = min(MAX_TOKENS, _positions(model))
     config = RewardConfig(
         **hf.trainer_arguments(work_dir, seed),

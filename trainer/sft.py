@@ -4,6 +4,7 @@
     result = sft.train(policy, data.sft_pairs, epochs=8, seed=0, work_dir=Path("/tmp/sft"))
 
 Loss on the completion only; every completion ends with the tokenizer's end-of-text token.
+A LoRA policy (`policy.adapter` set) trains its adapter only; the base stays frozen.
 """
 
 from __future__ import annotations

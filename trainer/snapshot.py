@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -33,6 +33,11 @@ class TopicSnapshot:
     records: list[Record]
     end_offsets: dict[int, int]  # partition -> offset after the last record read
     skipped: int  # undecodable records (the producing stage dead-lettered them already)
+    positions: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset) of each record
+
+    def positioned(self) -> list[tuple[Record, int, int]]:
+        """(record, partition, offset) of each record: an incremental run tells new records from trained ones."""
+        return [(record, *position) for record, position in zip(self.records, self.positions, strict=True)]
 
 
 def read_snapshot(settings: Settings, topic: Topic, timeout: float = READ_TIMEOUT_S) -> TopicSnapshot:
@@ -49,7 +54,7 @@ def read_snapshot(settings: Settings, topic: Topic, timeout: float = READ_TIMEOU
             ends[partition] = high
             if high > low:
                 starts.append(TopicPartition(topic.name, partition, low))
-        read: dict[int, list[Record]] = {partition: [] for partition in ends}
+        read: dict[int, list[tuple[Record, int]]] = {partition: [] for partition in ends}
         pending = {tp.partition for tp in starts}
         skipped = 0
         consumer.assign(starts)
@@ -71,7 +76,7 @@ def read_snapshot(settings: Settings, topic: Topic, timeout: float = READ_TIMEOU
                 pending.discard(msg.partition())  # written after the run began: the next run's data
                 continue
             try:
-                read[msg.partition()].append(topic.decode(msg.value()))
+                read[msg.partition()].append((topic.decode(msg.value()), msg.offset()))
             except ContractError as exc:
                 skipped += 1
                 log.warning(
@@ -83,6 +88,12 @@ def read_snapshot(settings: Settings, topic: Topic, timeout: float = READ_TIMEOU
                 )
             if msg.offset() >= ends[msg.partition()] - 1:
                 pending.discard(msg.partition())
-        return TopicSnapshot([record for partition in sorted(read) for record in read[partition]], ends, skipped)
+        in_order = [(record, partition, offset) for partition in sorted(read) for record, offset in read[partition]]
+        return TopicSnapshot(
+            [record for record, _, _ in in_order],
+            ends,
+            skipped,
+            [(partition, offset) for _, partition, offset in in_order],
+        )
     finally:
         consumer.close()

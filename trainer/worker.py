@@ -1,9 +1,12 @@
-"""`ctrlgpt trainer`: label events trigger training runs.
+"""`ctrlgpt trainer`: label events and operator commands start training runs; a cancel stops one.
 
-Consumes `topics.LABELS` and counts the distinct label_ids that arrived since the last run
-started; once `settings.train_min_labels` have, a run (`pipeline.run`) starts in a background
-thread. One run at a time; consuming never waits for training, and labels that arrive during a
-run count toward the next one, which starts as soon as the running one ends.
+Two consumer loops, one thread each: `topics.LABELS` (counted, distinct label ids) and
+`topics.TRAINING_COMMANDS` (train now / cancel). When a run starts is `trigger.decide`'s call;
+the run itself (`pipeline.run`) goes in a background thread, one at a time, with its own cancel
+event: consuming never waits for training, and labels that arrive during a run count toward the
+next one. A cancelled run ends with a `cancelled` progress event and registers nothing; its labels
+are not counted again (the next run reads every label on Kafka anyway). Stopping the worker
+cancels the running run the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import structlog
 
@@ -19,37 +24,63 @@ from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.bus import Received
-from streams.records import LabelRecorded
+from streams.records import LabelRecorded, TrainingRequested
+from streams.topics import Topic
 from trainer import hf, pipeline
+from trainer.progress import RunCancelled
+from trainer.trigger import Decision, TriggerPolicy, TriggerState, command_is_stale, decide
 
-__all__ = ["TrainingScheduler", "main"]
+__all__ = ["TrainingScheduler", "policy_of", "serve", "main"]
 
 log = structlog.get_logger()
 
 GROUP = "ctrlgpt-trainer"
+COMMANDS_GROUP = "ctrlgpt-trainer-commands"
 STAGE = "train"
+
+StartRun = Callable[[str, threading.Event], object]
+
+
+def policy_of(settings: Settings) -> TriggerPolicy:
+    return TriggerPolicy(
+        min_labels=settings.train_min_labels,
+        quiet_s=settings.train_quiet_s,
+        interval_s=settings.train_interval_s,
+        interval_min_labels=settings.train_interval_min_labels,
+    )
+
+
+@dataclass(frozen=True)
+class _Run:
+    run_id: str
+    cancel: threading.Event
+    thread: threading.Thread
 
 
 class TrainingScheduler:
-    """Counts new distinct label ids and starts `start_run` in a thread when enough have arrived."""
+    """Keeps the trigger's state, starts `start_run(run_id, cancel)` in a thread when `decide` says so."""
 
     def __init__(
         self,
-        min_labels: int,
-        start_run: Callable[[str], object],
-        stop: threading.Event | None = None,
-        quiet_s: float = 0.0,
+        policy: TriggerPolicy,
+        start_run: StartRun,
+        *,
+        command_max_age_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.min_labels = min_labels
-        self.quiet_s = quiet_s
-        self._last_label_at = 0.0
-        self._quiet_timer: threading.Timer | None = None
+        self.policy = policy
+        self.command_max_age_s = command_max_age_s
         self._start_run = start_run
-        self._stop = stop
+        self._clock = clock
         self._lock = threading.Lock()
         self._pending: set[str] = set()
-        self._thread: threading.Thread | None = None
-        self._running = False
+        self._last_label_at: float | None = None
+        self._last_run_at = clock()
+        self._requested = False
+        self._stopping = False
+        self._run: _Run | None = None
+        self._last_thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
 
     @property
     def pending(self) -> int:
@@ -57,54 +88,163 @@ class TrainingScheduler:
             return len(self._pending)
 
     @property
-    def running(self) -> bool:
+    def running(self) -> str | None:
+        """The running run's id, or None."""
         with self._lock:
-            return self._running
+            return self._run.run_id if self._run else None
 
     def add(self, label_ids: Iterable[str]) -> None:
         with self._lock:
+            before = len(self._pending)
             self._pending.update(label_ids)
-            self._last_label_at = time.monotonic()
-            if self.quiet_s > 0:
-                # A person labels in bursts: train on the whole burst, not its first few labels.
-                if self._quiet_timer is not None:
-                    self._quiet_timer.cancel()
-                self._quiet_timer = threading.Timer(self.quiet_s, self._maybe_start)
-                self._quiet_timer.daemon = True
-                self._quiet_timer.start()
-        self._maybe_start()
+            if len(self._pending) > before:
+                self._last_label_at = self._clock()
+        self.check()
+
+    def request(self, requested_by: str = "operator", reason: str = "") -> None:
+        """Train now, even with no new label; after the running run, if one is going on."""
+        with self._lock:
+            self._requested = True
+        log.info("trainer.run_requested", requested_by=requested_by, reason=reason)
+        self.check()
+
+    def cancel(self, run_id: str | None = None) -> str | None:
+        """Stop the running run (any, or only `run_id`); returns the id of the run told to stop.
+
+        A cancel without a run id also drops a "train now" not started yet: it means "no training now".
+        """
+        with self._lock:
+            if run_id is None:
+                self._requested = False
+            run = self._run
+            if run is None or (run_id is not None and run_id != run.run_id):
+                log.info("trainer.cancel_ignored", run_id=run_id, running=run.run_id if run else None)
+                return None
+            run.cancel.set()
+        log.info("trainer.run_cancelling", run_id=run.run_id)
+        return run.run_id
 
     def write(self, batch: list[Received]) -> None:
-        """The `write` of `bus.consume`: counting only, never blocked by a run."""
+        """The `write` of the labels' `bus.consume`: counting only, never blocked by a run."""
         self.add(received.record.label_id for received in batch if isinstance(received.record, LabelRecorded))
 
+    def command(self, batch: list[Received], now: datetime | None = None) -> None:
+        """The `write` of the commands' `bus.consume`."""
+        now = now or datetime.now(timezone.utc)
+        for received in batch:
+            command = received.record
+            if not isinstance(command, TrainingRequested):
+                continue
+            if command_is_stale(command.created_at, now, self.command_max_age_s):
+                log.info("trainer.command_stale", command=command.command, created_at=command.created_at.isoformat())
+            elif command.command == "train":
+                self.request(command.requested_by, command.reason)
+            else:
+                self.cancel(command.run_id)
+
+    def shutdown(self) -> None:
+        """No new run from now on; the running one is cancelled."""
+        with self._lock:
+            self._stopping = True
+            if self._timer is not None:
+                self._timer.cancel()
+            run = self._run
+        if run is not None:
+            run.cancel.set()
+
     def wait(self, timeout: float | None = None) -> None:
-        thread = self._thread
+        """Until the latest run started has ended."""
+        thread = self._last_thread
         if thread is not None:
             thread.join(timeout)
 
-    def _maybe_start(self) -> None:
+    def check(self) -> Decision:
+        """Ask the trigger now; start a run, or look again when time alone may change the answer."""
         with self._lock:
-            stopping = self._stop is not None and self._stop.is_set()
-            burst_going_on = time.monotonic() - self._last_label_at < self.quiet_s
-            if stopping or self._running or burst_going_on or len(self._pending) < self.min_labels:
-                return
-            labels, self._pending = len(self._pending), set()
-            self._running = True
+            now = self._clock()
+            decision = decide(
+                self.policy,
+                TriggerState(
+                    now=now,
+                    pending_labels=len(self._pending),
+                    last_label_at=self._last_label_at,
+                    last_run_at=self._last_run_at,
+                    requested=self._requested,
+                    running=self._run is not None,
+                    stopping=self._stopping,
+                ),
+            )
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not decision.start:
+                if decision.recheck_in is not None and not self._stopping:
+                    self._timer = threading.Timer(decision.recheck_in, self.check)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return decision
+            labels, self._pending, self._requested = len(self._pending), set(), False
+            self._last_run_at = now
             run_id = uuid.uuid4().hex
-            thread = self._thread = threading.Thread(target=self._run, args=(run_id,), name=f"training-{run_id[:8]}")
-        log.info("trainer.run_starting", run_id=run_id, new_labels=labels)
+            cancel = threading.Event()
+            thread = threading.Thread(target=self._execute, args=(run_id, cancel), name=f"training-{run_id[:8]}")
+            self._run = _Run(run_id, cancel, thread)
+            self._last_thread = thread
+        log.info("trainer.run_starting", run_id=run_id, reason=decision.reason, new_labels=labels)
         thread.start()
+        return decision
 
-    def _run(self, run_id: str) -> None:
+    def _execute(self, run_id: str, cancel: threading.Event) -> None:
         try:
-            self._start_run(run_id)
+            self._start_run(run_id, cancel)
+        except RunCancelled as exc:
+            log.info("trainer.run_cancelled", run_id=run_id, detail=str(exc))
         except Exception:  # noqa: BLE001 - the run reported its failure; the worker keeps consuming
             log.exception("trainer.run_failed", run_id=run_id)
         finally:
             with self._lock:
-                self._running = False
-            self._maybe_start()  # labels that arrived during the run
+                self._run = None
+            self.check()  # labels or a request that arrived during the run
+
+
+def serve(
+    settings: Settings,
+    scheduler: TrainingScheduler,
+    stop: threading.Event,
+    *,
+    labels: Topic = topics.LABELS,
+    commands: Topic = topics.TRAINING_COMMANDS,
+    group: str = GROUP,
+    commands_group: str = COMMANDS_GROUP,
+) -> None:
+    """Consume labels and commands until `stop`; then cancel the running run and wait for it.
+
+    Raises when either loop failed: half a worker (labels without commands, or the reverse) is worse than a restart.
+    """
+    failed: list[str] = []
+
+    def loop(topic: Topic, consumer_group: str, write: Callable[[list[Received]], None]) -> None:
+        try:
+            bus.consume(settings, group=consumer_group, topic=topic, stage=STAGE, write=write, stop=stop)
+        except Exception:  # noqa: BLE001 - reported below, after the other loop and the run have stopped
+            log.exception("trainer.consumer_failed", topic=topic.name)
+            failed.append(topic.name)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=loop, args=(labels, group, scheduler.write), name="labels"),
+        threading.Thread(target=loop, args=(commands, commands_group, scheduler.command), name="commands"),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    finally:
+        scheduler.shutdown()
+        scheduler.wait()
+    if failed:
+        raise RuntimeError(f"consuming {', '.join(failed)} failed; see the log")
 
 
 def main(settings: Settings, args: object) -> int:
@@ -112,15 +252,20 @@ def main(settings: Settings, args: object) -> int:
     hf.quiet_libraries()
     stop = stop_on_signals()
     bus.ensure_topics(
-        settings, [topics.LABELS, topics.TRAINING_RUNS, topics.MODEL_UPDATES, topics.dead_letter_topic(STAGE)]
+        settings,
+        [
+            topics.LABELS,
+            topics.TRAINING_COMMANDS,
+            topics.TRAINING_RUNS,
+            topics.MODEL_UPDATES,
+            topics.dead_letter_topic(STAGE),
+        ],
     )
     scheduler = TrainingScheduler(
-        settings.train_min_labels,
-        lambda run_id: pipeline.run(settings, run_id=run_id, stop=stop),
-        stop,
-        quiet_s=settings.train_quiet_s,
+        policy_of(settings),
+        lambda run_id, cancel: pipeline.run(settings, run_id=run_id, stop=cancel),
+        command_max_age_s=settings.train_command_max_age_s,
     )
-    log.info("trainer.started", min_labels=settings.train_min_labels, rl_algorithm=settings.rl_algorithm)
-    bus.consume(settings, group=GROUP, topic=topics.LABELS, stage=STAGE, write=scheduler.write, stop=stop)
-    scheduler.wait()
+    log.info("trainer.started", policy=str(scheduler.policy), rl_algorithm=settings.rl_algorithm)
+    serve(settings, scheduler, stop)
     return 0

@@ -64,14 +64,14 @@ def test_label_events_were_published_and_consumed_by_the_trainer(loop, settings)
 
 
 def test_the_api_serves_a_promoted_registered_version(loop, settings):
-    manifest = verify(settings.registry_dir / loop.model_version)
+    manifest = verify(settings.registry_dir / settings.policy_for(settings.target_sentiment) / loop.model_version)
     assert manifest.status == "promoted"
     assert manifest.files and all(not name.endswith((".bin", ".pt")) for name in manifest.files)
     announced = read_records(
         settings, topics.MODEL_UPDATES, until=lambda found: bool(found),
         keep=lambda event: event.version == loop.model_version,
     )
-    assert announced and announced[0].path == str(settings.registry_dir / loop.model_version)
+    assert announced and announced[0].path == str(settings.registry_dir / settings.policy_for(settings.target_sentiment) / loop.model_version)
     assert loop.generation["model_version"] == loop.model_version
     assert loop.generation["completion"].strip()
     again = httpx.post(f"{settings.api_url}/generate", json={"prompt": "A quiet morning in the city", "seed": 1}, timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -71,3 +72,72 @@ def test_target_rate_counts_samples_above_the_threshold(policy, scorer, tokenize
     assert (everything.target_rate, nothing.target_rate) == (1.0, 0.0)
     assert everything.reward_mean == pytest.approx(sum(scores) / len(scores), abs=1e-5)
     assert nothing.as_metrics("candidate")["candidate_kl"] == 0.25 and "x_kl" not in everything.as_metrics("x")
+
+
+def test_a_model_that_knows_nothing_has_the_vocabulary_size_as_perplexity(policy, tokenizer):
+    samples = evaluate.sample(policy, tokenizer, PROMPTS, seed=0, samples_per_prompt=2)
+    uniform = copy.deepcopy(policy)
+    with torch.no_grad():
+        uniform.transformer.wte.weight.zero_()  # tied to the output layer: every logit is 0
+    assert uniform.lm_head.weight.abs().sum() == 0
+    assert evaluate.perplexity(uniform, tokenizer, samples) == pytest.approx(len(tokenizer), rel=1e-4)
+
+
+def test_perplexity_is_the_geometric_mean_of_each_outputs_perplexity(policy, tokenizer):
+    samples = evaluate.sample(policy, tokenizer, PROMPTS, seed=1, samples_per_prompt=2)
+    each = [evaluate.perplexity(policy, tokenizer, [one]) for one in samples]
+    assert evaluate.perplexity(policy, tokenizer, samples) == pytest.approx(
+        math.prod(each) ** (1 / len(each)), rel=1e-5
+    )
+    assert all(value > 1 for value in each)
+
+
+def test_a_sample_knows_whether_its_policy_ended_it(policy, tokenizer):
+    for one in evaluate.sample(policy, tokenizer, PROMPTS, seed=2, samples_per_prompt=4):
+        assert one.ended == (one.response_ids[-1] == tokenizer.eos_token_id)
+
+
+class CountingJudge:
+    """A judge that puts every response containing "e" on the target side."""
+
+    def target_rate(self, texts):
+        return sum("e" in text for text in texts) / len(texts)
+
+
+def test_the_evaluator_measures_every_figure_of_the_gate(policy, scorer, tokenizer):
+    torch.manual_seed(1)
+    other = bootstrap.tiny_gpt2(tokenizer, TINY)
+    evaluator = evaluate.Evaluator(
+        PROMPTS,
+        seed=4,
+        reward_model=scorer,
+        reward_tokenizer=tokenizer,
+        threshold=0.0,
+        reference=other,
+        reference_tokenizer=tokenizer,
+        judge=CountingJudge(),
+        samples_per_prompt=2,
+    )
+    candidate = evaluator.evaluate(policy, tokenizer, kl_reference=other)
+    responses = [one.response for one in candidate.samples]
+    assert candidate.figures.samples == len(responses) == 4
+    assert candidate.figures.judge_target_rate == CountingJudge().target_rate(responses)
+    assert candidate.figures.perplexity == pytest.approx(evaluate.perplexity(other, tokenizer, candidate.samples))
+    assert candidate.figures.kl == pytest.approx(evaluate.kl_to_reference(policy, other, candidate.samples))
+    baseline = evaluator.evaluate(policy, tokenizer)
+    assert baseline.figures.kl is None and [s.response_ids for s in baseline.samples] == [
+        s.response_ids for s in candidate.samples
+    ]
+    without_judge = evaluate.Evaluator(
+        PROMPTS,
+        seed=4,
+        reward_model=scorer,
+        reward_tokenizer=tokenizer,
+        threshold=0.0,
+        reference=other,
+        reference_tokenizer=tokenizer,
+        judge=None,
+        samples_per_prompt=2,
+    ).evaluate(policy, tokenizer)
+    assert without_judge.figures.judge_target_rate is None
+    assert "x_judge_target_rate" not in without_judge.figures.as_metrics("x")

@@ -5,41 +5,102 @@ import pytest
 from trainer.evaluate import Figures
 from trainer.gate import decide
 
-
-def figures(reward: float, kl: float | None = None) -> Figures:
-    return Figures(reward_mean=reward, target_rate=0.5, kl=kl, samples=10)
+BOUNDS = {"margin": 0.1, "max_kl": 0.5, "judge_tolerance": 0.1, "max_perplexity_ratio": 1.5}
 
 
-def test_candidate_beating_the_current_version_within_the_kl_bound_is_promoted():
-    decision = decide(figures(1.2, kl=0.1), figures(1.0), baseline_is_reference=False, margin=0.1, max_kl=0.5)
+def figures(
+    reward: float, kl: float | None = None, judge: float | None = 0.5, perplexity: float | None = 20.0
+) -> Figures:
+    return Figures(
+        reward_mean=reward, target_rate=0.5, kl=kl, samples=10, judge_target_rate=judge, perplexity=perplexity
+    )
+
+
+def test_candidate_passing_every_check_against_the_current_version_is_promoted_with_every_figure():
+    decision = decide(
+        figures(1.2, kl=0.1, judge=0.6, perplexity=25.0), figures(1.0), baseline_is_reference=False, **BOUNDS
+    )
     assert decision.outcome == "promote_candidate" and decision.promotes
-    assert "current version" in decision.reason
+    assert "current version" in decision.reason and "judge" in decision.reason and "perplexity" in decision.reason
+    assert decision.figures == {
+        "candidate_reward_mean": 1.2,
+        "candidate_target_rate": 0.5,
+        "candidate_kl": 0.1,
+        "candidate_judge_target_rate": 0.6,
+        "candidate_perplexity": 25.0,
+        "baseline_reward_mean": 1.0,
+        "baseline_target_rate": 0.5,
+        "baseline_judge_target_rate": 0.5,
+        "baseline_perplexity": 20.0,
+        "gate_reward_margin": 0.1,
+        "gate_max_kl": 0.5,
+        "gate_judge_tolerance": 0.1,
+        "gate_max_perplexity_ratio": 1.5,
+    }
 
 
 def test_candidate_gaining_less_than_the_margin_is_rejected():
-    decision = decide(figures(1.05, kl=0.1), figures(1.0), baseline_is_reference=False, margin=0.1, max_kl=0.5)
+    decision = decide(figures(1.05, kl=0.1), figures(1.0), baseline_is_reference=False, **BOUNDS)
     assert decision.outcome == "reject_candidate" and not decision.promotes
-    assert "margin" in decision.reason
+    assert "margin" in decision.reason and decision.figures["candidate_reward_mean"] == 1.05
 
 
 def test_candidate_drifting_too_far_from_the_reference_is_rejected_even_with_more_reward():
-    decision = decide(figures(9.0, kl=0.6), figures(1.0), baseline_is_reference=False, margin=0.1, max_kl=0.5)
+    decision = decide(figures(9.0, kl=0.6), figures(1.0), baseline_is_reference=False, **BOUNDS)
     assert decision.outcome == "reject_candidate"
     assert "KL" in decision.reason and "margin" not in decision.reason
 
 
+def test_reward_gain_the_independent_judge_does_not_see_is_rejected():
+    decision = decide(figures(2.0, kl=0.1, judge=0.35), figures(1.0, judge=0.5), baseline_is_reference=False, **BOUNDS)
+    assert decision.outcome == "reject_candidate"
+    assert "judge's target rate 0.350 falls below" in decision.reason and "margin" not in decision.reason
+
+
+def test_a_judge_drop_within_the_tolerance_passes():
+    decision = decide(figures(2.0, kl=0.1, judge=0.45), figures(1.0, judge=0.5), baseline_is_reference=False, **BOUNDS)
+    assert decision.outcome == "promote_candidate"
+
+
+def test_candidate_whose_text_is_much_less_fluent_is_rejected():
+    decision = decide(
+        figures(2.0, kl=0.1, perplexity=31.0), figures(1.0, perplexity=20.0), baseline_is_reference=False, **BOUNDS
+    )
+    assert decision.outcome == "reject_candidate"
+    assert "perplexity 31.00 exceeds 1.50 x the current version's 20.00" in decision.reason
+
+
+def test_without_a_judge_the_judge_check_is_skipped_and_the_reason_says_why():
+    decision = decide(
+        figures(2.0, kl=0.1, judge=None),
+        figures(1.0, judge=None),
+        baseline_is_reference=False,
+        judge_unavailable="too few labels",
+        **BOUNDS,
+    )
+    assert decision.outcome == "promote_candidate"
+    assert "independent judge not applied: too few labels" in decision.reason
+    assert "candidate_judge_target_rate" not in decision.figures
+
+
 def test_first_run_promotes_the_candidate_that_beats_the_sft_reference():
-    decision = decide(figures(2.0, kl=0.1), figures(1.0), baseline_is_reference=True, margin=0.1, max_kl=0.5)
+    decision = decide(figures(2.0, kl=0.1), figures(1.0), baseline_is_reference=True, **BOUNDS)
     assert decision.outcome == "promote_candidate"
     assert "SFT reference" in decision.reason
 
 
-def test_first_run_falls_back_to_the_sft_policy_with_the_reason():
-    decision = decide(figures(0.5, kl=0.7), figures(1.0), baseline_is_reference=True, margin=0.1, max_kl=0.5)
+def test_first_run_falls_back_to_the_sft_policy_with_every_failed_check_in_the_reason():
+    decision = decide(
+        figures(0.5, kl=0.7, judge=0.1, perplexity=99.0), figures(1.0), baseline_is_reference=True, **BOUNDS
+    )
     assert decision.outcome == "promote_reference" and decision.promotes
-    assert "SFT policy is promoted" in decision.reason and "KL" in decision.reason and "margin" in decision.reason
+    assert "SFT policy is promoted" in decision.reason
+    for check in ("KL", "margin", "judge", "perplexity"):
+        assert check in decision.reason
 
 
-def test_candidate_without_a_measured_kl_is_refused():
+def test_candidate_without_a_measured_kl_or_perplexity_is_refused():
     with pytest.raises(ValueError, match="KL"):
-        decide(figures(2.0), figures(1.0), baseline_is_reference=False, margin=0.1, max_kl=0.5)
+        decide(figures(2.0), figures(1.0), baseline_is_reference=False, **BOUNDS)
+    with pytest.raises(ValueError, match="perplexity"):
+        decide(figures(2.0, kl=0.1), figures(1.0, perplexity=None), baseline_is_reference=False, **BOUNDS)

@@ -45,18 +45,20 @@ def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pag
         bus.publish(producer, topics.LABELS, event)
     bus.flush_or_raise(producer)
     quick = Settings.model_validate(
-        {**settings.model_dump(), "data_dir": tmp_path, "policy_name": f"test-{run}", "sft_epochs": 1.0, "reward_epochs": 1.0, "ppo_episodes": 8}
+        {**settings.model_dump(), "data_dir": tmp_path, "policy_name": f"test-{run}", "sft_epochs": 1.0, "reward_epochs": 1.0, "ppo_episodes": 8, "train_max_new_pages": 40, "train_replay_pages": 8}
     )
 
-    outcome = pipeline.run(quick, run_id=run)
+    [outcome] = pipeline.run(quick, run_id=run)
 
-    assert outcome.status == "promoted"
-    assert manifest.verify(outcome.path, outcome.manifest_sha256).label_offsets
+    name = quick.policy_for(quick.target_sentiment)
+    assert outcome.status == "promoted" and outcome.model_name == name
+    first = manifest.verify(outcome.path, outcome.manifest_sha256)
+    assert first.label_offsets and first.page_offsets and first.metrics["labels_new"] >= 16
     [promoted] = read_records(
         settings,
         topics.MODEL_UPDATES,
         until=lambda found: len(found) == 1,
-        keep=lambda r: isinstance(r, ModelPromoted) and r.model_name == f"test-{run}" and r.version == outcome.version,
+        keep=lambda r: isinstance(r, ModelPromoted) and r.model_name == name and r.version == outcome.version,
     )
     assert promoted.manifest_sha256 == outcome.manifest_sha256 and "candidate_reward_mean" in promoted.metrics
     progress = read_records(
@@ -67,6 +69,18 @@ def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pag
     )
     stages = {r.stage for r in progress}
     assert {"queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done"} <= stages
+
+    for event in make_labels(4, prefix=f"test-{run}-more"):
+        bus.publish(producer, topics.LABELS, event)
+    bus.flush_or_raise(producer)
+
+    [again] = pipeline.run(quick, run_id=f"{run}-again")
+
+    second = manifest.verify(again.path, again.manifest_sha256)
+    assert second.parent_version == outcome.version  # warm-started from the first run's version
+    assert 4 <= second.metrics["labels_new"] < first.metrics["labels_new"]
+    assert second.metrics["labels_replayed"] <= quick.train_replay_labels
+    assert sum(second.label_offsets.values()) >= sum(first.label_offsets.values()) + 4
 
 
 def test_a_failed_run_announces_why(settings, tmp_path):

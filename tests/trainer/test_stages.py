@@ -7,41 +7,71 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ctrlgpt.settings import Settings
-from trainer import bootstrap, manifest, pipeline
+from trainer import bootstrap, hf, manifest, pipeline, reward
 from trainer.progress import ProgressReporter
-from trainer.registry import Registry
 
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:
-    return Settings(data_dir=tmp_path_factory.mktemp("data"), sft_epochs=3, reward_epochs=2, ppo_episodes=16, seed=1)
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("data"),
+        targets="positive,negative",
+        sft_epochs=3,
+        reward_epochs=2,
+        ppo_episodes=16,
+        seed=1,
+    )
 
 
 @pytest.fixture(scope="module")
-def trained(settings, make_pages, make_labels):
+def run_outcomes(settings, make_pages, make_labels):
     events = []
-    outcome = pipeline.train(
+    outcomes = pipeline.train(
         settings,
         "tiny-run",
         make_pages(24),
         make_labels(40),
         reporter=ProgressReporter("tiny-run", events.append),
         label_offsets={"0": 40},
+        page_offsets={"0": 24},
     )
-    return outcome, events
+    return outcomes, events
 
 
-def test_run_registers_and_promotes_a_verifiable_version(settings, trained):
-    outcome, _ = trained
-    registry = Registry(settings.registry_dir)
-    assert outcome.status == "promoted" and registry.current() == outcome.version == registry.versions()[-1]
-    checked = manifest.verify(outcome.path, outcome.manifest_sha256)
-    assert checked.status == "promoted" and checked.status_reason == outcome.reason
-    assert checked.base_model == bootstrap.BOOTSTRAP and checked.parent_version is None
-    assert checked.label_offsets == {"0": 40}
-    for figure in ("sft_loss", "reward_accuracy", "candidate_reward_mean", "candidate_kl", "reference_reward_mean"):
-        assert figure in checked.metrics
+@pytest.fixture(scope="module")
+def trained(run_outcomes):
+    """The first target's outcome (the anchor, positive) and the run's progress events."""
+    outcomes, events = run_outcomes
+    return outcomes[0], events
+
+
+def test_run_registers_and_promotes_a_version_per_target_under_its_model_name(settings, run_outcomes):
+    outcomes, _ = run_outcomes
+    assert [outcome.target for outcome in outcomes] == ["positive", "negative"]
+    for outcome in outcomes:
+        name = settings.policy_for(outcome.target)
+        registry = pipeline.registry_of(settings, outcome.target)
+        assert registry.root == settings.registry_dir / name and outcome.path.parent == registry.root
+        assert outcome.status == "promoted" and registry.current() == outcome.version == registry.versions()[-1]
+        checked = manifest.verify(outcome.path, outcome.manifest_sha256)
+        assert checked.name == outcome.model_name == name and checked.target_sentiment == outcome.target
+        assert checked.status == "promoted" and checked.status_reason == outcome.reason
+        assert checked.base_model == bootstrap.BOOTSTRAP and checked.parent_version is None
+        assert checked.label_offsets == {"0": 40} and checked.page_offsets == {"0": 24} and checked.adapter is None
+        for figure in ("sft_loss", "reward_accuracy", "candidate_reward_mean", "candidate_kl", "reference_reward_mean"):
+            assert figure in checked.metrics
     assert not (settings.data_dir / "runs" / "tiny-run").exists()
+
+
+def test_each_target_is_scored_by_the_reward_model_signed_toward_it(run_outcomes):
+    outcomes, _ = run_outcomes
+    texts = ["It was wonderful and everyone loved it.", "It was awful and everyone was angry."]
+    scores = {}
+    for outcome in outcomes:
+        model, tokenizer = hf.load_reward_model(outcome.path / "reward")
+        scores[outcome.target] = reward.score(model, tokenizer, texts)
+    assert scores["negative"] == pytest.approx([-value for value in scores["positive"]], abs=1e-5)
+    assert scores["positive"][0] != pytest.approx(scores["positive"][1])
 
 
 def test_promoted_policy_loads_from_safetensors_and_generates(trained):
@@ -60,6 +90,10 @@ def test_every_stage_was_announced_in_order(trained):
     stages = [event.stage for event in events]
     firsts = [stage for i, stage in enumerate(stages) if stage not in stages[:i]]
     assert firsts == ["data", "tokenizer", "sft", "reward", "ppo", "gate", "register"]
+    assert [e.message for e in events if e.stage == "ppo" and e.message.startswith("target=")] == [
+        "target=positive algorithm=ppo",
+        "target=negative algorithm=ppo",
+    ]
     assert any(e.stage == "sft" and e.loss is not None and e.total_steps > 0 for e in events)
     assert any(e.stage == "ppo" and e.reward is not None and e.kl is not None for e in events)
     assert {event.run_id for event in events} == {"tiny-run"}
@@ -89,4 +123,4 @@ def test_labels_of_one_sentiment_only_are_not_enough(tmp_path, make_pages, make_
     positives = [event for event in make_labels(10) if event.label.sentiment == "positive"]
     with pytest.raises(ValueError, match="no reward pairs"):
         pipeline.train(Settings(data_dir=tmp_path), "r", make_pages(10), positives, reporter=ProgressReporter("r"))
-    assert Registry(tmp_path / "models").versions() == []
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("manifest.json"))

@@ -1,0 +1,516 @@
+"""Learning benchmark: does PPO move the policy toward the target sentiment, by the reward model and by
+the independent judge, at what cost in KL and fluency, and what does our orchestration of trl's PPO cost?
+
+    .venv/bin/python bench/learning.py [--episodes N] [--sft-epochs E] [--reward-epochs E]
+                                       [--samples-per-prompt N] [--repeats N] [--base-model gpt2]
+
+No services needed. On a fixed labelled set, the demo site's 30 articles (deploy/demo_site/articles.json)
+with every paragraph labelled with its article's sentiment, and the stages the pipeline runs:
+
+1. data: `data.build` (pages split by URL hash into training pages and held-out prompts); the sentiment
+   labels split by `judge.split_labels`: the reward model learns from its share only, the judge from the rest;
+2. tokenizer and policy (bootstrapped tiny GPT-2, or `--base-model`), SFT, reward model;
+3. before: the SFT policy on the held-out prompts: mean reward, the reward model's target rate, the
+   judge's target rate, perplexity under the SFT reference;
+4. PPO as the pipeline calls it (`trainer/ppo.py`, progress callback included), then the same figures
+   and the KL to the reference: after;
+5. time per PPO update of that call against a bare `trl.experimental.ppo.PPOTrainer` set up as trl's
+   examples/scripts/ppo/ppo.py does (every model from its directory, prompts tokenized with
+   `Dataset.map`, `trainer.train()`), same models, hyperparameters, seed and batch size, in
+   alternating order, `--repeats` times each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from hashlib import sha256
+from pathlib import Path
+from statistics import median
+
+from datasets import Dataset
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+)
+
+from ctrlgpt import logs
+from ctrlgpt.settings import Settings
+from deploy.demo_site import Article, article_url, load_articles
+from streams.records import LabelRecorded, PageCleaned, SentimentLabel
+from trainer import bootstrap, data, evaluate, hf, judge, ppo, reward, sft
+from trainer.progress import ProgressCallback, ProgressReporter
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+DEMO_BASE_URL = "http://demo.bench.test/"
+SHOWN_SAMPLES = 2
+
+
+@dataclass
+class Report:
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def add(self, what: str, value: str, **figures: float) -> None:
+        self.rows.append((what, value))
+        self.figures.update(figures)
+        print(f"  {what}: {value}", flush=True)
+
+    def table(self) -> str:
+        width = max(len(what) for what, _ in self.rows)
+        return "\n".join(f"| {what.ljust(width)} | {value} |" for what, value in self.rows)
+
+
+@dataclass(frozen=True)
+class Timing:
+    wall_s: float  # the whole call: loading the models, building the trainer, training
+    step_s: list[float]  # wall time of each PPO update (rollout, scoring, PPO epochs, logging, callbacks)
+    step_cpu_s: list[float]  # CPU time of this process in each update: less swayed by other work on the machine
+    scores: list[float]  # mean reward of each update's rollouts: equal lists mean the same run
+
+    @property
+    def median_step_s(self) -> float:
+        return median(self.step_s)
+
+    @property
+    def median_step_cpu_s(self) -> float:
+        return median(self.step_cpu_s)
+
+
+class StepClock(TrainerCallback):
+    """Wall and CPU time at the start of training and at the end of each step."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201 - transformers' hook
+        self.wall, self.cpu = [time.perf_counter()], [time.process_time()]
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201 - transformers' hook
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def timing(self, started: float, scores: list[float]) -> Timing:
+        return Timing(time.perf_counter() - started, step_durations(self.wall), step_durations(self.cpu), scores)
+
+
+def step_durations(stamps: Sequence[float]) -> list[float]:
+    if len(stamps) < 2:
+        raise ValueError("no training step was timed")
+    return [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
+
+
+def overhead(ours: float, bare: float) -> float:
+    """How much longer ours takes than bare, as a fraction of bare (0.1 = 10 % more)."""
+    return ours / bare - 1
+
+
+def demo_records(
+    articles: Sequence[Article], base_url: str = DEMO_BASE_URL
+) -> tuple[list[PageCleaned], list[LabelRecorded]]:
+    """The demo site as the cleaner would publish it, and one sentiment label per paragraph
+    (its article's sentiment), as the scripted annotator would record them."""
+    pages, labels = [], []
+    fetched_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for article in articles:
+        url = article_url(base_url, article.slug)
+        text = "\n\n".join(article.paragraphs)
+        pages.append(
+            PageCleaned(
+                url=url,
+                domain="demo.bench.test",
+                title=article.title,
+                summary=article.summary,
+                text=text,
+                language="en",
+                content_sha256=sha256(text.encode()).hexdigest(),
+                fetched_at=fetched_at,
+                crawl_id="bench-learning",
+            )
+        )
+        labels.extend(
+            LabelRecorded(
+                label_id=f"bench:{article.slug}:{number}",
+                source="doccano",
+                annotator="bench",
+                label=SentimentLabel(text=paragraph, sentiment=article.sentiment),
+                page_url=url,
+            )
+            for number, paragraph in enumerate(article.paragraphs)
+        )
+    return pages, labels
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{os.cpu_count()} cores, {model}, load average {load}"
+
+
+def start_policy(args: argparse.Namespace, corpus: list[str]) -> bootstrap.Policy:
+    if args.base_model:
+        return bootstrap.start_policy(args.base_model, corpus, None, args.seed)
+    shape = bootstrap.TinyGPT2(n_layer=args.layers, n_embd=args.width, vocab_size=args.vocab)
+    tokenizer = bootstrap.train_tokenizer(corpus, shape)
+    model = bootstrap.tiny_gpt2(tokenizer, shape)
+    return bootstrap.Policy(model, tokenizer, bootstrap.BOOTSTRAP, None, bootstrap.BOOTSTRAP_LEARNING_RATE)
+
+
+def our_ppo(
+    args: argparse.Namespace,
+    sft_dir: Path,
+    reward_dir: Path,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    work_dir: Path,
+) -> tuple[ppo.PpoResult, Timing]:
+    """trainer/ppo.py as the pipeline calls it: fresh copies from disk, progress reported at every update
+    (kept in memory here instead of produced to Kafka, an asynchronous append in the pipeline)."""
+    clock = StepClock()
+    events = []
+    reporter = ProgressReporter(f"bench-{uuid.uuid4().hex[:8]}", publish=events.append)
+    started = time.perf_counter()
+    reference, _ = hf.load_causal_lm(sft_dir)
+    start, _ = hf.load_causal_lm(sft_dir)
+    reward_model, _ = hf.load_reward_model(reward_dir)
+    result = ppo.train(
+        start,
+        reference,
+        reward_model,
+        reward_dir,
+        tokenizer,
+        prompts,
+        episodes=args.episodes,
+        kl_coef=args.kl_coef,
+        seed=args.seed,
+        work_dir=work_dir,
+        callbacks=[ProgressCallback(reporter, "ppo"), clock],
+    )
+    return result, clock.timing(started, [event.reward for event in events if event.reward is not None])
+
+
+def bare_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path, prompts: list[str], work_dir: Path) -> Timing:
+    """trl's examples/scripts/ppo/ppo.py, with our hyperparameters (and none of our code)."""
+    clock = StepClock()
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(sft_dir, padding_side="left")
+    value_model = AutoModelForSequenceClassification.from_pretrained(reward_dir, num_labels=1)
+    reward_model = AutoModelForSequenceClassification.from_pretrained(reward_dir, num_labels=1)
+    policy = AutoModelForCausalLM.from_pretrained(sft_dir)
+    ref_policy = AutoModelForCausalLM.from_pretrained(sft_dir)
+    # The example tokenizes whole prompts; ours keeps their last MAX_PROMPT_TOKENS: the same cut keeps the runs alike.
+    tokenizer.truncation_side = "left"
+    dataset = Dataset.from_dict({"prompt": prompts}).map(
+        lambda batch: {
+            "input_ids": tokenizer(
+                batch["prompt"], padding=False, truncation=True, max_length=evaluate.MAX_PROMPT_TOKENS
+            )["input_ids"]
+        },
+        batched=True,
+        remove_columns=["prompt"],
+    )
+    batch_size = min(ppo.BATCH_SIZE, len(dataset))
+    config = PPOConfig(
+        output_dir=str(work_dir),
+        use_cpu=True,  # as trainer/hf.py: the same device for both
+        bf16=False,
+        report_to=[],
+        disable_tqdm=True,
+        # PPOConfig checkpoints activations by default, trainer/hf.py does not: the same computation in both.
+        activation_checkpointing=False,
+        seed=args.seed,
+        total_episodes=args.episodes,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=1,
+        local_rollout_forward_batch_size=batch_size,
+        num_mini_batches=1,
+        num_ppo_epochs=ppo.PPO_EPOCHS,
+        learning_rate=ppo.LEARNING_RATE,
+        response_length=evaluate.RESPONSE_TOKENS,
+        temperature=evaluate.TEMPERATURE,
+        stop_token="eos",
+        kl_coef=args.kl_coef,
+        num_sample_generations=0,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        trainer = PPOTrainer(
+            args=config,
+            processing_class=tokenizer,
+            model=policy,
+            ref_model=ref_policy,
+            reward_model=reward_model,
+            value_model=value_model,
+            train_dataset=dataset,
+            callbacks=[clock],
+        )
+    trainer.train()
+    return clock.timing(
+        started, [log["objective/scores"] for log in trainer.state.log_history if "objective/scores" in log]
+    )
+
+
+def report_figures(report: Report, when: str, figures: evaluate.Figures) -> None:
+    report.add(f"{when}: mean reward", f"{figures.reward_mean:+.3f}", **{f"{when}_reward_mean": figures.reward_mean})
+    report.add(
+        f"{when}: target rate (reward model)",
+        f"{figures.target_rate:.3f}",
+        **{f"{when}_target_rate": figures.target_rate},
+    )
+    if figures.judge_target_rate is not None:
+        report.add(
+            f"{when}: target rate (independent judge)",
+            f"{figures.judge_target_rate:.3f}",
+            **{f"{when}_judge_target_rate": figures.judge_target_rate},
+        )
+    report.add(
+        f"{when}: perplexity under the SFT reference",
+        f"{figures.perplexity:.2f}",
+        **{f"{when}_perplexity": figures.perplexity},
+    )
+    if figures.kl is not None:
+        report.add(f"{when}: KL to the SFT reference (per token)", f"{figures.kl:.4f}", **{f"{when}_kl": figures.kl})
+
+
+def show(evaluation: evaluate.Evaluation, when: str) -> None:
+    for one in evaluation.samples[:SHOWN_SAMPLES]:
+        print(f"    {when} | {one.prompt.strip()!r} -> {one.response[:160]!r}", flush=True)
+
+
+@dataclass(frozen=True)
+class Trained:
+    tokenizer: PreTrainedTokenizerBase
+    sft_dir: Path
+    reward_dir: Path
+    reward_model: PreTrainedModel
+
+
+def run(args: argparse.Namespace) -> Report:
+    hf.quiet_libraries()
+    report = Report()
+    print(f"learning benchmark: {machine()}", flush=True)
+    report.add("machine", machine())
+    report.add("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    pages, label_events = demo_records(load_articles()[: args.articles])
+    training = data.build(pages, label_events, args.target)
+    split = judge.split_labels(training.labels.sentiment)
+    # The reward model learns from its share of the labels only: the judge's share stays unseen by it.
+    reward_pairs = data.preference_pairs(split.reward, args.target)
+    report.add(
+        "data",
+        f"{len(pages)} pages ({len(training.train_prompts)} training prompts, "
+        f"{len(training.heldout_prompts)} held out), {len(training.labels.sentiment)} sentiment labels "
+        f"({len(split.reward)} for the reward model, {len(split.judge)} for the judge), "
+        f"{len(reward_pairs)} reward pairs",
+    )
+    with tempfile.TemporaryDirectory(prefix="ctrlgpt-bench-learning-") as scratch:
+        work = Path(scratch)
+        trained = train_models(report, args, training, reward_pairs, work)
+        reference, _ = hf.load_causal_lm(trained.sft_dir)
+        with_target, without_target = data.split_by_sentiment(training.labels.sentiment, args.target)
+        evaluator = evaluate.Evaluator(
+            training.heldout_prompts,
+            seed=args.seed,
+            reward_model=trained.reward_model,
+            reward_tokenizer=trained.tokenizer,
+            threshold=evaluate.target_threshold(trained.reward_model, trained.tokenizer, with_target, without_target),
+            reference=reference,
+            reference_tokenizer=trained.tokenizer,
+            judge=fit_judge(report, args, split),
+            samples_per_prompt=args.samples_per_prompt,
+        )
+        before = evaluator.evaluate(reference, trained.tokenizer)
+        show(before, "before")
+        report_figures(report, "before", before.figures)
+        steered, ours_runs, bare_runs = time_ppo(args, trained, training.train_prompts, work)
+        after = evaluator.evaluate(steered.model, trained.tokenizer, kl_reference=reference)
+        show(after, "after")
+        report.add("PPO", f"{args.episodes} episodes, {steered.updates} updates, KL coefficient {args.kl_coef}")
+        report_figures(report, "after", after.figures)
+        report_timings(report, ours_runs, bare_runs)
+    return report
+
+
+def train_models(
+    report: Report,
+    args: argparse.Namespace,
+    training: data.TrainingData,
+    reward_pairs: list[data.PreferencePair],
+    work: Path,
+) -> Trained:
+    """Tokenizer and policy, SFT and the reward model, as the pipeline trains them."""
+    policy = start_policy(args, training.corpus)
+    report.add("policy", f"{args.base_model or 'bootstrap'}, {policy.model.num_parameters():,} parameters")
+    started = time.perf_counter()
+    tuned = sft.train(policy, training.sft_pairs, epochs=args.sft_epochs, seed=args.seed, work_dir=work / "sft")
+    sft_dir = hf.save(tuned.model, policy.tokenizer, work / "sft-model")
+    scorer = reward.train(
+        sft_dir, policy.tokenizer, reward_pairs, epochs=args.reward_epochs, seed=args.seed, work_dir=work / "reward"
+    )
+    reward_dir = hf.save(scorer.model, policy.tokenizer, work / "reward-model")
+    report.add(
+        "SFT and reward model",
+        f"{time.perf_counter() - started:.0f} s; SFT loss {tuned.loss:.3f}, "
+        f"reward pairs ranked right {scorer.accuracy:.3f}",
+    )
+    return Trained(policy.tokenizer, sft_dir, reward_dir, scorer.model)
+
+
+def time_ppo(
+    args: argparse.Namespace, trained: Trained, prompts: list[str], work: Path
+) -> tuple[ppo.PpoResult, list[Timing], list[Timing]]:
+    """Our PPO call and the bare one, `args.repeats` times each in alternating order; our first result."""
+    ours: list[Timing] = []
+    bare: list[Timing] = []
+    steered = None
+    for repeat in range(args.repeats):
+        for which in ("ours", "bare") if repeat % 2 == 0 else ("bare", "ours"):
+            run_dir = work / f"ppo-{which}-{repeat}"
+            if which == "ours":
+                result, timing = our_ppo(args, trained.sft_dir, trained.reward_dir, trained.tokenizer, prompts, run_dir)
+                steered = steered or result  # every run of ours is the same seeded run
+                ours.append(timing)
+            else:
+                timing = bare_ppo(args, trained.sft_dir, trained.reward_dir, prompts, run_dir)
+                bare.append(timing)
+            print(
+                f"    PPO {which} #{repeat + 1}: {timing.wall_s:.1f} s, median update {timing.median_step_s:.3f} s "
+                f"({timing.median_step_cpu_s:.3f} s CPU)",
+                flush=True,
+            )
+    return steered, ours, bare
+
+
+def fit_judge(report: Report, args: argparse.Namespace, split: judge.LabelSplit) -> judge.Judge | None:
+    try:
+        verdict = judge.fit(judge.load_encoder(args.judge_encoder), split.judge.values(), args.target)
+    except judge.JudgeUnavailable as exc:
+        report.add("judge", f"unavailable: {exc}")
+        return None
+    accuracy = _judge_accuracy(verdict, split.reward.values(), args.target)
+    report.add("judge", f"fit on {verdict.labels} labels; agrees with {accuracy:.3f} of the reward model's labels")
+    return verdict
+
+
+def _judge_accuracy(verdict: judge.Judge, labels: Sequence[SentimentLabel], target: str) -> float:
+    """Share of labels the judge never saw (the reward model's) it puts on their labelled side."""
+    ordered = list(labels)
+    probabilities = verdict.target_probabilities([label.text for label in ordered])
+    right = [(p > 0.5) == judge.has_target(label, target) for p, label in zip(probabilities, ordered, strict=True)]
+    return sum(right) / len(right)
+
+
+def same_run(ours: Sequence[Timing], bare: Sequence[Timing], tolerance: float = 1e-3) -> bool:
+    """Every timed run rolled out the same rewards, update by update."""
+    first = ours[0].scores
+    return bool(first) and all(
+        len(timing.scores) == len(first)
+        and all(abs(a - b) <= tolerance * max(1.0, abs(b)) for a, b in zip(timing.scores, first, strict=True))
+        for timing in [*ours, *bare]
+    )
+
+
+def report_timings(report: Report, ours: list[Timing], bare: list[Timing]) -> None:
+    ours_step = median(timing.median_step_s for timing in ours)
+    bare_step = median(timing.median_step_s for timing in bare)
+    ours_cpu = median(timing.median_step_cpu_s for timing in ours)
+    bare_cpu = median(timing.median_step_cpu_s for timing in bare)
+    ours_wall = median(timing.wall_s for timing in ours)
+    bare_wall = median(timing.wall_s for timing in bare)
+    report.add(
+        "time per PPO update, ours (trainer/ppo.py)",
+        f"{ours_step:.3f} s, {ours_cpu:.3f} s CPU (medians of {len(ours)} runs x {len(ours[0].step_s)} updates)",
+        ours_step_s=ours_step,
+        ours_step_cpu_s=ours_cpu,
+    )
+    report.add(
+        "time per PPO update, bare trl PPOTrainer",
+        f"{bare_step:.3f} s, {bare_cpu:.3f} s CPU",
+        bare_step_s=bare_step,
+        bare_step_cpu_s=bare_cpu,
+    )
+    report.add("same run (equal rewards at every update)", "yes" if same_run(ours, bare) else "NO: compare the setups")
+    report.add(
+        "our orchestration per update (wall, CPU)",
+        f"{overhead(ours_step, bare_step):+.1%}, {overhead(ours_cpu, bare_cpu):+.1%}",
+        step_overhead=overhead(ours_step, bare_step),
+        step_cpu_overhead=overhead(ours_cpu, bare_cpu),
+    )
+    report.add(
+        "whole PPO call (load, build, train), ours / bare",
+        f"{ours_wall:.1f} s / {bare_wall:.1f} s ({overhead(ours_wall, bare_wall):+.1%})",
+        wall_overhead=overhead(ours_wall, bare_wall),
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    settings = Settings()
+    shape = bootstrap.TinyGPT2()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--base-model", default=settings.base_model, help="Causal LM to start from (default: bootstrap)."
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=settings.ppo_episodes, help="PPO episodes per run (default: setting)."
+    )
+    parser.add_argument("--sft-epochs", type=float, default=settings.sft_epochs, help="SFT epochs (default: setting).")
+    parser.add_argument(
+        "--reward-epochs", type=float, default=settings.reward_epochs, help="Reward epochs (default: setting)."
+    )
+    parser.add_argument(
+        "--kl-coef", type=float, default=settings.ppo_kl_coef, help="PPO KL coefficient (default: setting)."
+    )
+    parser.add_argument("--target", default=settings.target_sentiment, help="Target sentiment (default: setting).")
+    parser.add_argument("--seed", type=int, default=settings.seed, help="Seed (default: setting).")
+    parser.add_argument(
+        "--judge-encoder", default=settings.judge_encoder, help="Judge's sentence encoder (default: bundled)."
+    )
+    parser.add_argument(
+        "--articles", type=int, default=30, help="Demo articles used, from the first (default: all 30)."
+    )
+    parser.add_argument("--samples-per-prompt", type=int, default=8, help="Samples per held-out prompt (default 8).")
+    parser.add_argument("--repeats", type=int, default=2, help="Timed PPO runs of each kind (default 2).")
+    parser.add_argument("--layers", type=int, default=shape.n_layer, help="Bootstrapped model: layers.")
+    parser.add_argument("--width", type=int, default=shape.n_embd, help="Bootstrapped model: embedding width.")
+    parser.add_argument("--vocab", type=int, default=shape.vocab_size, help="Bootstrapped tokenizer: vocabulary size.")
+    args = parser.parse_args(argv)
+    if min(args.repeats, args.episodes, args.samples_per_prompt) < 1 or args.articles < 2:
+        parser.error("--repeats, --episodes and --samples-per-prompt must be at least 1, --articles at least 2")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    logs.configure("bench-learning")  # progress events as JSON lines on stderr, as in the trainer
+    report = run(args)
+    print(f"\nLearning benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}\n")
+    print(report.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

