@@ -1,21 +1,42 @@
-"""Text generation with a served model: tokenize, sample, decode; no HTTP here."""
+"""Text generation with a served model: encode, run one batch of requests, decode; no HTTP here.
+
+A batch is one `model.generate` call over left-padded prompts. Each request (a row)
+keeps what is its own:
+
+- its seed: a row samples from its own `torch.Generator` (the last logits processor
+  draws the token, `generate` then only takes it), so a seeded request gives the same
+  text whatever else shares its batch, up to the rounding of batched kernels;
+- its `max_new_tokens`, `stop` strings and cancellation: a stopping criterion follows
+  every row, streams its text as it grows and finishes it alone.
+
+What a batch must share (`Decoding`: temperature, top-k, top-p, repetition penalty,
+beams) is what `generate` applies to all rows at once. A served version's tokenizer and
+model are used by one thread at a time: its model name's batch worker (api/batching.py),
+or, before it is served, the loader's warm-up.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from api.served_model import ServedModel
 
-# Generations run one at a time. torch samples from one process-wide random
-# generator: a seeded request is reproducible only if no other generation draws
-# from it meanwhile. On CPU one generation already keeps every core busy, so
-# this costs little throughput.
-_GENERATION_LOCK = threading.Lock()
+FinishReason = Literal["stop", "length", "cancelled"]
 
 
 class PromptTooLong(ValueError):
@@ -26,10 +47,39 @@ class PromptTooLong(ValueError):
 class SamplingParams:
     prompt: str
     max_new_tokens: int
-    temperature: float = 1.0
-    top_k: int = 50
+    temperature: float = 1.0  # 0: greedy
+    top_k: int = 50  # 0: no limit
     top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    num_beams: int = 1  # > 1: beam search, which does not sample
     seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """The settings every row of one batch shares: `generate` applies them to the whole batch."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    repetition_penalty: float
+    num_beams: int
+    # Beam search finishes rows together: its rows must also agree on their length.
+    beam_max_new_tokens: int | None
+
+    @property
+    def samples(self) -> bool:
+        return self.num_beams == 1 and self.temperature > 0
+
+
+def decoding_of(params: SamplingParams) -> Decoding:
+    """The batch-wide part of `params`; settings that change nothing are normalised so more requests share batches."""
+    if params.num_beams > 1:
+        return Decoding(0.0, 0, 1.0, params.repetition_penalty, params.num_beams, params.max_new_tokens)
+    if params.temperature == 0:
+        return Decoding(0.0, 0, 1.0, params.repetition_penalty, 1, None)
+    return Decoding(params.temperature, params.top_k, params.top_p, params.repetition_penalty, 1, None)
 
 
 @dataclass(frozen=True)
@@ -39,6 +89,31 @@ class Completion:
     completion: str
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: FinishReason = "length"
+
+
+class RowSink(Protocol):
+    """Where one request's progress goes; called from the generating thread."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def started(self, prompt_tokens: int) -> None: ...
+
+    def delta(self, text: str) -> None: ...
+
+    def finished(self, completion: Completion) -> None: ...
+
+    def failed(self, error: Exception) -> None: ...
+
+
+@dataclass(frozen=True)
+class Row:
+    """One request in a batch: its parameters, its encoded prompt and where its output goes."""
+
+    params: SamplingParams
+    prompt_ids: list[int]
+    sink: RowSink
 
 
 def context_length(served: ServedModel) -> int:
@@ -46,52 +121,209 @@ def context_length(served: ServedModel) -> int:
     return int(getattr(config, "max_position_embeddings", None) or config.n_positions)
 
 
-def generate(served: ServedModel, params: SamplingParams) -> Completion:
-    """Sample a completion of `params.prompt` (blocking: call it off the event loop)."""
-    # The lock also covers the tokenizer: a fast tokenizer is not safe to share between threads.
-    with _GENERATION_LOCK:
-        return _generate(served, params)
-
-
-def _generate(served: ServedModel, params: SamplingParams) -> Completion:
-    tokenizer, model = served.tokenizer, served.model
+def encode(served: ServedModel, params: SamplingParams) -> list[int]:
+    """The prompt's token ids, as the version was trained to see it; `PromptTooLong` if it cannot fit."""
     shown = served.manifest.prompt_template.format(prompt=params.prompt)
-    encoded = tokenizer(shown, return_tensors="pt")
-    prompt_tokens = int(encoded["input_ids"].shape[1])
+    ids = served.tokenizer(shown)["input_ids"]
     context = context_length(served)
-    if prompt_tokens + params.max_new_tokens > context:
+    if len(ids) + params.max_new_tokens > context:
         raise PromptTooLong(
-            f"the prompt is {prompt_tokens} tokens; with max_new_tokens={params.max_new_tokens} that exceeds "
+            f"the prompt is {len(ids)} tokens; with max_new_tokens={params.max_new_tokens} that exceeds "
             f"the {context}-token context of model version {served.version}"
         )
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with _seeded(params.seed), torch.inference_mode():
-        output = model.generate(
-            **encoded,
-            max_new_tokens=params.max_new_tokens,
-            do_sample=True,
-            temperature=params.temperature,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            pad_token_id=pad_token_id,
-        )
-    new_tokens = output[0, prompt_tokens:]
-    completion = tokenizer.decode(new_tokens, skip_special_tokens=True)
-    return Completion(
-        version=served.version,
-        text=params.prompt + completion,
-        completion=completion,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=int(new_tokens.shape[0]),
+    return ids
+
+
+def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
+    """Generate every row (blocking: call it off the event loop); results go to each row's sink.
+
+    The rows share one `Decoding` and, together, fit the context: the longest prompt plus
+    the most new tokens (api.batching.split_to_fit). If `generate` raises, each row not yet
+    finished is failed with the error, which is raised again.
+    """
+    decoding = decoding_of(rows[0].params)
+    tokenizer = served.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = pad_sequence(
+        [torch.tensor(row.prompt_ids) for row in rows], batch_first=True, padding_value=pad_id, padding_side="left"
     )
+    attention_mask = pad_sequence(
+        [torch.ones(len(row.prompt_ids), dtype=torch.long) for row in rows],
+        batch_first=True, padding_value=0, padding_side="left",
+    )
+    progress = [_RowProgress(served, row) for row in rows]
+    for one in progress:
+        one.sink.started(len(one.row.prompt_ids))
+    arguments = dict(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        max_new_tokens=max(row.params.max_new_tokens for row in rows),
+        pad_token_id=pad_id,
+        eos_token_id=tokenizer.eos_token_id,
+        repetition_penalty=decoding.repetition_penalty,
+        do_sample=False,  # a sampled row draws its token in `_SeededSampling`; `generate` takes the only one left
+    )
+    try:
+        with torch.inference_mode():
+            if decoding.num_beams > 1:
+                output = served.model.generate(**arguments, num_beams=decoding.num_beams)
+                for index, one in enumerate(progress):
+                    one.take_all(output[index, input_ids.shape[1]:].tolist())
+            else:
+                served.model.generate(
+                    **arguments,
+                    logits_processor=LogitsProcessorList(_sampling(decoding, [row.params.seed for row in rows])),
+                    stopping_criteria=StoppingCriteriaList([_FollowRows(progress)]),
+                )
+                for one in progress:
+                    one.finish("length")
+    except Exception as exc:
+        for one in progress:
+            if not one.done:
+                one.done = True
+                one.sink.failed(exc)
+        raise
 
 
-@contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Sample from `seed` when given, then restore the global generator so unseeded requests stay random."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+def generate(served: ServedModel, params: SamplingParams) -> Completion:
+    """One request alone, in the calling thread (the loader's warm-up); requests go through api.batching."""
+    sink = _Collected()
+    run_batch(served, [Row(params, encode(served, params), sink)])  # raises what fails the row
+    assert sink.completion is not None  # run_batch finishes every row it does not fail
+    return sink.completion
+
+
+def _sampling(decoding: Decoding, seeds: Sequence[int | None]) -> list[LogitsProcessor]:
+    if not decoding.samples:
+        return []
+    warpers: list[LogitsProcessor] = []
+    if decoding.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(decoding.temperature))
+    if decoding.top_k > 0:
+        warpers.append(TopKLogitsWarper(decoding.top_k))
+    if decoding.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(decoding.top_p))
+    generators = [torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63)) for seed in seeds]
+    return [*warpers, _SeededSampling(generators)]
+
+
+class _SeededSampling(LogitsProcessor):
+    """Draw each row's next token with the row's own generator; leave only that token possible."""
+
+    def __init__(self, generators: list[torch.Generator]) -> None:
+        self._generators = generators
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        probabilities = torch.softmax(scores, dim=-1)
+        chosen = torch.stack(
+            [torch.multinomial(row, 1, generator=generator) for row, generator in zip(probabilities, self._generators)]
+        )
+        only = torch.full_like(scores, -float("inf"))
+        return only.scatter_(1, chosen, 0.0)
+
+
+class _FollowRows(StoppingCriteria):
+    """Each step, hand every unfinished row its new token; a row that finishes stops alone."""
+
+    def __init__(self, progress: list[_RowProgress]) -> None:
+        self._progress = progress
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        newest = input_ids[:, -1].tolist()
+        for one, token in zip(self._progress, newest):
+            if not one.done:
+                one.take(token)
+        return torch.tensor([one.done for one in self._progress], dtype=torch.bool, device=input_ids.device)
+
+
+@dataclass
+class _RowProgress:
+    """One row's tokens and text so far; streams its text, holding back what may still turn out to be a stop string."""
+
+    served: ServedModel
+    row: Row
+    tokens: list[int] = field(default_factory=list)
+    generated: int = 0  # tokens the model produced for this row, its end-of-text token included
+    sent: int = 0  # characters of the completion already streamed
+    done: bool = False
+
+    @property
+    def sink(self) -> RowSink:
+        return self.row.sink
+
+    def take(self, token: int) -> None:
+        if self.sink.cancelled:
+            self.finish("cancelled")
+            return
+        self.generated += 1
+        if token == self.served.tokenizer.eos_token_id:
+            self.finish("stop")
+            return
+        self.tokens.append(token)
+        text, stopped = self._text()
+        if stopped:
+            self.finish("stop")
+        elif self.generated >= self.row.params.max_new_tokens:
+            self.finish("length")
+        else:
+            self._send(text, hold_back=max((len(stop) for stop in self.row.params.stop), default=1) - 1)
+
+    def take_all(self, tokens: list[int]) -> None:
+        """A whole beam-search output at once: up to its end-of-text token."""
+        eos = self.served.tokenizer.eos_token_id
+        ended = eos in tokens
+        self.tokens = tokens[: tokens.index(eos)] if ended else tokens
+        self.generated = len(self.tokens) + int(ended)
+        _, stopped = self._text()
+        self.finish("stop" if ended or stopped else "length")
+
+    def finish(self, reason: FinishReason) -> None:
+        if self.done:
+            return
+        self.done = True
+        text, _ = self._text()
+        self._send(text, hold_back=0)
+        self.sink.finished(
+            Completion(
+                version=self.served.version,
+                text=self.row.params.prompt + text,
+                completion=text,
+                prompt_tokens=len(self.row.prompt_ids),
+                completion_tokens=self.generated,
+                finish_reason=reason,
+            )
+        )
+
+    def _text(self) -> tuple[str, bool]:
+        """The completion so far, cut before the first stop string; and whether one was found."""
+        text = self.served.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        cuts = [index for stop in self.row.params.stop if (index := text.find(stop)) >= 0]
+        return (text[: min(cuts)], True) if cuts else (text, False)
+
+    def _send(self, text: str, hold_back: int) -> None:
+        # A token may end inside a multi-byte character: the text then ends in U+FFFD until the next token.
+        visible = len(text) if self.done else min(len(text) - hold_back, len(text.rstrip("\ufffd")))
+        if visible > self.sent:
+            self.sink.delta(text[self.sent : visible])
+            self.sent = visible
+
+
+@dataclass
+class _Collected:
+    """A sink that keeps the completion or the error, for a caller outside the batch workers."""
+
+    completion: Completion | None = None
+    error: Exception | None = None
+    cancelled: bool = False
+
+    def started(self, prompt_tokens: int) -> None:
+        pass
+
+    def delta(self, text: str) -> None:
+        pass
+
+    def finished(self, completion: Completion) -> None:
+        self.completion = completion
+
+    def failed(self, error: Exception) -> None:
+        self.error = error

@@ -14,14 +14,20 @@ from contextlib import asynccontextmanager
 import structlog
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from transformers.utils import logging as transformers_logging
 
 from api.middleware import AccessLog, BodySizeLimit
+from api.metrics import RequestLatency, build_registry
 from api.model_updates import STAGE, ModelUpdates, replica_id
-from api.routes import generate, health
-from api.served_model import ModelHolder
+from api.ops_monitor import OpsMonitor
+from api.routes import dashboard, metrics
+from api.routes import admin, classify, completions, feedback, generate, health, search, try_page
+from api.batching import Batcher
+from api.served_model import ModelHolder, ModelHolders
+from api.validation import request_validation_error
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 
@@ -34,30 +40,57 @@ def max_body_bytes(settings: Settings) -> int:
     return 12 * settings.max_prompt_chars + 4096
 
 
-def create_app(settings: Settings, *, holder: ModelHolder | None = None, follow_updates: bool = True) -> FastAPI:
-    """The app; with `follow_updates` it consumes model updates from Kafka while it runs."""
-    models = holder if holder is not None else ModelHolder()
+def create_app(
+    settings: Settings, *, holder: ModelHolder | None = None, follow_updates: bool = True, monitor_kafka: bool | None = None
+) -> FastAPI:
+    """The app; with `follow_updates` it consumes model updates from Kafka while it runs.
+
+    `monitor_kafka` (default: as `follow_updates`) samples offsets and follows training
+    and model events in the background for /metrics and the dashboard.
+    """
+    # `holder`, when given, serves the default target (tests, a single-target replica).
+    models = ModelHolders.for_settings(settings, {settings.target_sentiment: holder} if holder is not None else None)
+    batcher = Batcher(settings)
+    monitor = OpsMonitor(settings) if (follow_updates if monitor_kafka is None else monitor_kafka) else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         updates = ModelUpdates(settings, models) if follow_updates else None
         if updates is not None:
             updates.start()
+        if monitor is not None:
+            monitor.start()
         try:
             yield
         finally:
+            if monitor is not None:
+                await run_in_threadpool(monitor.stop)
             if updates is not None:
                 await run_in_threadpool(updates.stop)
+            await run_in_threadpool(batcher.close)
 
     app = FastAPI(title="ctrlgpt", summary="Controllable text generation, hot-swapped on promotion.", lifespan=lifespan)
     app.state.settings = settings
     app.state.models = models
+    app.state.batcher = batcher
+    app.state.ops_monitor = monitor
+    app.state.metrics_registry, latency = build_registry(monitor, models)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes(settings))
     app.add_middleware(AccessLog)
+    app.add_middleware(RequestLatency, histogram=latency)
     app.add_exception_handler(Exception, internal_error)
+    app.add_exception_handler(RequestValidationError, request_validation_error)
     app.include_router(generate.router)
     app.include_router(generate.router, prefix="/v1")
+    app.include_router(completions.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(dashboard.router)
+    app.include_router(classify.router)
+    app.include_router(search.router)
+    app.include_router(feedback.router)
+    app.include_router(try_page.router)
+    app.include_router(admin.router)
     return app
 
 
@@ -71,10 +104,15 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     _structured_uvicorn_logs()
     transformers_logging.disable_progress_bar()  # progress bars would break the JSON log lines
     try:
-        bus.ensure_topics(settings, [topics.MODEL_UPDATES, topics.dead_letter_topic(STAGE)])
+        bus.ensure_topics(
+            settings, [topics.MODEL_UPDATES, topics.MODEL_LOAD_FAILURES, topics.LABELS, topics.dead_letter_topic(STAGE)]
+        )
     except bus.ServiceUnavailable as exc:
         log.warning("api.kafka_unavailable", error=str(exc), hint="serving; model updates follow once Kafka is up")
-    log.info("api.starting", url=settings.api_url, replica=replica_id(settings), model_name=settings.policy_name)
+    log.info(
+        "api.starting", url=settings.api_url, replica=replica_id(settings),
+        model_names=[settings.policy_for(target) for target in settings.target_list],
+    )
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
     return 0
 

@@ -1,24 +1,27 @@
 """Load a registered model version from its directory: verify, load, warm up.
 
 Nothing here touches the served reference: a version either loads completely or
-raises, and the caller swaps only a loaded one in.
+raises, and the caller swaps only a loaded one in. The warm-up runs the version as a
+request would (one smoke generation, one sentiment score when it has a reward model):
+weights that load but cannot serve, NaNs say, fail here and not on a request.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
 import structlog
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from api.generation import SamplingParams, generate
+from api.sentiment import has_reward_model, load_scorer
 from api.served_model import ServedModel
 from trainer import manifest as manifests
+from trainer.policy_loading import load_policy
 
 log = structlog.get_logger()
 
-POLICY_DIR = "policy"
 WARM_UP = SamplingParams(prompt="Hello", max_new_tokens=2, seed=0)
 
 
@@ -26,15 +29,18 @@ class VersionMismatch(RuntimeError):
     """The directory holds a different version than the one announced."""
 
 
+class WarmUpFailed(RuntimeError):
+    """The version loaded but its smoke generation or smoke score failed."""
+
+
 def load_version(version_dir: Path, manifest_sha256: str | None, *, expected_version: str | None = None) -> ServedModel:
-    """Verify every checksum, then load the policy (safetensors only) and run one smoke generation."""
+    """Verify every checksum, then load the policy and reward model (safetensors only) and warm them up."""
     manifest = manifests.verify(version_dir, manifest_sha256)
     if expected_version is not None and manifest.version != expected_version:
         raise VersionMismatch(f"{version_dir} holds version {manifest.version!r}, not the announced {expected_version!r}")
-    policy = version_dir / POLICY_DIR
-    log.info("model.loading", version=manifest.version, path=str(policy))
-    tokenizer = AutoTokenizer.from_pretrained(policy)
-    model = AutoModelForCausalLM.from_pretrained(policy, use_safetensors=True)
+    log.info("model.loading", version=manifest.version, path=str(version_dir), adapter=manifest.adapter is not None)
+    # Full weights, or a LoRA adapter folded into its base (whose checksums `verify` checked too).
+    model, tokenizer = load_policy(version_dir, manifest)
     model.eval()
     served = ServedModel(
         version=manifest.version,
@@ -42,7 +48,20 @@ def load_version(version_dir: Path, manifest_sha256: str | None, *, expected_ver
         model=model,
         manifest=manifest,
         loaded_at=datetime.now(timezone.utc),
+        scorer=load_scorer(version_dir, manifest) if has_reward_model(manifest) else None,
     )
-    smoke = generate(served, WARM_UP)
-    log.info("model.loaded", version=manifest.version, warm_up_tokens=smoke.completion_tokens)
+    smoke_tokens = warm_up(served)
+    log.info("model.loaded", version=manifest.version, warm_up_tokens=smoke_tokens, scorer=served.scorer is not None)
     return served
+
+
+def warm_up(served: ServedModel) -> int:
+    """One smoke generation (and one score); returns the tokens generated, raises `WarmUpFailed`."""
+    try:
+        smoke = generate(served, WARM_UP)
+        scores = served.scorer.classify([WARM_UP.prompt]) if served.scorer is not None else []
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises, this version cannot serve
+        raise WarmUpFailed(f"version {served.version} failed its warm-up: {type(exc).__name__}: {exc}") from exc
+    if not all(math.isfinite(one.score) for one in scores):
+        raise WarmUpFailed(f"version {served.version}'s reward model scored the warm-up text {scores[0].score}")
+    return smoke.completion_tokens

@@ -1,10 +1,12 @@
 """Follow the model-updates topic and hot-swap each announced version in.
 
 Every replica reads the compacted topic from its beginning in its own consumer
-group and commits nothing: on start it learns the current version, then each
-promotion that follows. A version is loaded beside the one serving and swapped in
-only once it is verified and warmed up; a version that fails to load leaves the
-old one serving and is dead-lettered with the reason.
+group and commits nothing: on start it learns the current version of every model
+name it serves (each target's policy, `settings.policy_for(target)`), then each
+promotion that follows; records of other names are skipped. A version is loaded beside the one serving and swapped in
+only once it is verified and warmed up; a version that fails to load or to warm up
+leaves the old one serving, is dead-lettered with the reason and announced as a
+`ModelLoadFailed` on the load-failures topic (which replica, which version it kept).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from api.model_loader import load_version
-from api.served_model import ModelHolder
+from api.served_model import ModelHolder, ModelHolders
 from ctrlgpt.settings import Settings
 from streams import bus, topics
-from streams.records import ModelPromoted
+from streams.records import ModelLoadFailed, ModelPromoted
 from streams.topics import ContractError, Topic
 
 log = structlog.get_logger()
@@ -85,19 +87,34 @@ def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
     return Outcome("swapped", record.version, previous=previous)
 
 
+def load_failure(settings: Settings, record: ModelPromoted, outcome: Outcome, reason: str) -> ModelLoadFailed:
+    return ModelLoadFailed(
+        model_name=record.model_name,
+        version=record.version,
+        replica=replica_id(settings),
+        reason=reason[:4000],
+        error_type=type(outcome.error).__name__,
+        serving_version=outcome.previous,
+    )
+
+
 class ModelUpdates:
-    """A background thread that consumes the model-updates topic until `stop()`."""
+    """A background thread that consumes the model-updates topic until `stop()`.
+
+    One consumer follows every model name of `models` (each target's policy): records
+    of other names are skipped, each name's latest announcement goes to its holder.
+    """
 
     def __init__(
-        self, settings: Settings, holder: ModelHolder, *, topic: Topic = topics.MODEL_UPDATES, poll_timeout: float = 1.0
+        self, settings: Settings, models: ModelHolders, *, topic: Topic = topics.MODEL_UPDATES, poll_timeout: float = 1.0
     ) -> None:
         self._settings = settings
-        self._holder = holder
+        self._holders = models.by_model_name()
         self._topic = topic
         self._poll_timeout = poll_timeout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-updates", daemon=True)
-        self._log = log.bind(group=consumer_group(settings), model_name=settings.policy_name)
+        self._log = log.bind(group=consumer_group(settings))
         self._log_context = structlog.contextvars.get_contextvars()  # the service name, for this thread's lines too
 
     def start(self) -> None:
@@ -117,10 +134,14 @@ class ModelUpdates:
         consumer = bus.make_consumer(self._settings, consumer_group(self._settings), **{"session.timeout.ms": 10_000})
         producer = bus.make_producer(self._settings)
         consumer.subscribe([self._topic.name], on_assign=_from_beginning)
-        self._log.info("model_updates.started", topic=self._topic.name)
+        self._log.info("model_updates.started", topic=self._topic.name, model_names=sorted(self._holders))
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(num_messages=100, timeout=self._poll_timeout)
+                # consume() waits out its whole timeout unless its batch fills: the first message ends
+                # the wait, and whatever else is already fetched joins it (the latest per name wins).
+                messages = consumer.consume(num_messages=1, timeout=self._poll_timeout)
+                if messages:
+                    messages += consumer.consume(num_messages=99, timeout=0)
                 try:
                     self._handle(messages, producer)
                 except Exception:  # noqa: BLE001 - the follower must outlive any one bad batch
@@ -133,11 +154,12 @@ class ModelUpdates:
 
     def _handle(self, messages: list[Message], producer: Producer) -> None:
         announcements = [a for msg in messages if (a := self._decode(msg, producer)) is not None]
-        latest, superseded = latest_for(announcements, self._settings.policy_name)
-        if superseded:
-            self._log.info("model_updates.superseded", versions=superseded)
-        if latest is not None:
-            self._apply(latest, producer)
+        for model_name, holder in self._holders.items():
+            latest, superseded = latest_for(announcements, model_name)
+            if superseded:
+                self._log.info("model_updates.superseded", model_name=model_name, versions=superseded)
+            if latest is not None:
+                self._apply(latest, holder, producer)
         remaining = producer.flush(10)
         if remaining:
             self._log.error("model_updates.dead_letters_undelivered", count=remaining)
@@ -150,8 +172,8 @@ class ModelUpdates:
         if msg.value() is None:
             # A tombstone: compaction's way to retire a model name, not a broken record.
             # Retiring the served name changes nothing here: the loaded version keeps serving.
-            if msg.key() == self._settings.policy_name.encode():
-                self._log.info("model_updates.name_retired", offset=msg.offset())
+            if msg.key() is not None and msg.key().decode(errors="replace") in self._holders:
+                self._log.info("model_updates.name_retired", model_name=msg.key().decode(), offset=msg.offset())
             return None
         try:
             record = self._topic.decode(msg.value())
@@ -163,19 +185,22 @@ class ModelUpdates:
             return None
         return Announcement(record, msg.partition(), msg.offset(), msg.key(), msg.value())
 
-    def _apply(self, announcement: Announcement, producer: Producer) -> None:
+    def _apply(self, announcement: Announcement, holder: ModelHolder, producer: Producer) -> None:
         record = announcement.record
-        self._log.info("model_updates.announced", version=record.version, path=record.path, offset=announcement.offset)
-        outcome = apply(self._settings, self._holder, record)
+        self._log.info(
+            "model_updates.announced", model_name=record.model_name, version=record.version, path=record.path,
+            offset=announcement.offset,
+        )
+        outcome = apply(self._settings, holder, record)
         if outcome.action == "swapped":
-            self._log.info("model.swapped", version=outcome.version, previous=outcome.previous)
+            self._log.info("model.swapped", model_name=record.model_name, version=outcome.version, previous=outcome.previous)
         elif outcome.action == "already_serving":
-            self._log.info("model_updates.already_serving", version=outcome.version)
+            self._log.info("model_updates.already_serving", model_name=record.model_name, version=outcome.version)
         else:
             serving = outcome.previous or "no version"
             reason = f"version {record.version} from {record.path} not loaded, {serving} keeps serving: {outcome.error}"
             self._log.error(
-                "model.load_failed", version=record.version, serving=outcome.previous,
+                "model.load_failed", model_name=record.model_name, version=record.version, serving=outcome.previous,
                 error=str(outcome.error), error_type=type(outcome.error).__name__,
             )
             bus.send_dead_letter(
@@ -183,6 +208,7 @@ class ModelUpdates:
                 partition=announcement.partition, offset=announcement.offset, reason=reason,
                 error_type=type(outcome.error).__name__,
             )
+            bus.publish(producer, topics.MODEL_LOAD_FAILURES, load_failure(self._settings, record, outcome, reason))
 
 
 def _from_beginning(consumer: Consumer, partitions: list[TopicPartition]) -> None:

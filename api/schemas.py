@@ -7,24 +7,37 @@ Limits that depend on settings (prompt length, max_new_tokens) are checked by
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from api.validation import Utf8Text
 
 DEFAULT_NEW_TOKENS = 64
+# Dividing logits by a smaller temperature overflows float32: 0 itself means greedy.
+MIN_TEMPERATURE = 0.01
 
 
 class GenerateRequest(BaseModel):
     # strict: "12" is not a number and true is not 1; unknown fields are refused, not ignored.
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    prompt: str = Field(min_length=1, description="Text to continue; at most `max_prompt_chars` characters.")
+    prompt: Utf8Text = Field(min_length=1, description="Text to continue; at most `max_prompt_chars` characters.")
+    target: str | None = Field(
+        None, description="Sentiment to steer toward, one of the `targets` setting; default `target_sentiment`."
+    )
     max_new_tokens: int | None = Field(
         None, ge=1, description=f"Tokens to generate; at most `max_new_tokens_limit`; default {DEFAULT_NEW_TOKENS} or the limit."
     )
-    temperature: float = Field(1.0, gt=0, le=5, description="Sampling temperature.")
+    temperature: float = Field(1.0, ge=0, le=5, description="Sampling temperature; 0: greedy (always the likeliest token).")
     top_k: int = Field(50, ge=0, le=100_000, description="Sample from the k most likely tokens; 0: no limit.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: the smallest set of tokens with this mass.")
+    repetition_penalty: float = Field(
+        1.0, ge=0.1, le=10, description="Divides the score of tokens already in the text (multiplies a negative one); 1: none."
+    )
+    num_beams: int = Field(1, ge=1, le=8, description="Beam search over this many beams (deterministic, no sampling, no streaming).")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same version, same request: same text.")
+    stream: bool = Field(False, description="Answer with server-sent events: metadata, token deltas, then usage.")
 
     @field_validator("prompt")
     @classmethod
@@ -33,11 +46,42 @@ class GenerateRequest(BaseModel):
             raise ValueError("prompt must contain text, not only whitespace")
         return prompt
 
+    @field_validator("temperature")
+    @classmethod
+    def _zero_or_not_tiny(cls, temperature: float) -> float:
+        return check_temperature(temperature)
+
+    @model_validator(mode="after")
+    def _beams_do_not_sample(self) -> GenerateRequest:
+        if self.num_beams == 1:
+            return self
+        sampling = [name for name in ("top_k", "top_p", "seed") if name in self.model_fields_set]
+        if self.temperature != 0 and "temperature" in self.model_fields_set:
+            sampling.insert(0, "temperature")
+        if sampling:
+            raise ValueError(
+                f"num_beams > 1 runs beam search, which is deterministic and does not sample: leave out "
+                f"{', '.join(sampling)} (or set temperature to 0)"
+            )
+        if self.stream:
+            raise ValueError("num_beams > 1 cannot stream: beam search knows its text only at the end")
+        return self
+
+
+def check_temperature(temperature: float) -> float:
+    if 0 < temperature < MIN_TEMPERATURE:
+        raise ValueError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+    return temperature
+
 
 class GenerateResponse(BaseModel):
     text: str = Field(description="The prompt followed by the completion.")
     completion: str
     model_version: str
+    target: str = Field(description="The sentiment the policy that wrote the completion steers toward.")
+    finish_reason: Literal["stop", "length", "cancelled"] = Field(
+        description="stop: end of text or a stop string; length: max_new_tokens reached."
+    )
     prompt_tokens: int
     completion_tokens: int
 

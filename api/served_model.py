@@ -9,11 +9,14 @@ it finishes (plain reference counting; the holder keeps no other copy).
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from api.sentiment import SentimentScorer
+from ctrlgpt.settings import Settings
 from trainer.manifest import Manifest
 
 
@@ -24,6 +27,7 @@ class ServedModel:
     model: PreTrainedModel
     manifest: Manifest
     loaded_at: datetime
+    scorer: SentimentScorer | None = None  # the version's reward model, when it has one (POST /v1/classify)
 
 
 class ModelHolder:
@@ -42,3 +46,39 @@ class ModelHolder:
         with self._swap_lock:
             previous, self._current = self._current, new
         return previous.version if previous is not None else None
+
+
+class ModelHolders:
+    """One holder per target: the target's policy, announced under its own model name.
+
+    A request's target picks the holder; the model-updates follower finds it by model name.
+    """
+
+    def __init__(self, model_names: Mapping[str, str], holders: Mapping[str, ModelHolder] | None = None) -> None:
+        given = dict(holders or {})
+        unknown = sorted(set(given) - set(model_names))
+        if unknown:
+            raise ValueError(f"holders given for targets {unknown} that have no model name")
+        self._model_names = dict(model_names)
+        self._holders = {target: given.get(target) or ModelHolder() for target in self._model_names}
+
+    @classmethod
+    def for_settings(cls, settings: Settings, holders: Mapping[str, ModelHolder] | None = None) -> ModelHolders:
+        """A holder for each of `settings.target_list`, under `settings.policy_for(target)`."""
+        targets = settings.target_list
+        if settings.target_sentiment not in targets:
+            raise ValueError(f"target_sentiment {settings.target_sentiment!r} must be one of targets {targets}")
+        return cls({target: settings.policy_for(target) for target in targets}, holders)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self._model_names)
+
+    def model_name(self, target: str) -> str:
+        return self._model_names[target]
+
+    def holder(self, target: str) -> ModelHolder:
+        return self._holders[target]
+
+    def by_model_name(self) -> dict[str, ModelHolder]:
+        return {self._model_names[target]: holder for target, holder in self._holders.items()}

@@ -1,43 +1,131 @@
-"""POST /generate: continue a prompt with the served model version."""
+"""POST /generate (and /v1/generate): continue a prompt with the policy of the request's target.
+
+With `"stream": true` or `Accept: text/event-stream` the answer is server-sent events:
+`metadata` (model version, target, prompt tokens), then one `token` per text delta,
+then `done` (the completion, why it ended, usage); `error` if generation fails midway.
+A client that disconnects stops its generation at the next token.
+"""
 
 from __future__ import annotations
 
-import structlog
-from fastapi import APIRouter, HTTPException, status
-from starlette.concurrency import run_in_threadpool
+import json
+from collections.abc import AsyncIterator
 
-from api.deps import CheckedGenerateRequest, CurrentModel
-from api.generation import PromptTooLong, SamplingParams, generate
+import structlog
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.sse import EventSourceResponse, format_sse_event
+
+from api.batching import Delta, Event, Started, WorkerClosed
+from api.deps import BatcherDep, CheckedGenerateRequest, RequestedModel, TargetModel
+from api.generation import Completion, PromptTooLong, SamplingParams
 from api.schemas import ErrorResponse, GenerateResponse
 
 log = structlog.get_logger()
 
 router = APIRouter(tags=["generate"])
 
+EVENT_STREAM = "text/event-stream"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_EVENT = {  # one server-sent event, as OpenAPI 3.2 describes an event stream's items
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["metadata", "token", "done", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+
 
 @router.post(
     "/generate",
     response_model=GenerateResponse,
-    responses={503: {"model": ErrorResponse, "description": "No model version loaded yet."}},
+    responses={
+        200: {"content": {EVENT_STREAM: {"itemSchema": SSE_EVENT}}, "description": "JSON, or events when streaming."},
+        422: {"description": "Invalid parameters, an unknown target, or a prompt too long for the model's context."},
+        503: {"model": ErrorResponse, "description": "No policy loaded yet for the target."},
+    },
 )
-async def generate_text(body: CheckedGenerateRequest, served: CurrentModel) -> GenerateResponse:
+async def generate_text(
+    request: Request, body: CheckedGenerateRequest, policy: RequestedModel, batcher: BatcherDep
+) -> GenerateResponse | EventSourceResponse:
+    assert body.max_new_tokens is not None  # filled by checked_generate_request
     params = SamplingParams(
         prompt=body.prompt,
         max_new_tokens=body.max_new_tokens,
         temperature=body.temperature,
         top_k=body.top_k,
         top_p=body.top_p,
+        repetition_penalty=body.repetition_penalty,
+        num_beams=body.num_beams,
         seed=body.seed,
     )
+    events = batcher.submit(policy.model_name, policy.served, params).events()
     try:
-        result = await run_in_threadpool(generate, served, params)
+        started = await anext(events)
     except PromptTooLong as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-    log.info("generate", version=result.version, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
+    except WorkerClosed as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
+    assert isinstance(started, Started)
+    if body.stream or EVENT_STREAM in request.headers.get("accept", ""):
+        return EventSourceResponse(_stream(policy, started, events), headers=STREAM_HEADERS)
+    try:
+        result = await _completion(events)
+    finally:
+        await events.aclose()
+    _log(policy, result)
+    return _response(policy, result)
+
+
+async def _completion(events: AsyncIterator[Event]) -> Completion:
+    async for event in events:
+        if isinstance(event, Completion):
+            return event
+    raise AssertionError("a request's events end with its completion")
+
+
+async def _stream(policy: TargetModel, started: Started, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    """The events of one request; closing this iterator (the client left) cancels its generation."""
+    metadata = {
+        "model_version": policy.served.version, "model_name": policy.model_name,
+        "target": policy.target, "prompt_tokens": started.prompt_tokens,
+    }
+    yield _sse("metadata", metadata)
+    try:
+        async for event in events:
+            if isinstance(event, Delta):
+                yield _sse("token", {"text": event.text})
+            elif isinstance(event, Completion):
+                _log(policy, event)
+                response = _response(policy, event).model_dump()
+                usage = {name: response.pop(name) for name in ("prompt_tokens", "completion_tokens")}
+                yield _sse("done", {**response, "usage": usage})
+    except Exception as exc:  # noqa: BLE001 - the status line is sent: the failure can only be an event
+        log.exception("generate.stream_failed", version=policy.served.version)
+        yield _sse("error", {"detail": f"generation failed: {type(exc).__name__}"})
+    finally:
+        await events.aclose()
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return format_sse_event(data_str=json.dumps(data), event=event)
+
+
+def _response(policy: TargetModel, result: Completion) -> GenerateResponse:
     return GenerateResponse(
         text=result.text,
         completion=result.completion,
         model_version=result.version,
+        target=policy.target,
+        finish_reason=result.finish_reason,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
     )
+
+
+def _log(policy: TargetModel, result: Completion) -> None:
+    log.info(
+        "generate", version=result.version, target=policy.target, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, finish_reason=result.finish_reason,
+    )
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from api.model_loader import load_version
 from api.served_model import ServedModel
 from ctrlgpt.settings import Settings
-from trainer.manifest import Manifest, write_manifest
+from trainer.manifest import Manifest, read_manifest, write_manifest
 
 END = "<|endoftext|>"
 SENTENCES = [
@@ -96,5 +97,29 @@ def tampered(make_version) -> Callable[[str], FixtureVersion]:
         data[-1] ^= 0xFF
         weights.write_bytes(bytes(data))
         return fixture
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_scored_version(make_version, tiny_tokenizer) -> Callable[..., FixtureVersion]:
+    """Factory: a registered version with a reward model (`reward/`, as the trainer writes it) beside its policy."""
+
+    def make(version: str, *, name: str = "expansion-policy", seed: int = 0, threshold: float = 0.0) -> FixtureVersion:
+        fixture = make_version(version, name=name, seed=seed)
+        reward = fixture.path / "reward"
+        tokenizer = copy.deepcopy(tiny_tokenizer)
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})  # distinct from end-of-text, as the trainer's
+        tokenizer.padding_side = "left"
+        tokenizer.save_pretrained(reward)
+        config = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2, num_labels=1,
+            bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )
+        torch.manual_seed(seed)
+        GPT2ForSequenceClassification(config).save_pretrained(reward)
+        manifest = read_manifest(fixture.path)
+        manifest = manifest.model_copy(update={"metrics": {**manifest.metrics, "target_threshold": threshold}})
+        return FixtureVersion(version, fixture.path, write_manifest(fixture.path, manifest))
 
     return make

@@ -39,7 +39,8 @@ def test_no_model_yet_is_503_with_a_message(api_settings):
     with TestClient(create_app(api_settings, follow_updates=False)) as client:
         response = client.post("/generate", json={"prompt": "The cat"})
         assert response.status_code == 503
-        assert "no model version is loaded yet" in response.json()["detail"]
+        assert "no policy for target 'positive' is loaded yet" in response.json()["detail"]
+        assert "expansion-policy-positive" in response.json()["detail"]
         assert client.get("/v1/models/current").status_code == 503
         assert client.get("/health").json() == {"status": "waiting_for_model", "model_version": None}
 
@@ -57,7 +58,6 @@ def test_no_model_yet_is_503_with_a_message(api_settings):
         ({"prompt": "The cat", "max_new_tokens": "5"}, "max_new_tokens"),
         ({"prompt": "The cat", "max_new_tokens": 2.5}, "max_new_tokens"),
         ({"prompt": "The cat", "max_new_tokens": True}, "max_new_tokens"),
-        ({"prompt": "The cat", "temperature": 0}, "temperature"),
         ({"prompt": "The cat", "temperature": -1}, "temperature"),
         ({"prompt": "The cat", "temperature": 5.01}, "temperature"),
         ({"prompt": "The cat", "temperature": "hot"}, "temperature"),
@@ -65,7 +65,16 @@ def test_no_model_yet_is_503_with_a_message(api_settings):
         ({"prompt": "The cat", "top_p": 1.5}, "top_p"),
         ({"prompt": "The cat", "top_k": -1}, "top_k"),
         ({"prompt": "The cat", "seed": -1}, "seed"),
-        ({"prompt": "The cat", "stream": True}, "stream"),
+        ({"prompt": "The cat", "stream": "yes"}, "stream"),
+        ({"prompt": "The cat", "repetition_penalty": 0}, "repetition_penalty"),
+        ({"prompt": "The cat", "repetition_penalty": 5e-324}, "repetition_penalty"),
+        ({"prompt": "The cat", "temperature": 5e-324}, "temperature"),
+        ({"prompt": "The cat", "repetition_penalty": 11}, "repetition_penalty"),
+        ({"prompt": "The cat", "num_beams": 0}, "num_beams"),
+        ({"prompt": "The cat", "num_beams": 9}, "num_beams"),
+        ({"prompt": "The cat", "target": "angry"}, "target"),
+        ({"prompt": "The cat", "target": 1}, "target"),
+        ({"prompt": "The cat", "beams": 2}, "beams"),
     ],
 )
 def test_bad_input_is_422_naming_the_field(client, body, field):
@@ -116,3 +125,54 @@ def test_an_internal_error_is_a_clean_500(api_settings):
         response = client.get("/broken")
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error"}
+
+
+def test_an_unknown_target_is_422_naming_the_served_ones(client):
+    response = client.post("/v1/generate", json={"prompt": "The cat", "target": "angry"})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["msg"] == "target 'angry' is not served here; the targets are: positive"
+
+
+def test_the_response_names_target_and_why_it_ended(client):
+    answer = client.post("/v1/generate", json={"prompt": "The cat", "max_new_tokens": 3, "target": "positive"}).json()
+    assert answer["target"] == "positive"
+    assert answer["finish_reason"] in {"stop", "length"}
+    assert answer["finish_reason"] == "stop" or answer["completion_tokens"] == 3
+
+
+def test_greedy_and_beam_search_are_deterministic(client):
+    for body in ({"temperature": 0}, {"num_beams": 3}, {"num_beams": 2, "temperature": 0, "repetition_penalty": 1.3}):
+        request = {"prompt": "Good food", "max_new_tokens": 6, **body}
+        first, second = client.post("/v1/generate", json=request), client.post("/v1/generate", json=request)
+        assert first.status_code == 200, first.text
+        assert first.json()["completion"] == second.json()["completion"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"num_beams": 2, "temperature": 0.7}, "leave out temperature"),
+        ({"num_beams": 2, "seed": 3, "top_k": 5}, "leave out top_k, seed"),
+        ({"num_beams": 2, "stream": True}, "cannot stream"),
+    ],
+)
+def test_beam_search_with_sampling_settings_is_refused_with_the_reason(client, body, reason):
+    response = client.post("/v1/generate", json={"prompt": "The cat", **body})
+    assert response.status_code == 422
+    assert reason in response.json()["detail"][0]["msg"]
+
+
+def test_each_target_is_served_by_its_own_policy(api_settings, v1, v2):
+    settings = api_settings.model_copy(update={"targets": "positive,negative,neutral"})
+    app = create_app(settings, follow_updates=False)
+    app.state.models.holder("positive").swap(v1.load())
+    app.state.models.holder("negative").swap(v2.load())
+    with TestClient(app) as client:
+        default = client.post("/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2}).json()
+        chosen = client.post("/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2, "target": "negative"}).json()
+        missing = client.post("/v1/generate", json={"prompt": "The cat", "target": "neutral"})
+    assert (default["model_version"], default["target"]) == ("v1", "positive")
+    assert (chosen["model_version"], chosen["target"]) == ("v2", "negative")
+    assert missing.status_code == 503
+    assert "no policy for target 'neutral' is loaded yet" in missing.json()["detail"]

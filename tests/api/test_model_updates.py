@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.model_updates import Announcement, apply, consumer_group, latest_for, replica_id, version_dir
-from api.served_model import ModelHolder
+from api.served_model import ModelHolder, ModelHolders
 from streams import topics
 from streams.records import ModelPromoted
 from trainer.manifest import ChecksumMismatch
@@ -81,3 +83,32 @@ def test_each_replica_has_its_own_group(api_settings):
     assert replica_id(api_settings) == f"{socket.gethostname()}-{api_settings.api_port}"
     named = api_settings.model_copy(update={"api_replica_id": "replica-a"})
     assert consumer_group(named) == "ctrlgpt-api-replica-a"
+
+
+def test_a_holder_per_target_under_its_policy_name(api_settings):
+    settings = api_settings.model_copy(update={"targets": "positive, negative"})
+    models = ModelHolders.for_settings(settings)
+    assert models.targets == ["positive", "negative"]
+    assert models.model_name("negative") == "expansion-policy-negative"
+    by_name = models.by_model_name()
+    assert by_name["expansion-policy-positive"] is models.holder("positive")
+    assert by_name["expansion-policy-negative"] is not models.holder("positive")
+
+
+def test_the_default_target_must_be_one_of_the_targets(api_settings):
+    settings = api_settings.model_copy(update={"targets": "negative", "target_sentiment": "positive"})
+    with pytest.raises(ValueError, match="target_sentiment 'positive' must be one of targets"):
+        ModelHolders.for_settings(settings)
+
+
+def test_latest_for_picks_each_target_policy_from_one_batch(api_settings, v1, v2):
+    settings = api_settings.model_copy(update={"targets": "positive,negative"})
+    names = ModelHolders.for_settings(settings).by_model_name()
+    batch = [
+        _announcement(_promoted(v1, model_name="expansion-policy-negative"), 0),
+        _announcement(_promoted(v2, model_name="expansion-policy-positive"), 1),
+        _announcement(_promoted(v1, model_name="expansion-policy-positive"), 2),
+    ]
+    latest = {name: latest_for(batch, name)[0].record.version for name in names}
+    assert latest == {"expansion-policy-positive": "v1", "expansion-policy-negative": "v1"}
+    assert latest_for(batch, "expansion-policy-positive")[1] == ["v2"]

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.model_updates import ModelUpdates
-from api.served_model import ModelHolder
+from api.served_model import ModelHolders
 from deploy.processes import wait_until
 from streams import bus, topics
 from streams.records import DeadLetter, ModelPromoted
@@ -40,10 +40,10 @@ def _generated_by(client: TestClient) -> str:
 def test_api_swaps_on_each_promotion_and_dead_letters_a_tampered_one(settings, make_version, tampered):
     run = uuid.uuid4().hex[:12]
     # A model name of its own, so the demo's API (serving expansion-policy) never sees these versions.
-    name = f"test-policy-{run}"
     api_settings = settings.model_copy(
-        update={"policy_name": name, "api_replica_id": f"test-{run}", "max_new_tokens_limit": 16}
+        update={"policy_name": f"test-policy-{run}", "api_replica_id": f"test-{run}", "max_new_tokens_limit": 16}
     )
+    name = api_settings.policy_for(api_settings.target_sentiment)
     first, second, bad = make_version(f"{run}-a"), make_version(f"{run}-b", parent=f"{run}-a"), tampered(f"{run}-bad")
 
     def promote(version) -> None:
@@ -90,11 +90,12 @@ def test_a_record_that_breaks_the_contract_is_dead_lettered_and_the_next_one_ser
     version = make_version(f"{run}-ok")
     producer = bus.make_producer(settings)
     producer.produce(topic.name, key=b"expansion-policy", value=b'{"version": 3, "oops": true}')
-    bus.publish(producer, topic, _promoted(version))
+    bus.publish(producer, topic, _promoted(version, model_name=settings.policy_for("positive")))
     bus.flush_or_raise(producer)
 
-    holder = ModelHolder()
-    updates = ModelUpdates(settings.model_copy(update={"api_replica_id": f"test-{run}"}), holder, topic=topic)
+    models = ModelHolders.for_settings(settings)
+    holder = models.holder("positive")
+    updates = ModelUpdates(settings.model_copy(update={"api_replica_id": f"test-{run}"}), models, topic=topic)
     updates.start()
     try:
         wait_until(lambda: holder.current is not None, what=f"{version.version} loaded", timeout=TIMEOUT_S)
@@ -110,3 +111,34 @@ def test_a_record_that_breaks_the_contract_is_dead_lettered_and_the_next_one_ser
         updates.stop()
     assert [letter.error_type for letter in letters] == ["ContractError"]
     assert "invalid ModelPromoted" in letters[0].reason
+
+
+def test_one_consumer_follows_the_policy_of_every_target(settings, make_version):
+    run = uuid.uuid4().hex[:12]
+    api_settings = settings.model_copy(
+        update={"policy_name": f"test-policy-{run}", "targets": "positive,negative,neutral", "api_replica_id": f"test-{run}"}
+    )
+    positive, negative = make_version(f"{run}-pos", seed=1), make_version(f"{run}-neg", seed=2)
+    names = {target: api_settings.policy_for(target) for target in ("positive", "negative")}
+    bus.ensure_topics(settings, [topics.MODEL_UPDATES, topics.dead_letter_topic("api")])
+    producer = bus.make_producer(settings)
+    try:
+        bus.publish(producer, topics.MODEL_UPDATES, _promoted(positive, model_name=names["positive"]))
+        bus.publish(producer, topics.MODEL_UPDATES, _promoted(negative, model_name=names["negative"]))
+        bus.flush_or_raise(producer)
+        with TestClient(create_app(api_settings)) as client:
+            models = client.app.state.models
+            wait_until(
+                lambda: models.holder("positive").current is not None and models.holder("negative").current is not None,
+                what="both targets served", timeout=TIMEOUT_S,
+            )
+            for target, version in (("positive", positive), ("negative", negative)):
+                answer = client.post("/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2, "target": target})
+                assert answer.json()["model_version"] == version.version
+            assert client.post("/v1/generate", json={"prompt": "The cat", "target": "neutral"}).status_code == 503
+            listed = {card["id"]: card["version"] for card in client.get("/v1/models").json()["data"]}
+            assert listed == {names["positive"]: positive.version, names["negative"]: negative.version}
+    finally:
+        for name in names.values():
+            producer.produce(topics.MODEL_UPDATES.name, key=name.encode(), value=None)
+        producer.flush(30)

@@ -1,0 +1,147 @@
+"""Prometheus metrics of an API replica: Kafka figures collected on scrape, request latency, the served model.
+
+Kafka metric names follow kafka-exporter (`kafka_consumergroup_lag`, ...), so its
+dashboards and alerts work unchanged. They come from `OpsMonitor.snapshot()`: cached
+for one sample interval and waited for at most `ops_kafka_timeout_s`; while Kafka
+cannot be read they are absent and `ctrlgpt_kafka_up` is 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.ops_monitor import OpsMonitor, dead_letters, topic_totals
+from api.served_model import ModelHolder, ModelHolders
+from streams.consumer_lag import Status
+
+__all__ = ["OpsCollector", "RequestLatency", "build_registry"]
+
+
+class OpsCollector:
+    """Collects on every scrape; `monitor` None (an app without Kafka) exports only `ctrlgpt_kafka_up 0`.
+
+    `holders`: the app's holders (one per target), or a single holder.
+    """
+
+    def __init__(self, monitor: OpsMonitor | None, holders: ModelHolders | ModelHolder) -> None:
+        self._monitor = monitor
+        self._holders = list(holders.by_model_name().values()) if isinstance(holders, ModelHolders) else [holders]
+
+    def describe(self) -> list[Metric]:
+        return []  # no names up front: registering must not read Kafka
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._model_info()
+        snapshot = self._monitor.snapshot() if self._monitor is not None else None
+        up = GaugeMetricFamily("ctrlgpt_kafka_up", "1 if the last offsets read from Kafka succeeded in time, else 0.")
+        up.add_metric([], 1.0 if snapshot is not None else 0.0)
+        yield up
+        if snapshot is None or self._monitor is None:
+            return
+
+        topic_offset = GaugeMetricFamily(
+            "kafka_topic_partition_current_offset", "End offset of a partition.", labels=["topic", "partition"]
+        )
+        for (topic, partition), end in sorted(snapshot.end_offsets.items()):
+            topic_offset.add_metric([topic, str(partition)], end)
+        yield topic_offset
+
+        labels = ["consumergroup", "topic", "partition"]
+        current = GaugeMetricFamily("kafka_consumergroup_current_offset", "Committed offset of a group.", labels=labels)
+        lag = GaugeMetricFamily("kafka_consumergroup_lag", "End offset minus committed offset.", labels=labels)
+        lag_sum = GaugeMetricFamily("kafka_consumergroup_lag_sum", "Lag of a group over a topic.", labels=["consumergroup", "topic"])
+        members = GaugeMetricFamily("kafka_consumergroup_members", "Members of a group.", labels=["consumergroup"])
+        status = StateSetMetricFamily(
+            "ctrlgpt_consumergroup_status", "Burrow-style status of a group (its worst partition).", labels=["consumergroup"]
+        )
+        drain = GaugeMetricFamily(
+            "ctrlgpt_consumergroup_time_to_drain_seconds",
+            "Time to consume the lag at the window's net rate; +Inf when it is not shrinking.",
+            labels=["consumergroup"],
+        )
+        for group in self._monitor.lag():
+            sums: dict[str, int] = {}
+            for p in group.partitions:
+                current.add_metric([group.group, p.topic, str(p.partition)], p.committed)
+                lag.add_metric([group.group, p.topic, str(p.partition)], p.lag)
+                sums[p.topic] = sums.get(p.topic, 0) + p.lag
+            for topic, total in sorted(sums.items()):
+                lag_sum.add_metric([group.group, topic], total)
+            members.add_metric([group.group], group.members)
+            status.add_metric([group.group], {s.value: s is group.status for s in Status})
+            ttd = group.time_to_drain_s
+            drain.add_metric([group.group], float("inf") if ttd is None else ttd)
+        yield from (current, lag, lag_sum, members, status, drain)
+
+        records = CounterMetricFamily("ctrlgpt_topic_records", "Records appended to a pipeline topic (its end offsets).", labels=["topic"])
+        for topic, total in sorted(topic_totals(snapshot).items()):
+            records.add_metric([topic], total)
+        yield records
+        letters = CounterMetricFamily("ctrlgpt_dead_letters", "Records a stage dead-lettered.", labels=["stage"])
+        for stage, total in sorted(dead_letters(snapshot).items()):
+            letters.add_metric([stage], total)
+        yield letters
+
+        runs = GaugeMetricFamily("ctrlgpt_training_runs", "Training runs by the stage of their last event.", labels=["stage"])
+        _, by_stage = self._monitor.training_runs()
+        for stage, count in sorted(by_stage.items()):
+            runs.add_metric([stage], count)
+        yield runs
+
+    def _model_info(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("ctrlgpt_model_info", "The model versions this replica serves.", labels=["model_name", "version"])
+        for holder in self._holders:
+            current = holder.current
+            if current is not None:
+                info.add_metric([current.manifest.name, current.version], 1.0)
+        yield info
+
+
+def build_registry(monitor: OpsMonitor | None, holders: ModelHolders | ModelHolder) -> tuple[CollectorRegistry, Histogram]:
+    """A registry of this app's own (not the process-global one: several apps may live in one process)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    registry.register(OpsCollector(monitor, holders))
+    latency = Histogram(
+        "ctrlgpt_http_request_duration_seconds",
+        "Time to answer an HTTP request, by route template.",
+        ["method", "route", "status"],
+        registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    )
+    return registry, latency
+
+
+class RequestLatency:
+    """Observes each HTTP request's duration under its route template (`/v1/generate`, never raw paths)."""
+
+    def __init__(self, app: ASGIApp, histogram: Histogram, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.app = app
+        self.histogram = histogram
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self.clock()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            # Unmatched paths share one label: a scanner must not create a series per URL.
+            template = getattr(route, "path", None) or "unmatched"
+            self.histogram.labels(scope["method"], template, str(status)).observe(self.clock() - started)

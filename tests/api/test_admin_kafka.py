@@ -1,0 +1,180 @@
+"""The admin API against the real broker: what each endpoint publishes, read back from topics of the test's own."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from registry_versions import add_version
+from topic_reader import read_records
+
+from api.main import create_app
+from api.routes import admin
+from ctrlgpt import secrets
+from streams import bus
+from streams.records import CrawlRequested, ModelPromoted, TrainingRequested
+from streams.topics import Topic
+from trainer import manifest, operations
+from trainer.registry import version_id
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def local(settings, tmp_path, run):
+    # A model name of its own: no other replica acts on what these tests announce.
+    return settings.model_copy(
+        update={"data_dir": tmp_path, "policy_name": f"test-admin-{run}", "api_replica_id": f"test-{run}",
+                "max_new_tokens_limit": 16}
+    )
+
+
+@pytest.fixture
+def test_topics(settings, run) -> dict[str, Topic]:
+    made = {
+        "updates": Topic(f"ctrlgpt.test.admin.updates.{run}", ModelPromoted, key="model_name", partitions=1),
+        "commands": Topic(f"ctrlgpt.test.admin.commands.{run}", TrainingRequested, key="command", partitions=1),
+        "crawls": Topic(f"ctrlgpt.test.admin.crawls.{run}", CrawlRequested, key="url", partitions=1),
+    }
+    bus.ensure_topics(settings, list(made.values()))
+    return made
+
+
+@pytest.fixture
+def client(local, test_topics):
+    app = create_app(local, follow_updates=False)
+    app.dependency_overrides[admin.model_updates_topic] = lambda: test_topics["updates"]
+    app.dependency_overrides[admin.training_commands_topic] = lambda: test_topics["commands"]
+    app.dependency_overrides[admin.crawl_requests_topic] = lambda: test_topics["crawls"]
+    with TestClient(app, headers={"X-API-Key": secrets.load_or_create(local.secrets_file).api_admin_key}) as client:
+        yield client
+
+
+def read_all(settings, topic: Topic, count: int) -> list:
+    return read_records(settings, topic, until=lambda found: len(found) >= count)
+
+
+def test_rollback_and_pin_are_announced_to_every_replica(client, settings, local, test_topics):
+    registry = operations.registry_for(local)
+    name = local.policy_for(local.target_sentiment)
+    first = add_version(registry, 1, name=name)
+    registry.promote(first, "first")
+    second = add_version(registry, 2, parent=first, name=name)
+    registry.promote(second, "better")
+
+    rolled = client.post("/v1/admin/models/rollback", json={"version": first, "reason": "second says nonsense"})
+    assert rolled.status_code == 200, rolled.text
+    assert rolled.json()["previous"] == second and registry.current() == first
+    pinned = client.post(f"/v1/admin/models/{second}/pin", json={"reason": "fixed upstream"})
+    assert pinned.status_code == 200, pinned.text
+    assert registry.current() == second and registry.pinned() == second
+
+    announced = read_all(settings, test_topics["updates"], 2)
+    assert [(a.version, a.action, a.reason, a.model_name) for a in announced] == [
+        (first, "rolled_back", "second says nonsense", name),
+        (second, "pinned", "fixed upstream", name),
+    ]
+    assert announced[1].manifest_sha256 == manifest.sha256_of(registry.path(second) / manifest.MANIFEST)
+    [listed] = client.get("/v1/admin/models").json()["models"]
+    assert listed["pinned"] == second and [v["status"] for v in listed["versions"]] == ["promoted", "promoted"]
+
+
+def test_train_now_and_cancel_publish_operator_commands(client, settings, test_topics):
+    train = client.post("/v1/admin/training", json={"reason": "new data"})
+    cancel = client.delete("/v1/admin/training", params={"run_id": "abc123", "reason": "wrong data"})
+    cancel_any = client.delete("/v1/admin/training")
+    assert (train.status_code, cancel.status_code, cancel_any.status_code) == (202, 202, 202)
+
+    commands = read_all(settings, test_topics["commands"], 3)
+    assert [(c.command, c.run_id, c.reason, c.requested_by) for c in commands] == [
+        ("train", None, "new data", "api"),
+        ("cancel", "abc123", "wrong data", "api"),
+        ("cancel", None, "", "api"),
+    ]
+    assert commands[0].event_id == train.json()["event_id"]
+
+
+def test_crawls_are_seeded_as_api_requests(client, settings, test_topics):
+    body = {
+        "urls": ["http://127.0.0.1:9/a", "http://127.0.0.1:9/a", "http://127.0.0.1:9/b"],
+        "max_depth": 1,
+        "allowed_domains": ["Example.org."],
+        "fetch_mode": "http",
+        "max_pages": 5,
+    }
+    response = client.post("/v1/admin/crawls", json=body)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert len(accepted["urls"]) == 2
+
+    seeds = read_all(settings, test_topics["crawls"], 2)
+    assert sorted(s.url for s in seeds) == sorted(accepted["urls"])
+    assert {(s.source, s.crawl_id, s.depth, s.max_depth, s.fetch_mode, s.max_pages) for s in seeds} == {
+        ("api", accepted["crawl_id"], 0, 1, "http", 5)
+    }
+    assert seeds[0].allowed_domains == ["example.org"]
+
+
+def test_reload_serves_the_last_announced_version(client, settings, local, test_topics, make_version, run):
+    name = local.policy_for(local.target_sentiment)
+    older, version = make_version(f"{run}-a", name=name), make_version(f"{run}-b", name=name, parent=f"{run}-a")
+    producer = bus.make_producer(settings)
+    for announced in (older, version):
+        bus.publish(
+            producer,
+            test_topics["updates"],
+            ModelPromoted(
+                model_name=name, version=announced.version, path=str(announced.path),
+                manifest_sha256=announced.manifest_sha256,
+            ),
+        )
+    bus.flush_or_raise(producer)
+
+    first = client.post("/v1/admin/models/reload")
+    again = client.post("/v1/admin/models/reload")
+
+    assert first.status_code == 200, first.text
+    [reloaded] = first.json()["models"]
+    assert (reloaded["action"], reloaded["version"], reloaded["source"]) == ("swapped", version.version, "topic")
+    assert again.json()["models"][0]["action"] == "already_serving"
+    assert client.get("/health").json()["model_version"] == version.version
+
+
+def test_reload_with_nothing_announced_or_current_changes_nothing(client):
+    response = client.post("/v1/admin/models/reload")
+    assert response.status_code == 200, response.text
+    assert [m["action"] for m in response.json()["models"]] == ["nothing_to_serve"]
+    assert client.get("/health").json()["model_version"] is None
+
+
+def test_reload_falls_back_to_the_registry_and_refuses_a_broken_version(client, local, make_version, run):
+    fixture = make_version(f"{run}-c", name=local.policy_for(local.target_sentiment))
+    registry = operations.registry_for(local)
+    version = version_id(1, run)
+    shutil.copytree(fixture.path, registry.path(version))
+    recorded = manifest.read_manifest(registry.path(version))
+    manifest.write_manifest(registry.path(version), recorded.model_copy(update={"version": version}))
+    registry.promote(version, "first")
+
+    assert client.post("/v1/admin/models/reload").json()["models"][0]["source"] == "registry"
+    assert client.get("/health").json()["model_version"] == version
+
+    broken = version_id(2, run)
+    shutil.copytree(registry.path(version), registry.path(broken))
+    manifest.write_manifest(
+        registry.path(broken), manifest.read_manifest(registry.path(broken)).model_copy(update={"version": broken})
+    )
+    registry.promote(broken, "second")
+    weights = registry.path(broken) / "policy" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1])
+
+    response = client.post("/v1/admin/models/reload")
+    assert response.status_code == 409 and f"{version} keeps serving" in response.json()["detail"]
+    assert client.get("/health").json()["model_version"] == version

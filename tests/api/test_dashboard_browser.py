@@ -1,0 +1,117 @@
+"""The operator dashboard in real headless Chromium against uvicorn on loopback and the real broker:
+it loads, shows a test group's lag and a training run published to Kafka, and updates without a reload."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from confluent_kafka import Producer, TopicPartition
+from playwright.sync_api import Page, expect, sync_playwright
+
+from api.main import create_app
+from producers.browser import CHROMIUM_ARGS
+from streams import bus, topics
+from streams.records import DeadLetter, TrainingRunProgressed
+from streams.topics import Topic
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_MS = 60_000  # bound on waiting for the page to show data; no timing is asserted
+RUN = uuid.uuid4().hex
+GROUP = f"test-dash-{RUN}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url(settings) -> Iterator[str]:
+    port = _free_port()
+    app_settings = settings.model_copy(
+        update={"api_port": port, "ops_groups": f"^{GROUP}$", "ops_sample_interval_s": 1.0}
+    )
+    app = create_app(app_settings, follow_updates=False, monitor_kafka=True)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            threading.Event().wait(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def page(settings) -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(settings.chromium_path), headless=True, args=list(CHROMIUM_ARGS)
+        )
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+def commit(settings, topic: Topic, offset: int) -> None:
+    consumer = bus.make_consumer(settings, GROUP)
+    consumer.commit(offsets=[TopicPartition(topic.name, 0, offset)], asynchronous=False)
+    consumer.close()
+
+
+def publish_progress(settings, **fields) -> None:
+    producer = bus.make_producer(settings)
+    bus.publish(producer, topics.TRAINING_RUNS, TrainingRunProgressed(run_id=f"test-dash-{RUN}", **fields))
+    bus.flush_or_raise(producer)
+
+
+def test_dashboard_shows_live_lag_and_training_runs(settings, base_url: str, page: Page) -> None:
+    topic = Topic(f"ctrlgpt.test.dashboard.{RUN}", DeadLetter, key="key", partitions=1)
+    bus.ensure_topics(settings, [topic, topics.TRAINING_RUNS])
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for i in range(5):
+        producer.produce(topic.name, value=b"record %d" % i)
+    assert producer.flush(30) == 0
+    commit(settings, topic, 2)
+
+    page.goto(f"{base_url}/dashboard")
+    row = page.locator(f'#groups tr[data-key="{GROUP}"]')
+    expect(row.locator("td").nth(5)).to_have_text("3")
+    expect(page.locator("#kafka")).to_have_text("Kafka: up")
+    expect(page.locator(f'#lag-chart polyline[data-series="{GROUP}"]')).to_have_count(1)
+    page.evaluate("window.__loadedOnce = true")  # gone if the page reloads
+
+    # The group catches up: the same row, without a reload, shows no lag and status OK.
+    commit(settings, topic, 5)
+    expect(row.locator("td").nth(5)).to_have_text("0")
+    expect(row.locator("td").nth(1)).to_have_text("OK")
+
+    # A training run published to Kafka appears, with its reward and KL curves, then finishes.
+    run_id = f"test-dash-{RUN}"
+    publish_progress(settings, stage="ppo", step=1, total_steps=2, reward=0.2, kl=0.01, message="test event")
+    publish_progress(settings, stage="ppo", step=2, total_steps=2, reward=0.5, kl=0.03, message="test event")
+    run_row = page.locator(f'#runs tr[data-key="{run_id}"]')
+    expect(run_row.locator("td").nth(1)).to_have_text("ppo")
+    run_row.click()
+    expect(page.locator("#curve-run")).to_have_text(run_id)
+    reward_line = page.locator('#reward-chart polyline[data-series="reward"]')
+    expect(reward_line).to_have_attribute("points", re.compile(r"^\S+ \S+$"))  # both logged steps
+    expect(page.locator('#kl-chart polyline[data-series="KL"]')).to_have_count(1)
+
+    publish_progress(settings, stage="done", message="test event finished")
+    expect(run_row.locator("td").nth(1)).to_have_text("done")
+    expect(page.locator("#throughput tbody tr").first).to_be_visible()
+    assert page.evaluate("window.__loadedOnce") is True

@@ -1,0 +1,110 @@
+"""The try-it page in real headless Chromium against uvicorn on loopback, serving a real tiny model:
+a person's thumbs up and their pick of two answers come back from Kafka as label events."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from playwright.sync_api import Page, expect, sync_playwright
+
+from api.main import create_app
+from api.served_model import ModelHolder
+from producers.browser import CHROMIUM_ARGS
+from streams import bus, topics
+from streams.records import LabelRecorded, PreferenceLabel, RatingLabel
+from topic_reader import read_records
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_MS = 60_000  # bound on the page's answers; no timing is asserted
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url(settings, make_scored_version) -> Iterator[str]:
+    holder = ModelHolder()
+    holder.swap(make_scored_version("v-try", seed=12).load())
+    port = _free_port()
+    app_settings = settings.model_copy(update={"api_port": port, "max_new_tokens_limit": 16})
+    app = create_app(app_settings, holder=holder, follow_updates=False, monitor_kafka=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            threading.Event().wait(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def page(settings) -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(settings.chromium_path), headless=True, args=list(CHROMIUM_ARGS)
+        )
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        yield page
+        browser.close()
+
+
+def test_a_rating_and_a_pick_become_label_events(settings, base_url: str, page: Page) -> None:
+    bus.ensure_topics(settings, [topics.LABELS])
+    prompt = f"The harbor {uuid.uuid4().hex[:10]}"
+    page.goto(f"{base_url}/try")
+    expect(page.locator("#target option")).to_have_count(len(settings.target_list))
+    page.fill("#prompt", prompt)
+    page.fill("#max_new_tokens", "8")
+
+    page.click("#one")
+    expect(page.locator("#single")).to_be_visible()
+    expect(page.locator("#single-version")).to_have_text("v-try")
+    answer = page.locator("#single-text").inner_text()
+    assert answer.startswith(prompt)
+    page.click("#thumbs-up")
+    expect(page.locator("#thanks")).to_contain_text("recorded as api:try-")
+
+    for _ in range(3):  # two sampled answers of 8 tokens are rarely the same; the page refuses to pick then
+        page.click("#two")
+        expect(page.locator("#pair")).to_be_visible()
+        expect(page.locator("#two")).to_be_enabled()
+        a, b = page.locator("#answer-a").inner_text(), page.locator("#answer-b").inner_text()
+        if a != b:
+            break
+    assert a != b
+    expect(page.locator("#pair-version")).to_have_text("v-try")
+    page.click("#pick-b")
+    expect(page.locator("#thanks")).to_contain_text("recorded as api:try-")
+
+    events = read_records(
+        settings,
+        topics.LABELS,
+        until=lambda found: len(found) >= 2,
+        keep=lambda e: isinstance(e, LabelRecorded) and getattr(e.label, "prompt", None) == prompt,
+        timeout=TIMEOUT_MS / 1000,
+    )
+    [rating] = [e for e in events if isinstance(e.label, RatingLabel)]
+    [preference] = [e for e in events if isinstance(e.label, PreferenceLabel)]
+    assert (rating.label.rating, rating.label.target, rating.model_version) == ("up", settings.target_sentiment, "v-try")
+    assert prompt + rating.label.completion == answer
+    assert (prompt + preference.label.chosen, prompt + preference.label.rejected) == (b, a)
+    assert preference.model_version == "v-try"
+    for event in (rating, preference):
+        assert event.source == "api" and event.annotator.startswith("web-")
+        assert event.label_id.startswith("api:try-")
+    assert rating.label_id != preference.label_id
