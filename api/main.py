@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from transformers.utils import logging as transformers_logging
 
 from api.middleware import AccessLog, BodySizeLimit
-from api.metrics import RequestLatency, build_registry
+from api.metrics import build_registry
 from api.model_updates import STAGE, ModelUpdates, replica_id
 from api.ops_monitor import OpsMonitor
 from api.routes import dashboard, metrics
@@ -76,8 +76,7 @@ def create_app(
     app.state.ops_monitor = monitor
     app.state.metrics_registry, latency = build_registry(monitor, models)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes(settings))
-    app.add_middleware(AccessLog)
-    app.add_middleware(RequestLatency, histogram=latency)
+    app.add_middleware(AccessLog, latency=latency)
     app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.include_router(generate.router)

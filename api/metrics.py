@@ -8,18 +8,16 @@ cannot be read they are absent and `ctrlgpt_kafka_up` is 0.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.ops_monitor import OpsMonitor, dead_letters, topic_totals
 from api.served_model import ModelHolder, ModelHolders
 from streams.consumer_lag import Status
 
-__all__ = ["OpsCollector", "RequestLatency", "build_registry"]
+__all__ = ["OpsCollector", "build_registry"]
 
 
 class OpsCollector:
@@ -115,33 +113,3 @@ def build_registry(monitor: OpsMonitor | None, holders: ModelHolders | ModelHold
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     )
     return registry, latency
-
-
-class RequestLatency:
-    """Observes each HTTP request's duration under its route template (`/v1/generate`, never raw paths)."""
-
-    def __init__(self, app: ASGIApp, histogram: Histogram, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.app = app
-        self.histogram = histogram
-        self.clock = clock
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = self.clock()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = scope.get("route")
-            # Unmatched paths share one label: a scanner must not create a series per URL.
-            template = getattr(route, "path", None) or "unmatched"
-            self.histogram.labels(scope["method"], template, str(status)).observe(self.clock() - started)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import structlog
+from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,10 +51,14 @@ class BodySizeLimit:
 
 
 class AccessLog:
-    """Log method, path, status and duration of every HTTP request."""
+    """Log method, path, status and duration of every HTTP request; observe the duration in `latency`.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The histogram is labelled by route template (`/v1/generate`), never by raw path.
+    """
+
+    def __init__(self, app: ASGIApp, latency: Histogram | None = None) -> None:
         self.app = app
+        self.latency = latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,10 +76,10 @@ class AccessLog:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            log.info(
-                "http.request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+            seconds = time.perf_counter() - started
+            log.info("http.request", method=scope["method"], path=scope["path"], status=status,
+                     duration_ms=round(seconds * 1000, 1))
+            if self.latency is not None:
+                # Unmatched paths share one label: a scanner must not create a series per URL.
+                template = getattr(scope.get("route"), "path", None) or "unmatched"
+                self.latency.labels(scope["method"], template, str(status)).observe(seconds)

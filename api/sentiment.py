@@ -16,14 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from trainer import reward_scores
 from trainer.manifest import Manifest
 
 REWARD_DIR = "reward"
-MAX_TOKENS = 256  # as trainer/reward.py
-BATCH_SIZE = 16
 OPPOSITE = {"positive": "negative", "negative": "positive"}
 
 # A fast tokenizer is not safe to share between threads, and the scorer is shared by requests.
@@ -47,7 +45,7 @@ class SentimentScorer:
     def classify(self, texts: Sequence[str]) -> list[Sentiment]:
         """Score and label each text (blocking: call it off the event loop)."""
         with _SCORING_LOCK:
-            scores = _scores(self.model, self.tokenizer, texts)
+            scores = reward_scores.score(self.model, self.tokenizer, texts)
         return [label_of(score, self.target, self.threshold) for score in scores]
 
 
@@ -75,31 +73,3 @@ def load_scorer(version_dir: Path, manifest: Manifest) -> SentimentScorer:
         target=manifest.target_sentiment,
         threshold=float(manifest.metrics.get("target_threshold", 0.0)),
     )
-
-
-def _encode(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int) -> list[int]:
-    ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_tokens - 1)["input_ids"]
-    return ids + [tokenizer.eos_token_id]
-
-
-def _scores(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[float]:
-    max_tokens = min(MAX_TOKENS, int(getattr(model.config, "n_positions", None) or model.config.max_position_embeddings))
-    # The classifier reads the last token that is not padding: padding must differ from the
-    # end-of-text token the score is read at, else texts are scored one by one, unpadded.
-    batch_size = BATCH_SIZE if tokenizer.pad_token_id not in (None, tokenizer.eos_token_id) else 1
-    scores: list[float] = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = [_encode(tokenizer, text, max_tokens) for text in texts[start : start + batch_size]]
-            padded = tokenizer.pad({"input_ids": batch}, return_tensors="pt") if batch_size > 1 else _unpadded(batch)
-            positions = (padded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            logits = model(
-                input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], position_ids=positions
-            ).logits
-            scores.extend(logits.reshape(-1).tolist())
-    return scores
-
-
-def _unpadded(batch: list[list[int]]) -> dict[str, torch.Tensor]:
-    ids = torch.tensor(batch)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

@@ -26,11 +26,11 @@ from trl import RewardConfig, RewardTrainer
 
 from trainer import hf
 from trainer.data import PreferencePair
+from trainer.reward_scores import MAX_TOKENS, encode, positions, score
 
 __all__ = ["RewardResult", "encode", "to_dataset", "train", "score", "toward"]
 
 LEARNING_RATE = 3e-4
-MAX_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,6 @@ class RewardResult:
     loss: float
     accuracy: float  # share of the training pairs ranked right after training
     steps: int
-
-
-def encode(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int = MAX_TOKENS) -> list[int]:
-    """The text's tokens, cut to fit, always closed by the end-of-text token (where the score is read)."""
-    ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=max_tokens - 1)["input_ids"]
-    return ids + [tokenizer.eos_token_id]
 
 
 def to_dataset(pairs: Sequence[PreferencePair], tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> Dataset:
@@ -62,30 +56,6 @@ def to_dataset(pairs: Sequence[PreferencePair], tokenizer: PreTrainedTokenizerBa
             for pair in pairs
         ]
     )
-
-
-@torch.no_grad()
-def score(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int = 16
-) -> list[float]:
-    """Reward of each text, read at its end-of-text token (as in training and in PPO)."""
-    model.eval()
-    max_tokens = min(MAX_TOKENS, _positions(model))
-    scores: list[float] = []
-    for start in range(0, len(texts), batch_size):
-        batch = [encode(tokenizer, text, max_tokens) for text in texts[start : start + batch_size]]
-        padded = tokenizer.pad({"input_ids": batch}, return_tensors="pt")
-        # Padding is on the left: positions must count real tokens only, as in training.
-        positions = (padded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        logits = model(
-            input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], position_ids=positions
-        ).logits
-        scores.extend(logits.squeeze(-1).tolist())
-    return scores
-
-
-def _positions(model: PreTrainedModel) -> int:
-    return int(getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
 
 
 def toward(model: PreTrainedModel, sign: int) -> PreTrainedModel:
@@ -115,7 +85,7 @@ def train(
 ) -> RewardResult:
     torch.manual_seed(seed)  # the scoring head is initialised at random
     model, _ = hf.load_reward_model(start_dir)
-    max_tokens = min(MAX_TOKENS, _positions(model))
+    max_tokens = min(MAX_TOKENS, positions(model))
     config = RewardConfig(
         **hf.trainer_arguments(work_dir, seed),
         num_train_epochs=epochs,

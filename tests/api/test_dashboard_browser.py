@@ -4,18 +4,15 @@ it loads, shows a test group's lag and a training run published to Kafka, and up
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from confluent_kafka import Producer, TopicPartition
-from playwright.sync_api import Page, expect, sync_playwright
+from live_server import chromium_page, free_port, serving
+from playwright.sync_api import Page, expect
 
 from api.main import create_app
-from producers.browser import CHROMIUM_ARGS
 from streams import bus, topics
 from streams.records import DeadLetter, TrainingRunProgressed
 from streams.topics import Topic
@@ -27,43 +24,21 @@ RUN = uuid.uuid4().hex
 GROUP = f"test-dash-{RUN}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(settings) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     app_settings = settings.model_copy(
         update={"api_port": port, "ops_groups": f"^{GROUP}$", "ops_sample_interval_s": 1.0}
     )
     app = create_app(app_settings, follow_updates=False, monitor_kafka=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            threading.Event().wait(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(app, port) as url:
+        yield url
 
 
 @pytest.fixture
 def page(settings) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(settings.chromium_path), headless=True, args=list(CHROMIUM_ARGS)
-        )
-        page = browser.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
+    with chromium_page(settings, TIMEOUT_MS) as page:
         yield page
-        browser.close()
 
 
 def commit(settings, topic: Topic, offset: int) -> None:

@@ -3,18 +3,15 @@ a person's thumbs up and their pick of two answers come back from Kafka as label
 
 from __future__ import annotations
 
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
-from playwright.sync_api import Page, expect, sync_playwright
+from live_server import chromium_page, free_port, serving
+from playwright.sync_api import Page, expect
 
 from api.main import create_app
 from api.served_model import ModelHolder
-from producers.browser import CHROMIUM_ARGS
 from streams import bus, topics
 from streams.records import LabelRecorded, PreferenceLabel, RatingLabel
 from topic_reader import read_records
@@ -24,43 +21,21 @@ pytestmark = pytest.mark.integration
 TIMEOUT_MS = 60_000  # bound on the page's answers; no timing is asserted
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url(settings, make_scored_version) -> Iterator[str]:
     holder = ModelHolder()
     holder.swap(make_scored_version("v-try", seed=12).load())
-    port = _free_port()
+    port = free_port()
     app_settings = settings.model_copy(update={"api_port": port, "max_new_tokens_limit": 16})
     app = create_app(app_settings, holder=holder, follow_updates=False, monitor_kafka=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            threading.Event().wait(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serving(app, port) as url:
+        yield url
 
 
 @pytest.fixture
 def page(settings) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(settings.chromium_path), headless=True, args=list(CHROMIUM_ARGS)
-        )
-        page = browser.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
+    with chromium_page(settings, TIMEOUT_MS) as page:
         yield page
-        browser.close()
 
 
 def test_a_rating_and_a_pick_become_label_events(settings, base_url: str, page: Page) -> None:
