@@ -1,12 +1,16 @@
 """Steps 3-9 of the loop through the real Kafka, Elasticsearch, doccano, Chromium and API.
 
 Runs `ctrlgpt demo`'s loop (services and workers started as the demo starts them),
-then checks what each stage produced, each in its own store.
+then checks what each stage produced, each in its own store; then the learning loop on top:
+feedback through the API into a retrain, a candidate promoted and served, a worse one
+rejected, and a rollback through the admin API.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -14,12 +18,14 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
 
-from deploy.demo import LoopReport, passages_by_url, run_loop
+from ctrlgpt import secrets
+from deploy.demo import LoopReport, passages_by_url, run_loop, served_version
 from deploy.demo_site import load_articles
 from deploy.workers import stop_workers
 from streams import topics
 from topic_reader import read_records
-from trainer.manifest import verify
+from trainer import pipeline
+from trainer.manifest import read_manifest, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +82,60 @@ def test_the_api_serves_a_promoted_registered_version(loop, settings):
     assert loop.generation["completion"].strip()
     again = httpx.post(f"{settings.api_url}/generate", json={"prompt": "A quiet morning in the city", "seed": 1}, timeout=60)
     assert again.status_code == 200 and again.json()["model_version"] == loop.model_version
+
+
+# Small runs: the learning loop's plumbing is what is tested here; the gate's judgement has its own tests.
+QUICK_RUN = {"sft_epochs": 2.0, "reward_epochs": 1.0, "ppo_episodes": 16}
+OPEN_GATE = {"gate_reward_margin": -1e9, "gate_max_kl": 1e9, "gate_judge_tolerance": 1.0, "gate_max_perplexity_ratio": 1e9}
+SHUT_GATE = {"gate_reward_margin": 1e9}
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_api_feedback_trains_a_version_that_is_served_a_worse_one_is_rejected_and_a_rollback_works(loop, settings):
+    first = loop.model_version
+    prompt = "A quiet morning in the city\n\n"
+    feedback_ids = []
+    for rating in ("up", "down", "up", "down"):
+        answer = httpx.post(f"{settings.api_url}/v1/generate", json={"prompt": prompt, "max_new_tokens": 24}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        feedback_id = f"e2e-{uuid.uuid4().hex}"
+        sent = httpx.post(f"{settings.api_url}/v1/feedback", timeout=30, json={
+            "kind": "rating", "prompt": prompt, "completion": answer.json()["completion"] or "(empty)",
+            "rating": rating, "target": settings.target_sentiment, "model_version": first, "feedback_id": feedback_id,
+        })
+        assert sent.status_code == 202, sent.text
+        feedback_ids.append(f"api:{feedback_id}")
+    published = read_records(
+        settings, topics.LABELS, until=lambda found: len(found) >= len(feedback_ids),
+        keep=lambda event: event.label_id in feedback_ids,
+    )
+    assert {event.label_id for event in published} == set(feedback_ids)
+
+    # A run in this process, on what is new since the first version: the API's feedback.
+    [promoted] = pipeline.run(settings.model_copy(update={**QUICK_RUN, **OPEN_GATE}))
+    assert promoted.status == "promoted" and promoted.parent_version == first
+    assert promoted.metrics["labels_new"] >= len(feedback_ids)
+    _wait(lambda: served_version(settings) == promoted.version, f"the API to serve {promoted.version}")
+
+    [rejected] = pipeline.run(settings.model_copy(update={**QUICK_RUN, **SHUT_GATE}))
+    assert rejected.status == "rejected" and "reward" in rejected.reason
+    assert read_manifest(rejected.path).status == "rejected"
+    assert served_version(settings) == promoted.version
+
+    key = secrets.load_or_create(settings.secrets_file).api_admin_key
+    rolled = httpx.post(
+        f"{settings.api_url}/v1/admin/models/rollback", headers={"X-API-Key": key}, timeout=60,
+        json={"version": first, "reason": "e2e: back to the first version"},
+    )
+    assert rolled.status_code == 200, rolled.text
+    _wait(lambda: served_version(settings) == first, f"the API to serve {first} again")
+    assert read_manifest(promoted.path).status == "rolled_back"
+    unauthorised = httpx.post(f"{settings.api_url}/v1/admin/models/rollback", timeout=30, json={"version": first})
+    assert unauthorised.status_code == 401
