@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
 from ingest_corpus import BenchPage, build_corpus, percentile
+from machine import describe as describe_machine
 
 from consumers.search_index import PageIndexSink, document_id
 from ctrlgpt.settings import REPO_ROOT, Settings
@@ -234,18 +234,6 @@ def remove_bench_state(settings: Settings, es: Elasticsearch, alias: str, groups
             print(f"  (consumer group {group} not deleted: {exc})")
 
 
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    return f"{os.cpu_count()} cores (nproc), {model}, Python {platform.python_version()}"
-
-
 def run(args: argparse.Namespace) -> Figures:
     settings = Settings()
     cores = os.cpu_count() or 1
@@ -253,11 +241,11 @@ def run(args: argparse.Namespace) -> Figures:
     run_id = uuid.uuid4().hex[:8]
     host = f"bench-{run_id}.example.com"
     crawl_id = f"bench-{run_id}"
-    print(f"ingest benchmark {run_id}: {machine()}", flush=True)
+    print(f"ingest benchmark {run_id}: {describe_machine()}", flush=True)
 
     corpus = build_corpus(load_articles(), args.pages, seed=args.seed)
     pages = [fetched(page, host, crawl_id) for page in corpus]
-    figures.add("machine", machine())
+    figures.add("machine", describe_machine())
     figures.add(
         "corpus", f"{len(pages)} pages, {sum(len(p.html) for p in pages) / len(pages) / 1024:.1f} KiB of HTML each"
     )

@@ -23,8 +23,6 @@ with every paragraph labelled with its article's sentiment, and the stages the p
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -46,6 +44,8 @@ from transformers import (
     PreTrainedTokenizerBase,
     TrainerCallback,
 )
+
+from machine import describe as describe_machine
 
 from ctrlgpt import logs
 from ctrlgpt.settings import Settings
@@ -156,19 +156,6 @@ def demo_records(
             for number, paragraph in enumerate(article.paragraphs)
         )
     return pages, labels
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor() or "unknown CPU",
-    )
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return f"{os.cpu_count()} cores, {model}, load average {load}"
 
 
 def start_policy(args: argparse.Namespace, corpus: list[str]) -> bootstrap.Policy:
@@ -312,8 +299,8 @@ class Trained:
 def run(args: argparse.Namespace) -> Report:
     hf.quiet_libraries()
     report = Report()
-    print(f"learning benchmark: {machine()}", flush=True)
-    report.add("machine", machine())
+    print(f"learning benchmark: {describe_machine()}", flush=True)
+    report.add("machine", describe_machine())
     report.add("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     pages, label_events = demo_records(load_articles()[: args.articles])
     training = data.build(pages, label_events, args.target)
