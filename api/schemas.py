@@ -87,8 +87,9 @@ class GenerateResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(description="'ok' when a model version is served, 'waiting_for_model' before.")
-    model_version: str | None
+    status: str = Field(description="'ok' when the default target's policy is served, 'waiting_for_model' before.")
+    model_version: str | None = Field(description="The version serving the default target (`target_sentiment`).")
+    targets: dict[str, str | None] = Field(description="Every target of this replica and the version serving it (None: not yet).")
 
 
 class CurrentModelResponse(BaseModel):

@@ -2,28 +2,46 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from api.deps import CurrentModel, HolderDep
+from fastapi import APIRouter, HTTPException, Query, status
+
+from api.deps import HolderDep, ModelsDep, SettingsDep
 from api.schemas import CurrentModelResponse, ErrorResponse, HealthResponse
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=HealthResponse)
-async def health(holder: HolderDep) -> HealthResponse:
+async def health(holder: HolderDep, models: ModelsDep) -> HealthResponse:
+    served = {target: getattr(models.holder(target).current, "version", None) for target in models.targets}
     current = holder.current
     if current is None:
-        return HealthResponse(status="waiting_for_model", model_version=None)
-    return HealthResponse(status="ok", model_version=current.version)
+        return HealthResponse(status="waiting_for_model", model_version=None, targets=served)
+    return HealthResponse(status="ok", model_version=current.version, targets=served)
 
 
 @router.get(
     "/v1/models/current",
     response_model=CurrentModelResponse,
-    responses={503: {"model": ErrorResponse, "description": "No model version loaded yet."}},
+    responses={
+        422: {"model": ErrorResponse, "description": "Not a target of this replica."},
+        503: {"model": ErrorResponse, "description": "No model version loaded yet for this target."},
+    },
 )
-async def current_model(served: CurrentModel) -> CurrentModelResponse:
+async def current_model(
+    models: ModelsDep,
+    settings: SettingsDep,
+    target: Annotated[str | None, Query(description="Whose policy; default: target_sentiment.")] = None,
+) -> CurrentModelResponse:
+    chosen = target or settings.target_sentiment
+    if chosen not in models.targets:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"unknown target {chosen!r}; this replica serves {models.targets}"
+        )
+    served = models.holder(chosen).current
+    if served is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no version of the {chosen} policy is loaded yet")
     manifest = served.manifest
     return CurrentModelResponse(
         model_name=manifest.name,

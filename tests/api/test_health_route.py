@@ -15,10 +15,23 @@ def test_health_and_current_model_describe_the_served_version(api_settings, v2):
     served = v2.load()
     holder.swap(served)
     with TestClient(create_app(api_settings, holder=holder, follow_updates=False)) as client:
-        assert client.get("/health").json() == {"status": "ok", "model_version": "v2"}
+        assert client.get("/health").json() == {"status": "ok", "model_version": "v2", "targets": {"positive": "v2"}}
         current = client.get("/v1/models/current").json()
     assert current["version"] == "v2"
     assert current["parent_version"] == "v1"
     assert current["model_name"] == "expansion-policy"
     assert current["metrics"] == {"reward_mean": 0.25, "kl": 0.01}
     assert datetime.fromisoformat(current["loaded_at"]) == served.loaded_at
+
+
+def test_every_target_is_reported_and_the_current_model_of_each_can_be_asked_for(api_settings, v2):
+    settings = api_settings.model_copy(update={"targets": "positive,negative"})
+    positive = ModelHolder()
+    positive.swap(v2.load())
+    with TestClient(create_app(settings, holder=positive, follow_updates=False)) as client:
+        assert client.get("/health").json()["targets"] == {"positive": "v2", "negative": None}
+        assert client.get("/v1/models/current", params={"target": "positive"}).json()["version"] == "v2"
+        waiting = client.get("/v1/models/current", params={"target": "negative"})
+        unknown = client.get("/v1/models/current", params={"target": "neutral"})
+    assert waiting.status_code == 503 and "negative" in waiting.json()["detail"]
+    assert unknown.status_code == 422 and "neutral" in unknown.json()["detail"]
