@@ -1,7 +1,7 @@
 """The cleaner: a faust-streaming app from raw pages to clean pages, in two agents.
 
 `clean` turns each message of `PAGES_RAW` into a clean page with its SimHash
-(`PageFingerprinted`, on the app's one-partition internal topic), or a dead letter
+(one `PagesFingerprinted` per cleaned batch, on the app's one-partition internal topic), or a dead letter
 on the clean stage's topic with the reason (not a valid record, no usable main
 text, boilerplate only): nothing is dropped silently. It scales with the raw
 topic's partitions and cleans in batches (one executor hop each).
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import weakref
 from dataclasses import dataclass
 from functools import partial
 from collections.abc import Coroutine
 from typing import cast
 
 import faust
-import faust.streams as faust_streams
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -34,7 +32,7 @@ from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
 from streams.near_duplicates import check_and_remember, simhash
 from streams.partition_progress import OffsetWatch, Rewind
-from streams.records import PageCleaned, PageFetched, PageFingerprinted
+from streams.records import FingerprintedPage, PageCleaned, PageFetched, PagesFingerprinted
 from streams.topics import ContractError
 
 __all__ = ["STAGE", "FINGERPRINTS_TABLE", "Cleaned", "Rejection", "clean_message", "clean_messages", "make_app", "main"]
@@ -197,16 +195,18 @@ def make_app(settings: Settings) -> faust.App:
         async def handle(events: list[faust.EventT]) -> None:
             # trafilatura is CPU-bound; off the event loop (one hop per batch), Kafka heartbeats keep going.
             outcomes = await loop.run_in_executor(None, clean_batch, [event.message.value for event in events])
-            dead_lettered = False
-            for event, outcome in zip(events, outcomes):
-                if isinstance(outcome, Cleaned):
-                    # faust flushes its producer before it commits the batch's offsets: at least once.
-                    record = PageFingerprinted(page=outcome.page, simhash=outcome.fingerprint)
-                    await fingerprinted.send(key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record))
-                    continue
-                dead_letter(event.message, outcome)
-                dead_lettered = True
-            if dead_lettered:
+            cleaned = [
+                FingerprintedPage(page=outcome.page, simhash=outcome.fingerprint)
+                for outcome in outcomes if isinstance(outcome, Cleaned)
+            ]
+            if cleaned:
+                # faust flushes its producer before it commits the batch's offsets: at least once.
+                record = PagesFingerprinted(pages=cleaned)
+                await fingerprinted.send(key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record))
+            rejected = [(event, outcome) for event, outcome in zip(events, outcomes) if isinstance(outcome, Rejection)]
+            for event, rejection in rejected:
+                dead_letter(event.message, rejection)
+            if rejected:
                 # Delivered before the batch is acked, so no offset is committed without its dead letter.
                 await _flush_until_delivered(dead_letters)
             log.info("pages.batch_cleaned", events=len(events))
@@ -219,31 +219,29 @@ def make_app(settings: Settings) -> faust.App:
 
     @app.agent(fingerprinted, concurrency=1)
     async def mark_near_duplicates(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):
-            await _finish_even_if_cancelled(mark(list(events)))
+        # One event is a whole cleaned batch; faust knows it as the current event of each table write.
+        async for event in stream.events():
+            await _finish_even_if_cancelled(mark(event))
 
-    async def mark(events: list[faust.EventT]) -> None:
-        dead_lettered = False
-        for event in events:
-            message = event.message
-            try:
-                record = cast(PageFingerprinted, fingerprinted_topic.decode(message.value))
-            except ContractError as exc:
-                dead_letter(message, Rejection(str(exc), type(exc).__name__))
-                dead_lettered = True
-                continue
-            page = record.page
-            # The table's changelog write goes to this event's partition; set in this task's context only.
-            _in_context_of(event)
-            original = check_and_remember(fingerprints, record.simhash, page.url, settings.near_duplicate_max_bits)
-            if original is not None:
-                page = page.model_copy(update={"near_duplicate_of": original})
-                log.info("page.near_duplicate", url=page.url, original=original)
-            await clean_pages.send(key=topics.PAGES_CLEAN.key_of(page), value=topics.PAGES_CLEAN.encode(page))
-        if dead_lettered:
+    async def mark(event: faust.EventT) -> None:
+        message = event.message
+        try:
+            record = cast(PagesFingerprinted, fingerprinted_topic.decode(message.value))
+        except ContractError as exc:
+            dead_letter(message, Rejection(str(exc), type(exc).__name__))
             await _flush_until_delivered(dead_letters)
-        log.info("pages.batch_marked", events=len(events))
-        await rewind_skipped(events)
+        else:
+            for fingerprinted_page in record.pages:
+                page = fingerprinted_page.page
+                original = check_and_remember(
+                    fingerprints, fingerprinted_page.simhash, page.url, settings.near_duplicate_max_bits
+                )
+                if original is not None:
+                    page = page.model_copy(update={"near_duplicate_of": original})
+                    log.info("page.near_duplicate", url=page.url, original=original)
+                await clean_pages.send(key=topics.PAGES_CLEAN.key_of(page), value=topics.PAGES_CLEAN.encode(page))
+            log.info("pages.batch_marked", pages=len(record.pages))
+        await rewind_skipped([event])
 
     return app
 
@@ -269,15 +267,6 @@ def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
         if end > position.offset:
             behind[tp] = position.offset
     return behind
-
-
-def _in_context_of(event: faust.EventT) -> None:
-    """Make `event` the current event of the running task, as faust's stream does for the event it yields.
-
-    faust's tables read it (`faust.streams.current_event`) to pick the changelog
-    partition; `take_events` exposes no per-event context, hence its context variable.
-    """
-    faust_streams._current_event.set(weakref.ref(event))
 
 
 async def _flush_until_delivered(producer: Producer) -> None:

@@ -19,7 +19,8 @@ __all__ = [
     "CrawlRequested",
     "PageFetched",
     "PageCleaned",
-    "PageFingerprinted",
+    "FingerprintedPage",
+    "PagesFingerprinted",
     "SentimentLabel",
     "PreferenceLabel",
     "ExpansionLabel",
@@ -115,12 +116,18 @@ class PageCleaned(Record):
     )
 
 
-class PageFingerprinted(Record):
-    """A clean page with its text's SimHash, inside the cleaner app: from its cleaning agent to its
-    near-duplicate agent (streams.cleaner), before `near_duplicate_of` is known."""
-
+class FingerprintedPage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
     page: PageCleaned
     simhash: int = Field(ge=0, lt=2**64)
+
+
+class PagesFingerprinted(Record):
+    """A batch of clean pages with their texts' SimHash, inside the cleaner app: from its cleaning
+    agent to its near-duplicate agent (streams.cleaner), before `near_duplicate_of` is known.
+    One record per cleaned batch: the hop costs per record, not per page."""
+
+    pages: list[FingerprintedPage] = Field(min_length=1)
 
 
 class SentimentLabel(BaseModel):

@@ -19,7 +19,7 @@ from streams.records import (
     ModelPromoted,
     PageCleaned,
     PageFetched,
-    PageFingerprinted,
+    PagesFingerprinted,
     Record,
     TrainingRequested,
     TrainingRunProgressed,
@@ -97,7 +97,7 @@ def dead_letter_topic(stage: str) -> Topic:
 def fingerprinted_topic(cleaner_app_id: str) -> Topic:
     """The cleaner app's internal topic between its two agents (streams.cleaner), named after the app as
     faust names a table's changelog. One partition, so that one near-duplicate table sees every page."""
-    return Topic(f"{cleaner_app_id}-fingerprinted", PageFingerprinted, key="event_id", partitions=1, retention_ms=DAY_MS)
+    return Topic(f"{cleaner_app_id}-fingerprinted", PagesFingerprinted, key="event_id", partitions=1, retention_ms=DAY_MS)
 
 
 ALL: tuple[Topic, ...] = (

@@ -155,24 +155,26 @@ def test_near_duplicates_are_marked_and_the_fingerprints_survive_a_restart(setti
         reader.read_until(lambda pages: len(pages) >= 2 or worker.poll() is not None)
         _publish(settings, [_raw(copy, crawl, _html("Copy", edited))], partition=1)
         _publish(settings, [_raw(story, crawl, _html("Story", text))], partition=2)
-        first = list(reader.read_until(lambda pages: len(pages) >= 4 or worker.poll() is not None))
+        first = list(reader.read_until(
+            lambda pages: sum(page.url == story for page in pages) >= 2 and copy in _unique_urls(pages)
+            or worker.poll() is not None
+        ))
     finally:
         first_rc = _stop(worker)
     _publish(settings, [_raw(later, crawl, _html("Later", text))], partition=1)
     worker = _start_cleaner(app_id, tmp_path / "second", log_path)
     try:
-        second = reader.read_until(lambda pages: len(pages) >= 5 or worker.poll() is not None)[4:]
+        second = reader.read_until(lambda pages: later in _unique_urls(pages) or worker.poll() is not None)[len(first):]
     finally:
         second_rc = _stop(worker)
         reader.close()
     log = log_path.read_text(errors="replace")
 
-    # The clean topic is keyed by URL: pages of different URLs may be read back in any order.
-    assert Counter((page.url, page.near_duplicate_of) for page in first) == Counter(
-        [(story, None), (copy, story), (story, None), (other, None)]
-    ), log
+    # Pages of different URLs may be read back in any order, and at least once (a page may come twice).
+    assert {(page.url, page.near_duplicate_of) for page in first} == {(story, None), (copy, story), (other, None)}, log
+    assert sum(page.url == story for page in first) >= 2, log
     # A fresh process with an empty data dir: what it knows came from the table's changelog.
-    assert [(page.url, page.near_duplicate_of) for page in second] == [(later, story)], log
+    assert {(page.url, page.near_duplicate_of) for page in second} == {(later, story)}, log
     assert (first_rc, second_rc) == (0, 0), log
 
 
