@@ -214,6 +214,9 @@ def _answering_errors() -> Iterator[None]:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     except (bus.ServiceUnavailable, KafkaException) as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"Kafka did not answer, retry: {exc}") from exc
+    except (FileNotFoundError, ValueError) as exc:
+        # A manifest that does not parse, or a pointer to a version that is gone: an operator must look.
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"the model registry is inconsistent: {exc}") from exc
 
 
 @router.get("/models", response_model=VersionList)

@@ -113,3 +113,15 @@ def test_rolling_back_to_a_version_never_promoted_is_409(client, key, registry):
 def test_bad_bodies_are_422(client, key, path, body):
     response = client.post(path, headers={"X-API-Key": key}, json=body)
     assert response.status_code == 422, response.text
+
+
+def test_a_registry_with_a_corrupt_manifest_or_a_dangling_pointer_is_409_not_500(local, key, registry):
+    first = add_version(registry, 1)
+    registry.promote(first, "first")
+    (registry.path(first) / "manifest.json").write_text("{not json")
+    with TestClient(create_app(local, follow_updates=False), raise_server_exceptions=False) as client:
+        corrupt = client.get("/v1/admin/models", headers={"X-API-Key": key})
+        (registry.root / "CURRENT").write_text("v0009-00000000")
+        dangling = client.get("/v1/admin/models", headers={"X-API-Key": key})
+    assert corrupt.status_code == 409 and "inconsistent" in corrupt.json()["detail"], corrupt.text
+    assert dangling.status_code == 409 and "inconsistent" in dangling.json()["detail"], dangling.text
