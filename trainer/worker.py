@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import structlog
+from confluent_kafka import TopicPartition
 
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
@@ -26,7 +27,7 @@ from streams import bus, topics
 from streams.bus import Received
 from streams.records import LabelRecorded, TrainingRequested
 from streams.topics import Topic
-from trainer import hf, pipeline
+from trainer import hf, operations, pipeline
 from trainer.progress import RunCancelled
 from trainer.trigger import Decision, TriggerPolicy, TriggerState, command_is_stale, decide
 
@@ -267,5 +268,25 @@ def main(settings: Settings, args: object) -> int:
         command_max_age_s=settings.train_command_max_age_s,
     )
     log.info("trainer.started", policy=str(scheduler.policy), rl_algorithm=settings.rl_algorithm)
+    if nothing_to_serve_yet_labels_waiting(settings):
+        # E.g. a data directory from before per-target registries: its labels were consumed long ago,
+        # so no new label would ever trigger the run that gives the API something to serve.
+        scheduler.request(requested_by="trainer", reason="labels on Kafka but no version of the default target")
     serve(settings, scheduler, stop)
     return 0
+
+
+def nothing_to_serve_yet_labels_waiting(settings: Settings, labels: Topic = topics.LABELS) -> bool:
+    """No version of the default target's policy, but enough label events on Kafka for a run."""
+    if operations.registry_for(settings).current() is not None:
+        return False
+    consumer = bus.make_consumer(settings, f"{GROUP}-probe")
+    try:
+        partitions = consumer.list_topics(labels.name, timeout=10).topics[labels.name].partitions
+        events = 0
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(labels.name, partition), timeout=10)
+            events += high - low
+    finally:
+        consumer.close()
+    return events >= settings.train_min_labels

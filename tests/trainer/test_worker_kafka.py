@@ -6,6 +6,7 @@ import threading
 import uuid
 
 import pytest
+from registry_versions import add_version
 from topic_reader import read_records
 
 from deploy.processes import wait_until
@@ -16,7 +17,7 @@ from trainer import operations, pipeline
 from trainer.progress import RunCancelled
 from trainer.registry import Registry
 from trainer.trigger import TriggerPolicy
-from trainer.worker import TrainingScheduler, serve
+from trainer.worker import TrainingScheduler, nothing_to_serve_yet_labels_waiting, serve
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +90,20 @@ def test_a_cancelled_run_announces_it_and_registers_nothing(settings, make_pages
         keep=lambda r: isinstance(r, TrainingRunProgressed) and r.run_id == run,
     )
     assert progress[-1].stage == "cancelled" and "failed" not in {r.stage for r in progress}
+
+
+def test_a_trainer_with_labels_on_kafka_and_no_version_to_serve_asks_for_a_run(settings, tmp_path, make_labels):
+    local = settings.model_copy(update={"data_dir": tmp_path, "train_min_labels": 3})
+    labels = Topic(f"ctrlgpt.test.worker.waiting.{uuid.uuid4().hex}", LabelRecorded, key="label_id", partitions=2)
+    bus.ensure_topics(local, [labels])
+    assert not nothing_to_serve_yet_labels_waiting(local, labels)  # no label yet: nothing to train on
+
+    producer = bus.make_producer(local)
+    for event in make_labels(3):
+        bus.publish(producer, labels, event)
+    bus.flush_or_raise(producer)
+    assert nothing_to_serve_yet_labels_waiting(local, labels)
+
+    registry = operations.registry_for(local)
+    registry.promote(add_version(registry, 1), "served")
+    assert not nothing_to_serve_yet_labels_waiting(local, labels)  # a version to serve: labels trigger as usual
