@@ -5,6 +5,9 @@
     ctrlgpt services up|down|status
     ctrlgpt crawler | cleaner | index-sink | doccano-sink | label-bridge | trainer | api
     ctrlgpt seed URL [URL ...]   # ask the crawler to fetch these
+    ctrlgpt lag [--watch]        # consumer lag per group, Burrow-style status
+    ctrlgpt models list|show|compare|rollback|pin|unpin
+    ctrlgpt training now|cancel  # ask the running trainer
     ctrlgpt --set NAME=VALUE ... # override any setting (see ctrlgpt.settings)
 
 Every service takes `(settings, args)`; each is imported only when asked for, so
@@ -40,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.pipeline", "Run one training run now, from the data on Kafka."),
     "models": ("trainer.models_cli", "Model versions: list, show, compare, rollback, pin, unpin."),
     "training": ("trainer.training_cli", "Ask the running trainer to train now or to cancel its run."),
-    "api": ("api.main", "FastAPI: generate, with hot-swap on model updates."),
+    "api": ("api.main", "FastAPI: generate, completions, classify, search, feedback, admin; hot-swap on model updates."),
     "lag": ("deploy.lag", "Consumer lag per group, topic and partition, with Burrow-style status."),
 }
 
