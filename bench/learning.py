@@ -63,8 +63,8 @@ SHOWN_SAMPLES = 2
 # The data gives only about 4 held-out prompts: 8 samples each left the target rate's noise as large as the
 # effect (docs/learning-benchmark.md); 32 each make the before/after comparison readable, at seconds of sampling.
 SAMPLES_PER_PROMPT = 32
-# 16 PPO updates (the pipeline's 128 episodes) moved the held-out rates in one run of two; 64 updates let the
-# effect show on every run and still fit the 15-minute CPU budget.
+# 16 PPO updates (the pipeline's 128 episodes) moved the held-out rates in one run of two; 64 updates give PPO
+# room to move them and still fit the 15-minute CPU budget (figures: docs/learning-benchmark.md).
 BENCH_EPISODES = 512
 # One timed run of each kind keeps a run within the budget; --repeats 4 for the orchestration-cost figures.
 REPEATS = 1
