@@ -189,6 +189,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Generation:  {report.generation['completion']!r}")
     print(f"Model:       {report.generation['model_version']}")
     print()
+    print(f"Try it:         {settings.api_url}/try")
+    print(f"Dashboard:      {settings.api_url}/dashboard  (Prometheus: {settings.api_url}/metrics)")
     print(f"API docs:       {settings.api_url}/docs")
     print(f"doccano:        {settings.doccano_url}  (user {settings.doccano_username}, password in {settings.secrets_file})")
     print(f"Elasticsearch:  {settings.es_url}/{settings.es_index}/_search?q=*")
