@@ -113,13 +113,7 @@ def verify(version_dir: Path, manifest_sha256: str | None = None) -> Manifest:
     manifest = read_manifest(version_dir)
     if not manifest.files:
         raise ChecksumMismatch(f"{path} lists no files")
-    for relative, expected in manifest.files.items():
-        file = version_dir / relative
-        if not file.is_file():
-            raise ChecksumMismatch(f"{file} is listed in the manifest but missing")
-        if sha256_of(file) != expected:
-            raise ChecksumMismatch(f"{file} does not match its sha256 in the manifest")
-    _refuse_pickles(version_dir, manifest.files)
+    _check_files(version_dir, manifest.files, "listed in the manifest", "its sha256 in the manifest")
     if manifest.adapter is not None:
         verify_base(manifest.adapter)
     return manifest
@@ -130,14 +124,19 @@ def verify_base(adapter: AdapterRef) -> Path:
     base = Path(adapter.base_path)
     if not adapter.base_files:
         raise ChecksumMismatch(f"the adapter's base {base} lists no files")
-    for relative, expected in adapter.base_files.items():
-        file = base / relative
-        if not file.is_file():
-            raise ChecksumMismatch(f"{file} of the adapter's base is missing")
-        if sha256_of(file) != expected:
-            raise ChecksumMismatch(f"{file} of the adapter's base does not match the sha256 it was trained over")
-    _refuse_pickles(base, adapter.base_files)
+    _check_files(base, adapter.base_files, "of the adapter's base", "the sha256 it was trained over")
     return base
+
+
+def _check_files(root: Path, files: dict[str, str], listed: str, recorded: str) -> None:
+    """Every file of `files` (relative path -> sha256) exists under `root` and matches; none is a pickle."""
+    for relative, expected in files.items():
+        file = root / relative
+        if not file.is_file():
+            raise ChecksumMismatch(f"{file} {listed} is missing")
+        if sha256_of(file) != expected:
+            raise ChecksumMismatch(f"{file} {listed} does not match {recorded}")
+    _refuse_pickles(root, files)
 
 
 def _refuse_pickles(directory: Path, files: dict[str, str]) -> None:

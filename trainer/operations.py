@@ -60,9 +60,7 @@ def rollback(
     topic: Topic = topics.MODEL_UPDATES,
 ) -> Change:
     """Make an earlier promoted version current again and announce it (action rolled_back)."""
-    change = registry_for(settings, target).rollback(version, reason)
-    _publish(settings, producer, topic, announcement(change))
-    return change
+    return _announced(settings, registry_for(settings, target).rollback(version, reason), producer, topic)
 
 
 def pin(
@@ -75,7 +73,10 @@ def pin(
     topic: Topic = topics.MODEL_UPDATES,
 ) -> Change:
     """Make a version current and keep it so (the gate promotes nothing until unpinned); announce it (action pinned)."""
-    change = registry_for(settings, target).pin(version, reason)
+    return _announced(settings, registry_for(settings, target).pin(version, reason), producer, topic)
+
+
+def _announced(settings: Settings, change: Change, producer: Producer | None, topic: Topic) -> Change:
     _publish(settings, producer, topic, announcement(change))
     return change
 
