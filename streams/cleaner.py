@@ -30,7 +30,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
-from streams.near_duplicates import check_and_remember, simhash
+from streams.near_duplicates import BandIndex, check_and_remember, simhash
 from streams.partition_progress import OffsetWatch, Rewind
 from streams.records import FingerprintedPage, PageCleaned, PageFetched, PagesFingerprinted
 from streams.topics import ContractError
@@ -41,8 +41,11 @@ STAGE = "clean"
 # Raw pages can be large; the same bound as the confluent producers of streams.bus.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_BACKOFF_S = 30.0
-# Renamed from "near-duplicates" when the table went from one per raw partition to one partition.
-FINGERPRINTS_TABLE = "page-fingerprints"
+PRODUCER_LINGER_S = 0.01
+PRODUCER_BATCH_BYTES = 1024 * 1024
+# Renamed from "page-fingerprints" (band key -> pages, seven changelog records per page) when the table
+# became one fingerprint per original page; before, "near-duplicates" was sharded like the raw topic.
+FINGERPRINTS_TABLE = "original-fingerprints"
 # Events cleaned per executor hop; a batch is handled once full or BATCH_WITHIN_S after its first event,
 # which bounds the latency a quiet topic adds.
 BATCH_MAX_EVENTS = 100
@@ -109,6 +112,10 @@ def make_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         web_enabled=False,
         producer_max_request_size=MAX_MESSAGE_BYTES,
+        # aiokafka's defaults (no linger, 16 KiB batches) send a request every few clean pages; the sends of a
+        # batch are flushed before its offsets are committed anyway, so waiting 10 ms for more costs no latency.
+        producer_linger=PRODUCER_LINGER_S,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_auto_offset_reset="earliest",
         # faust's default of 60 s keeps a killed worker's partitions idle that long before a rebalance.
         broker_session_timeout=settings.cleaner_session_timeout_s,
@@ -117,11 +124,19 @@ def make_app(settings: Settings) -> faust.App:
     raw_pages = app.topic(topics.PAGES_RAW.name)
     fingerprinted = app.topic(fingerprinted_topic.name)
     clean_pages = app.topic(topics.PAGES_CLEAN.name)
-    # SimHash band key -> [[fingerprint, url], ...] of the original pages seen (streams.near_duplicates).
-    # One partition, as its source topic: every page meets every other; its changelog is made by main().
+    # URL -> SimHash of every original page seen (streams.near_duplicates). One partition, as its source
+    # topic: every page meets every other; its changelog is made by main().
     fingerprints = app.Table(
         FINGERPRINTS_TABLE, partitions=1, schema=faust.Schema(key_serializer="json", value_serializer="json")
     )
+    # Derived from the table, in memory: rebuilt whenever faust has restored the table (start, rebalance).
+    band_index = BandIndex(settings.near_duplicate_max_bits)
+
+    @fingerprints.on_recover
+    async def rebuild_band_index() -> None:
+        nonlocal band_index
+        band_index = BandIndex.of(fingerprints.items(), settings.near_duplicate_max_bits)
+        log.info("cleaner.band_index_rebuilt", originals=len(fingerprints))
     offsets: OffsetWatch = OffsetWatch(REWIND_RETRY_S, REWIND_MAX_ATTEMPTS)
     sources = {topics.PAGES_RAW.name, fingerprinted_topic.name}
     # Never subscribes, so it never joins the group: it only reads the group's committed offsets.
@@ -150,7 +165,13 @@ def make_app(settings: Settings) -> faust.App:
         for tp, committed in behind.items():
             log.warning("cleaner.stalled_partition_rewound", topic=tp.topic, partition=tp.partition, rewind_to=committed)
             offsets.rewound(tp, now)
-            await app.consumer.seek(tp, committed)
+            await seek_on_consumer_thread(tp, committed)
+
+    async def seek_on_consumer_thread(tp: object, offset: int) -> None:
+        # faust's `consumer.seek` calls aiokafka from this thread while the consumer's own thread fetches,
+        # and aiokafka is not thread-safe (seen: a KeyError in its fetcher killed a worker); `seek_wait` runs
+        # the seek on the consumer's thread and resets faust's read offset as `seek` does.
+        await app.consumer.seek_wait({tp: offset})
 
     async def rewind_skipped(events: list[faust.EventT]) -> None:
         """Seek back over messages the stream never delivered (faust-streaming #596, streams.partition_progress)."""
@@ -171,7 +192,7 @@ def make_app(settings: Settings) -> faust.App:
                 "cleaner.skipped_offsets_rewound", topic=tp.topic, partition=tp.partition,
                 rewind_to=rewind.offset, seen=rewind.seen, attempt=rewind.attempt,
             )
-            await app.consumer.seek(tp, rewind.offset)
+            await seek_on_consumer_thread(tp, rewind.offset)
 
     def dead_letter(message: faust.types.Message, rejection: Rejection) -> None:
         bus.send_dead_letter(
@@ -233,9 +254,7 @@ def make_app(settings: Settings) -> faust.App:
         else:
             for fingerprinted_page in record.pages:
                 page = fingerprinted_page.page
-                original = check_and_remember(
-                    fingerprints, fingerprinted_page.simhash, page.url, settings.near_duplicate_max_bits
-                )
+                original = check_and_remember(fingerprints, band_index, fingerprinted_page.simhash, page.url)
                 if original is not None:
                     page = page.model_copy(update={"near_duplicate_of": original})
                     log.info("page.near_duplicate", url=page.url, original=original)

@@ -104,7 +104,7 @@ def test_the_app_reads_its_identity_and_storage_from_settings(settings, tmp_path
     assert [agent.concurrency for agent in app.agents.values()] == [1, 1]
     assert app.conf.broker_session_timeout == local.cleaner_session_timeout_s
     table = app.tables[cleaner.FINGERPRINTS_TABLE]
-    assert table.changelog_topic.get_topic_name() == "test-cleaner-conf-page-fingerprints-changelog"
+    assert table.changelog_topic.get_topic_name() == "test-cleaner-conf-original-fingerprints-changelog"
 
 
 @pytest.mark.integration

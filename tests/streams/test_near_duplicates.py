@@ -1,7 +1,7 @@
 import pytest
 
 from deploy.demo_site import load_articles
-from streams.near_duplicates import MAX_BUCKET, band_keys, check_and_remember, find_original, hamming, remember, simhash
+from streams.near_duplicates import MAX_BUCKET, BandIndex, band_keys, check_and_remember, hamming, simhash
 
 ARTICLES = ["\n\n".join(article.paragraphs) for article in load_articles()]
 MAX_BITS = 6
@@ -42,40 +42,81 @@ def test_bands_cover_the_64_bits_and_any_two_fingerprints_within_the_distance_sh
     assert band_keys(fingerprint, 0) == [f"0:{fingerprint:x}"]
     with pytest.raises(ValueError, match="max_distance"):
         band_keys(fingerprint, 64)
+    with pytest.raises(ValueError, match="max_distance"):
+        BandIndex(64)
+
+
+def _remembered() -> tuple[dict[str, int], BandIndex]:
+    return {}, BandIndex(MAX_BITS)
 
 
 def test_a_near_copy_under_another_url_names_the_first_page():
-    seen: dict[str, list] = {}
+    originals, index = _remembered()
     first, copy = simhash(ARTICLES[0]), simhash(_replace_words(ARTICLES[0], [5]))
 
-    assert check_and_remember(seen, first, "https://a.example/story", MAX_BITS) is None
-    assert check_and_remember(seen, copy, "https://b.example/copy", MAX_BITS) == "https://a.example/story"
-    assert check_and_remember(seen, simhash(ARTICLES[2]), "https://a.example/other", MAX_BITS) is None
+    assert check_and_remember(originals, index, first, "https://a.example/story") is None
+    assert check_and_remember(originals, index, copy, "https://b.example/copy") == "https://a.example/story"
+    assert check_and_remember(originals, index, simhash(ARTICLES[2]), "https://a.example/other") is None
+    assert originals == {"https://a.example/story": first, "https://a.example/other": simhash(ARTICLES[2])}
 
 
-def test_a_refetch_of_the_same_url_is_not_a_duplicate_of_itself():
-    seen: dict[str, list] = {}
+def test_a_refetch_of_the_same_url_is_not_a_duplicate_of_itself_and_writes_nothing():
     fingerprint = simhash(ARTICLES[0])
+    originals, index = _remembered()
+    assert check_and_remember(originals, index, fingerprint, "https://a.example/story") is None
+    writes: list[str] = []
 
-    assert check_and_remember(seen, fingerprint, "https://a.example/story", MAX_BITS) is None
-    assert check_and_remember(seen, fingerprint, "https://a.example/story", MAX_BITS) is None
-    assert all(len(bucket) == 1 for bucket in seen.values())
+    class Recording(dict):
+        def __setitem__(self, key: str, value: int) -> None:
+            writes.append(key)
+            super().__setitem__(key, value)
+
+    recording = Recording(originals)
+    assert check_and_remember(recording, index, fingerprint, "https://a.example/story") is None
+    assert writes == []
+    assert len(index) == MAX_BITS + 1
+
+
+def test_a_changed_page_refiles_its_url_under_the_new_fingerprint_only():
+    originals, index = _remembered()
+    old, new = simhash(ARTICLES[0]), simhash(ARTICLES[1])
+    check_and_remember(originals, index, old, "https://a.example/story")
+    check_and_remember(originals, index, new, "https://a.example/story")
+
+    assert originals == {"https://a.example/story": new}
+    assert index.find_original(old, "https://b.example/copy") is None
+    assert index.find_original(new, "https://b.example/copy") == "https://a.example/story"
+    assert len(index) == MAX_BITS + 1
 
 
 def test_only_originals_are_stored_so_a_duplicate_of_a_duplicate_names_the_original():
-    seen: dict[str, list] = {}
+    originals, index = _remembered()
     original = simhash(ARTICLES[0])
-    check_and_remember(seen, original, "https://a.example/story", MAX_BITS)
-    check_and_remember(seen, original, "https://b.example/copy", MAX_BITS)
+    check_and_remember(originals, index, original, "https://a.example/story")
+    check_and_remember(originals, index, original, "https://b.example/copy")
 
-    assert find_original(seen, original, "https://c.example/copy", MAX_BITS) == "https://a.example/story"
-    assert all(url == "https://a.example/story" for bucket in seen.values() for _, url in bucket)
+    assert index.find_original(original, "https://c.example/copy") == "https://a.example/story"
+    assert list(originals) == ["https://a.example/story"]
 
 
-def test_buckets_replace_a_recrawled_url_and_keep_the_newest_entries():
-    bucket = remember([[1, "https://a.example/x"], [2, "https://a.example/y"]], 3, "https://a.example/x")
-    assert bucket == [[2, "https://a.example/y"], [3, "https://a.example/x"]]
+def test_an_index_rebuilt_from_the_stored_originals_finds_what_the_live_one_found():
+    originals, live = _remembered()
+    for n, text in enumerate(ARTICLES[:10]):
+        check_and_remember(originals, live, simhash(text), f"https://a.example/{n}")
+    rebuilt = BandIndex.of(originals.items(), MAX_BITS)
+    copies = [simhash(_replace_words(text, [7])) for text in ARTICLES[:12]]
 
-    full = [[n, f"https://a.example/{n}"] for n in range(MAX_BUCKET)]
-    assert remember(full, 999, "https://a.example/new")[-1] == [999, "https://a.example/new"]
-    assert len(remember(full, 999, "https://a.example/new")) == MAX_BUCKET
+    found = [rebuilt.find_original(copy, "https://b.example/copy") for copy in copies]
+
+    assert found == [live.find_original(copy, "https://b.example/copy") for copy in copies]
+    assert found[:10] == [f"https://a.example/{n}" for n in range(10)]
+    assert found[10:] == [None, None]
+
+
+def test_buckets_keep_the_newest_entries():
+    index = BandIndex(0)
+    for n in range(MAX_BUCKET + 1):
+        index.add(f"https://a.example/{n}", 42)
+
+    assert len(index) == MAX_BUCKET
+    assert index.find_original(42, "https://a.example/0") == "https://a.example/1"
