@@ -175,8 +175,9 @@ def expansion_pairs(pages: Iterable[PageCleaned]) -> list[ExpansionPair]:
 
 
 def page_prompts(pages: Iterable[PageCleaned]) -> list[str]:
-    """One prompt per page, as the API would see it: the title, and the summary when there is one."""
-    return [format_prompt(_title_of(page), page.summary) for page in pages]
+    """Each page's prompts as SFT learns them and the API takes them: the title alone, and the title with
+    the summary when there is one (`expansion_pairs`); a prompt two pages share counts once."""
+    return list(dict.fromkeys(pair.prompt for pair in expansion_pairs(pages)))
 
 
 def current_labels(events: Iterable[LabelRecorded]) -> LabelSet:

@@ -1,5 +1,6 @@
 """Evaluation of a policy on held-out prompts: samples, their reward, target rate, KL to a reference,
-the independent judge's target rate and the fluency (perplexity under the SFT reference).
+the independent judge's target rate and mean probability of the target, and the fluency (perplexity
+under the SFT reference).
 
 Every policy of a gate decision is sampled with the same seed and sampling settings on the same
 prompts and scored by the same (newest) reward model, judge and reference (`Evaluator`). Texts are
@@ -32,7 +33,9 @@ __all__ = [
     "kl_to_reference",
     "perplexity",
     "target_threshold",
+    "rewards_of",
     "figures_of",
+    "summarise",
 ]
 
 RESPONSE_TOKENS = 48
@@ -58,10 +61,17 @@ class Figures:
     samples: int
     judge_target_rate: float | None = None  # share the independent judge puts on the target side; None: no judge
     perplexity: float | None = None  # fluency under the SFT reference; None when not measured
+    # The judge's mean probability of the target: unlike its rate, it moves with texts that stay on one side of 0.5.
+    judge_target_mean: float | None = None
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
         metrics = {f"{prefix}_reward_mean": self.reward_mean, f"{prefix}_target_rate": self.target_rate}
-        optional = {"kl": self.kl, "judge_target_rate": self.judge_target_rate, "perplexity": self.perplexity}
+        optional = {
+            "kl": self.kl,
+            "judge_target_rate": self.judge_target_rate,
+            "judge_target_mean": self.judge_target_mean,
+            "perplexity": self.perplexity,
+        }
         metrics.update({f"{prefix}_{name}": value for name, value in optional.items() if value is not None})
         return metrics
 
@@ -69,7 +79,11 @@ class Figures:
 class TextJudge(Protocol):
     """The independent judge as the evaluation sees it (`trainer.judge.Judge`)."""
 
-    def target_rate(self, texts: Sequence[str]) -> float: ...
+    def target_probabilities(self, texts: Sequence[str]) -> list[float]: ...
+
+    def rate(self, probabilities: Sequence[float]) -> float:
+        """Share of the probabilities on the target side of the judge's decision boundary."""
+        ...
 
 
 def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
@@ -184,6 +198,15 @@ def target_threshold(
     ) / 2
 
 
+def rewards_of(
+    samples: Sequence[Sample], reward_model: PreTrainedModel, reward_tokenizer: PreTrainedTokenizerBase
+) -> list[float]:
+    """Score prompt + response as PPO does, with the reward model's own tokenizer."""
+    if not samples:
+        raise ValueError("no samples to evaluate: the held-out prompt set is empty")
+    return reward.score(reward_model, reward_tokenizer, [one.prompt + one.response for one in samples])
+
+
 def figures_of(
     samples: Sequence[Sample],
     reward_model: PreTrainedModel,
@@ -191,20 +214,29 @@ def figures_of(
     threshold: float,
     kl: float | None = None,
     *,
-    judge_target_rate: float | None = None,
     fluency: float | None = None,
 ) -> Figures:
-    """Score prompt + response as PPO does, with the reward model's own tokenizer."""
-    if not samples:
-        raise ValueError("no samples to evaluate: the held-out prompt set is empty")
-    scores = reward.score(reward_model, reward_tokenizer, [one.prompt + one.response for one in samples])
+    return summarise(rewards_of(samples, reward_model, reward_tokenizer), threshold, kl, fluency=fluency)
+
+
+def summarise(
+    rewards: Sequence[float],
+    threshold: float,
+    kl: float | None = None,
+    *,
+    judge_target_rate: float | None = None,
+    judge_probabilities: Sequence[float] | None = None,
+    fluency: float | None = None,
+) -> Figures:
+    """The figures of one policy's samples from their rewards (and the judge's probabilities, when judged)."""
     return Figures(
-        reward_mean=fmean(scores),
-        target_rate=sum(value > threshold for value in scores) / len(scores),
+        reward_mean=fmean(rewards),
+        target_rate=sum(value > threshold for value in rewards) / len(rewards),
         kl=kl,
-        samples=len(scores),
+        samples=len(rewards),
         judge_target_rate=judge_target_rate,
         perplexity=fluency,
+        judge_target_mean=None if judge_probabilities is None else fmean(judge_probabilities),
     )
 
 
@@ -212,6 +244,8 @@ def figures_of(
 class Evaluation:
     figures: Figures
     samples: list[Sample]
+    rewards: list[float]  # each sample's reward, in the order of `samples`
+    judge_probabilities: list[float] | None = None  # each sample's probability of the target by the judge
 
 
 class Evaluator:
@@ -247,13 +281,14 @@ class Evaluator:
     ) -> Evaluation:
         """`kl_reference`: measure the KL to it (the candidate's own SFT reference, same tokenizer)."""
         samples = sample(model, tokenizer, self.prompts, seed=self.seed, samples_per_prompt=self.samples_per_prompt)
-        figures = figures_of(
-            samples,
-            self.reward_model,
-            self.reward_tokenizer,
+        rewards = rewards_of(samples, self.reward_model, self.reward_tokenizer)
+        judged = None if self.judge is None else self.judge.target_probabilities([s.response for s in samples])
+        figures = summarise(
+            rewards,
             self.threshold,
             None if kl_reference is None else kl_to_reference(model, kl_reference, samples),
-            judge_target_rate=None if self.judge is None else self.judge.target_rate([s.response for s in samples]),
+            judge_target_rate=None if judged is None else self.judge.rate(judged),
+            judge_probabilities=judged,
             fluency=perplexity(self.reference, self.reference_tokenizer, samples),
         )
-        return Evaluation(figures, samples)
+        return Evaluation(figures, samples, rewards, judged)

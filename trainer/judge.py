@@ -30,6 +30,7 @@ from trainer.data import JUDGE_PERCENT, LabelSplit, split_labels
 __all__ = [
     "JUDGE_PERCENT",
     "MIN_LABELS_PER_SIDE",
+    "DECISION_PROBABILITY",
     "BUNDLED_SHA256",
     "JudgeUnavailable",
     "LabelSplit",
@@ -101,9 +102,13 @@ class Judge:
                 probabilities[i] = float(p)
         return probabilities
 
+    def rate(self, probabilities: Sequence[float]) -> float:
+        """Share of the probabilities (of `target_probabilities`) on the target side."""
+        return rate_above(probabilities)
+
     def target_rate(self, texts: Sequence[str]) -> float:
         """Share of the texts the judge puts on the target side."""
-        return rate_above(self.target_probabilities(texts))
+        return self.rate(self.target_probabilities(texts))
 
 
 def _embed(encoder: SentenceTransformer, texts: Sequence[str]) -> np.ndarray:

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
-from learning import Timing, demo_records, overhead, parse_args, run, same_run, step_durations
+from learning import (
+    Difference,
+    PerSample,
+    Timing,
+    bootstrap_difference,
+    changes,
+    confirmed,
+    demo_records,
+    overhead,
+    parse_args,
+    per_sample,
+    run,
+    same_run,
+    step_durations,
+)
+
+from trainer import evaluate
 
 from deploy.demo_site import load_articles
 
@@ -39,6 +56,59 @@ def test_runs_are_the_same_run_when_every_update_rolled_out_the_same_rewards():
     assert not same_run([timing()], [timing()])
 
 
+def test_no_change_gives_an_interval_around_zero_and_a_clear_change_one_above_it():
+    noisy = [0.0, 1.0] * 20
+    same = bootstrap_difference(noisy, noisy, ["a"] * 40, ["a"] * 40)
+    assert same.estimate == 0 and same.low < 0 < same.high and not same.up
+    risen = bootstrap_difference([0.0] * 30 + [1.0] * 10, [0.0] * 10 + [1.0] * 30, ["a"] * 40, ["a"] * 40)
+    assert risen.estimate == pytest.approx(0.5) and 0 < risen.low < 0.5 < risen.high and risen.up
+
+
+def test_samples_are_resampled_within_their_prompt():
+    # Each prompt's samples agree: resampled within their prompt, every resample has the same mean.
+    before = [0.0] * 10 + [1.0] * 30
+    prompts = ["a"] * 10 + ["b"] * 30
+    after = [0.5] * 10 + [1.0] * 30
+    assert bootstrap_difference(before, after, prompts, prompts) == Difference(0.125, 0.125, 0.125)
+
+
+def test_more_samples_give_a_narrower_interval():
+    rng = np.random.default_rng(1)
+
+    def coin_flips(size: int) -> Difference:
+        before, after = (list(rng.integers(0, 2, size).astype(float)) for _ in range(2))
+        return bootstrap_difference(before, after, ["a"] * size, ["a"] * size)
+
+    few, many = coin_flips(32), coin_flips(512)
+    assert many.high - many.low < (few.high - few.low) / 2
+
+
+def per_prompt(prompts: list[str], values: list[float]) -> PerSample:
+    return PerSample(prompts, values, values, values, values)
+
+
+def test_the_rise_is_confirmed_only_when_the_reward_models_and_the_judges_rates_both_rise():
+    prompts = ["a"] * 40
+    before, after = [0.0] * 30 + [1.0] * 10, [0.0] * 10 + [1.0] * 30
+    assert confirmed(changes(per_prompt(prompts, before), per_prompt(prompts, after), seed=0))
+    judge_flat = PerSample(prompts, after, after, before, before)
+    differences = changes(per_prompt(prompts, before), judge_flat, seed=0)
+    assert differences["reward_target"].up and not differences["judge_target"].up and not confirmed(differences)
+    unjudged = PerSample(prompts, before, before, None, None)
+    assert set(changes(unjudged, unjudged, seed=0)) == {"rewards", "reward_target"}
+    assert not confirmed(changes(unjudged, PerSample(prompts, after, after, None, None), seed=0))
+
+
+def test_per_sample_figures_are_on_the_target_side_strictly_above_the_boundaries():
+    samples = [evaluate.Sample("p\n\n", text, [1], [2], True) for text in "abc"]
+    evaluation = evaluate.Evaluation(
+        evaluate.summarise([0.0, 1.0, 2.0], 1.0), samples, [0.0, 1.0, 2.0], [0.2, 0.5, 0.9]
+    )
+    figures = per_sample(evaluation, threshold=1.0, judge_boundary=0.5)
+    assert figures.reward_target == [0.0, 0.0, 1.0] and figures.judge_target == [0.0, 0.0, 1.0]
+    assert figures.judge_probability == [0.2, 0.5, 0.9] and figures.prompts == ["p\n\n"] * 3
+
+
 def test_a_tiny_run_measures_every_figure(capsys):
     args = parse_args(
         ["--articles", "12", "--episodes", "8", "--sft-epochs", "1", "--reward-epochs", "1"]
@@ -49,7 +119,14 @@ def test_a_tiny_run_measures_every_figure(capsys):
         for name in ("reward_mean", "target_rate", "judge_target_rate", "perplexity"):
             assert math.isfinite(report.figures[f"{when}_{name}"])
         assert 0 <= report.figures[f"{when}_judge_target_rate"] <= 1
+        assert 0 <= report.figures[f"{when}_judge_target_mean"] <= 1
     assert "after_kl" in report.figures and "before_kl" not in report.figures
+    for name in ("rewards", "reward_target", "judge_target", "judge_probability"):
+        assert report.figures[f"change_{name}_low"] <= report.figures[f"change_{name}_high"]
+    assert report.figures["change_reward_target"] == pytest.approx(
+        report.figures["after_target_rate"] - report.figures["before_target_rate"]
+    )
+    assert report.figures["confirmed"] in (0.0, 1.0)
     assert report.figures["ours_step_s"] > 0 and report.figures["bare_step_s"] > 0
     assert math.isfinite(report.figures["step_overhead"])
     assert "| time per PPO update, bare trl PPOTrainer" in report.table()

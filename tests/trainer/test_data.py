@@ -74,6 +74,19 @@ def test_expansion_pairs_from_title_and_from_title_with_summary():
     ]
 
 
+def test_page_prompts_are_the_title_and_the_title_with_summary_once_each():
+    pages = [
+        page("http://a.test/1", title="Good day", summary="All went well."),
+        page("http://a.test/2", title="Bad day"),
+        page("http://a.test/3", title="Good day", summary="All went well."),
+    ]
+    assert data.page_prompts(pages) == [
+        data.format_prompt("Good day"),
+        data.format_prompt("Good day", "All went well."),
+        data.format_prompt("Bad day"),
+    ]
+
+
 def test_untitled_page_uses_its_opening_words_as_title():
     pairs = data.expansion_pairs(
         [page("http://a.test/1", title=" ", text="one two three four five six seven eight nine ten")]
@@ -140,7 +153,7 @@ def test_build_keeps_held_out_pages_out_of_sft(make_pages, make_labels):
     _, held = data.split_pages(data.latest_pages(pages))
     held_urls = {p.url for p in held}
     assert built.sft_pairs and not {pair.url for pair in built.sft_pairs} & held_urls
-    assert len(built.heldout_prompts) == len(held)
+    assert built.heldout_prompts == list(dict.fromkeys(pair.prompt for pair in data.expansion_pairs(held)))
     assert set(built.train_prompts) == {pair.prompt for pair in built.sft_pairs}
     assert built.stats()["sentiment_labels"] == 20 and built.reward_pairs
     assert all(label.text in built.corpus for label in built.labels.sentiment.values())

@@ -98,10 +98,13 @@ def test_a_sample_knows_whether_its_policy_ended_it(policy, tokenizer):
 
 
 class CountingJudge:
-    """A judge that puts every response containing "e" on the target side."""
+    """A judge sure of the target in every response containing "e", unsure (0.25) of the others."""
 
-    def target_rate(self, texts):
-        return sum("e" in text for text in texts) / len(texts)
+    def target_probabilities(self, texts):
+        return [1.0 if "e" in text else 0.25 for text in texts]
+
+    def rate(self, probabilities):
+        return sum(p > 0.5 for p in probabilities) / len(probabilities)
 
 
 def test_the_evaluator_measures_every_figure_of_the_gate(policy, scorer, tokenizer):
@@ -121,7 +124,13 @@ def test_the_evaluator_measures_every_figure_of_the_gate(policy, scorer, tokeniz
     candidate = evaluator.evaluate(policy, tokenizer, kl_reference=other)
     responses = [one.response for one in candidate.samples]
     assert candidate.figures.samples == len(responses) == 4
-    assert candidate.figures.judge_target_rate == CountingJudge().target_rate(responses)
+    with_e = sum("e" in text for text in responses)
+    assert candidate.figures.judge_target_rate == with_e / 4
+    assert candidate.figures.judge_target_mean == pytest.approx((with_e + 0.25 * (4 - with_e)) / 4)
+    assert candidate.judge_probabilities == CountingJudge().target_probabilities(responses)
+    scored = reward.score(scorer, tokenizer, [one.prompt + one.response for one in candidate.samples])
+    assert candidate.rewards == pytest.approx(scored)
+    assert candidate.figures.reward_mean == pytest.approx(sum(candidate.rewards) / 4)
     assert candidate.figures.perplexity == pytest.approx(evaluate.perplexity(other, tokenizer, candidate.samples))
     assert candidate.figures.kl == pytest.approx(evaluate.kl_to_reference(policy, other, candidate.samples))
     baseline = evaluator.evaluate(policy, tokenizer)
@@ -139,5 +148,6 @@ def test_the_evaluator_measures_every_figure_of_the_gate(policy, scorer, tokeniz
         judge=None,
         samples_per_prompt=2,
     ).evaluate(policy, tokenizer)
-    assert without_judge.figures.judge_target_rate is None
-    assert "x_judge_target_rate" not in without_judge.figures.as_metrics("x")
+    assert without_judge.figures.judge_target_rate is None and without_judge.judge_probabilities is None
+    assert {"x_judge_target_rate", "x_judge_target_mean"}.isdisjoint(without_judge.figures.as_metrics("x"))
+    assert candidate.figures.as_metrics("x")["x_judge_target_mean"] == candidate.figures.judge_target_mean

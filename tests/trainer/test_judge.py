@@ -72,6 +72,7 @@ def test_fit_on_the_bundled_encoder_tells_target_from_the_rest(encoder):
     )
     assert probabilities[0] > 0.5 > probabilities[1] and probabilities[2] == 0.0
     assert fitted.target_rate(["Such a lovely, cheerful day with kind people.", ""]) == 0.5
+    assert fitted.rate(probabilities) == 1 / 3
     toward_negative = judge.fit(encoder, labels(POSITIVE, "positive") + labels(NEGATIVE, "negative"), "negative")
     assert toward_negative.target_probabilities(["A horrible, hateful day with cruel people."])[0] > 0.5
 
