@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +47,7 @@ from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
 from ingest_corpus import BenchPage, build_corpus, percentile
 from machine import describe as describe_machine
+from report import Report
 
 from consumers.search_index import PageIndexSink, document_id
 from ctrlgpt.settings import REPO_ROOT, Settings
@@ -59,19 +60,6 @@ from streams.records import PageFetched
 WARM_UP_PAGES = 20
 POLL_S = 0.1
 READY_TIMEOUT_S = 300.0
-
-
-@dataclass
-class Figures:
-    rows: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, what: str, value: str) -> None:
-        self.rows.append((what, value))
-        print(f"  {what}: {value}", flush=True)
-
-    def table(self) -> str:
-        width = max(len(what) for what, _ in self.rows)
-        return "\n".join(f"| {what.ljust(width)} | {value} |" for what, value in self.rows)
 
 
 def fetched(page: BenchPage, host: str, crawl_id: str, prefix: str = "") -> PageFetched:
@@ -241,10 +229,10 @@ def remove_bench_state(settings: Settings, es: Elasticsearch, alias: str, groups
             print(f"  (consumer group {group} not deleted: {exc})")
 
 
-def run(args: argparse.Namespace) -> Figures:
+def run(args: argparse.Namespace) -> Report:
     settings = Settings()
     cores = os.cpu_count() or 1
-    figures = Figures()
+    figures = Report()
     run_id = uuid.uuid4().hex[:8]
     host = f"bench-{run_id}.example.com"
     crawl_id = f"bench-{run_id}"
@@ -324,7 +312,7 @@ def throughput(
     kept: list[PageFetched],
     pages: list[PageFetched],
     workers: list[subprocess.Popen],
-    figures: Figures,
+    figures: Report,
     reference: float,
     reference_cpu: float,
     cores: int,
@@ -374,7 +362,7 @@ def latency(
     pages: list[PageFetched],
     args: argparse.Namespace,
     workers: list[subprocess.Popen],
-    figures: Figures,
+    figures: Report,
 ) -> None:
     watcher = FirstSeen(es, alias, pages[0].crawl_id)
     watcher.start()

@@ -31,7 +31,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from hashlib import sha256
 from pathlib import Path
@@ -50,6 +50,7 @@ from transformers import (
 )
 
 from machine import describe as describe_machine
+from report import Report
 
 from ctrlgpt import logs
 from ctrlgpt.settings import Settings
@@ -79,21 +80,6 @@ BENCH_SFT_EPOCHS = 60.0
 REPEATS = 1
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
-
-
-@dataclass
-class Report:
-    rows: list[tuple[str, str]] = field(default_factory=list)
-    figures: dict[str, float] = field(default_factory=dict)
-
-    def add(self, what: str, value: str, **figures: float) -> None:
-        self.rows.append((what, value))
-        self.figures.update(figures)
-        print(f"  {what}: {value}", flush=True)
-
-    def table(self) -> str:
-        width = max(len(what) for what, _ in self.rows)
-        return "\n".join(f"| {what.ljust(width)} | {value} |" for what, value in self.rows)
 
 
 @dataclass(frozen=True)
