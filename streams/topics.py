@@ -6,7 +6,6 @@ name as a string. `encode`/`decode` are the only way records cross the wire.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
@@ -56,12 +55,12 @@ class Topic:
         if payload is None:
             raise ContractError(f"{self.name}: empty message (tombstone) where a {self.record.__name__} was expected")
         try:
-            data = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ContractError(f"{self.name}: not JSON: {exc}") from exc
-        try:
-            return self.record.model_validate(data)
+            # Parsed and validated in one pass by pydantic-core (about twice as fast as json.loads first).
+            return self.record.model_validate_json(payload)
         except ValidationError as exc:
+            first = exc.errors()[0]
+            if first["type"] == "json_invalid":
+                raise ContractError(f"{self.name}: not JSON: {first['msg']}") from exc
             errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
             raise ContractError(f"{self.name}: invalid {self.record.__name__}: {errors}") from exc
 

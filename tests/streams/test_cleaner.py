@@ -28,6 +28,14 @@ ARTICLE = """<html><head><title>Night Trains of Europe</title></head><body>
   </article>
   <footer>Copyright Rail Review</footer>
 </body></html>"""
+OTHER_PAGE = """<html><head><title>Harbour Ferries</title></head><body>
+  <article>
+    <p>The harbour ferries run every twenty minutes in summer, carrying commuters, cyclists and a few
+       tourists between the old town and the islands that close the bay to the west.</p>
+    <p>Their crews know most passengers by name, and in winter, when the boats run only every hour,
+       the crossing is quiet enough to hear the gulls above the engine.</p>
+  </article>
+</body></html>"""
 
 
 def _raw_page(url: str, html: str = ARTICLE) -> PageFetched:
@@ -61,13 +69,15 @@ def test_a_message_that_is_not_a_raw_page_is_a_contract_error(value, reason):
 
 def test_a_batch_keeps_each_message_outcome_in_order_with_the_clean_page_fingerprint():
     good = topics.PAGES_RAW.encode(_raw_page("https://rail.example.com/night"))
+    other = topics.PAGES_RAW.encode(_raw_page("https://rail.example.com/other", html=OTHER_PAGE))
 
-    outcomes = clean_messages([b"{not json", good, None], min_chars=100)
+    outcomes = clean_messages([b"{not json", good, None, other], min_chars=100)
 
-    assert [type(outcome) for outcome in outcomes] == [Rejection, Cleaned, Rejection]
-    cleaned = outcomes[1]
-    assert cleaned.page.content_sha256 == clean_message(good, min_chars=100).content_sha256
-    assert cleaned.fingerprint == simhash(cleaned.page.text)
+    assert [type(outcome) for outcome in outcomes] == [Rejection, Cleaned, Rejection, Cleaned]
+    for message, cleaned in ((good, outcomes[1]), (other, outcomes[3])):
+        assert cleaned.page.content_sha256 == clean_message(message, min_chars=100).content_sha256
+        assert cleaned.fingerprint == simhash(cleaned.page.text)
+    assert outcomes[1].fingerprint != outcomes[3].fingerprint
 
 
 def test_a_page_without_text_is_rejected_with_its_url():

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 from deploy.demo_site import load_articles, render_article, render_index
-from streams.cleaning import PageRejected, clean_page, normalise_text, summarise
+from streams.cleaning import UNDETERMINED_LANGUAGE, PageRejected, clean_page, language_of, normalise_text, summarise
 from streams.records import PageFetched
 
 ARTICLE = """<!doctype html>
@@ -99,6 +99,29 @@ def test_french_page_is_detected_as_french():
     assert page.language == "fr"
     assert page.title == "Le marché du samedi"
     assert "Accueil" not in page.text and "droits réservés" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("Die Flüsse des Nordens fließen im Frühling kalt und schnell durch die Täler bis zum Meer.", "de"),
+        # CLD2 says "iw", the code withdrawn in 1989.
+        ("הנהרות של הצפון זורמים קרים ומהירים באביב, ונושאים את מי ההפשרה מההרים אל הים.", "he"),
+        ("北方的河流在春天又冷又急，把山上的雪水带到大海，沿岸的城镇围绕着河水生长了几个世纪。", "zh"),
+        ("北方的河流在春天又冷又急，把山上的雪水帶到大海，沿岸的城鎮圍繞著河水生長了幾個世紀。", "zh-Hant"),
+        ("12 345 — 678 !!!", UNDETERMINED_LANGUAGE),
+        ("", UNDETERMINED_LANGUAGE),
+    ],
+)
+def test_language_is_an_iso_code(text, language):
+    assert language_of(text) == language
+
+
+def test_language_of_text_with_characters_cld2_refuses_is_still_found():
+    refused = "\x00\x1b\x7f\x85\ufdd0\ufffe\U0010ffff\ud800"
+    text = refused.join(["The rivers of the north", "run cold and fast through the spring", "down to the sea."])
+
+    assert language_of(text) == "en"
 
 
 def test_title_falls_back_to_the_first_heading_of_the_main_text():
