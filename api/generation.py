@@ -144,13 +144,14 @@ def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
     decoding = decoding_of(rows[0].params)
     tokenizer = served.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = served.model.device
     input_ids = pad_sequence(
         [torch.tensor(row.prompt_ids) for row in rows], batch_first=True, padding_value=pad_id, padding_side="left"
-    )
+    ).to(device)
     attention_mask = pad_sequence(
         [torch.ones(len(row.prompt_ids), dtype=torch.long) for row in rows],
         batch_first=True, padding_value=0, padding_side="left",
-    )
+    ).to(device)
     progress = [_RowProgress(served, row) for row in rows]
     for one in progress:
         one.sink.started(len(one.row.prompt_ids))
@@ -172,7 +173,9 @@ def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
             else:
                 served.model.generate(
                     **arguments,
-                    logits_processor=LogitsProcessorList(_sampling(decoding, [row.params.seed for row in rows])),
+                    logits_processor=LogitsProcessorList(
+                        _sampling(decoding, [row.params.seed for row in rows], device)
+                    ),
                     stopping_criteria=StoppingCriteriaList([_FollowRows(progress)]),
                 )
                 for one in progress:
@@ -193,7 +196,7 @@ def generate(served: ServedModel, params: SamplingParams) -> Completion:
     return sink.completion
 
 
-def _sampling(decoding: Decoding, seeds: Sequence[int | None]) -> list[LogitsProcessor]:
+def _sampling(decoding: Decoding, seeds: Sequence[int | None], device: torch.device) -> list[LogitsProcessor]:
     if not decoding.samples:
         return []
     warpers: list[LogitsProcessor] = []
@@ -203,7 +206,10 @@ def _sampling(decoding: Decoding, seeds: Sequence[int | None]) -> list[LogitsPro
         warpers.append(TopKLogitsWarper(decoding.top_k))
     if decoding.top_p < 1.0:
         warpers.append(TopPLogitsWarper(decoding.top_p))
-    generators = [torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63)) for seed in seeds]
+    # Generators on the model's device: a seed gives the same text on a given device (a GPU's differs from the CPU's).
+    generators = [
+        torch.Generator(device).manual_seed(seed if seed is not None else secrets.randbits(63)) for seed in seeds
+    ]
     return [*warpers, _SeededSampling(generators)]
 
 

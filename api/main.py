@@ -30,6 +30,7 @@ from api.served_model import ModelHolder, ModelHolders
 from api.validation import request_validation_error
 from ctrlgpt.settings import Settings
 from streams import bus, topics
+from trainer import devices
 
 log = structlog.get_logger()
 
@@ -100,6 +101,7 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
+    device = devices.of(settings)  # device=cuda without a GPU stops the API here, before it serves
     _structured_uvicorn_logs()
     transformers_logging.disable_progress_bar()  # progress bars would break the JSON log lines
     try:
@@ -110,7 +112,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         log.warning("api.kafka_unavailable", error=str(exc), hint="serving; model updates follow once Kafka is up")
     log.info(
         "api.starting", url=settings.api_url, replica=replica_id(settings),
-        model_names=[settings.policy_for(target) for target in settings.target_list],
+        model_names=[settings.policy_for(target) for target in settings.target_list], device=str(device),
     )
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
     return 0

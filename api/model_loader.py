@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import structlog
+import torch
 
 from api.generation import SamplingParams, generate
 from api.sentiment import has_reward_model, load_scorer
@@ -33,22 +34,31 @@ class WarmUpFailed(RuntimeError):
     """The version loaded but its smoke generation or smoke score failed."""
 
 
-def load_version(version_dir: Path, manifest_sha256: str | None, *, expected_version: str | None = None) -> ServedModel:
-    """Verify every checksum, then load the policy and reward model (safetensors only) and warm them up."""
+def load_version(
+    version_dir: Path, manifest_sha256: str | None, *, device: torch.device, expected_version: str | None = None
+) -> ServedModel:
+    """Verify every checksum, then load the policy and reward model (safetensors only) onto `device` and warm
+    them up there: a version that does not fit the GPU fails here, while the old one keeps serving."""
     manifest = manifests.verify(version_dir, manifest_sha256)
     if expected_version is not None and manifest.version != expected_version:
         raise VersionMismatch(f"{version_dir} holds version {manifest.version!r}, not the announced {expected_version!r}")
-    log.info("model.loading", version=manifest.version, path=str(version_dir), adapter=manifest.adapter is not None)
+    log.info(
+        "model.loading",
+        version=manifest.version,
+        path=str(version_dir),
+        adapter=manifest.adapter is not None,
+        device=str(device),
+    )
     # Full weights, or a LoRA adapter folded into its base (whose checksums `verify` checked too).
     model, tokenizer = load_policy(version_dir, manifest)
-    model.eval()
+    model.to(device).eval()
     served = ServedModel(
         version=manifest.version,
         tokenizer=tokenizer,
         model=model,
         manifest=manifest,
         loaded_at=datetime.now(timezone.utc),
-        scorer=load_scorer(version_dir, manifest) if has_reward_model(manifest) else None,
+        scorer=load_scorer(version_dir, manifest, device) if has_reward_model(manifest) else None,
     )
     smoke_tokens = warm_up(served)
     log.info("model.loaded", version=manifest.version, warm_up_tokens=smoke_tokens, scorer=served.scorer is not None)

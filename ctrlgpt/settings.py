@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     reward_epochs: float = Field(4.0, gt=0, description="Epochs of reward-model training.")
     ppo_episodes: int = Field(128, ge=1, description="Total PPO episodes of one run.")
     seed: int = Field(0, description="Random seed of training.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="Where the trainer and the API run their models: auto = a CUDA GPU when torch sees one, else the CPU; "
+        "cuda without a visible GPU stops the service at start-up.",
+    )
     rl_algorithm: str = Field("ppo", description="RL stage after SFT and the reward model; only 'ppo' exists so far.")
     ppo_kl_coef: float = Field(0.05, ge=0, description="Weight of the per-token KL penalty to the SFT reference in PPO.")
     gate_reward_margin: float = Field(0.05, description="Mean reward the candidate must gain over the baseline to be promoted.")

@@ -118,7 +118,7 @@ def sample(
     seed: int,
     samples_per_prompt: int = SAMPLES_PER_PROMPT,
 ) -> list[Sample]:
-    """Sampled responses, reproducible for a given seed, model and prompt list."""
+    """Sampled responses, reproducible for a given seed, model, prompt list and device (the model's)."""
     model.eval()
     torch.manual_seed(seed)
     encoded = [
@@ -128,7 +128,7 @@ def sample(
     config = generation_config(tokenizer)
     samples = []
     for prompt, ids in zip(prompts, encoded, strict=True):
-        inputs = torch.tensor([ids] * samples_per_prompt)
+        inputs = torch.tensor([ids] * samples_per_prompt, device=model.device)
         output = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), generation_config=config)
         for row in output[:, len(ids) :].tolist():
             response_ids = _cut_at_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id)
@@ -140,11 +140,12 @@ def sample(
 
 @torch.no_grad()
 def _response_logprobs(model: PreTrainedModel, one: Sample) -> torch.Tensor:
-    ids = torch.tensor([one.prompt_ids + one.response_ids])
+    ids = torch.tensor([one.prompt_ids + one.response_ids], device=model.device)
     logits = (
         model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, len(one.prompt_ids) - 1 : -1] / TEMPERATURE
     )
-    return torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(one.response_ids).unsqueeze(-1)).squeeze(-1)
+    response = torch.tensor(one.response_ids, device=model.device).unsqueeze(-1)
+    return torch.log_softmax(logits, dim=-1).gather(-1, response).squeeze(-1)
 
 
 def kl_to_reference(policy: PreTrainedModel, reference: PreTrainedModel, samples: Sequence[Sample]) -> float:
@@ -178,9 +179,10 @@ def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
         response_ids = response_ids[: positions - len(prompt_ids)]
         if not response_ids:
             raise ValueError(f"a response to {one.prompt!r} has no tokens and no end-of-text: nothing to measure")
-        ids = torch.tensor([prompt_ids + response_ids])
+        ids = torch.tensor([prompt_ids + response_ids], device=reference.device)
         logits = reference(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, len(prompt_ids) - 1 : -1]
-        mean_nlls.append(float(torch.nn.functional.cross_entropy(logits, torch.tensor(response_ids))))
+        targets = torch.tensor(response_ids, device=reference.device)
+        mean_nlls.append(float(torch.nn.functional.cross_entropy(logits, targets)))
     return math.exp(fmean(mean_nlls))
 
 

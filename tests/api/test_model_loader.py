@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from api.model_loader import VersionMismatch, load_version
 from trainer.manifest import ChecksumMismatch, Manifest, sha256_of, write_manifest
+
+CPU = torch.device("cpu")
 
 
 def test_loads_a_verified_version_in_eval_mode(v2):
@@ -24,12 +27,12 @@ def test_refuses_weights_changed_after_the_manifest(tampered):
 
 def test_refuses_a_manifest_other_than_the_announced_one(v1):
     with pytest.raises(ChecksumMismatch, match="announced sha256"):
-        load_version(v1.path, "0" * 64)
+        load_version(v1.path, "0" * 64, device=CPU)
 
 
 def test_refuses_a_directory_holding_another_version(v1):
     with pytest.raises(VersionMismatch, match="'v1', not the announced 'v9'"):
-        load_version(v1.path, v1.manifest_sha256, expected_version="v9")
+        load_version(v1.path, v1.manifest_sha256, device=CPU, expected_version="v9")
 
 
 def test_refuses_pickle_weights(make_version):
@@ -38,4 +41,4 @@ def test_refuses_pickle_weights(make_version):
     manifest_sha = write_manifest(version.path, Manifest(version="v-pickle", base_model="bootstrap"))
     assert manifest_sha == sha256_of(version.path / "manifest.json")
     with pytest.raises(ChecksumMismatch, match="pickle"):
-        load_version(version.path, manifest_sha)
+        load_version(version.path, manifest_sha, device=CPU)

