@@ -17,15 +17,15 @@ rebalance, so the changelog carries no copy of it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import itertools
 import re
 from array import array
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
 
 import numpy as np
 
-__all__ = ["simhash", "hamming", "band_keys", "BandIndex", "check_and_remember", "SHINGLE_WORDS", "BITS"]
+__all__ = ["simhash", "simhashes", "hamming", "band_keys", "BandIndex", "check_and_remember", "SHINGLE_WORDS", "BITS"]
 
 BITS = 64
 SHINGLE_WORDS = 3
@@ -34,11 +34,21 @@ _WORD = re.compile(r"\w+")
 # Shingle hashes are combined from word hashes: a word is hashed once per process, not once per shingle.
 _WORD_CACHE = 1 << 16
 _COMBINE = np.uint64(0x9E3779B97F4A7C15)
+# Row v: the bits of the byte value v, lowest first.
+_BITS_OF_BYTE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.int64)
 
 
-@functools.lru_cache(maxsize=_WORD_CACHE)
-def _word_hash(word: str) -> int:
-    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+class _WordHashes(dict[str, int]):
+    """word -> its 64-bit hash; a plain dict lookup when known (cheaper per word than `functools.lru_cache`)."""
+
+    def __missing__(self, word: str) -> int:
+        if len(self) >= _WORD_CACHE:
+            self.clear()  # bounded, and the words of a site's pages come back soon enough to be worth keeping
+        hashed = self[word] = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+        return hashed
+
+
+_word_hashes = _WordHashes()
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -52,18 +62,48 @@ def _mix(values: np.ndarray) -> np.ndarray:
 
 def simhash(text: str, *, shingle_words: int = SHINGLE_WORDS) -> int:
     """64-bit SimHash of the text's lower-cased word shingles, each shingle counted once."""
-    words = _WORD.findall(text.casefold()) or [""]
-    hashes = np.fromiter((_word_hash(word) for word in words), dtype=np.uint64, count=len(words))
-    count = max(1, len(words) - shingle_words + 1)
-    shingles = np.zeros(count, dtype=np.uint64)
-    for position in range(min(shingle_words, len(words))):
-        shingles = _mix(shingles * _COMBINE + hashes[position : position + count])
-    shingles = np.unique(shingles)
-    # One row of 64 bits per shingle, bit i of the integer in column i; a bit of the
-    # fingerprint is set where most shingles have it set.
-    bits = np.unpackbits(shingles.astype("<u8").view(np.uint8), bitorder="little")
-    ones = bits.reshape(-1, BITS).sum(axis=0, dtype=np.int64)
-    return sum(1 << bit for bit in np.flatnonzero(2 * ones > len(shingles)).tolist())
+    return simhashes([text], shingle_words=shingle_words)[0]
+
+
+def simhashes(texts: Sequence[str], *, shingle_words: int = SHINGLE_WORDS) -> list[int]:
+    """`simhash` of each text, computed for all of them at once: numpy's cost per call is paid per batch, not per page."""
+    if not texts:
+        return []
+    words = [_WORD.findall(text.casefold()) or [""] for text in texts]
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    hashes = np.fromiter(
+        map(_word_hashes.__getitem__, itertools.chain.from_iterable(words)), dtype=np.uint64, count=int(lengths.sum())
+    )
+    # A text of n words has max(1, n - shingle_words + 1) shingles; shingle j folds words j.. j+width-1 in.
+    counts = np.maximum(1, lengths - shingle_words + 1)
+    widths = np.minimum(shingle_words, lengths)
+    text_of = np.repeat(np.arange(len(texts)), counts)
+    first_word = np.repeat(np.cumsum(lengths) - lengths, counts) + (
+        np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    )
+    width = widths[text_of]
+    shingles = np.zeros(len(text_of), dtype=np.uint64)
+    for position in range(shingle_words):
+        folds = position < width
+        word = hashes[np.where(folds, first_word + position, 0)]
+        shingles = np.where(folds, _mix(shingles * _COMBINE + word), shingles)
+    # Each shingle counted once per text: each text's shingles sorted in place, repeats dropped.
+    bounds = np.cumsum(counts)
+    for low, high in zip((bounds - counts).tolist(), bounds.tolist()):
+        shingles[low:high].sort()
+    distinct = np.ones(len(shingles), dtype=bool)
+    distinct[1:] = (shingles[1:] != shingles[:-1]) | (text_of[1:] != text_of[:-1])
+    shingles, text_of = shingles[distinct], text_of[distinct]
+    # How many of a text's shingles have each of the 64 bits set, a byte at a time: a histogram of
+    # the byte's values per text, times which bits each value has.
+    byte_values = shingles.astype("<u8").view(np.uint8).reshape(-1, 8)
+    ones = np.empty((len(texts), BITS), dtype=np.int64)
+    for byte in range(8):
+        histogram = np.bincount(text_of * 256 + byte_values[:, byte], minlength=len(texts) * 256)
+        ones[:, 8 * byte : 8 * byte + 8] = histogram.reshape(len(texts), 256) @ _BITS_OF_BYTE
+    # A bit of a text's fingerprint is set where most of its shingles have it set.
+    majority = 2 * ones > np.bincount(text_of, minlength=len(texts))[:, None]
+    return np.packbits(majority, axis=1, bitorder="little").view("<u8").ravel().tolist()
 
 
 def hamming(a: int, b: int) -> int:

@@ -1,7 +1,7 @@
 import pytest
 
 from deploy.demo_site import load_articles
-from streams.near_duplicates import BandIndex, band_keys, check_and_remember, hamming, simhash
+from streams.near_duplicates import BandIndex, band_keys, check_and_remember, hamming, simhash, simhashes
 
 ARTICLES = ["\n\n".join(article.paragraphs) for article in load_articles()]
 MAX_BITS = 6
@@ -24,6 +24,19 @@ def test_fingerprints_stay_those_already_stored():
     assert simhash(ARTICLES[0]) == 0x6D585C18C08D4EE3
     assert simhash("Rivers run north") == 0x61995F2676F9F344
     assert simhash("") == 0x7854EA0C3D92E6F7
+    # Fewer words than a shingle, and one shingle repeated: each counted once.
+    assert simhash("north") == 0x15B1775FD76B8C84
+    assert simhash("Rivers run") == 0x86C65A9428AD3427
+    assert simhash("the the the the the the") == 0xB7A51C5F4E6CFF95
+
+
+def test_a_batch_gives_each_text_the_fingerprint_it_has_alone():
+    texts = [*ARTICLES, "", "north", "Rivers run", "Rivers run north", "the the the the the the", "?!", ARTICLES[0]]
+    alone = [simhash(text) for text in texts]
+    assert simhashes(texts) == alone
+    assert simhashes(texts[::-1]) == alone[::-1]
+    assert len(set(alone[: len(ARTICLES)])) == len(ARTICLES)
+    assert simhashes([]) == []
 
 
 def test_a_few_words_changed_is_near():
