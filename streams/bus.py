@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -35,6 +35,9 @@ __all__ = [
     "Received",
     "make_producer",
     "publish",
+    "Outgoing",
+    "deliver_all",
+    "dead_letter",
     "send_dead_letter",
     "ensure_topics",
     "wait_for_broker",
@@ -80,20 +83,62 @@ def make_producer(settings: Settings, **overrides: object) -> Producer:
     return Producer(config)
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A record encoded for its topic, ready to produce (and to produce again if its delivery fails)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+    @classmethod
+    def of(cls, topic: Topic, record: Record) -> Outgoing:
+        return cls(topic.name, topic.key_of(record), topic.encode(record))
+
+
 def publish(producer: Producer, topic: Topic, record: Record) -> None:
     """Queue one record; `flush_or_raise(producer)` waits for delivery and reports failures."""
+    _produce(producer, Outgoing.of(topic, record), functools.partial(_remember_failure, id(producer)))
+
+
+def _produce(producer: Producer, message: Outgoing, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
     while True:
         try:
-            producer.produce(
-                topic.name,
-                key=topic.key_of(record),
-                value=topic.encode(record),
-                on_delivery=functools.partial(_remember_failure, id(producer)),
-            )
+            producer.produce(message.topic, key=message.key, value=message.value, on_delivery=on_delivery)
             producer.poll(0)
             return
         except BufferError:
             producer.poll(0.5)
+
+
+def deliver_all(
+    producer: Producer, messages: Sequence[Outgoing], *, flush_timeout: float = 10.0, max_backoff: float = 30.0
+) -> None:
+    """Produce `messages` and return once Kafka has acknowledged every one, however long Kafka is away.
+
+    A message still queued is waited for, never produced twice; one whose delivery failed (Kafka away
+    past `delivery.timeout.ms`) is gone from the producer, so it is produced again after a back-off.
+    For callers that ack their input afterwards and have no crash to fall back on (the faust agents):
+    `flush_or_raise` only reports such a failure, and a second flush would find nothing left to wait for.
+    """
+    pending, delay = list(messages), 0.5
+    while True:
+        failed: list[Outgoing] = []
+        for message in pending:
+            _produce(producer, message, functools.partial(_collect_failure, failed, message))
+        while (queued := producer.flush(flush_timeout)) > 0:
+            log.warning("kafka.delivery_waiting", queued=queued, waited_s=flush_timeout)
+        if not failed:
+            return
+        log.warning("kafka.delivery_retrying", failed=len(failed), retry_in_s=delay)
+        time.sleep(delay)
+        pending, delay = failed, min(delay * 2, max_backoff)
+
+
+def _collect_failure(failed: list[Outgoing], message: Outgoing, err: KafkaError | None, msg: Message) -> None:
+    if err is not None:
+        log.error("kafka.delivery_failed", topic=msg.topic(), error=str(err))
+        failed.append(message)
 
 
 # Delivery failures per producer, reported by the next flush_or_raise: a cursor or a
@@ -116,8 +161,13 @@ def flush_or_raise(producer: Producer, timeout: float = 60.0) -> None:
         raise ServiceUnavailable(f"{len(failed)} messages failed delivery, first: {failed[0]}")
 
 
-def send_dead_letter(
-    producer: Producer,
+def send_dead_letter(producer: Producer, stage: str, **letter: Any) -> None:
+    """Queue a dead letter (`dead_letter`'s arguments); the next `flush_or_raise` reports it if it was lost."""
+    message = dead_letter(stage, **letter)
+    _produce(producer, message, functools.partial(_remember_failure, id(producer)))
+
+
+def dead_letter(
     stage: str,
     *,
     source_topic: str,
@@ -128,7 +178,8 @@ def send_dead_letter(
     partition: int | None = None,
     offset: int | None = None,
     attempts: int = 1,
-) -> None:
+) -> Outgoing:
+    """The stage's dead letter for one input message, with the reason and the original bytes (logged here)."""
     letter = DeadLetter(
         stage=stage,
         source_topic=source_topic,
@@ -140,8 +191,8 @@ def send_dead_letter(
         original_base64=base64.b64encode(value or b"").decode(),
         attempts=attempts,
     )
-    publish(producer, topics.dead_letter_topic(stage), letter)
     log.warning("dead_letter", stage=stage, source_topic=source_topic, offset=offset, reason=reason[:300])
+    return Outgoing.of(topics.dead_letter_topic(stage), letter)
 
 
 def wait_for_broker(settings: Settings, timeout: float = 120.0) -> None:

@@ -24,13 +24,13 @@ from typing import cast
 
 import faust
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
-from streams.near_duplicates import BandIndex, check_and_remember, simhash
+from streams.near_duplicates import BandIndex, check_and_remember, simhashes
 from streams.partition_progress import OffsetWatch, Rewind
 from streams.records import FingerprintedPage, PageCleaned, PageFetched, PagesFingerprinted
 from streams.topics import ContractError
@@ -91,11 +91,10 @@ def clean_messages(
     values: list[bytes | None], *, min_chars: int
 ) -> list[Cleaned | Rejection]:
     """A batch of raw messages -> each one's clean page with its SimHash, or the reason it has none."""
-    outcomes: list[Cleaned | Rejection] = []
-    for value in values:
-        outcome = clean_message(value, min_chars=min_chars)
-        outcomes.append(Cleaned(outcome, simhash(outcome.text)) if isinstance(outcome, PageCleaned) else outcome)
-    return outcomes
+    outcomes = [clean_message(value, min_chars=min_chars) for value in values]
+    pages = [outcome for outcome in outcomes if isinstance(outcome, PageCleaned)]
+    fingerprints = iter(simhashes([page.text for page in pages]))
+    return [Cleaned(outcome, next(fingerprints)) if isinstance(outcome, PageCleaned) else outcome for outcome in outcomes]
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -194,18 +193,22 @@ def make_app(settings: Settings) -> faust.App:
             )
             await seek_on_consumer_thread(tp, rewind.offset)
 
-    def dead_letter(message: faust.types.Message, rejection: Rejection) -> None:
-        bus.send_dead_letter(
-            dead_letters,
-            STAGE,
-            source_topic=message.topic,
-            value=message.value,
-            key=message.key,
-            partition=message.partition,
-            offset=message.offset,
-            reason=rejection.reason,
-            error_type=rejection.error_type,
-        )
+    async def send_dead_letters(rejected: list[tuple[faust.types.Message, Rejection]]) -> None:
+        """Delivered before the events are acked, so no offset is committed without its dead letter."""
+        letters = [
+            bus.dead_letter(
+                STAGE,
+                source_topic=message.topic,
+                value=message.value,
+                key=message.key,
+                partition=message.partition,
+                offset=message.offset,
+                reason=rejection.reason,
+                error_type=rejection.error_type,
+            )
+            for message, rejection in rejected
+        ]
+        await asyncio.to_thread(bus.deliver_all, dead_letters, letters, max_backoff=MAX_BACKOFF_S)
 
     # Concurrency 1 (both agents): faust-streaming can commit past in-flight events with more.
     @app.agent(raw_pages, concurrency=1)
@@ -224,12 +227,11 @@ def make_app(settings: Settings) -> faust.App:
                 # faust flushes its producer before it commits the batch's offsets: at least once.
                 record = PagesFingerprinted(pages=cleaned)
                 await fingerprinted.send(key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record))
-            rejected = [(event, outcome) for event, outcome in zip(events, outcomes) if isinstance(outcome, Rejection)]
-            for event, rejection in rejected:
-                dead_letter(event.message, rejection)
+            rejected = [
+                (event.message, outcome) for event, outcome in zip(events, outcomes) if isinstance(outcome, Rejection)
+            ]
             if rejected:
-                # Delivered before the batch is acked, so no offset is committed without its dead letter.
-                await _flush_until_delivered(dead_letters)
+                await send_dead_letters(rejected)
             log.info("pages.batch_cleaned", events=len(events))
             await rewind_skipped(events)
 
@@ -249,8 +251,7 @@ def make_app(settings: Settings) -> faust.App:
         try:
             record = cast(PagesFingerprinted, fingerprinted_topic.decode(message.value))
         except ContractError as exc:
-            dead_letter(message, Rejection(str(exc), type(exc).__name__))
-            await _flush_until_delivered(dead_letters)
+            await send_dead_letters([(message, Rejection(str(exc), type(exc).__name__))])
         else:
             for fingerprinted_page in record.pages:
                 page = fingerprinted_page.page
@@ -286,18 +287,6 @@ def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
         if end > position.offset:
             behind[tp] = position.offset
     return behind
-
-
-async def _flush_until_delivered(producer: Producer) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await asyncio.to_thread(bus.flush_or_raise, producer, 10.0)
-            return
-        except bus.ServiceUnavailable as exc:
-            log.warning("dead_letter.waiting_for_kafka", error=str(exc), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_S)
 
 
 def ensure_changelog(settings: Settings, app: faust.App) -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 from confluent_kafka import Producer
+from structlog.testing import capture_logs
 
 from streams import bus, topics
 from streams.records import PageCleaned
@@ -72,3 +73,26 @@ def test_consume_dead_letters_bad_records_and_waits_out_an_outage(settings):
     assert base64.b64decode(by_type["ContractError"].original_base64) == b"{not json " + run.encode()
     assert by_type["RecordRejected"].reason == "this page can never be indexed"
     assert topics.PAGES_CLEAN.decode(base64.b64decode(by_type["RecordRejected"].original_base64)).url == poison
+
+
+def test_deliver_all_sends_again_what_kafka_failed_to_take_and_each_record_lands_once(settings):
+    run = uuid.uuid4().hex
+    topic = Topic(f"ctrlgpt.test.deliver.{run}", PageCleaned, key="url", partitions=1)
+    urls = [f"http://example.org/{run}/{n}" for n in range(3)]
+    # The topic does not exist yet and this producer gives a message 1 s: the first deliveries fail for
+    # real, as they do when Kafka is away longer than `delivery.timeout.ms`.
+    producer = bus.make_producer(
+        settings, **{"delivery.timeout.ms": 1000, "linger.ms": 0, "allow.auto.create.topics": False}
+    )
+    creator = threading.Timer(2.0, bus.ensure_topics, args=(settings, [topic]))
+    creator.start()
+    with capture_logs() as logs:
+        bus.deliver_all(producer, [bus.Outgoing.of(topic, _page(url)) for url in urls], flush_timeout=5.0)
+    creator.join()
+
+    events = [entry["event"] for entry in logs]
+    assert "kafka.delivery_failed" in events and "kafka.delivery_retrying" in events
+    pages = read_records(settings, topic, until=lambda found: len(found) >= len(urls), timeout=30)
+    assert sorted(page.url for page in pages) == sorted(urls)
+    more = read_records(settings, topic, until=lambda found: len(found) > len(urls), timeout=3)
+    assert len(more) == len(urls), "a record delivered once is never produced again"
