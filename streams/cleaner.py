@@ -8,9 +8,10 @@ topic's partitions and cleans in batches (one executor hop each).
 `mark_near_duplicates` reads that one partition, so its table sees every page
 whatever raw partition it came from: a page nearly equal to an earlier one keeps
 flowing to `PAGES_CLEAN`, marked `near_duplicate_of`. The table is backed by its
-compacted changelog topic, so a restart or a rebalance restores it. Offsets are
-committed by faust after an event is handled and its sends flushed, so a crash
-re-processes rather than loses a page (at least once; see docs/ingest.md).
+compacted changelog topic, so a restart or a rebalance restores it. Clean pages and
+dead letters are delivered (streams.bus) before an event is acked, and faust flushes
+its own sends before it commits offsets, so a crash re-processes rather than loses a
+page (at least once; see docs/ingest.md).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_BACKOFF_S = 30.0
 PRODUCER_LINGER_S = 0.01
 PRODUCER_BATCH_BYTES = 1024 * 1024
+# murmur2, as Kafka's Java clients and aiokafka hash keys: a URL stays on the partition faust's producer put it
+# on before clean pages went through streams.bus (librdkafka's own default hashes with CRC32).
+CLEAN_PAGES_PRODUCER = {"partitioner": "murmur2_random"}
 # Renamed from "page-fingerprints" (band key -> pages, seven changelog records per page) when the table
 # became one fingerprint per original page; before, "near-duplicates" was sharded like the raw topic.
 FINGERPRINTS_TABLE = "original-fingerprints"
@@ -122,7 +126,6 @@ def make_app(settings: Settings) -> faust.App:
     fingerprinted_topic = topics.fingerprinted_topic(settings.cleaner_app_id)
     raw_pages = app.topic(topics.PAGES_RAW.name)
     fingerprinted = app.topic(fingerprinted_topic.name)
-    clean_pages = app.topic(topics.PAGES_CLEAN.name)
     # URL -> SimHash of every original page seen (streams.near_duplicates). One partition, as its source
     # topic: every page meets every other; its changelog is made by main().
     fingerprints = app.Table(
@@ -142,6 +145,9 @@ def make_app(settings: Settings) -> faust.App:
     positions = bus.make_consumer(settings, settings.cleaner_app_id)
     # Dead letters go through streams.bus, so they are built exactly as every other stage builds them.
     dead_letters = bus.make_producer(settings)
+    # Clean pages too: librdkafka sends a page for a fraction of what faust's aiokafka producer costs the
+    # event loop (docs/ingest.md).
+    clean_pages = bus.make_producer(settings, **CLEAN_PAGES_PRODUCER)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
@@ -253,13 +259,16 @@ def make_app(settings: Settings) -> faust.App:
         except ContractError as exc:
             await send_dead_letters([(message, Rejection(str(exc), type(exc).__name__))])
         else:
+            marked = []
             for fingerprinted_page in record.pages:
                 page = fingerprinted_page.page
                 original = check_and_remember(fingerprints, band_index, fingerprinted_page.simhash, page.url)
                 if original is not None:
                     page = page.model_copy(update={"near_duplicate_of": original})
                     log.info("page.near_duplicate", url=page.url, original=original)
-                await clean_pages.send(key=topics.PAGES_CLEAN.key_of(page), value=topics.PAGES_CLEAN.encode(page))
+                marked.append(bus.Outgoing.of(topics.PAGES_CLEAN, page))
+            # Delivered before the event is acked (faust then flushes its changelog writes before it commits).
+            await asyncio.to_thread(bus.deliver_all, clean_pages, marked, max_backoff=MAX_BACKOFF_S)
             log.info("pages.batch_marked", pages=len(record.pages))
         await rewind_skipped([event])
 

@@ -6,6 +6,7 @@ import base64
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -16,6 +17,7 @@ from streams import bus, cleaner, topics
 from streams.cleaner import Cleaned, Rejection, clean_message, clean_messages, make_app
 from streams.near_duplicates import simhash
 from streams.records import PageCleaned, PageFetched
+from streams.topics import Topic
 from topic_reader import read_records
 
 ARTICLE = """<html><head><title>Night Trains of Europe</title></head><body>
@@ -199,3 +201,34 @@ def test_a_partition_whose_committed_offset_is_behind_its_end_is_found(settings)
         admin.delete_topics([topic])
 
     assert behind == {TP(topic, 0): 1}
+
+
+@pytest.mark.integration
+def test_clean_pages_land_on_the_partition_faust_gave_their_url(settings):
+    # Clean pages used to be sent by faust (aiokafka's murmur2 partitioner); a URL's later versions must
+    # follow its earlier ones on the same partition, or a consumer could apply them out of order.
+    from aiokafka.partitioner import DefaultPartitioner
+    from confluent_kafka.admin import AdminClient
+
+    topic = Topic(f"ctrlgpt.test.clean-partitions.{uuid.uuid4().hex}", PageCleaned, key="url", partitions=3)
+    bus.ensure_topics(settings, [topic])
+    urls = [f"https://site-{n}.example.com/page/{n * 7}" for n in range(40)]
+    try:
+        bus.deliver_all(
+            bus.make_producer(settings, **cleaner.CLEAN_PAGES_PRODUCER),
+            [bus.Outgoing(topic.name, url.encode(), b"{}") for url in urls],
+        )
+        consumer = bus.make_consumer(settings, f"test-clean-partitions-{uuid.uuid4().hex}")
+        consumer.assign([TopicPartition(topic.name, partition, 0) for partition in range(3)])
+        landed: dict[str, int] = {}
+        deadline = time.monotonic() + 30
+        while len(landed) < len(urls) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and not message.error():
+                landed[message.key().decode()] = message.partition()
+        consumer.close()
+    finally:
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics([topic.name])
+    faust_partition = DefaultPartitioner()
+    assert landed == {url: faust_partition(url.encode(), [0, 1, 2], [0, 1, 2]) for url in urls}
+    assert len(set(landed.values())) == 3
