@@ -1,12 +1,13 @@
 """Ingest benchmark: extraction alone, our cleaning alone, and clean + index through Kafka; prints figures.
 
-    .venv/bin/python bench/ingest.py [--pages N] [--rounds N] [--cleaners N] [--rate R] [--seconds S]
+    .venv/bin/python bench/ingest.py [--pages N] [--rounds N] [--slice-pages N] [--cleaners N] [--rate R] [--seconds S]
 
 Needs the local services (`ctrlgpt services up`). The workers start first (cleaner
 workers, `ctrlgpt cleaner`, a faust app id of their own; an index sink, `ctrlgpt
 index-sink`, a consumer group of its own, into a throwaway alias) and one page goes
 through them. Then `--rounds` throughput rounds, each on a fresh seeded corpus
-(bench/ingest_corpus.py), each measuring back to back:
+(bench/ingest_corpus.py), each going through it `--slice-pages` pages at a time and
+measuring on each slice, back to back:
 
 1. reference: trafilatura's extraction alone, single process, pages/s and pages per
    CPU-second;
@@ -16,8 +17,9 @@ through them. Then `--rounds` throughput rounds, each on a fresh seeded corpus
    accepted page is searchable, and the CPU time each process (cleaners, sink, Kafka,
    Elasticsearch) spent meanwhile: pages per CPU-second is the rate "per core".
 
-Each figure is the median of the rounds: the machine's other work moves one round's
-ratio by up to a tenth. Last:
+A round sums its slices; each figure is the median of the rounds. Slices keep the
+reference and the pipeline within seconds of each other: the machine's speed drifts
+by a tenth and more within a minute. Last:
 
 4. crawl-to-searchable latency at a steady publish rate, p50 and p99: from the
    publish of a page to the first search that finds it.
@@ -48,7 +50,7 @@ from typing import IO
 
 import psutil
 import trafilatura
-from confluent_kafka import TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
 from ingest_corpus import BenchPage, build_corpus, percentile
@@ -82,11 +84,12 @@ class Timing:
     wall_s: float
     cpu_s: float
 
+    def __add__(self, other: Timing) -> Timing:
+        return Timing(self.wall_s + other.wall_s, self.cpu_s + other.cpu_s)
+
 
 def time_each(pages: list[PageFetched], work: Callable[[PageFetched], object]) -> Timing:
-    """Wall and CPU seconds to run `work` over every page, after a few untimed ones (imports, caches)."""
-    for page in pages[:WARM_UP_PAGES]:
-        work(page)
+    """Wall and CPU seconds to run `work` over every page."""
     began, began_cpu = time.perf_counter(), time.process_time()
     for page in pages:
         work(page)
@@ -155,6 +158,12 @@ def searchable(es: Elasticsearch, alias: str, crawl_id: str) -> int:
     return es.count(index=alias, query={"term": {"crawl_id": crawl_id}})["count"]
 
 
+def indexed(es: Elasticsearch, alias: str, crawl_id: str) -> int:
+    """The crawl's documents in the alias, made searchable now rather than at the next periodic refresh."""
+    es.indices.refresh(index=alias)
+    return searchable(es, alias, crawl_id)
+
+
 def wait_for(check: Callable[[], bool], what: str, timeout: float, workers: list[subprocess.Popen]) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -165,8 +174,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float, workers: list
         time.sleep(POLL_S)
 
 
-def publish_all(settings: Settings, pages: list[PageFetched]) -> None:
-    producer = bus.make_producer(settings)
+def publish_all(producer: Producer, pages: list[PageFetched]) -> None:
     for page in pages:
         bus.publish(producer, topics.PAGES_RAW, page)
     bus.flush_or_raise(producer)
@@ -299,7 +307,7 @@ def run(args: argparse.Namespace) -> Report:
                     corpus = build_corpus(articles, args.pages, seed=args.seed + number)
                     host, crawl_id = f"bench-{run_id}-{number}.example.com", f"bench-{run_id}-{number}"
                     pages = [fetched(page, host, crawl_id) for page in corpus]
-                    rounds.append(throughput(settings, es, alias, pages, workers, number))
+                    rounds.append(throughput(settings, es, alias, pages, workers, number, args.slice_pages))
                 report_throughput(figures, rounds, cores)
                 kept_corpus = [page for page, accepted in zip(corpus, rounds[-1].accepted) if accepted]
                 latency_pages = [
@@ -322,7 +330,7 @@ def warm_up(
 ) -> None:
     """One page through first: the workers have joined their groups and the sink its alias before any clock starts."""
     page = fetched(build_corpus(articles, 1)[0], f"bench-{run_id}-warm-up.example.com", f"bench-{run_id}-warm-up")
-    publish_all(settings, [page])
+    publish_all(bus.make_producer(settings), [page])
     wait_for(lambda: searchable(es, alias, page.crawl_id) == 1, "the warm-up page", READY_TIMEOUT_S, workers)
 
 
@@ -333,24 +341,42 @@ def throughput(
     pages: list[PageFetched],
     workers: list[subprocess.Popen],
     number: int,
+    slice_pages: int,
 ) -> Round:
-    """(i) and (ii) on this round's pages, then the same pages through the pipeline, at once after them."""
-    extraction = time_each(pages, extract_only)
-    outcomes: list[object] = []
-    cleaning = time_each(pages, lambda page: outcomes.append(accepted_or_rejected(page)))
-    accepted = tuple(not isinstance(outcome, PageRejected) for outcome in outcomes[-len(pages) :])
+    """(i), (ii) and the pipeline on this round's pages, a slice at a time, the three in turn on each slice.
 
+    The machine's speed drifts by a tenth and more within a minute (docs/ingest.md): a reference measured
+    a minute before the pipeline can be 30 % off. Alternating slices puts the three within seconds of each
+    other, and the sums over slices compare like with like."""
+    for page in pages[:WARM_UP_PAGES]:  # imports and caches of both references, untimed
+        extract_only(page)
+        accepted_or_rejected(page)
     cleaners = len(workers) - 1
-    cpu_before = cpu_by_role(settings, workers, cleaners)
-    began = time.monotonic()
-    publish_all(settings, pages)
-    wait_for(lambda: searchable(es, alias, pages[0].crawl_id) >= sum(accepted), "every accepted page indexed", 3600, workers)
-    seconds = time.monotonic() - began
-    cpu_used = {role: used - cpu_before[role] for role, used in cpu_by_role(settings, workers, cleaners).items()}
-    measured = Round(len(pages), accepted, extraction, cleaning, seconds, cpu_used)
+    extraction = cleaning = Timing(0.0, 0.0)
+    accepted: list[bool] = []
+    pipeline_s = 0.0
+    cpu_used = dict.fromkeys(cpu_by_role(settings, workers, cleaners), 0.0)
+    producer = bus.make_producer(settings)  # one for the round, connected: a producer's start is not the pipeline's
+    producer.list_topics(topics.PAGES_RAW.name, timeout=10)
+    for low in range(0, len(pages), slice_pages):
+        part = pages[low : low + slice_pages]
+        extraction += time_each(part, extract_only)
+        outcomes: list[object] = []
+        cleaning += time_each(part, lambda page: outcomes.append(accepted_or_rejected(page)))
+        accepted.extend(not isinstance(outcome, PageRejected) for outcome in outcomes)
+        cpu_before = cpu_by_role(settings, workers, cleaners)
+        began = time.monotonic()
+        publish_all(producer, part)
+        wait_for(
+            lambda: indexed(es, alias, part[0].crawl_id) >= sum(accepted), "every accepted page indexed", 3600, workers
+        )
+        pipeline_s += time.monotonic() - began
+        for role, used in cpu_by_role(settings, workers, cleaners).items():
+            cpu_used[role] += used - cpu_before[role]
+    measured = Round(len(pages), tuple(accepted), extraction, cleaning, pipeline_s, cpu_used)
     print(
         f"  round {number + 1}: (i) {1000 * extraction.cpu_s / len(pages):.2f} ms a page, pipeline "
-        f"{rate(len(pages), seconds):.1f} pages/s, cleaners {1000 * cpu_used['cleaners'] / len(pages):.2f} ms "
+        f"{rate(len(pages), pipeline_s):.1f} pages/s, cleaners {1000 * cpu_used['cleaners'] / len(pages):.2f} ms "
         f"a page = {measured.per_cleaner_core:.2f}x (i) per CPU-second",
         flush=True,
     )
@@ -440,6 +466,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=2000, help="Corpus size (default 2000).")
     parser.add_argument("--seed", type=int, default=2024, help="Corpus seed of the first round (default 2024).")
+    parser.add_argument(
+        "--slice-pages", type=int, default=400,
+        help="Pages per slice: a round measures (i), (ii) and the pipeline on each slice in turn (default 400).",
+    )
     # The machine's other work moves a single round's ratio by a tenth either way (docs/ingest.md).
     parser.add_argument(
         "--rounds", type=int, default=3, help="Throughput rounds, each on a fresh corpus; figures are medians (default 3)."
