@@ -143,11 +143,10 @@ def make_app(settings: Settings) -> faust.App:
     sources = {topics.PAGES_RAW.name, fingerprinted_topic.name}
     # Never subscribes, so it never joins the group: it only reads the group's committed offsets.
     positions = bus.make_consumer(settings, settings.cleaner_app_id)
-    # Dead letters go through streams.bus, so they are built exactly as every other stage builds them.
-    dead_letters = bus.make_producer(settings)
-    # Clean pages too: librdkafka sends a page for a fraction of what faust's aiokafka producer costs the
-    # event loop (docs/ingest.md).
-    clean_pages = bus.make_producer(settings, **CLEAN_PAGES_PRODUCER)
+    # Clean pages and dead letters go through streams.bus: librdkafka sends a page for a fraction of what
+    # faust's aiokafka producer costs the event loop (docs/ingest.md), and dead letters are built exactly as
+    # every other stage builds them.
+    producer = bus.make_producer(settings, **CLEAN_PAGES_PRODUCER)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: faust.App, revoked: set, **kwargs: object) -> None:
@@ -214,7 +213,7 @@ def make_app(settings: Settings) -> faust.App:
             )
             for message, rejection in rejected
         ]
-        await asyncio.to_thread(bus.deliver_all, dead_letters, letters, max_backoff=MAX_BACKOFF_S)
+        await asyncio.to_thread(bus.deliver_all, producer, letters, max_backoff=MAX_BACKOFF_S)
 
     # Concurrency 1 (both agents): faust-streaming can commit past in-flight events with more.
     @app.agent(raw_pages, concurrency=1)
@@ -268,7 +267,7 @@ def make_app(settings: Settings) -> faust.App:
                     log.info("page.near_duplicate", url=page.url, original=original)
                 marked.append(bus.Outgoing.of(topics.PAGES_CLEAN, page))
             # Delivered before the event is acked (faust then flushes its changelog writes before it commits).
-            await asyncio.to_thread(bus.deliver_all, clean_pages, marked, max_backoff=MAX_BACKOFF_S)
+            await asyncio.to_thread(bus.deliver_all, producer, marked, max_backoff=MAX_BACKOFF_S)
             log.info("pages.batch_marked", pages=len(record.pages))
         await rewind_skipped([event])
 

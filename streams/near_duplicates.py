@@ -76,20 +76,19 @@ def simhashes(texts: Sequence[str], *, shingle_words: int = SHINGLE_WORDS) -> li
     )
     # A text of n words has max(1, n - shingle_words + 1) shingles; shingle j folds words j.. j+width-1 in.
     counts = np.maximum(1, lengths - shingle_words + 1)
-    widths = np.minimum(shingle_words, lengths)
+    ends = np.cumsum(counts)
+    starts = ends - counts
     text_of = np.repeat(np.arange(len(texts)), counts)
-    first_word = np.repeat(np.cumsum(lengths) - lengths, counts) + (
-        np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    )
-    width = widths[text_of]
+    # Shingle j of a text begins at the text's first word + j.
+    first_word = (np.cumsum(lengths) - lengths)[text_of] + np.arange(int(ends[-1])) - starts[text_of]
+    width = np.minimum(shingle_words, lengths)[text_of]
     shingles = np.zeros(len(text_of), dtype=np.uint64)
     for position in range(shingle_words):
         folds = position < width
         word = hashes[np.where(folds, first_word + position, 0)]
         shingles = np.where(folds, _mix(shingles * _COMBINE + word), shingles)
     # Each shingle counted once per text: each text's shingles sorted in place, repeats dropped.
-    bounds = np.cumsum(counts)
-    for low, high in zip((bounds - counts).tolist(), bounds.tolist()):
+    for low, high in zip(starts.tolist(), ends.tolist()):
         shingles[low:high].sort()
     distinct = np.ones(len(shingles), dtype=bool)
     distinct[1:] = (shingles[1:] != shingles[:-1]) | (text_of[1:] != text_of[:-1])
