@@ -25,6 +25,7 @@ class BenchPage:
     path: str
     title: str
     html: str
+    sentiment: str  # the article's it was made from: an answer key for scripted labels
 
 
 def build_corpus(articles: list[Article], size: int, *, seed: int = 2024) -> list[BenchPage]:
@@ -54,7 +55,7 @@ def build_corpus(articles: list[Article], size: int, *, seed: int = 2024) -> lis
         )
         # The sidebar lists the demo's own articles, as on the demo site.
         html = render_article(article, [article, *articles])
-        pages.append(BenchPage(path=f"/articles/{article.slug}.html", title=title, html=html))
+        pages.append(BenchPage(path=f"/articles/{article.slug}.html", title=title, html=html, sentiment=base.sentiment))
     return pages
 
 
