@@ -1,0 +1,191 @@
+"""Unattended operation: each worker killed with -9 in turn in the middle of a backlog.
+
+The workers run under the supervisor as `ctrlgpt demo` starts them. While pages flow
+(raw pages published straight to Kafka, and a crawl of a local site) and passages are
+labelled in doccano, the crawler, cleaner, index sink, doccano sink, label bridge,
+trainer and API are killed with SIGKILL one after the other. Each must be started again
+by the supervisor; at the end every page is in Elasticsearch exactly once, every passage
+is in doccano once, and every label made has exactly one `created` label event.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from crawl_sites import Site, fixed, html_page, serve
+from elasticsearch import Elasticsearch, helpers
+
+from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
+from ctrlgpt import secrets
+from ctrlgpt.settings import Settings
+from deploy import processes
+from deploy.workers import start_workers, stop_workers
+from producers.seed import seed_requests
+from streams import bus, topics
+from streams.records import LabelRecorded, PageFetched
+from trainer.snapshot import read_snapshot
+
+pytestmark = pytest.mark.e2e
+
+KILL_ORDER = ("crawler", "cleaner", "index-sink", "doccano-sink", "label-bridge", "trainer", "api")
+RAW_PAGES = 120
+SITE_PAGES = 12
+LABELS = 24
+WORDS = (
+    "harbour river ferry morning village market bread coffee train station mountain valley story council budget "
+    "school garden festival music theatre bridge winter summer crowd street window light evening night city coast "
+    "island fisherman baker teacher doctor rain wind snow road field forest lake bird dog house door table chair"
+).split()
+
+
+def _text(seed: int, paragraphs: int = 6) -> str:
+    rng = random.Random(seed)
+    return "".join(
+        "<p>" + " ".join(rng.choice(WORDS) for _ in range(60)).capitalize() + ".</p>" for _ in range(paragraphs)
+    )
+
+
+def _html(title: str, body: str) -> str:
+    return f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>{body}</article></body></html>"
+
+
+def _site(run: str) -> Site:
+    routes = {"/robots.txt": fixed((200, {"Content-Type": "text/plain"}, b"User-agent: *\nAllow: /\n"))}
+    links = [f"/article-{i}.html" for i in range(SITE_PAGES)]
+    routes["/"] = fixed(html_page(f"Index {run}", *links))
+    for i, link in enumerate(links):
+        body = _html(f"Site article {i} of {run}", _text(10_000 + i)).encode()
+        routes[link] = fixed((200, {"Content-Type": "text/html; charset=utf-8"}, body))
+    return Site(routes)
+
+
+def _wait(check, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(1)
+
+
+def _restarted(settings: Settings, worker: str, old_pid: int) -> bool:
+    pid = processes.running_pid(settings, worker)
+    return pid is not None and pid != old_pid
+
+
+class Labeller:
+    """Labels passages of this run's pages in doccano, one a second, as a person would through its API."""
+
+    def __init__(self, settings: Settings, hosts: tuple[str, ...]) -> None:
+        self.settings, self.hosts = settings, hosts
+        self.made: dict[int, str] = {}  # example id -> sentiment
+        self.project_id = 0
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        password = secrets.load_or_create(self.settings.secrets_file).doccano_password
+        with DoccanoClient(self.settings.doccano_url, self.settings.doccano_username, password) as client:
+            client.login()
+            project = ensure_sentiment_project(client, self.settings.doccano_project)
+            self.project_id = project.id
+            while len(self.made) < LABELS and not self.stop.wait(1.0):
+                try:
+                    for example in client.iter_examples(project.id, confirmed=False):
+                        url = (example.get("meta") or {}).get("url") or ""
+                        if example["id"] in self.made or not any(host in url for host in self.hosts):
+                            continue
+                        sentiment = ("positive", "negative")[len(self.made) % 2]
+                        client.add_category(project.id, example["id"], project.label_ids[sentiment])
+                        client.confirm_example(project.id, example["id"])
+                        self.made[example["id"]] = sentiment
+                        break
+                except Exception as exc:  # noqa: BLE001 - doccano busy: try again next second
+                    self.errors.append(repr(exc))
+
+
+def _created_label_events(settings: Settings, project_id: int, examples: set[int]) -> Counter[int]:
+    created: Counter[int] = Counter()
+    for event in read_snapshot(settings, topics.LABELS).records:
+        if not isinstance(event, LabelRecorded) or event.action != "created":
+            continue
+        parts = event.label_id.split(":")
+        if len(parts) == 4 and parts[0] == "doccano" and parts[1] == str(project_id) and int(parts[2]) in examples:
+            created[int(parts[2])] += 1
+    return created
+
+
+def test_each_worker_killed_in_turn_is_restarted_and_nothing_is_lost_or_doubled(settings: Settings) -> None:
+    run = uuid.uuid4().hex[:8]
+    raw_host = f"unattended-{run}.example.com"
+    # No training run: the trainer is killed and must come back, but a run would take minutes.
+    quiet = settings.model_copy(update={"train_min_labels": 100_000, "train_interval_s": 0.0})
+    stop_workers(settings)
+    start_workers(quiet)
+    try:
+        _wait(lambda: all(processes.running_pid(settings, w) for w in KILL_ORDER), "every worker to run", 120)
+        with serve(_site(run)) as (site,):
+            site_host = site.url.split("//")[1].rstrip("/")
+            producer = bus.make_producer(settings)
+            raw_urls = [f"https://{raw_host}/page-{i}.html" for i in range(RAW_PAGES)]
+            for i, url in enumerate(raw_urls):
+                page = PageFetched(url=url, final_url=url, crawl_id=run, status=200, html=_html(f"Page {i} {run}", _text(i)))
+                bus.publish(producer, topics.PAGES_RAW, page)
+            for request in seed_requests([site.url], crawl_id=run, max_depth=1, allowed_domains=[], fetch_mode="browser"):
+                bus.publish(producer, topics.CRAWL_REQUESTS, request)
+            bus.flush_or_raise(producer)
+            labeller = Labeller(settings, (raw_host, site_host))
+            labeller.thread.start()
+
+            for worker in KILL_ORDER:
+                pid = processes.running_pid(settings, worker)
+                assert pid is not None, f"{worker} is not running before its kill"
+                os.kill(pid, signal.SIGKILL)
+                _wait(lambda: _restarted(settings, worker, pid), f"the supervisor to restart {worker}", 30)
+                time.sleep(3)
+
+            site_urls = [f"{site.url}article-{i}.html" for i in range(SITE_PAGES)]
+            expected = set(raw_urls) | set(site_urls)
+            es = Elasticsearch(settings.es_url, request_timeout=60)
+
+            def indexed() -> Counter[str]:
+                es.indices.refresh(index=settings.es_index)
+                query = {"query": {"terms": {"url": sorted(expected)}}}
+                return Counter(hit["_source"]["url"] for hit in helpers.scan(es, index=settings.es_index, query=query))
+
+            _wait(lambda: set(indexed()) == expected, "every page in Elasticsearch", 600)
+            _wait(lambda: len(labeller.made) >= LABELS, f"{LABELS} labels in doccano ({labeller.errors[-3:]})", 300)
+            labeller.stop.set()
+            labeller.thread.join(10)
+            made = set(labeller.made)
+            _wait(
+                lambda: set(_created_label_events(settings, labeller.project_id, made)) == made,
+                "a label event for every label made", 180,
+            )
+            time.sleep(5)  # a duplicate published late would show now
+
+            documents = indexed()
+            assert set(documents) == expected
+            assert [url for url, n in documents.items() if n != 1] == []
+            created = _created_label_events(settings, labeller.project_id, made)
+            assert {example: n for example, n in created.items() if n != 1} == {}
+            assert set(created) == made
+            password = secrets.load_or_create(settings.secrets_file).doccano_password
+            with DoccanoClient(settings.doccano_url, settings.doccano_username, password) as client:
+                client.login()
+                passages = Counter(
+                    ((example.get("meta") or {}).get("url"), example["text"])
+                    for example in client.iter_examples(labeller.project_id)
+                    if (example.get("meta") or {}).get("url") in expected
+                )
+            assert passages and [key for key, n in passages.items() if n != 1] == []
+            assert all(processes.running_pid(settings, w) for w in KILL_ORDER)
+    finally:
+        stop_workers(settings)
