@@ -128,18 +128,29 @@ def _stop_recorded(paths: Layout, timeout: float) -> bool:
         return False
     log.warning("supervisord.not_answering", pid=process.pid)
     process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
+    if not _gone(process, timeout):
         process.kill()
     return True
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
     try:
-        psutil.Process(pid).wait(timeout)
+        _gone(psutil.Process(pid), timeout)
     except psutil.NoSuchProcess:
         pass
+
+
+def _gone(process: psutil.Process, timeout: float) -> bool:
+    """Whether it ended within `timeout`; a zombie has ended (its parent, not us, reaps it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def program_spec_path(settings: Settings, name: str) -> Path:

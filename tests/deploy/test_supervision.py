@@ -1,0 +1,155 @@
+"""supervisord keeps processes alive, counts restarts, rotates logs; `ctrlgpt stop` signals only its own.
+
+Real processes under the stack's supervisord (started when missing); each test's programs
+have names of their own and are dropped from supervisord at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from deploy import processes, services, status
+from deploy.services import Service
+from tests import faults
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def program(settings):
+    """Start programs under test-only names; stops and drops them afterwards."""
+    started: list[str] = []
+
+    def start(name: str, argv: list[str], program_settings=None, **kwargs) -> int:
+        started.append(name)
+        return processes.start(program_settings or settings, name, argv, **kwargs)
+
+    yield start
+    for name in started:
+        processes.stop(settings, name, timeout=10)
+        for log in settings.logs_dir.glob(f"{name}.log*"):
+            log.unlink()
+
+
+def _status_of(settings, name: str) -> status.ProgramStatus:
+    return next(entry for entry in status.current(settings) if entry.name == name)
+
+
+def _ctrlgpt_status() -> subprocess.CompletedProcess:
+    return subprocess.run(processes.ctrlgpt_command("status"), capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_worker_killed_with_sigkill_is_restarted_with_a_new_pid_and_status_shows_it(settings, program):
+    name = "test-supervised-demo-site"
+    env = {"CTRLGPT_DEMO_SITE_PORT": str(_free_port())}
+    program(name, processes.ctrlgpt_command("demo-site"), env=env)
+    # Past supervisord's startsecs: a kill now is a crash of a running worker, not a failed start.
+    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2)
+
+    restarts_before = _status_of(settings, name).restarts  # the history lives as long as supervisord
+    killed = faults.kill_worker(settings, name)
+    restarted = faults.wait_restarted(settings, name, killed, timeout=10)
+
+    assert restarted != killed
+    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
+    processes.wait_until(lambda: _status_of(settings, name).restarts == restarts_before + 1, what="restart recorded", timeout=10, interval=0.2)
+    entry = _status_of(settings, name)
+    assert entry.pid == restarted
+    assert entry.last_exit["how"] == "terminated by SIGKILL"
+    assert entry.last_exit["expected"] is False
+    line = next(line for line in _ctrlgpt_status().stdout.splitlines() if line.startswith(name))
+    assert line.split()[:4] == [name, "up", str(restarted), str(restarts_before + 1)]
+    assert "terminated by SIGKILL" in line
+
+
+def test_program_that_crashes_at_once_ends_fatal_and_status_fails_naming_it(settings, program):
+    name = "test-supervised-crasher"
+    quick_to_give_up = settings.model_copy(update={"supervise_start_retries": 1, "supervise_start_s": 1})
+    program(name, [sys.executable, "-c", "raise SystemExit(3)"], program_settings=quick_to_give_up)
+
+    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "FATAL", what="FATAL", timeout=30, interval=0.2)
+
+    result = _ctrlgpt_status()
+    assert result.returncode == 1, result.stdout
+    line = next(line for line in result.stdout.splitlines() if line.startswith(name))
+    assert line.split()[1] == "fatal"
+    assert "exit status 3" in line
+    assert processes.running_pid(settings, name) is None
+
+
+def test_logs_rotate_by_size(settings, program):
+    name = "test-supervised-chatty"
+    small_logs = settings.model_copy(update={"supervise_log_max_bytes": 10_000, "supervise_log_backups": 2})
+    # 40 KB of output, a line at a time (supervisord rotates after a write, so one write may overshoot), then it stays up.
+    chatty = "import time\nfor _ in range(400): print('x' * 99, flush=True); time.sleep(0.002)\ntime.sleep(300)"
+    program(name, [sys.executable, "-c", chatty], program_settings=small_logs)
+    log = processes.log_file(settings, name)
+    processes.wait_until(lambda: log.with_name(log.name + ".2").exists(), what="rotated logs", timeout=30, interval=0.2)
+    time.sleep(1)  # the last writes land
+
+    kept = [path for path in log.parent.iterdir() if path.name.startswith(log.name)]
+    assert sorted(path.name for path in kept) == [log.name, log.name + ".1", log.name + ".2"]
+    assert all(path.stat().st_size <= 10_000 + 2_000 for path in kept), [path.stat().st_size for path in kept]
+
+
+def test_starting_a_service_that_dies_fails_at_once_instead_of_waiting_for_it(settings, program):
+    name = "test-supervised-dies-while-starting"
+    no_retries = settings.model_copy(update={"supervise_start_retries": 0, "supervise_start_s": 1})
+    pid = program(name, [sys.executable, "-c", "import time; time.sleep(0.3)"], program_settings=no_retries)
+    never_ready = Service(
+        name=name,
+        start=lambda _: pid,
+        ready=lambda _: False,
+        url=lambda _: "nowhere",
+        address=lambda _: ("127.0.0.1", 9),
+        ready_timeout_s=3600,
+    )
+    with pytest.raises(services.ServiceFailed, match="exited while starting"):
+        services._wait_ready(settings, never_ready, pid)
+
+
+@pytest.mark.parametrize("recorded_matches", [False, True], ids=["pid-reused-by-another-process", "our-supervisord"])
+def test_stop_signals_only_the_process_it_started(tmp_path, recorded_matches):
+    """A data directory whose supervisord is gone, with pid files naming a live process (after a reboot, say)."""
+    bystander = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        create_time = psutil.Process(bystander.pid).create_time()
+        recorded = create_time if recorded_matches else create_time - 3600
+        (run / "supervisord.started.json").write_text(json.dumps({"pid": bystander.pid, "create_time": recorded}))
+        (run / "supervisord.pid").write_text(str(bystander.pid))
+        (run / "kafka.pid").write_text(str(bystander.pid))  # the pid files of before supervisord
+
+        result = subprocess.run(
+            processes.ctrlgpt_command("stop"),
+            env={**os.environ, "CTRLGPT_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        if recorded_matches:
+            assert bystander.wait(timeout=30) == -15  # SIGTERM: it was the one we recorded
+        else:
+            time.sleep(0.5)
+            assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
