@@ -111,7 +111,7 @@ def listener_conf(settings: Settings) -> str:
     paths = layout(settings)
     return f"""\
 [eventlistener:{LISTENER}]
-command={_escape(sys.executable)} -m deploy.supervisor_events {_escape(str(paths.history))} {_escape(str(paths.logs_dir / "supervisord.log"))}
+command={_escape(sys.executable)} -m deploy.supervisor_events {_escape(str(paths.history))} {_escape(str(paths.logs_dir / "supervisord.log"))} {settings.supervise_fatal_retry_s}
 directory={_escape(str(REPO_ROOT))}
 environment=PYTHONPATH="{_escape(str(REPO_ROOT))}"
 events=PROCESS_STATE

@@ -16,7 +16,8 @@ import time
 import psutil
 import pytest
 
-from deploy import processes, services, status
+from ctrlgpt.settings import Settings
+from deploy import processes, services, status, supervisor
 from deploy.services import Service
 from tests import faults
 
@@ -71,6 +72,7 @@ def test_worker_killed_with_sigkill_is_restarted_with_a_new_pid_and_status_shows
     assert entry.pid == restarted
     assert entry.last_exit["how"] == "terminated by SIGKILL"
     assert entry.last_exit["expected"] is False
+    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2)
     line = next(line for line in _ctrlgpt_status().stdout.splitlines() if line.startswith(name))
     assert line.split()[:4] == [name, "up", str(restarted), str(restarts_before + 1)]
     assert "terminated by SIGKILL" in line
@@ -153,3 +155,23 @@ def test_stop_signals_only_the_process_it_started(tmp_path, recorded_matches):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_program_given_up_on_is_started_again_after_the_cool_down(tmp_path):
+    """A supervisord of its own (the cool-down is the listener's): the program fails while its dependency is away."""
+    own = Settings(data_dir=tmp_path, supervise_start_retries=0, supervise_start_s=1, supervise_fatal_retry_s=1)
+    away = tmp_path / "dependency-away"
+    away.touch()
+    waits_for_dependency = f"import os, sys, time\nif os.path.exists({str(away)!r}): sys.exit(4)\ntime.sleep(300)"
+    try:
+        processes.start(own, "needs-dependency", [sys.executable, "-c", waits_for_dependency])
+        processes.wait_until(lambda: processes.info(own, "needs-dependency")["statename"] == "FATAL", what="FATAL", timeout=30, interval=0.1)
+        away.unlink()
+
+        processes.wait_until(lambda: processes.info(own, "needs-dependency")["statename"] == "RUNNING", what="revived", timeout=30, interval=0.2)
+        entry = next(entry for entry in status.current(own) if entry.name == "needs-dependency")
+        assert entry.state == "up"
+        assert entry.restarts >= 1
+        assert entry.last_exit["how"] == "exit status 4"
+    finally:
+        supervisor.shutdown(own)

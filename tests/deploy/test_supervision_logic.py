@@ -80,3 +80,10 @@ def test_program_logs_rotate_by_the_settings_and_percent_signs_are_escaped(tmp_p
     assert "stdout_logfile_maxbytes=1234\nstdout_logfile_backups=3" in conf
     assert "100%%/logs/crawler.log" in conf
     assert "autorestart=true" in conf
+
+
+def test_a_start_after_fatal_is_a_restart_only_when_the_listener_revived_it():
+    by_person = _event({}, "STARTING", from_state="FATAL")
+    assert by_person["crawler"]["restarts"] == 0
+    revived = record({}, "PROCESS_STATE_STARTING", {"processname": "crawler", "from_state": "FATAL"}, None, 1.0, revived=True)
+    assert revived["crawler"]["restarts"] == 1
