@@ -27,7 +27,10 @@ log = structlog.get_logger()
 
 # supervisord's states in which a process is there (STARTING: up, not yet past startsecs).
 LIVE_STATES = {"STARTING", "RUNNING"}
-_BAD_NAME = 10  # supervisor.xmlrpc.Faults.BAD_NAME: no such program
+# supervisor.xmlrpc.Faults
+_BAD_NAME = 10  # no such program
+_ALREADY_STARTED = 60
+_ALREADY_ADDED = 90
 _PID_TIMEOUT_S = 10.0
 
 
@@ -87,9 +90,13 @@ def start(
     added, changed, _removed = server.reloadConfig()[0]
     if name in changed:  # new log or restart settings: the group is rebuilt (it is not running)
         server.removeProcessGroup(name)
-    if name in added or name in changed:
-        server.addProcessGroup(name)
-    server.startProcess(name, False)  # no wait: readiness is each service's own check
+    try:
+        if name in added or name in changed:
+            server.addProcessGroup(name)
+        server.startProcess(name, False)  # no wait: readiness is each service's own check
+    except supervisor.Fault as fault:
+        if fault.faultCode not in (_ALREADY_ADDED, _ALREADY_STARTED):  # another `ctrlgpt` started it meanwhile
+            raise
     pid = _wait_for_pid(settings, name)
     log.info("process.started", name=name, pid=pid, log=str(log_file(settings, name)))
     return pid

@@ -66,7 +66,7 @@ def test_worker_killed_with_sigkill_is_restarted_with_a_new_pid_and_status_shows
     restarted = faults.wait_restarted(settings, name, killed, timeout=10)
 
     assert restarted != killed
-    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
+    assert _ended(killed)
     processes.wait_until(lambda: _status_of(settings, name).restarts == restarts_before + 1, what="restart recorded", timeout=10, interval=0.2)
     entry = _status_of(settings, name)
     assert entry.pid == restarted
@@ -175,3 +175,55 @@ def test_a_program_given_up_on_is_started_again_after_the_cool_down(tmp_path):
         assert entry.last_exit["how"] == "exit status 4"
     finally:
         supervisor.shutdown(own)
+
+
+def test_kill_service_kills_hard_and_keeps_it_down_until_started_again(settings, program, tmp_path):
+    name = "test-supervised-service"
+    cleaned_up = tmp_path / "clean-shutdown-ran"
+    # A process that would leave a trace if it ever ran its SIGTERM handler (a clean shutdown).
+    server = (
+        "import pathlib, signal, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (pathlib.Path({str(cleaned_up)!r}).touch(), exit(0)))\n"
+        "time.sleep(300)"
+    )
+    program(name, [sys.executable, "-c", server])
+    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2)
+
+    killed = faults.kill_service(settings, name)
+
+    time.sleep(2)  # a supervisord restart would have happened by now (it restarts within a second)
+    assert processes.running_pid(settings, name) is None
+    assert processes.info(settings, name)["statename"] == "STOPPED"
+    assert not cleaned_up.exists()
+    processes.wait_until(lambda: (_status_of(settings, name).last_exit or {}).get("how") == "terminated by SIGKILL",
+                         what="exit recorded", timeout=10, interval=0.2)
+    restarted = program(name, [sys.executable, "-c", server])
+    assert restarted != killed
+
+
+def test_stop_leaves_nothing_running(tmp_path):
+    own = Settings(data_dir=tmp_path)
+    pid = processes.start(own, "sleeper", ["sleep", "300"])
+    daemon = supervisor.rpc(own).supervisor.getPID()
+
+    result = subprocess.run(
+        processes.ctrlgpt_command("stop"),
+        env={**os.environ, "CTRLGPT_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _ended(pid)
+    assert _ended(daemon)
+    assert not supervisor.answering(own)
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie that its parent (init, for the daemonized supervisord) has not reaped yet."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
