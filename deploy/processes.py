@@ -65,12 +65,14 @@ def start(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     user: str | None = None,
+    stop_signal: str = "TERM",
 ) -> int:
     """Start `argv` under supervisord unless `name` already runs; returns its pid.
 
     It runs with this process's environment plus `env`, in `cwd` (default: this process's,
     not supervisord's), as system user `user` (with its primary group only) when given,
-    for servers that refuse root.
+    for servers that refuse root. `stop_signal`: what asks it to stop (PostgreSQL's fast
+    shutdown is INT; its TERM waits for every client to leave).
     """
     pid = running_pid(settings, name)
     if pid is not None:
@@ -85,7 +87,7 @@ def start(
             {"argv": list(argv), "env": {**os.environ, **(env or {})}, "cwd": str(cwd or Path.cwd()), "user": user},
             handle,
         )
-    (paths.programs_dir / f"{name}.conf").write_text(supervisor_config.program_conf(settings, name, spec))
+    (paths.programs_dir / f"{name}.conf").write_text(supervisor_config.program_conf(settings, name, spec, stop_signal=stop_signal))
     server = supervisor.rpc(settings).supervisor
     added, changed, _removed = server.reloadConfig()[0]
     if name in changed:  # new log or restart settings: the group is rebuilt (it is not running)

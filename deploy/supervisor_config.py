@@ -80,7 +80,7 @@ files={_escape(str(paths.programs_dir))}/*.conf
 """
 
 
-def program_conf(settings: Settings, name: str, launch_spec: Path) -> str:
+def program_conf(settings: Settings, name: str, launch_spec: Path, *, stop_signal: str = "TERM") -> str:
     """A program run through deploy/launch.py, which applies the spec's argv, environment, cwd and user.
 
     The spec is a file rather than `environment=`/`user=` lines because supervisord's
@@ -95,7 +95,7 @@ autostart=false
 autorestart=true
 startsecs={settings.supervise_start_s}
 startretries={settings.supervise_start_retries}
-stopsignal=TERM
+stopsignal={stop_signal}
 stopwaitsecs={settings.supervise_stop_wait_s}
 ; The whole process group: doccano's gunicorn workers, the crawler's Chromium, Elasticsearch's JVM.
 stopasgroup=true

@@ -87,3 +87,9 @@ def test_a_start_after_fatal_is_a_restart_only_when_the_listener_revived_it():
     assert by_person["crawler"]["restarts"] == 0
     revived = record({}, "PROCESS_STATE_STARTING", {"processname": "crawler", "from_state": "FATAL"}, None, 1.0, revived=True)
     assert revived["crawler"]["restarts"] == 1
+
+
+def test_a_program_may_be_asked_to_stop_with_another_signal(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path)
+    assert "stopsignal=TERM\n" in supervisor_config.program_conf(settings, "kafka", tmp_path / "spec.json")
+    assert "stopsignal=INT\n" in supervisor_config.program_conf(settings, "postgres", tmp_path / "spec.json", stop_signal="INT")
