@@ -227,3 +227,20 @@ def _ended(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_programs_die_with_a_killed_supervisord_and_up_starts_afresh(tmp_path):
+    own = Settings(data_dir=tmp_path)
+    try:
+        pid = processes.start(own, "sleeper", ["sleep", "300"])
+        processes.wait_until(lambda: processes.info(own, "sleeper")["statename"] == "RUNNING", what="sleeper", timeout=30, interval=0.2)
+        daemon = psutil.Process(supervisor.rpc(own).supervisor.getPID())
+
+        daemon.kill()
+        processes.wait_until(lambda: _ended(pid), what="sleeper gone with supervisord", timeout=10, interval=0.1)
+
+        restarted = processes.start(own, "sleeper", ["sleep", "300"])  # a fresh supervisord, a fresh sleeper
+        assert restarted != pid
+        assert supervisor.rpc(own).supervisor.getPID() != daemon.pid
+    finally:
+        supervisor.shutdown(own)
