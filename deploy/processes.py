@@ -10,8 +10,10 @@ it from supervisord, so that a process nobody wants any more is not reported as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -123,9 +125,10 @@ def ctrlgpt_command(*args: str) -> list[str]:
 
 
 def stop(settings: Settings, name: str, timeout: float = 30.0) -> bool:
-    """SIGTERM the process group through supervisord, SIGKILL after `timeout`, and drop it from supervisord.
+    """Stop it through supervisord (its stop signal to the process group), SIGKILL the group after `timeout`;
+    then drop it from supervisord.
 
-    True if something was running. Only supervisord signals: it signals its own children only.
+    True if something was running.
     """
     process = info(settings, name)
     if process is None:
@@ -138,7 +141,9 @@ def stop(settings: Settings, name: str, timeout: float = 30.0) -> bool:
     while (process := info(settings, name)) is not None and process["statename"] == "STOPPING":
         if time.monotonic() > deadline:
             log.warning("process.kill", name=name, pid=process["pid"])
-            server.signalProcess(name, "KILL")
+            # The whole group, as supervisord's own kill would: its pid is supervisord's child, still STOPPING.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process["pid"], signal.SIGKILL)
             deadline = float("inf")
         time.sleep(0.1)
     server.removeProcessGroup(name)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from ctrlgpt.settings import Settings
 from deploy import supervisor_config
 from deploy.supervisor_config import Layout, layout
 
-__all__ = ["Fault", "NotRunning", "ensure_running", "rpc", "shutdown", "answering", "STARTED_FILE"]
+__all__ = ["Fault", "NotRunning", "answering", "ensure_running", "program_spec_path", "recorded_process", "rpc", "shutdown"]
 
 log = structlog.get_logger()
 
@@ -56,7 +55,7 @@ def answering(settings: Settings) -> bool:
         return False
     try:
         return rpc(settings).supervisor.getState()["statename"] == "RUNNING"
-    except (OSError, socket.error, xmlrpc.client.Error):
+    except (OSError, xmlrpc.client.Error):
         return False
 
 

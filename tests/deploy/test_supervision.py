@@ -244,3 +244,15 @@ def test_programs_die_with_a_killed_supervisord_and_up_starts_afresh(tmp_path):
         assert supervisor.rpc(own).supervisor.getPID() != daemon.pid
     finally:
         supervisor.shutdown(own)
+
+
+def test_stop_kills_a_process_that_ignores_sigterm_after_the_timeout(settings, program):
+    name = "test-supervised-stubborn"
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(300)"
+    pid = program(name, [sys.executable, "-c", stubborn])
+    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2)
+
+    assert processes.stop(settings, name, timeout=1) is True
+
+    processes.wait_until(lambda: _ended(pid), what="stubborn process gone", timeout=10, interval=0.1)
+    assert processes.info(settings, name) is None  # dropped from supervisord: not reported as down
