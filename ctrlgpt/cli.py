@@ -3,6 +3,7 @@
     ctrlgpt demo                 # the whole loop on the local demo site
     ctrlgpt stop                 # stop everything the demo started
     ctrlgpt services up|down|status
+    ctrlgpt status               # every service and worker: up?, restarts, last exit
     ctrlgpt crawler | cleaner | index-sink | doccano-sink | label-bridge | trainer | api
     ctrlgpt seed URL [URL ...]   # ask the crawler to fetch these
     ctrlgpt lag [--watch]        # consumer lag per group, Burrow-style status
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("deploy.demo", "Install, start everything, run the whole loop on the demo site, print the URLs."),
     "stop": ("deploy.stop", "Stop every process the demo started (data stays)."),
     "services": ("deploy.services", "Kafka, Elasticsearch and doccano: up, down or status."),
+    "status": ("deploy.status", "Every service and worker: state, pid, restarts, since when, last exit (exit 1 if any is down)."),
     "topics": ("deploy.topics", "Create the registry's topics that are missing."),
     "demo-site": ("deploy.demo_site", "Serve the local demo website."),
     "annotate": ("deploy.scripted_annotator", "Scripted annotator: labels passages in doccano through its REST API."),

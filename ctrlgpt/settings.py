@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     # Demo site
     demo_site_port: int = Field(8090, description="Port of the local demo website.")
 
+    # Supervision
+    supervise_log_max_bytes: int = Field(10 * 1024 * 1024, ge=0, description="A process's log under logs_dir is rotated past this size (0: never).")
+    supervise_log_backups: int = Field(5, ge=0, description="Rotated logs kept per process.")
+    supervise_start_s: int = Field(3, ge=0, description="A process must stay up this long to count as started; one that exits sooner is retried with back-off.")
+    supervise_start_retries: int = Field(10, ge=0, description="Failed starts in a row (back-off 1 s, 2 s, ... between them) before supervisord gives up on a process (FATAL).")
+    supervise_stop_wait_s: int = Field(60, ge=1, description="How long supervisord waits after SIGTERM before SIGKILL when it stops a process itself.")
+    supervise_fatal_retry_s: float = Field(300.0, ge=0, description="A process supervisord gave up on (FATAL) is started again after this long, so that nothing stays dead unattended (0: never).")
+
     # Trainer
     base_model: str | None = Field(
         None,

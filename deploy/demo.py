@@ -196,5 +196,6 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Elasticsearch:  {settings.es_url}/{settings.es_index}/_search?q=*")
     print(f"Demo site:      {settings.demo_site_url}")
     print(f"Logs:           {settings.logs_dir}")
+    print("Status:         ctrlgpt status  (every service and worker: up?, restarts, last exit)")
     print("Stop with `make stop` (data stays).")
     return 0

@@ -8,8 +8,6 @@ changes nothing. `down` stops them; their data stays under `settings.data_dir`.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -99,7 +97,7 @@ def _refuse_taken_port(settings: Settings, service: Service) -> None:
         probe.settimeout(1.0)
         if probe.connect_ex((host, port)) == 0:
             raise ServiceFailed(
-                f"{service.name} is not running (no live pid in {processes.pid_file(settings, service.name)}), "
+                f"{service.name} is not running under this data directory's supervisor, "
                 f"yet {host}:{port} is taken by another program: stop it, or point the setting elsewhere"
             )
 
@@ -108,11 +106,11 @@ def _wait_ready(settings: Settings, service: Service, pid: int) -> None:
     log_path = processes.log_file(settings, service.name)
 
     def answers() -> bool:
-        # A child that died stays a zombie, alive to kill(0), until reaped.
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if processes.running_pid(settings, service.name) != pid:
-            raise ServiceFailed(f"{service.name} (pid {pid}) exited while starting; see {log_path}")
+        # Asked of supervisord, which reaped it: a dead or zombie process is never waited for.
+        process = processes.info(settings, service.name)
+        if process is None or process["statename"] not in processes.LIVE_STATES | {"BACKOFF"}:
+            state = process["statename"] if process else "gone"
+            raise ServiceFailed(f"{service.name} (pid {pid}) exited while starting ({state}); see {log_path}")
         return service.ready(settings)
 
     deadline = time.monotonic() + service.ready_timeout_s

@@ -1,4 +1,7 @@
-"""The long-running ctrlgpt processes of the one-machine deployment, each a `ctrlgpt` sub-command."""
+"""The long-running ctrlgpt processes of the one-machine deployment, each a `ctrlgpt` sub-command.
+
+Each runs under the data directory's supervisord (deploy/processes.py), which restarts it when it dies.
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from deploy import processes, services
+from deploy import processes, services, supervisor
 from deploy.doccano import server as doccano
 from streams import topics
 
@@ -42,10 +42,15 @@ def test_status_reports_every_service_up(settings):
     assert [line.split()[:2] for line in lines] == [[service.name, "up"] for service in services.SERVICES]
 
 
+def _pids(settings) -> dict[str, int | None]:
+    pids = {service.name: processes.running_pid(settings, service.name) for service in services.SERVICES}
+    return {**pids, "supervisord": supervisor.rpc(settings).supervisor.getPID()}
+
+
 def test_up_again_changes_nothing(settings):
-    before = {service.name: processes.running_pid(settings, service.name) for service in services.SERVICES}
+    before = _pids(settings)
     result = subprocess.run(processes.ctrlgpt_command("services", "up"), capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    after = {service.name: processes.running_pid(settings, service.name) for service in services.SERVICES}
+    after = _pids(settings)
     assert after == before
     assert None not in after.values()
