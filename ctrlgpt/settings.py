@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     kafka_java_home: Path = Field(Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs the local broker.")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the data topics when ctrlgpt creates them.")
     topic_replication: int = Field(1, ge=1, description="Replication factor when ctrlgpt creates topics.")
+    kafka_max_poll_interval_ms: int = Field(
+        900_000, ge=1, description="A consumer that does not poll for this long leaves its group (one batch's write must fit; "
+        "an outage does not count: a stage keeps polling with its partitions paused). At least kafka_session_timeout_ms.",
+    )
+    kafka_session_timeout_ms: int = Field(
+        45_000, ge=1, description="A consumer whose heartbeats stop for this long (killed, hung) loses its partitions to the others.",
+    )
 
     # Elasticsearch
     es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL.")
