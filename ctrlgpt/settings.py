@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     crawl_max_pages: int = Field(200, ge=1, description="Pages fetched per site and crawl, at most.")
     fetch_timeout_s: float = Field(20.0, gt=0, description="Page load timeout.")
     fetch_retries: int = Field(3, ge=0, description="Retries of a failed page load before it is dead-lettered.")
-    fetch_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a failed page load; doubles on each retry.")
+    fetch_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a failed page load; doubles on each retry, plus a random jitter of up to this much.")
     crawl_delay_s: float = Field(0.2, ge=0, description="Least time between two fetches from one host (robots.txt Crawl-delay wins if larger).")
     retry_after_max_s: float = Field(30.0, ge=0, description="Longest pause of a host that answered 429/503 with Retry-After (a batch must finish within max.poll.interval.ms).")
     crawl_browser_pages: int = Field(4, ge=1, description="Browser pages the crawler renders at once (one browser context).")

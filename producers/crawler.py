@@ -32,6 +32,7 @@ import structlog
 from confluent_kafka import Producer
 
 from ctrlgpt.lifecycle import stop_on_signals
+from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from producers import frontier, http_fetch, sitemaps
 from producers.browser import Browser, FetchError, Loaded
@@ -235,6 +236,9 @@ class Crawler:
     def _load_with_retries(self, url: str, fetch_mode: str, headers: dict[str, str],
                            bound: structlog.stdlib.BoundLogger) -> Loaded | _Failed:
         attempts = 1 + self._settings.fetch_retries
+        # The one retry policy's delays (ctrlgpt.retry): exponential from fetch_backoff_s, with jitter, so that
+        # the requests of a batch that failed together do not come back to the site in step.
+        backoff = Backoff(first_delay_s=self._settings.fetch_backoff_s)
         for attempt in range(1, attempts + 1):
             try:
                 loaded = self._load_politely(url, fetch_mode, headers)
@@ -263,8 +267,9 @@ class Crawler:
                     bound.warning("crawl.host_paused", attempt=attempt, of=attempts, error=failure.reason,
                                   retry_in_s=failure.retry_after_s)
                     continue
-                delay = self._settings.fetch_backoff_s * 2 ** (attempt - 1)
-                bound.warning("crawl.retrying", attempt=attempt, of=attempts, error=failure.reason, retry_in_s=delay)
+                delay = backoff.next_delay()
+                bound.warning("crawl.retrying", attempt=attempt, of=attempts, error=failure.reason,
+                              retry_in_s=round(delay, 2))
                 if self._stop.wait(delay):
                     raise _Stopping
         return _Failed(
