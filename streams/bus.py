@@ -475,11 +475,10 @@ class _StageLoop:
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._log.info("consumer.assigned", partitions=[p.partition for p in partitions])
-        if self._paused:  # still holding records of partitions kept through the rebalance
-            consumer.assign(partitions)
-            consumer.pause(partitions)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Also on a lost assignment. The group's eager protocol revokes every partition, so nothing stays held:
+        the partitions assigned next start unpaused, from their committed offsets."""
         dropped = self._read.forget((p.topic, p.partition) for p in partitions)
         self._log.info("consumer.revoked", partitions=[p.partition for p in partitions], held_dropped=dropped)
         if self._paused and not self._read.unwritten:
