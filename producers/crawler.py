@@ -42,7 +42,7 @@ from producers.frontier import Verdict
 from producers.politeness import Politeness, Unreachable
 from producers.retry_after import HONOURED_STATUSES, retry_after_s
 from streams import bus, topics
-from streams.bus import Received
+from streams.bus import Received, ServiceUnavailable
 from streams.records import CrawlRequested, PageFetched
 
 __all__ = ["STAGE", "Crawler", "run", "main"]
@@ -127,7 +127,8 @@ class Crawler:
 
     def write(self, batch: list[Received]) -> None:
         """`bus.consume`'s write: fetch the batch's requests at once, then publish and remember their outcomes in
-        order; on stop, return with the rest uncommitted."""
+        order; on stop, raise `ServiceUnavailable` so that the bus commits nothing of the batch (its requests done
+        so far are remembered as visited, and skipped when the batch is read again)."""
         seen: set[tuple[str, str]] = set()
         jobs = [self._prepare(received, seen) for received in batch]
         fetches: list[Future[Loaded | _Failed] | None] = [
@@ -136,14 +137,14 @@ class Crawler:
         try:
             for received, job, fetch in zip(batch, jobs, fetches, strict=True):
                 if self._stop.is_set():
-                    return
+                    raise _Stopping
                 if isinstance(job, _Failed):
                     self._dead_letter(received, job)
                 elif isinstance(job, _Job):
                     assert fetch is not None
                     self._settle(received, job, fetch.result())
-        except _Stopping:
-            return
+        except _Stopping as exc:
+            raise ServiceUnavailable("stopping in the middle of a batch") from exc
         finally:  # no fetch outlives its batch: the pool's bound is the crawler's
             wait([fetch for fetch in fetches if fetch is not None])
 

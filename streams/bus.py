@@ -311,29 +311,32 @@ def consume(
     max_backoff: float = 30.0,
 ) -> None:
     """Run one stage until `stop` is set: decode, write in batches, dead-letter, commit; pause through outages."""
-    consumer = make_consumer(settings, group)
     producer = make_producer(settings)
     bound = log.bind(stage=stage, group=group, topic=topic.name)
-    stage_loop = _StageLoop(consumer, producer, topic, stage, write, stop, batch_size, poll_timeout,
+    stage_loop = _StageLoop(settings, group, producer, topic, stage, write, stop, batch_size, poll_timeout,
                             Backoff(max_delay_s=max_backoff), bound)
-    consumer.subscribe([topic.name], on_assign=stage_loop.on_assign, on_revoke=stage_loop.on_revoke,
-                       on_lost=stage_loop.on_revoke)
     bound.info("consumer.started")
     try:
         stage_loop.run()
     finally:
-        consumer.close()
+        stage_loop.close()
         producer.flush(10)
         bound.info("consumer.stopped")
+
+
+# An idle stage whose last commit has not been answered yet asks again after this long.
+COMMIT_AGAIN_S = 5.0
 
 
 class _StageLoop:
     """The loop of `consume`: poll, hold what could not be written (partitions paused), write it again when due."""
 
-    def __init__(self, consumer: Consumer, producer: Producer, topic: Topic, stage: str,
+    def __init__(self, settings: Settings, group: str, producer: Producer, topic: Topic, stage: str,
                  write: Callable[[list[Received]], None], stop: threading.Event, batch_size: int,
                  poll_timeout: float, backoff: Backoff, bound: structlog.stdlib.BoundLogger) -> None:
-        self._consumer = consumer
+        # Commits are asynchronous, answered in `_on_commit` from within `consume`: the loop never blocks on a
+        # broker that is away, so it keeps polling, and stops when asked.
+        self._consumer = make_consumer(settings, group, on_commit=self._on_commit)
         self._producer = producer
         self._topic = topic
         self._stage = stage
@@ -353,6 +356,8 @@ class _StageLoop:
         self._commit_not_before: float | None = None
 
     def run(self) -> None:
+        self._consumer.subscribe([self._topic.name], on_assign=self.on_assign, on_revoke=self.on_revoke,
+                                 on_lost=self.on_revoke)
         while not self._stop.is_set():
             self._take(self._consumer.consume(num_messages=self._batch_size, timeout=self._poll_wait()))
             if self._read.unwritten or self._letters:
@@ -360,6 +365,16 @@ class _StageLoop:
                     self._write_held()
             elif _is_due(self._commit_not_before) and self._read.to_commit():
                 self._commit()
+
+    def close(self) -> None:
+        """Commit what was written, unless the last commit failed (a broker that is away would hold the stop up:
+        what is not committed is read again), then leave the group."""
+        if self._commit_backoff.attempts == 0 and (offsets := self._read.to_commit()):
+            try:
+                self._consumer.commit(offsets=_topic_partitions(offsets), asynchronous=False)
+            except KafkaException as exc:
+                self._log.warning("consumer.commit_failed", error=str(exc.args[0]), code=exc.args[0].name())
+        self._consumer.close()
 
     def _poll_wait(self) -> float:
         if self._not_before is None:
@@ -392,8 +407,6 @@ class _StageLoop:
         except ServiceUnavailable:
             return  # stopping: nothing past the undelivered letters is committed
         self._letters = []
-        if self._stop.is_set():
-            return  # a write cut short by stop may have returned early: commit nothing, read it again
         self._commit()
         if left:
             self._pause(len(left))
@@ -438,26 +451,34 @@ class _StageLoop:
         return []
 
     def _commit(self) -> None:
-        """Commit how far the stage got. A failure (Kafka away, a rebalance, a lost membership: UNKNOWN_MEMBER_ID,
-        ILLEGAL_GENERATION, _ASSIGNMENT_LOST, timeouts) is tried again later; whatever a new owner of the partition
-        reads again is written again, idempotently."""
+        """Ask Kafka to commit how far the stage got; `_on_commit` hears the answer."""
         offsets = self._read.to_commit()
         if not offsets:
             return
+        self._commit_not_before = time.monotonic() + COMMIT_AGAIN_S
         try:
-            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                                  asynchronous=False)
+            self._consumer.commit(offsets=_topic_partitions(offsets), asynchronous=True)
         except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal():
-                raise
-            delay = self._commit_backoff.next_delay()
-            self._commit_not_before = time.monotonic() + delay
-            self._log.warning("consumer.commit_failed", error=str(error), code=error.name(), retry_in_s=round(delay, 2))
+            self._commit_failed(exc.args[0])
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        error = error or next((p.error for p in partitions if p.error), None)
+        if error is not None:
+            self._commit_failed(error)
             return
-        self._read.committed(offsets)
+        self._read.committed({(p.topic, p.partition): p.offset for p in partitions})
         self._commit_backoff.reset()
         self._commit_not_before = None
+
+    def _commit_failed(self, error: KafkaError) -> None:
+        """A failure (Kafka away, a rebalance, a lost membership: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
+        _ASSIGNMENT_LOST, timeouts) is tried again later; whatever a new owner of the partition reads again is
+        written again, idempotently. Only librdkafka's fatal errors stop the stage."""
+        if error.fatal():
+            raise KafkaException(error)
+        delay = self._commit_backoff.next_delay()
+        self._commit_not_before = time.monotonic() + delay
+        self._log.warning("consumer.commit_failed", error=str(error), code=error.name(), retry_in_s=round(delay, 2))
 
     def _pause(self, held: int) -> None:
         if not self._paused:
@@ -488,6 +509,10 @@ class _StageLoop:
                 self._log.info("consumer.resume_on_revoke_failed", error=str(exc))
             self._paused = False
             self._not_before = None
+
+
+def _topic_partitions(offsets: dict[tuple[str, int], int]) -> list[TopicPartition]:
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
 
 def _is_due(not_before: float | None) -> bool:
