@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     kafka_java_home: Path = Field(Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs the local broker.")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the data topics when ctrlgpt creates them.")
     topic_replication: int = Field(1, ge=1, description="Replication factor when ctrlgpt creates topics.")
+    kafka_max_poll_interval_ms: int = Field(
+        900_000, ge=1, description="A consumer that does not poll for this long leaves its group (one batch's write must fit; "
+        "an outage does not count: a stage keeps polling with its partitions paused). At least kafka_session_timeout_ms.",
+    )
+    kafka_session_timeout_ms: int = Field(
+        45_000, ge=1, description="A consumer whose heartbeats stop for this long (killed, hung) loses its partitions to the others.",
+    )
 
     # Elasticsearch
     es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL.")
@@ -53,7 +60,7 @@ class Settings(BaseSettings):
     crawl_max_pages: int = Field(200, ge=1, description="Pages fetched per site and crawl, at most.")
     fetch_timeout_s: float = Field(20.0, gt=0, description="Page load timeout.")
     fetch_retries: int = Field(3, ge=0, description="Retries of a failed page load before it is dead-lettered.")
-    fetch_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a failed page load; doubles on each retry.")
+    fetch_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a failed page load; doubles on each retry, plus a random jitter of up to this much.")
     crawl_delay_s: float = Field(0.2, ge=0, description="Least time between two fetches from one host (robots.txt Crawl-delay wins if larger).")
     retry_after_max_s: float = Field(30.0, ge=0, description="Longest pause of a host that answered 429/503 with Retry-After (a batch must finish within max.poll.interval.ms).")
     crawl_browser_pages: int = Field(4, ge=1, description="Browser pages the crawler renders at once (one browser context).")

@@ -32,6 +32,7 @@ import structlog
 from confluent_kafka import Producer
 
 from ctrlgpt.lifecycle import stop_on_signals
+from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from producers import frontier, http_fetch, sitemaps
 from producers.browser import Browser, FetchError, Loaded
@@ -41,7 +42,7 @@ from producers.frontier import Verdict
 from producers.politeness import Politeness, Unreachable
 from producers.retry_after import HONOURED_STATUSES, retry_after_s
 from streams import bus, topics
-from streams.bus import Received
+from streams.bus import Received, ServiceUnavailable
 from streams.records import CrawlRequested, PageFetched
 
 __all__ = ["STAGE", "Crawler", "run", "main"]
@@ -126,7 +127,8 @@ class Crawler:
 
     def write(self, batch: list[Received]) -> None:
         """`bus.consume`'s write: fetch the batch's requests at once, then publish and remember their outcomes in
-        order; on stop, return with the rest uncommitted."""
+        order; on stop, raise `ServiceUnavailable` so that the bus commits nothing of the batch (its requests done
+        so far are remembered as visited, and skipped when the batch is read again)."""
         seen: set[tuple[str, str]] = set()
         jobs = [self._prepare(received, seen) for received in batch]
         fetches: list[Future[Loaded | _Failed] | None] = [
@@ -135,14 +137,14 @@ class Crawler:
         try:
             for received, job, fetch in zip(batch, jobs, fetches, strict=True):
                 if self._stop.is_set():
-                    return
+                    raise _Stopping
                 if isinstance(job, _Failed):
                     self._dead_letter(received, job)
                 elif isinstance(job, _Job):
                     assert fetch is not None
                     self._settle(received, job, fetch.result())
-        except _Stopping:
-            return
+        except _Stopping as exc:
+            raise ServiceUnavailable("stopping in the middle of a batch") from exc
         finally:  # no fetch outlives its batch: the pool's bound is the crawler's
             wait([fetch for fetch in fetches if fetch is not None])
 
@@ -235,6 +237,9 @@ class Crawler:
     def _load_with_retries(self, url: str, fetch_mode: str, headers: dict[str, str],
                            bound: structlog.stdlib.BoundLogger) -> Loaded | _Failed:
         attempts = 1 + self._settings.fetch_retries
+        # The one retry policy's delays (ctrlgpt.retry): exponential from fetch_backoff_s, with jitter, so that
+        # the requests of a batch that failed together do not come back to the site in step.
+        backoff = Backoff(first_delay_s=self._settings.fetch_backoff_s)
         for attempt in range(1, attempts + 1):
             try:
                 loaded = self._load_politely(url, fetch_mode, headers)
@@ -263,8 +268,9 @@ class Crawler:
                     bound.warning("crawl.host_paused", attempt=attempt, of=attempts, error=failure.reason,
                                   retry_in_s=failure.retry_after_s)
                     continue
-                delay = self._settings.fetch_backoff_s * 2 ** (attempt - 1)
-                bound.warning("crawl.retrying", attempt=attempt, of=attempts, error=failure.reason, retry_in_s=delay)
+                delay = backoff.next_delay()
+                bound.warning("crawl.retrying", attempt=attempt, of=attempts, error=failure.reason,
+                              retry_in_s=round(delay, 2))
                 if self._stop.wait(delay):
                     raise _Stopping
         return _Failed(

@@ -238,5 +238,10 @@ class DeadLetter(Record):
     key: str | None = None
     reason: str
     error_type: str
-    original_base64: str = Field(description="The original bytes, base64: nothing is lost.")
+    original_base64: str = Field(
+        description="The original bytes, base64; only their first bytes when `truncated` (the whole letter would "
+        "exceed the producer's message.max.bytes): the original stays at source_topic/partition/offset until retention."
+    )
     attempts: int = 1
+    truncated: bool = False
+    original_size: int | None = Field(None, description="Bytes of the original message, when `truncated`.")

@@ -52,7 +52,8 @@ def secret_key(directory: Path) -> str:
 
 def _environment(settings: Settings) -> dict[str, str]:
     directory = home(settings)
-    return {"DOCCANO_HOME": str(directory), "SECRET_KEY": secret_key(directory), "DEBUG": "False"}
+    # PYTHONPATH is cleared: a ctrlgpt checkout on it would shadow doccano's own `api` app with ctrlgpt's `api`.
+    return {"DOCCANO_HOME": str(directory), "SECRET_KEY": secret_key(directory), "DEBUG": "False", "PYTHONPATH": ""}
 
 
 def _doccano(settings: Settings, env: dict[str, str], *args: str) -> None:
