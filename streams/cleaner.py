@@ -28,6 +28,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
@@ -165,7 +166,12 @@ def make_app(settings: Settings) -> faust.App:
         idle = offsets.idle({tp for tp in app.consumer.assignment() if tp.topic in sources}, now)
         if not idle:
             return
-        behind = await asyncio.to_thread(committed_behind_end, positions, idle)
+        try:
+            behind = await asyncio.to_thread(committed_behind_end_retrying, positions, idle)
+        except KafkaException as exc:
+            # Kafka away longer than a tick: nothing to rewind that cannot wait for the next one.
+            log.warning("cleaner.stalled_check_skipped", error=str(exc))
+            return
         for tp, committed in behind.items():
             log.warning("cleaner.stalled_partition_rewound", topic=tp.topic, partition=tp.partition, rewind_to=committed)
             offsets.rewound(tp, now)
@@ -282,6 +288,14 @@ async def _finish_even_if_cancelled(work: Coroutine[object, object, None]) -> No
     except asyncio.CancelledError:
         await handling
         raise
+
+
+def committed_behind_end_retrying(consumer: Consumer, partitions: list) -> dict:
+    """`committed_behind_end`, retried for up to a timer's tick while Kafka is away (then its error is raised)."""
+    for attempt in retrying(KafkaException, what="cleaner committed offsets", give_up_after_s=REWIND_RETRY_S):
+        with attempt:
+            return committed_behind_end(consumer, partitions)
+    raise AssertionError("unreachable: retrying re-raises its last error")
 
 
 def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
