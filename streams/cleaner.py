@@ -248,8 +248,8 @@ def make_app(settings: Settings) -> faust.App:
             )
             await seek_on_consumer_thread(tp, rewind.offset)
 
-    async def send_dead_letters(rejected: list[tuple[faust.types.Message, Rejection]]) -> None:
-        """Delivered before the events are acked, so no offset is committed without its dead letter."""
+    def deliver_dead_letters(rejected: list[tuple[faust.types.Message, Rejection]]) -> None:
+        # Off the event loop, letters included: encoding a page of megabytes would stall heartbeats and timers.
         letters = [
             bus.dead_letter(
                 STAGE,
@@ -263,7 +263,11 @@ def make_app(settings: Settings) -> faust.App:
             )
             for message, rejection in rejected
         ]
-        await asyncio.to_thread(bus.deliver_all, producer, letters, max_backoff=MAX_BACKOFF_S)
+        bus.deliver_all(producer, letters, max_backoff=MAX_BACKOFF_S)
+
+    async def send_dead_letters(rejected: list[tuple[faust.types.Message, Rejection]]) -> None:
+        """Delivered before the events are acked, so no offset is committed without its dead letter."""
+        await asyncio.to_thread(deliver_dead_letters, rejected)
 
     # Concurrency 1 (both agents): faust-streaming can commit past in-flight events with more.
     @app.agent(raw_pages, concurrency=1)
