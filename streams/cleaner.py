@@ -356,10 +356,8 @@ async def _finish_even_if_cancelled(work: Coroutine[object, object, None]) -> No
 
 def committed_behind_end_retrying(consumer: Consumer, partitions: list) -> dict:
     """`committed_behind_end`, retried for up to a timer's tick while Kafka is away (then its error is raised)."""
-    for attempt in retrying(KafkaException, what="cleaner committed offsets", give_up_after_s=REWIND_RETRY_S):
-        with attempt:
-            return committed_behind_end(consumer, partitions)
-    raise AssertionError("unreachable: retrying re-raises its last error")
+    wait = retrying(KafkaException, what="cleaner committed offsets", give_up_after_s=REWIND_RETRY_S)
+    return wait(committed_behind_end, consumer, partitions)
 
 
 def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
