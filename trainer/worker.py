@@ -257,8 +257,8 @@ def consume_through_outages(
 
     A broker away for a while fails a consumer in several ways (a commit refused with UNKNOWN_MEMBER_ID
     once the group forgot the member, a flush that timed out); a new consumer rejoins the group and
-    reads on from the last commit, so what was not committed is counted again: the scheduler counts
-    distinct label ids, and commands are idempotent requests.
+    reads on from the last commit. What was read but not committed comes again: a label id already
+    pending counts once, and a command read twice at worst asks for the same run or cancel again.
     """
     for attempt in retrying((KafkaException, bus.ServiceUnavailable), what=f"trainer consuming {topic.name}", stop=stop):
         with attempt:
