@@ -11,6 +11,7 @@ cancels the running run the same way.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -255,19 +256,18 @@ def consume_through_outages(
 ) -> None:
     """`bus.consume` until `stop`, started again (with the shared back-off) whenever Kafka fails it.
 
-    A broker away for a while fails a consumer in several ways (a commit refused with UNKNOWN_MEMBER_ID
-    once the group forgot the member, a flush that timed out); a new consumer rejoins the group and
-    reads on from the last commit. What was read but not committed comes again: a label id already
-    pending counts once, and a command read twice at worst asks for the same run or cancel again.
+    `bus.consume` pauses through an outage itself; what still escapes it is an error that wants a new
+    client (librdkafka's fatal errors; before streams.bus retried its commits, the UNKNOWN_MEMBER_ID of a
+    member the group forgot while the broker was away). A new consumer rejoins the group and reads on
+    from the last commit. What was read but not committed comes again: a label id already pending
+    counts once, and a command read twice at worst asks for the same run or cancel again.
     """
-    for attempt in retrying((KafkaException, bus.ServiceUnavailable), what=f"trainer consuming {topic.name}", stop=stop):
-        with attempt:
-            try:
+    # retrying gives up (re-raising Kafka's error) only once `stop` is set: stopping anyway, and the next
+    # start reads on from the last commit.
+    with contextlib.suppress(KafkaException, bus.ServiceUnavailable):
+        for attempt in retrying((KafkaException, bus.ServiceUnavailable), what=f"trainer consuming {topic.name}", stop=stop):
+            with attempt:
                 bus.consume(settings, group=group, topic=topic, stage=STAGE, write=write, stop=stop)
-            except (KafkaException, bus.ServiceUnavailable):
-                if stop.is_set():
-                    return  # stopping anyway: the next start reads on from the last commit
-                raise
 
 
 def main(settings: Settings, args: object) -> int:
