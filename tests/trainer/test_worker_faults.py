@@ -61,7 +61,7 @@ def test_kafka_away_while_labels_arrive_the_trainer_stays_up_counts_every_label_
     bus.ensure_topics(settings, [topics.LABELS, topics.TRAINING_COMMANDS, topics.dead_letter_topic("train")])
     start_group_at_end(settings, group, topics.LABELS.name)
     start_group_at_end(settings, f"{group}-commands", topics.TRAINING_COMMANDS.name)
-    labels = make_labels(40, prefix=run)
+    labels = make_labels(41, prefix=run)  # 20 before the outage, 20 during it, 1 after the unreadable records
     poison = {
         (topics.LABELS.name, f"{run}-just-under-the-limit"): os.urandom(JUST_UNDER_THE_LIMIT),
         (topics.LABELS.name, f"{run}-not-json"): b"{not json",
@@ -77,7 +77,7 @@ def test_kafka_away_while_labels_arrive_the_trainer_stays_up_counts_every_label_
         before_outage = _wait_for_pending(log_path, worker, 20)
         kill_service(settings, "kafka")
         try:
-            for label in labels[20:]:
+            for label in labels[20:40]:
                 bus.publish(producer, topics.LABELS, label)  # queued in the producer until Kafka is back
             deadline = time.monotonic() + KAFKA_AWAY_S
             while time.monotonic() < deadline and worker.poll() is None:
@@ -86,10 +86,12 @@ def test_kafka_away_while_labels_arrive_the_trainer_stays_up_counts_every_label_
         finally:
             start_service(settings, "kafka")
         bus.flush_or_raise(producer, timeout=120)
+        after_outage = _wait_for_pending(log_path, worker, 40)
         for (topic, key), value in poison.items():
             producer.produce(topic, key=key.encode(), value=value)
+        bus.publish(producer, topics.LABELS, labels[40])
         bus.flush_or_raise(producer)
-        after_outage = _wait_for_pending(log_path, worker, len(labels))
+        after_poison = _wait_for_pending(log_path, worker, len(labels))
         letters = read_records(
             settings,
             topics.dead_letter_topic("train"),
@@ -107,7 +109,8 @@ def test_kafka_away_while_labels_arrive_the_trainer_stays_up_counts_every_label_
 
     assert before_outage == 20, log
     assert alive_through_outage and alive_at_end, log
-    assert after_outage == len(labels), log
+    assert after_outage == 40, log
+    assert after_poison == len(labels), log
     assert set(by_key) == set(poison), log
     assert all(letter.stage == "train" for letter in letters)
     oversized = by_key[(topics.LABELS.name, f"{run}-just-under-the-limit")]
