@@ -41,8 +41,8 @@ def html(title: str, body: str) -> str:
     return f"<html><head><title>{title}</title></head><body><nav><a href='/'>Home</a></nav><article>{body}</article></body></html>"
 
 
-def raw(url: str, crawl_id: str, html: str) -> PageFetched:
-    return PageFetched(url=url, final_url=url, crawl_id=crawl_id, status=200, html=html)
+def raw(url: str, crawl_id: str, page_html: str) -> PageFetched:
+    return PageFetched(url=url, final_url=url, crawl_id=crawl_id, status=200, html=page_html)
 
 
 def publish(settings: Settings, pages: list[PageFetched], partition: int | None = None) -> None:
@@ -104,11 +104,11 @@ class CleanReader:
 
     def read_to_end(self, settings: Settings) -> list[PageCleaned]:
         """Everything on the clean topic now, e.g. all that a killed worker got out."""
-        ends = {tp.partition: tp.offset for tp in ends(settings, topics.PAGES_CLEAN.name)}
+        end_offsets = {tp.partition: tp.offset for tp in ends(settings, topics.PAGES_CLEAN.name)}
 
         def at_end(_: list[PageCleaned]) -> bool:
-            positions = self._consumer.position([TopicPartition(topics.PAGES_CLEAN.name, p) for p in ends])
-            return all(tp.offset >= ends[tp.partition] for tp in positions)
+            positions = self._consumer.position([TopicPartition(topics.PAGES_CLEAN.name, p) for p in end_offsets])
+            return all(tp.offset >= end_offsets[tp.partition] for tp in positions)
 
         return self.read_until(at_end)
 
