@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     policy_adapter: Literal["none", "lora"] = Field("none", description="none: SFT and PPO train every weight; lora: they train LoRA adapters over base_model, and a version stores only its adapter.")
     lora_r: int = Field(8, ge=1, description="Rank of the LoRA adapters (policy_adapter=lora).")
     lora_alpha: int = Field(16, ge=1, description="Scaling numerator of the LoRA adapters (policy_adapter=lora).")
+    trainer_group: str = Field(
+        "ctrlgpt-trainer", description="Consumer group of the trainer's labels; its commands' group adds '-commands'."
+    )
 
     # API
     api_host: str = Field("127.0.0.1", description="Interface the API binds.")

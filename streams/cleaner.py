@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 from dataclasses import dataclass
 from functools import partial
 from collections.abc import Coroutine
@@ -28,6 +30,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
@@ -36,11 +39,20 @@ from streams.partition_progress import OffsetWatch, Rewind
 from streams.records import FingerprintedPage, PageCleaned, PageFetched, PagesFingerprinted
 from streams.topics import ContractError
 
-__all__ = ["STAGE", "FINGERPRINTS_TABLE", "Cleaned", "Rejection", "clean_message", "clean_messages", "make_app", "main"]
+__all__ = [
+    "STAGE", "FINGERPRINTS_TABLE", "Cleaned", "Rejection", "clean_message", "clean_messages", "pack_by_size", "make_app",
+    "main",
+]
 
 STAGE = "clean"
 # Raw pages can be large; the same bound as the confluent producers of streams.bus.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# Room for a record's envelope (event id, schema version, the list's commas) and Kafka's framing: the
+# pages of one PagesFingerprinted add up to at most MAX_MESSAGE_BYTES less this.
+ENVELOPE_BYTES = 64 * 1024
+# The exit status of a worker whose batch failed for a reason no retry cures (a bug, a record Kafka refuses):
+# faust would restart the agent and commit past the batch, so the process exits and its supervisor restarts it.
+BATCH_FAILED_EXIT_CODE = 70
 MAX_BACKOFF_S = 30.0
 PRODUCER_LINGER_S = 0.01
 PRODUCER_BATCH_BYTES = 1024 * 1024
@@ -71,10 +83,11 @@ class Rejection:
 
 @dataclass(frozen=True)
 class Cleaned:
-    """A clean page and its text's SimHash (streams.near_duplicates), computed with it off the event loop."""
+    """A clean page with its text's SimHash (streams.near_duplicates) and its size on the internal topic,
+    computed with it off the event loop."""
 
-    page: PageCleaned
-    fingerprint: int
+    page: FingerprintedPage
+    encoded_bytes: int
 
 
 def clean_message(value: bytes | None, *, min_chars: int) -> PageCleaned | Rejection:
@@ -92,13 +105,45 @@ def clean_message(value: bytes | None, *, min_chars: int) -> PageCleaned | Rejec
 
 
 def clean_messages(
-    values: list[bytes | None], *, min_chars: int
+    values: list[bytes | None], *, min_chars: int, max_page_bytes: int = MAX_MESSAGE_BYTES - ENVELOPE_BYTES
 ) -> list[Cleaned | Rejection]:
-    """A batch of raw messages -> each one's clean page with its SimHash, or the reason it has none."""
+    """A batch of raw messages -> each one's clean page with its SimHash, or the reason it has none.
+
+    A clean page whose record would not fit in a Kafka message (a raw page just under the limit can
+    clean to almost as much text) is rejected here, so that no send of it fails later.
+    """
     outcomes = [clean_message(value, min_chars=min_chars) for value in values]
     pages = [outcome for outcome in outcomes if isinstance(outcome, PageCleaned)]
     fingerprints = iter(simhashes([page.text for page in pages]))
-    return [Cleaned(outcome, next(fingerprints)) if isinstance(outcome, PageCleaned) else outcome for outcome in outcomes]
+    return [
+        _sized(FingerprintedPage(page=outcome, simhash=next(fingerprints)), max_page_bytes)
+        if isinstance(outcome, PageCleaned) else outcome
+        for outcome in outcomes
+    ]
+
+
+def _sized(page: FingerprintedPage, max_page_bytes: int) -> Cleaned | Rejection:
+    size = len(page.model_dump_json().encode())
+    if size > max_page_bytes:
+        return Rejection(
+            f"{page.page.url}: clean page of {size} bytes, over the {max_page_bytes} bytes a message may carry",
+            "PageTooLarge",
+        )
+    return Cleaned(page, size)
+
+
+def pack_by_size(sizes: list[int], max_bytes: int) -> list[list[int]]:
+    """Indexes of `sizes` in order, in consecutive groups whose sizes add up to at most `max_bytes` each
+    (a size over `max_bytes` alone in its group)."""
+    groups: list[list[int]] = []
+    total = max_bytes + 1
+    for index, size in enumerate(sizes):
+        if total + size > max_bytes:
+            groups.append([])
+            total = 0
+        groups[-1].append(index)
+        total += size
+    return groups
 
 
 def make_app(settings: Settings) -> faust.App:
@@ -165,7 +210,12 @@ def make_app(settings: Settings) -> faust.App:
         idle = offsets.idle({tp for tp in app.consumer.assignment() if tp.topic in sources}, now)
         if not idle:
             return
-        behind = await asyncio.to_thread(committed_behind_end, positions, idle)
+        try:
+            behind = await asyncio.to_thread(committed_behind_end_retrying, positions, idle)
+        except KafkaException as exc:
+            # Kafka away longer than a tick: nothing to rewind that cannot wait for the next one.
+            log.warning("cleaner.stalled_check_skipped", error=str(exc))
+            return
         for tp, committed in behind.items():
             log.warning("cleaner.stalled_partition_rewound", topic=tp.topic, partition=tp.partition, rewind_to=committed)
             offsets.rewound(tp, now)
@@ -198,8 +248,8 @@ def make_app(settings: Settings) -> faust.App:
             )
             await seek_on_consumer_thread(tp, rewind.offset)
 
-    async def send_dead_letters(rejected: list[tuple[faust.types.Message, Rejection]]) -> None:
-        """Delivered before the events are acked, so no offset is committed without its dead letter."""
+    def deliver_dead_letters(rejected: list[tuple[faust.types.Message, Rejection]]) -> None:
+        # Off the event loop, letters included: encoding a page of megabytes would stall heartbeats and timers.
         letters = [
             bus.dead_letter(
                 STAGE,
@@ -213,7 +263,11 @@ def make_app(settings: Settings) -> faust.App:
             )
             for message, rejection in rejected
         ]
-        await asyncio.to_thread(bus.deliver_all, producer, letters, max_backoff=MAX_BACKOFF_S)
+        bus.deliver_all(producer, letters, max_backoff=MAX_BACKOFF_S)
+
+    async def send_dead_letters(rejected: list[tuple[faust.types.Message, Rejection]]) -> None:
+        """Delivered before the events are acked, so no offset is committed without its dead letter."""
+        await asyncio.to_thread(deliver_dead_letters, rejected)
 
     # Concurrency 1 (both agents): faust-streaming can commit past in-flight events with more.
     @app.agent(raw_pages, concurrency=1)
@@ -224,13 +278,11 @@ def make_app(settings: Settings) -> faust.App:
         async def handle(events: list[faust.EventT]) -> None:
             # trafilatura is CPU-bound; off the event loop (one hop per batch), Kafka heartbeats keep going.
             outcomes = await loop.run_in_executor(None, clean_batch, [event.message.value for event in events])
-            cleaned = [
-                FingerprintedPage(page=outcome.page, simhash=outcome.fingerprint)
-                for outcome in outcomes if isinstance(outcome, Cleaned)
-            ]
-            if cleaned:
+            cleaned = [outcome for outcome in outcomes if isinstance(outcome, Cleaned)]
+            # One record per batch unless the pages would not fit in one message together.
+            for group in pack_by_size([page.encoded_bytes for page in cleaned], MAX_MESSAGE_BYTES - ENVELOPE_BYTES):
                 # faust flushes its producer before it commits the batch's offsets: at least once.
-                record = PagesFingerprinted(pages=cleaned)
+                record = PagesFingerprinted(pages=[cleaned[index].page for index in group])
                 await fingerprinted.send(key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record))
             rejected = [
                 (event.message, outcome) for event, outcome in zip(events, outcomes) if isinstance(outcome, Rejection)
@@ -243,13 +295,13 @@ def make_app(settings: Settings) -> faust.App:
         # faust acks a batch's events after this body has handled them, and also when the agent is
         # cancelled (the worker stopping): the batch is finished first, so no event is acked unsent.
         async for events in stream.take_events(BATCH_MAX_EVENTS, within=BATCH_WITHIN_S):
-            await _finish_even_if_cancelled(handle(list(events)))
+            await _finish_or_exit(handle(list(events)))
 
     @app.agent(fingerprinted, concurrency=1)
     async def mark_near_duplicates(stream: faust.StreamT) -> None:
         # One event is a whole cleaned batch; faust knows it as the current event of each table write.
         async for event in stream.events():
-            await _finish_even_if_cancelled(mark(event))
+            await _finish_or_exit(mark(event))
 
     async def mark(event: faust.EventT) -> None:
         message = event.message
@@ -274,6 +326,24 @@ def make_app(settings: Settings) -> faust.App:
     return app
 
 
+async def _finish_or_exit(work: Coroutine[object, object, None]) -> None:
+    """`_finish_even_if_cancelled(work)`; if it fails, the process exits at once, its batch unacked.
+
+    faust's answer to an agent that raises is to restart the agent and go on with the next events,
+    and the next commit passes over the failed batch (seen: a dead letter Kafka refused as too large
+    took the batch's other dead letters with it, and nothing was left to say so). Exiting without a
+    commit leaves the batch to the next start (the supervisor restarts the worker): at least once, as ever.
+    Kafka being away is not such a failure: every send here waits for it.
+    """
+    try:
+        await _finish_even_if_cancelled(work)
+    except Exception:  # noqa: BLE001 - whatever it is, committing past it would lose the batch
+        log.critical("cleaner.batch_failed_exiting", exc_info=True, exit_code=BATCH_FAILED_EXIT_CODE)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(BATCH_FAILED_EXIT_CODE)
+
+
 async def _finish_even_if_cancelled(work: Coroutine[object, object, None]) -> None:
     """Run `work` to its end even if the agent is cancelled meanwhile (the worker stopping), then re-raise."""
     handling = asyncio.ensure_future(work)
@@ -282,6 +352,12 @@ async def _finish_even_if_cancelled(work: Coroutine[object, object, None]) -> No
     except asyncio.CancelledError:
         await handling
         raise
+
+
+def committed_behind_end_retrying(consumer: Consumer, partitions: list) -> dict:
+    """`committed_behind_end`, retried for up to a timer's tick while Kafka is away (then its error is raised)."""
+    wait = retrying(KafkaException, what="cleaner committed offsets", give_up_after_s=REWIND_RETRY_S)
+    return wait(committed_behind_end, consumer, partitions)
 
 
 def committed_behind_end(consumer: Consumer, partitions: list) -> dict:

@@ -34,7 +34,7 @@ from trainer import bootstrap, data, devices, evaluate, gate, hf, judge, manifes
 from trainer.policy_loading import load_adapter_policy, load_policy
 from trainer.progress import ProgressCallback, ProgressReporter, RunCancelled
 from trainer.registry import Registry, model_registry
-from trainer.snapshot import TopicSnapshot, read_snapshot
+from trainer.snapshot import TopicSnapshot, read_snapshot_when_kafka_is_back
 
 __all__ = [
     "RL_STAGES",
@@ -455,8 +455,8 @@ def run(settings: Settings, *, run_id: str | None = None, stop: threading.Event 
         rl_stage(settings.rl_algorithm)  # refuse an unknown algorithm before reading anything
         devices.of(settings)  # and device=cuda without a GPU
         reporter.report("data", message="reading clean pages and labels")
-        pages = read_snapshot(settings, topics.PAGES_CLEAN)
-        labels = read_snapshot(settings, topics.LABELS)
+        pages = read_snapshot_when_kafka_is_back(settings, topics.PAGES_CLEAN, stop)
+        labels = read_snapshot_when_kafka_is_back(settings, topics.LABELS, stop)
         label_trained, page_trained = trained_offsets(settings)
         chosen_pages = replay.select(
             replay.latest_pages(_positioned(pages, PageCleaned)),
@@ -473,20 +473,18 @@ def run(settings: Settings, *, run_id: str | None = None, stop: threading.Event 
         )
         def announce(outcome: RunOutcome) -> None:
             if outcome.status == "promoted":
-                bus.publish(
-                    producer,
-                    topics.MODEL_UPDATES,
-                    ModelPromoted(
-                        model_name=outcome.model_name,
-                        version=outcome.version,
-                        path=str(outcome.path),
-                        manifest_sha256=outcome.manifest_sha256,
-                        parent_version=outcome.parent_version,
-                        metrics=outcome.metrics,
-                        reason=outcome.reason,
-                    ),
+                promoted = ModelPromoted(
+                    model_name=outcome.model_name,
+                    version=outcome.version,
+                    path=str(outcome.path),
+                    manifest_sha256=outcome.manifest_sha256,
+                    parent_version=outcome.parent_version,
+                    metrics=outcome.metrics,
+                    reason=outcome.reason,
                 )
-                bus.flush_or_raise(producer)
+                # The version is registered already: its announcement waits for Kafka however long it is away,
+                # or the API would never learn of it (and the next run would start from a version nobody serves).
+                bus.deliver_all(producer, [bus.Outgoing.of(topics.MODEL_UPDATES, promoted)])
 
         outcomes = train(
             settings,

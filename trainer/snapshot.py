@@ -7,6 +7,7 @@ next run's). Undecodable records are skipped and counted: their producing stage 
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,12 +15,13 @@ from dataclasses import dataclass, field
 import structlog
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from streams import bus
 from streams.records import Record
 from streams.topics import ContractError, Topic
 
-__all__ = ["TopicSnapshot", "read_snapshot"]
+__all__ = ["TopicSnapshot", "read_snapshot", "read_snapshot_when_kafka_is_back"]
 
 log = structlog.get_logger()
 
@@ -38,6 +40,12 @@ class TopicSnapshot:
     def positioned(self) -> list[tuple[Record, int, int]]:
         """(record, partition, offset) of each record: an incremental run tells new records from trained ones."""
         return [(record, *position) for record, position in zip(self.records, self.positions, strict=True)]
+
+
+def read_snapshot_when_kafka_is_back(settings: Settings, topic: Topic, stop: threading.Event | None = None) -> TopicSnapshot:
+    """`read_snapshot`, read again from the start (ctrlgpt.retry's back-off) while Kafka is away, until `stop`."""
+    wait = retrying((KafkaException, bus.ServiceUnavailable), what=f"training snapshot of {topic.name}", stop=stop)
+    return wait(read_snapshot, settings, topic)
 
 
 def read_snapshot(settings: Settings, topic: Topic, timeout: float = READ_TIMEOUT_S) -> TopicSnapshot:

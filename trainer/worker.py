@@ -11,6 +11,7 @@ cancels the running run the same way.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import structlog
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from ctrlgpt.lifecycle import stop_on_signals
+from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.bus import Received
@@ -35,8 +37,6 @@ __all__ = ["TrainingScheduler", "policy_of", "serve", "main"]
 
 log = structlog.get_logger()
 
-GROUP = "ctrlgpt-trainer"
-COMMANDS_GROUP = "ctrlgpt-trainer-commands"
 STAGE = "train"
 
 StartRun = Callable[[str, threading.Event], object]
@@ -98,8 +98,11 @@ class TrainingScheduler:
         with self._lock:
             before = len(self._pending)
             self._pending.update(label_ids)
-            if len(self._pending) > before:
+            pending = len(self._pending)
+            if pending > before:
                 self._last_label_at = self._clock()
+        # What the next run will count, for operators (and for the outage test, which reads it here).
+        log.info("trainer.labels_pending", new=pending - before, pending=pending)
         self.check()
 
     def request(self, requested_by: str = "operator", reason: str = "") -> None:
@@ -215,8 +218,8 @@ def serve(
     *,
     labels: Topic = topics.LABELS,
     commands: Topic = topics.TRAINING_COMMANDS,
-    group: str = GROUP,
-    commands_group: str = COMMANDS_GROUP,
+    group: str,
+    commands_group: str | None = None,
 ) -> None:
     """Consume labels and commands until `stop`; then cancel the running run and wait for it.
 
@@ -226,7 +229,7 @@ def serve(
 
     def loop(topic: Topic, consumer_group: str, write: Callable[[list[Received]], None]) -> None:
         try:
-            bus.consume(settings, group=consumer_group, topic=topic, stage=STAGE, write=write, stop=stop)
+            consume_through_outages(settings, consumer_group, topic, write, stop)
         except Exception:  # noqa: BLE001 - reported below, after the other loop and the run have stopped
             log.exception("trainer.consumer_failed", topic=topic.name)
             failed.append(topic.name)
@@ -234,7 +237,7 @@ def serve(
 
     threads = [
         threading.Thread(target=loop, args=(labels, group, scheduler.write), name="labels"),
-        threading.Thread(target=loop, args=(commands, commands_group, scheduler.command), name="commands"),
+        threading.Thread(target=loop, args=(commands, commands_group or f"{group}-commands", scheduler.command), name="commands"),
     ]
     for thread in threads:
         thread.start()
@@ -246,6 +249,25 @@ def serve(
         scheduler.wait()
     if failed:
         raise RuntimeError(f"consuming {', '.join(failed)} failed; see the log")
+
+
+def consume_through_outages(
+    settings: Settings, group: str, topic: Topic, write: Callable[[list[Received]], None], stop: threading.Event
+) -> None:
+    """`bus.consume` until `stop`, started again (with the shared back-off) whenever Kafka fails it.
+
+    `bus.consume` pauses through an outage itself; what still escapes it is an error that wants a new
+    client (librdkafka's fatal errors; before streams.bus retried its commits, the UNKNOWN_MEMBER_ID of a
+    member the group forgot while the broker was away). A new consumer rejoins the group and reads on
+    from the last commit. What was read but not committed comes again: a label id already pending
+    counts once, and a command read twice at worst asks for the same run or cancel again.
+    """
+    # retrying gives up (re-raising Kafka's error) only once `stop` is set: stopping anyway, and the next
+    # start reads on from the last commit.
+    with contextlib.suppress(KafkaException, bus.ServiceUnavailable):
+        for attempt in retrying((KafkaException, bus.ServiceUnavailable), what=f"trainer consuming {topic.name}", stop=stop):
+            with attempt:
+                bus.consume(settings, group=group, topic=topic, stage=STAGE, write=write, stop=stop)
 
 
 def main(settings: Settings, args: object) -> int:
@@ -273,7 +295,7 @@ def main(settings: Settings, args: object) -> int:
         # E.g. a data directory from before per-target registries: its labels were consumed long ago,
         # so no new label would ever trigger the run that gives the API something to serve.
         scheduler.request(requested_by="trainer", reason="labels on Kafka but no version of the default target")
-    serve(settings, scheduler, stop)
+    serve(settings, scheduler, stop, group=settings.trainer_group)
     return 0
 
 
@@ -281,7 +303,7 @@ def nothing_to_serve_yet_labels_waiting(settings: Settings, labels: Topic = topi
     """No version of the default target's policy, but enough label events on Kafka for a run."""
     if operations.registry_for(settings).current() is not None:
         return False
-    consumer = bus.make_consumer(settings, f"{GROUP}-probe")
+    consumer = bus.make_consumer(settings, f"{settings.trainer_group}-probe")
     try:
         partitions = consumer.list_topics(labels.name, timeout=10).topics[labels.name].partitions
         events = 0

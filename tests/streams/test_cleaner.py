@@ -14,7 +14,7 @@ from confluent_kafka import TopicPartition
 
 from ctrlgpt.settings import REPO_ROOT
 from streams import bus, cleaner, topics
-from streams.cleaner import Cleaned, Rejection, clean_message, clean_messages, make_app
+from streams.cleaner import Cleaned, Rejection, clean_message, clean_messages, make_app, pack_by_size
 from streams.near_duplicates import simhash
 from streams.records import PageCleaned, PageFetched
 from streams.topics import Topic
@@ -77,9 +77,38 @@ def test_a_batch_keeps_each_message_outcome_in_order_with_the_clean_page_fingerp
 
     assert [type(outcome) for outcome in outcomes] == [Rejection, Cleaned, Rejection, Cleaned]
     for message, cleaned in ((good, outcomes[1]), (other, outcomes[3])):
-        assert cleaned.page.content_sha256 == clean_message(message, min_chars=100).content_sha256
-        assert cleaned.fingerprint == simhash(cleaned.page.text)
-    assert outcomes[1].fingerprint != outcomes[3].fingerprint
+        assert cleaned.page.page.content_sha256 == clean_message(message, min_chars=100).content_sha256
+        assert cleaned.page.simhash == simhash(cleaned.page.page.text)
+        assert cleaned.encoded_bytes == len(cleaned.page.model_dump_json().encode())
+    assert outcomes[1].page.simhash != outcomes[3].page.simhash
+
+
+def test_a_clean_page_too_large_for_a_message_is_rejected_with_its_size():
+    good = topics.PAGES_RAW.encode(_raw_page("https://rail.example.com/night"))
+    size = clean_messages([good], min_chars=100)[0].encoded_bytes
+
+    fits, too_large = clean_messages([good, good], min_chars=100, max_page_bytes=size), clean_messages(
+        [good], min_chars=100, max_page_bytes=size - 1
+    )
+
+    assert [type(outcome) for outcome in fits] == [Cleaned, Cleaned]
+    assert too_large == [
+        Rejection(f"https://rail.example.com/night: clean page of {size} bytes, over the {size - 1} bytes a message may carry",
+                  "PageTooLarge")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "groups"),
+    [
+        ([], []),
+        ([3, 3, 3], [[0, 1, 2]]),
+        ([6, 5, 4, 1], [[0], [1, 2, 3]]),
+        ([11, 2, 9], [[0], [1], [2]]),  # over the bound: alone in its group, never dropped
+    ],
+)
+def test_pages_are_packed_in_order_into_messages_under_the_bound(sizes, groups):
+    assert pack_by_size(sizes, 10) == groups
 
 
 def test_a_page_without_text_is_rejected_with_its_url():

@@ -3,170 +3,56 @@ no page lost or indexed twice after kill -9, and two workers handing partitions 
 
 from __future__ import annotations
 
-import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from cleaner_harness import (
+    CleanReader, article, html, publish, raw, start_cleaner, start_group_at_end, stop, unique_urls,
+)
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
 
-from ctrlgpt.settings import REPO_ROOT, Settings
+from ctrlgpt.settings import Settings
 from consumers.search_index import PageIndexSink
 from streams import bus, topics
-from streams.records import PageCleaned, PageFetched
 
 pytestmark = pytest.mark.integration
-
-WORDS = (
-    "harbour river ferry morning village market bread coffee train station mountain valley story council budget "
-    "school garden festival music theatre bridge winter summer crowd street window light evening night city coast "
-    "island fisherman baker teacher doctor rain wind snow road field forest lake bird dog house door table chair "
-    "book letter song dance painting museum library"
-).split()
-
-
-def _article(seed: int, paragraphs: int = 30) -> str:
-    rng = random.Random(seed)
-    return "\n".join(
-        "<p>" + " ".join(rng.choice(WORDS) for _ in range(70)).capitalize() + ".</p>" for _ in range(paragraphs)
-    )
-
-
-def _html(title: str, body: str) -> str:
-    return f"<html><head><title>{title}</title></head><body><nav><a href='/'>Home</a></nav><article>{body}</article></body></html>"
-
-
-def _raw(url: str, crawl_id: str, html: str) -> PageFetched:
-    return PageFetched(url=url, final_url=url, crawl_id=crawl_id, status=200, html=html)
-
-
-def _publish(settings: Settings, pages: list[PageFetched], partition: int | None = None) -> None:
-    producer = bus.make_producer(settings)
-    for page in pages:
-        if partition is None:
-            bus.publish(producer, topics.PAGES_RAW, page)
-        else:
-            producer.produce(
-                topics.PAGES_RAW.name, key=topics.PAGES_RAW.key_of(page), value=topics.PAGES_RAW.encode(page),
-                partition=partition,
-            )
-    bus.flush_or_raise(producer)
-
-
-def _ends(settings: Settings, topic: str) -> list[TopicPartition]:
-    consumer = bus.make_consumer(settings, f"test-ends-{uuid.uuid4().hex}")
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return [
-            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-            for p in partitions
-        ]
-    finally:
-        consumer.close()
-
-
-def _start_group_at_end(settings: Settings, group: str, topic: str) -> None:
-    """A group on a shared topic reads only what is published after this call."""
-    consumer = bus.make_consumer(settings, group)
-    try:
-        consumer.commit(offsets=_ends(settings, topic), asynchronous=False)
-    finally:
-        consumer.close()
-
-
-class CleanReader:
-    """Reads the clean topic from where it ended when the test began, keeping one crawl's pages."""
-
-    def __init__(self, settings: Settings, crawl_id: str) -> None:
-        self._crawl_id = crawl_id
-        self._consumer = Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-reader-{uuid.uuid4().hex}",
-             "enable.auto.commit": False}
-        )
-        self._consumer.assign(_ends(settings, topics.PAGES_CLEAN.name))
-        self.pages: list[PageCleaned] = []
-
-    def read_until(self, done: Callable[[list[PageCleaned]], bool], timeout: float = 60.0) -> list[PageCleaned]:
-        deadline = time.monotonic() + timeout
-        while not done(self.pages) and time.monotonic() < deadline:
-            for msg in self._consumer.consume(num_messages=500, timeout=0.2):
-                if msg.error():
-                    continue
-                page = topics.PAGES_CLEAN.decode(msg.value())
-                if page.crawl_id == self._crawl_id:
-                    self.pages.append(page)
-        return self.pages
-
-    def read_to_end(self, settings: Settings) -> list[PageCleaned]:
-        """Everything on the clean topic now, e.g. all that a killed worker got out."""
-        ends = {tp.partition: tp.offset for tp in _ends(settings, topics.PAGES_CLEAN.name)}
-
-        def at_end(_: list[PageCleaned]) -> bool:
-            positions = self._consumer.position([TopicPartition(topics.PAGES_CLEAN.name, p) for p in ends])
-            return all(tp.offset >= ends[tp.partition] for tp in positions)
-
-        return self.read_until(at_end)
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
-def _start_cleaner(app_id: str, data_dir: Path, log_path: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ctrlgpt.cli", "--set", f"cleaner_app_id={app_id}", "--set", f"data_dir={data_dir}"]
-    with log_path.open("ab") as log_file:
-        return subprocess.Popen([*command, "cleaner"], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
-
-
-def _stop(worker: subprocess.Popen) -> int:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    return worker.wait(timeout=60)
-
-
-def _unique_urls(pages: list[PageCleaned]) -> set[str]:
-    return {page.url for page in pages}
 
 
 def test_near_duplicates_are_marked_and_the_fingerprints_survive_a_restart(settings, tmp_path):
     run = uuid.uuid4().hex
     app_id, crawl = f"test-cleaner-{run}", f"test-dedup-{run}"
     bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic("clean")])
-    _start_group_at_end(settings, app_id, topics.PAGES_RAW.name)
+    start_group_at_end(settings, app_id, topics.PAGES_RAW.name)
     reader = CleanReader(settings, crawl)
     story, copy, other, later = (f"https://site-{run}.example.com/{name}" for name in ("story", "copy", "other", "later"))
-    text = _article(1)
+    text = article(1)
     edited = text.replace(text.split(" ")[40], "zebra", 1)
     log_path = tmp_path / "cleaner.log"
     # Pages on different raw partitions: the near-duplicate agent sees them all whatever their partition.
     # Partitions are not ordered among themselves, so the original is cleaned before its copy is published.
-    _publish(settings, [_raw(story, crawl, _html("Story", text))], partition=0)
-    _publish(settings, [_raw(other, crawl, _html("Other", _article(2)))], partition=2)
-    worker = _start_cleaner(app_id, tmp_path / "first", log_path)
+    publish(settings, [raw(story, crawl, html("Story", text))], partition=0)
+    publish(settings, [raw(other, crawl, html("Other", article(2)))], partition=2)
+    worker = start_cleaner(app_id, tmp_path / "first", log_path)
     try:
         reader.read_until(lambda pages: len(pages) >= 2 or worker.poll() is not None)
-        _publish(settings, [_raw(copy, crawl, _html("Copy", edited))], partition=1)
-        _publish(settings, [_raw(story, crawl, _html("Story", text))], partition=2)
+        publish(settings, [raw(copy, crawl, html("Copy", edited))], partition=1)
+        publish(settings, [raw(story, crawl, html("Story", text))], partition=2)
         first = list(reader.read_until(
-            lambda pages: sum(page.url == story for page in pages) >= 2 and copy in _unique_urls(pages)
+            lambda pages: sum(page.url == story for page in pages) >= 2 and copy in unique_urls(pages)
             or worker.poll() is not None
         ))
     finally:
-        first_rc = _stop(worker)
-    _publish(settings, [_raw(later, crawl, _html("Later", text))], partition=1)
-    worker = _start_cleaner(app_id, tmp_path / "second", log_path)
+        first_rc = stop(worker)
+    publish(settings, [raw(later, crawl, html("Later", text))], partition=1)
+    worker = start_cleaner(app_id, tmp_path / "second", log_path)
     try:
-        second = reader.read_until(lambda pages: later in _unique_urls(pages) or worker.poll() is not None)[len(first):]
+        second = reader.read_until(lambda pages: later in unique_urls(pages) or worker.poll() is not None)[len(first):]
     finally:
-        second_rc = _stop(worker)
+        second_rc = stop(worker)
         reader.close()
     log = log_path.read_text(errors="replace")
 
@@ -185,10 +71,10 @@ def test_near_duplicates_are_marked_and_the_fingerprints_survive_a_restart(setti
 def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_path):
     run = uuid.uuid4().hex
     app_id, crawl, alias = f"test-cleaner-{run}", f"test-kill-{run}", f"test-{run}"
-    pages = [_raw(f"https://kill-{run}.example.com/{n}", crawl, _html(f"Story {n}", _article(n))) for n in range(200)]
+    pages = [raw(f"https://kill-{run}.example.com/{n}", crawl, html(f"Story {n}", article(n))) for n in range(200)]
     bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic("clean")])
-    _start_group_at_end(settings, app_id, topics.PAGES_RAW.name)
-    _start_group_at_end(settings, f"test-index-{run}", topics.PAGES_CLEAN.name)
+    start_group_at_end(settings, app_id, topics.PAGES_RAW.name)
+    start_group_at_end(settings, f"test-index-{run}", topics.PAGES_CLEAN.name)
     reader = CleanReader(settings, crawl)
     stop_index = threading.Event()
     sink = PageIndexSink(es_url=settings.es_url, alias=alias)
@@ -199,21 +85,21 @@ def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_p
     indexer.start()
     es = Elasticsearch(settings.es_url)
     log_path = tmp_path / "cleaner.log"
-    _publish(settings, pages)
+    publish(settings, pages)
     try:
-        worker = _start_cleaner(app_id, tmp_path / "first", log_path)
+        worker = start_cleaner(app_id, tmp_path / "first", log_path)
         try:
             reader.read_until(lambda found: len(found) >= 10 or worker.poll() is not None)
         finally:
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=30)
-        before_restart = len(_unique_urls(reader.read_to_end(settings)))
-        worker = _start_cleaner(app_id, tmp_path / "second", log_path)
+        before_restart = len(unique_urls(reader.read_to_end(settings)))
+        worker = start_cleaner(app_id, tmp_path / "second", log_path)
         try:
-            cleaned = reader.read_until(lambda found: len(_unique_urls(found)) >= len(pages) or worker.poll() is not None)
+            cleaned = reader.read_until(lambda found: len(unique_urls(found)) >= len(pages) or worker.poll() is not None)
             indexed = _wait_for_count(es, alias, crawl, len(pages))
         finally:
-            restarted_rc = _stop(worker)
+            restarted_rc = stop(worker)
     finally:
         stop_index.set()
         indexer.join(timeout=60)
@@ -226,7 +112,7 @@ def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_p
     print(f"pages cleaned before the kill: {before_restart}; on the clean topic: {len(cleaned)}, repeats: {repeats}")
 
     assert before_restart < len(pages), "the worker finished the backlog before it was killed: the test proves nothing"
-    assert _unique_urls(cleaned) == {page.url for page in pages}, log
+    assert unique_urls(cleaned) == {page.url for page in pages}, log
     assert indexed == len(pages), log
     assert restarted_rc == 0, log
 
@@ -249,28 +135,28 @@ def test_two_workers_share_the_partitions_and_one_stopping_hands_over_without_lo
     run = uuid.uuid4().hex
     app_id, crawl = f"test-cleaner-{run}", f"test-pair-{run}"
     bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic("clean")])
-    _start_group_at_end(settings, app_id, topics.PAGES_RAW.name)
+    start_group_at_end(settings, app_id, topics.PAGES_RAW.name)
     reader = CleanReader(settings, crawl)
     log_path = tmp_path / "cleaner.log"
-    first = _start_cleaner(app_id, tmp_path / "first", log_path)
-    second = _start_cleaner(app_id, tmp_path / "second", log_path)
+    first = start_cleaner(app_id, tmp_path / "first", log_path)
+    second = start_cleaner(app_id, tmp_path / "second", log_path)
     try:
         shares = _wait_for_assignment(settings, app_id, members=2)
-        pages = [_raw(f"https://pair-{run}.example.com/{n}", crawl, _html(f"Story {n}", _article(n))) for n in range(200)]
-        _publish(settings, pages)
+        pages = [raw(f"https://pair-{run}.example.com/{n}", crawl, html(f"Story {n}", article(n))) for n in range(200)]
+        publish(settings, pages)
         before_stop = len(reader.read_until(lambda found: len(found) >= 20 or first.poll() is not None))
-        _stop(first)
-        cleaned = reader.read_until(lambda found: len(_unique_urls(found)) >= len(pages) or second.poll() is not None)
+        stop(first)
+        cleaned = reader.read_until(lambda found: len(unique_urls(found)) >= len(pages) or second.poll() is not None)
         survivor = _wait_for_assignment(settings, app_id, members=1)
     finally:
-        first_rc, second_rc = _stop(first), _stop(second)
+        first_rc, second_rc = stop(first), stop(second)
         reader.close()
     log = log_path.read_text(errors="replace")
 
     assert sorted(len(partitions) for partitions in shares) == [1, 2], (shares, log)
     assert before_stop < len(pages), "the backlog was done before the first worker stopped: the test proves nothing"
     assert survivor == [sorted(p for partitions in shares for p in partitions)], log
-    assert _unique_urls(cleaned) == {page.url for page in pages}, log
+    assert unique_urls(cleaned) == {page.url for page in pages}, log
     assert (first_rc, second_rc) == (0, 0), log
 
 
