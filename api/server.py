@@ -109,7 +109,9 @@ class BodyReadTimeout:
             except TimeoutError:
                 log.warning("http.body_timeout", path=scope["path"], timeout_s=self.timeout_s)
                 # Raised inside the app's body read: FastAPI re-raises an HTTPException as is.
-                raise HTTPException(408, detail=f"request body not received within {self.timeout_s} s") from None
+                raise HTTPException(
+                    408, detail=f"request body not received within {self.timeout_s} s", headers={"Connection": "close"}
+                ) from None
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
