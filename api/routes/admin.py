@@ -27,8 +27,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ModelsDep, SettingsDep
 from api.model_updates import Outcome, load_failure, refusal_reason, serve
-from api.served_model import ModelHolder
 from api.schemas import ErrorResponse
+from api.served_model import ModelHolder
 from ctrlgpt import secrets
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings

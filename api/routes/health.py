@@ -26,8 +26,8 @@ async def health(holder: HolderDep, models: ModelsDep) -> HealthResponse:
     current = holder.current
     if current is None:
         return HealthResponse(status="waiting_for_model", model_version=None, targets=served, fallbacks=fallbacks)
-    status_ = "fallback" if holder.fallback is not None else "ok"
-    return HealthResponse(status=status_, model_version=current.version, targets=served, fallbacks=fallbacks)
+    state = "fallback" if holder.fallback is not None else "ok"
+    return HealthResponse(status=state, model_version=current.version, targets=served, fallbacks=fallbacks)
 
 
 @router.get(
