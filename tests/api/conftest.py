@@ -1,4 +1,4 @@
-"""A tiny but real model version on disk: byte-level BPE tokenizer, 2-layer GPT-2, manifest."""
+"""A tiny but real model version on disk (byte-level BPE tokenizer, 2-layer GPT-2, manifest), and the API served by uvicorn."""
 
 from __future__ import annotations
 
