@@ -7,6 +7,10 @@ one worker thread, so generation never runs on the event loop and a version's mo
 and tokenizer are only ever used by that thread. Rows keep their own seed, length, stop
 strings and cancellation, and each request's `Ticket` sees only its own events.
 
+Each worker's queue is bounded (`generate_queue_max`): a request that would overflow it
+is refused at once with `QueueFull` and an estimate of when to come back (the routes
+answer 429 with Retry-After), so a burst is told to wait instead of timing out.
+
 The grouping rules are the pure functions at the top; the thread and the asyncio side
 are below them.
 """
@@ -14,6 +18,7 @@ are below them.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Hashable, Sequence
@@ -72,8 +77,28 @@ def split_to_fit(lengths: Sequence[tuple[int, int]], context: int) -> list[list[
     return batches
 
 
+def retry_after_s(queued: int, max_size: int, batch_s: float) -> int:
+    """Whole seconds until a queue of `queued` requests has drained: its batches and the running one, at least 1."""
+    batches = math.ceil(queued / max_size) + 1
+    return max(1, math.ceil(batches * batch_s))
+
+
+def admits(queued: int, arriving: int, max_queued: int) -> bool:
+    """Whether `arriving` requests fit in a queue of `queued`; an empty queue takes any one call (a call's
+    choices must not be refused forever because there are more of them than the bound)."""
+    return queued == 0 or queued + arriving <= max_queued
+
+
 class WorkerClosed(RuntimeError):
     """The API is shutting down: the request was not generated."""
+
+
+class QueueFull(RuntimeError):
+    """The model's generation queue is full: come back after `retry_after_s` seconds."""
+
+    def __init__(self, model_name: str, queued: int, retry_after_s: int) -> None:
+        super().__init__(f"the generation queue of {model_name} is full ({queued} requests wait): retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(eq=False)
@@ -92,10 +117,17 @@ class _Request:
 class BatchWorker:
     """One thread that runs the batches of one model name's requests, oldest request first."""
 
-    def __init__(self, name: str, max_size: int, max_wait_s: float) -> None:
+    # Until a batch has run, the Retry-After estimate assumes a batch takes this long.
+    FIRST_BATCH_S = 1.0
+    # How much each batch's duration moves the running estimate.
+    BATCH_S_WEIGHT = 0.2
+
+    def __init__(self, name: str, max_size: int, max_wait_s: float, max_queued: int) -> None:
         self.name = name
         self._max_size = max_size
         self._max_wait_s = max_wait_s
+        self._max_queued = max_queued
+        self._batch_s = self.FIRST_BATCH_S
         self._queue: list[_Request] = []
         self._changed = threading.Condition()
         self._closed = False
@@ -104,10 +136,17 @@ class BatchWorker:
         self._thread.start()
 
     def submit(self, served: ServedModel, params: SamplingParams, sink: Ticket) -> None:
+        self.submit_all(served, [(params, sink)])
+
+    def submit_all(self, served: ServedModel, requests: Sequence[tuple[SamplingParams, Ticket]]) -> None:
+        """Queue the requests of one call, all or none: `QueueFull` when they do not fit."""
         with self._changed:
             if self._closed:
                 raise WorkerClosed(f"the generation worker of {self.name} has stopped")
-            self._queue.append(_Request(served, params, sink))
+            queued = len(self._queue)
+            if not admits(queued, len(requests), self._max_queued):
+                raise QueueFull(self.name, queued, retry_after_s(queued, self._max_size, self._batch_s))
+            self._queue.extend(_Request(served, params, sink) for params, sink in requests)
             self._changed.notify()
 
     def close(self, timeout: float = 30.0) -> None:
@@ -172,6 +211,9 @@ class BatchWorker:
             except Exception:  # noqa: BLE001 - run_batch failed its rows; the worker serves the next batch
                 log.exception("generate.batch_failed", model_name=self.name, version=served.version, rows=len(batch))
                 continue
+            finally:
+                took = time.perf_counter() - started
+                self._batch_s += self.BATCH_S_WEIGHT * (took - self._batch_s)
             log.debug(
                 "generate.batch", model_name=self.name, version=served.version, rows=len(batch),
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
@@ -184,14 +226,23 @@ class Batcher:
     def __init__(self, settings: Settings) -> None:
         self._max_size = settings.batch_max_size
         self._max_wait_s = settings.batch_max_wait_ms / 1000
+        self._max_queued = settings.generate_queue_max
         self._workers: dict[str, BatchWorker] = {}
         self._lock = threading.Lock()
 
     def submit(self, model_name: str, served: ServedModel, params: SamplingParams) -> Ticket:
-        """Queue one request (call it on the event loop); its events arrive on the returned ticket."""
-        ticket = Ticket(asyncio.get_running_loop())
-        self._worker(model_name).submit(served, params, ticket)
-        return ticket
+        """Queue one request (call it on the event loop); its events arrive on the returned ticket.
+
+        Raises `QueueFull` when the model's queue has no room.
+        """
+        return self.submit_all(model_name, served, [params])[0]
+
+    def submit_all(self, model_name: str, served: ServedModel, params: Sequence[SamplingParams]) -> list[Ticket]:
+        """Queue the requests of one call together (all or none, `QueueFull`), so they can share batches."""
+        loop = asyncio.get_running_loop()
+        tickets = [Ticket(loop) for _ in params]
+        self._worker(model_name).submit_all(served, list(zip(params, tickets)))
+        return tickets
 
     def close(self) -> None:
         with self._lock:
@@ -202,7 +253,7 @@ class Batcher:
     def _worker(self, model_name: str) -> BatchWorker:
         with self._lock:
             if model_name not in self._workers:
-                self._workers[model_name] = BatchWorker(model_name, self._max_size, self._max_wait_s)
+                self._workers[model_name] = BatchWorker(model_name, self._max_size, self._max_wait_s, self._max_queued)
             return self._workers[model_name]
 
 

@@ -26,6 +26,7 @@ from api.ops_monitor import OpsMonitor
 from api.routes import dashboard, metrics
 from api.routes import admin, classify, completions, feedback, generate, health, search, try_page
 from api.batching import Batcher
+from api.server import BodyReadTimeout, server_config
 from api.served_model import ModelHolder, ModelHolders
 from api.validation import request_validation_error
 from ctrlgpt.settings import Settings
@@ -76,6 +77,7 @@ def create_app(
     app.state.batcher = batcher
     app.state.ops_monitor = monitor
     app.state.metrics_registry, latency = build_registry(monitor, models)
+    app.add_middleware(BodyReadTimeout, timeout_s=settings.api_body_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes(settings))
     app.add_middleware(AccessLog, latency=latency)
     app.add_exception_handler(Exception, internal_error)
@@ -114,7 +116,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         "api.starting", url=settings.api_url, replica=replica_id(settings),
         model_names=[settings.policy_for(target) for target in settings.target_list], device=str(device),
     )
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    uvicorn.Server(server_config(settings, create_app(settings))).run()
     return 0
 
 

@@ -98,6 +98,16 @@ class OpsCollector:
             if current is not None:
                 info.add_metric([current.manifest.name, current.version], 1.0)
         yield info
+        fallback = GaugeMetricFamily(
+            "ctrlgpt_model_fallback",
+            "1 while a version serves in place of a refused one (its files failed their checksums, or it did not load).",
+            labels=["model_name", "version", "refused_version"],
+        )
+        for holder in self._holders:
+            current, refused = holder.current, holder.fallback
+            if current is not None and refused is not None:
+                fallback.add_metric([current.manifest.name, current.version, refused.refused_version], 1.0)
+        yield fallback
 
 
 def build_registry(monitor: OpsMonitor | None, holders: ModelHolders | ModelHolder) -> tuple[CollectorRegistry, Histogram]:

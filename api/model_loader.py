@@ -57,6 +57,7 @@ def load_version(
         tokenizer=tokenizer,
         model=model,
         manifest=manifest,
+        path=version_dir,
         loaded_at=datetime.now(timezone.utc),
         scorer=load_scorer(version_dir, manifest, device) if has_reward_model(manifest) else None,
     )

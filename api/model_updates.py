@@ -7,6 +7,13 @@ promotion that follows; records of other names are skipped. A version is loaded 
 only once it is verified and warmed up; a version that fails to load or to warm up
 leaves the old one serving, is dead-lettered with the reason and announced as a
 `ModelLoadFailed` on the load-failures topic (which replica, which version it kept).
+A replica with nothing to serve yet (it just started) falls back to the last good
+version instead (api/fallback.py) and says so in `/health`.
+
+Kafka away is a pause: the consumer keeps polling (librdkafka reconnects and rejoins
+the group by itself, and every assignment is rewound to the beginning), so the
+follower never dies of it. A record that does not decode, too large ones included, is
+dead-lettered with a bounded excerpt of its bytes and the follower goes on.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from typing import Literal
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
+from api.fallback import load_last_good
 from api.model_loader import load_version
-from api.served_model import ModelHolder, ModelHolders
+from api.served_model import Fallback, ModelHolder, ModelHolders
+from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.records import ModelLoadFailed, ModelPromoted
@@ -51,6 +60,35 @@ class Outcome:
     version: str
     previous: str | None = None
     error: Exception | None = None
+    fallback: str | None = None  # on "failed": the last good version that serves in its place
+
+
+# An announcement is a few hundred bytes: a record far larger is refused without decoding it.
+MAX_ANNOUNCEMENT_BYTES = 64 * 1024
+# A dead letter keeps this much of a record it refuses: enough to see what it was, never so much
+# that the letter itself passes the producer's size limit (its offset points at the whole record).
+DEAD_LETTER_EXCERPT_BYTES = 4 * 1024
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a record of the model-updates topic is not an announcement."""
+
+    reason: str
+    error_type: str
+
+
+def decode_announcement(value: bytes, topic: Topic) -> ModelPromoted | Refusal:
+    if len(value) > MAX_ANNOUNCEMENT_BYTES:
+        return Refusal(
+            f"record of {len(value)} bytes, over the {MAX_ANNOUNCEMENT_BYTES} an announcement may take "
+            f"(the dead letter keeps its first {DEAD_LETTER_EXCERPT_BYTES})",
+            "RecordTooLarge",
+        )
+    try:
+        return topic.decode(value)
+    except ContractError as exc:
+        return Refusal(str(exc), "ContractError")
 
 
 def replica_id(settings: Settings) -> str:
@@ -93,6 +131,23 @@ def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
     return Outcome("swapped", record.version, previous=previous)
 
 
+def serve(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Outcome:
+    """`apply`, and when the version is refused while nothing serves, serve the last good version instead."""
+    outcome = apply(settings, holder, record)
+    if outcome.action != "failed" or holder.current is not None:
+        return outcome
+    last_good = load_last_good(settings, record.model_name, record.version, devices.of(settings))
+    if last_good.served is None:
+        log.error("model.no_fallback", model_name=record.model_name, refused=record.version, tried=last_good.tried)
+        return outcome
+    reason = f"{record.version} refused: {type(outcome.error).__name__}: {outcome.error}"
+    holder.swap(last_good.served, fallback=Fallback(refused_version=record.version, reason=reason))
+    log.warning("model.fallback", model_name=record.model_name, version=last_good.served.version,
+                refused=record.version, reason=reason)
+    return Outcome("failed", record.version, previous=outcome.previous, error=outcome.error,
+                   fallback=last_good.served.version)
+
+
 def load_failure(settings: Settings, record: ModelPromoted, outcome: Outcome, reason: str) -> ModelLoadFailed:
     return ModelLoadFailed(
         model_name=record.model_name,
@@ -100,8 +155,14 @@ def load_failure(settings: Settings, record: ModelPromoted, outcome: Outcome, re
         replica=replica_id(settings),
         reason=reason[:4000],
         error_type=type(outcome.error).__name__,
-        serving_version=outcome.previous,
+        serving_version=outcome.fallback or outcome.previous,
     )
+
+
+def refusal_reason(record: ModelPromoted, outcome: Outcome) -> str:
+    serving = outcome.fallback or outcome.previous or "no version"
+    keeps = "serves in its place (fallback)" if outcome.fallback else "keeps serving"
+    return f"version {record.version} from {record.path} not loaded, {serving} {keeps}: {outcome.error}"
 
 
 class ModelUpdates:
@@ -141,18 +202,21 @@ class ModelUpdates:
         producer = bus.make_producer(self._settings)
         consumer.subscribe([self._topic.name], on_assign=_from_beginning)
         self._log.info("model_updates.started", topic=self._topic.name, model_names=sorted(self._holders))
+        backoff = Backoff()
         try:
             while not self._stop.is_set():
-                # consume() waits out its whole timeout unless its batch fills: the first message ends
-                # the wait, and whatever else is already fetched joins it (the latest per name wins).
-                messages = consumer.consume(num_messages=1, timeout=self._poll_timeout)
-                if messages:
-                    messages += consumer.consume(num_messages=99, timeout=0)
                 try:
+                    # consume() waits out its whole timeout unless its batch fills: the first message ends
+                    # the wait, and whatever else is already fetched joins it (the latest per name wins).
+                    messages = consumer.consume(num_messages=1, timeout=self._poll_timeout)
+                    if messages:
+                        messages += consumer.consume(num_messages=99, timeout=0)
                     self._handle(messages, producer)
-                except Exception:  # noqa: BLE001 - the follower must outlive any one bad batch
-                    self._log.exception("model_updates.batch_failed")
-                    self._stop.wait(self._poll_timeout)
+                    backoff.reset()
+                except Exception:  # noqa: BLE001 - the follower must outlive any one bad batch and Kafka away
+                    delay = backoff.next_delay()
+                    self._log.exception("model_updates.batch_failed", retry_in_s=round(delay, 2))
+                    self._stop.wait(delay)
         finally:
             consumer.close()
             producer.flush(10)
@@ -181,15 +245,14 @@ class ModelUpdates:
             if msg.key() is not None and msg.key().decode(errors="replace") in self._holders:
                 self._log.info("model_updates.name_retired", model_name=msg.key().decode(), offset=msg.offset())
             return None
-        try:
-            record = self._topic.decode(msg.value())
-        except ContractError as exc:
+        decoded = decode_announcement(msg.value(), self._topic)
+        if isinstance(decoded, Refusal):
             bus.send_dead_letter(
-                producer, STAGE, source_topic=msg.topic(), value=msg.value(), key=msg.key(),
-                partition=msg.partition(), offset=msg.offset(), reason=str(exc), error_type="ContractError",
+                producer, STAGE, source_topic=msg.topic(), value=msg.value()[:DEAD_LETTER_EXCERPT_BYTES], key=msg.key(),
+                partition=msg.partition(), offset=msg.offset(), reason=decoded.reason, error_type=decoded.error_type,
             )
             return None
-        return Announcement(record, msg.partition(), msg.offset(), msg.key(), msg.value())
+        return Announcement(decoded, msg.partition(), msg.offset(), msg.key(), msg.value())
 
     def _apply(self, announcement: Announcement, holder: ModelHolder, producer: Producer) -> None:
         record = announcement.record
@@ -197,16 +260,16 @@ class ModelUpdates:
             "model_updates.announced", model_name=record.model_name, version=record.version, path=record.path,
             offset=announcement.offset,
         )
-        outcome = apply(self._settings, holder, record)
+        outcome = serve(self._settings, holder, record)
         if outcome.action == "swapped":
             self._log.info("model.swapped", model_name=record.model_name, version=outcome.version, previous=outcome.previous)
         elif outcome.action == "already_serving":
             self._log.info("model_updates.already_serving", model_name=record.model_name, version=outcome.version)
         else:
-            serving = outcome.previous or "no version"
-            reason = f"version {record.version} from {record.path} not loaded, {serving} keeps serving: {outcome.error}"
+            reason = refusal_reason(record, outcome)
             self._log.error(
-                "model.load_failed", model_name=record.model_name, version=record.version, serving=outcome.previous,
+                "model.load_failed", model_name=record.model_name, version=record.version,
+                serving=outcome.fallback or outcome.previous, fallback=outcome.fallback is not None,
                 error=str(outcome.error), error_type=type(outcome.error).__name__,
             )
             bus.send_dead_letter(

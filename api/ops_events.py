@@ -4,7 +4,9 @@
 `ModelPromoted` records. `EventFollower` is the I/O: a thread that reads both topics
 from their beginning (no group commits: every API replica sees all of them) and
 feeds the folds. A record that does not decode is logged and counted; the stages
-that own these topics dead-letter it, this observer only reports it.
+that own these topics dead-letter it, this observer only reports it. Kafka away is a
+pause: the follower waits for the broker and the topics with the shared retry policy,
+then keeps polling (librdkafka reconnects by itself) and never dies of one bad round.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from ctrlgpt.retry import Backoff, retrying
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.records import ModelPromoted, TrainingRunProgressed
@@ -27,6 +30,10 @@ __all__ = ["TrainingRuns", "ModelVersions", "EventFollower"]
 log = structlog.get_logger()
 
 FINAL_STAGES = ("done", "failed", "cancelled")
+
+
+class TopicsMissing(RuntimeError):
+    """The topics to follow do not exist yet (nothing has created them)."""
 
 
 @dataclass
@@ -114,34 +121,43 @@ class EventFollower:
             }
         )
         try:
-            self._assign_when_available(consumer, list(wanted))
+            try:
+                for attempt in retrying((KafkaException, TopicsMissing), what="ops events: Kafka and topics",
+                                        stop=self._stop):
+                    with attempt:
+                        self._assign(consumer, list(wanted))
+            except (KafkaException, TopicsMissing):
+                return  # stopped while waiting
+            backoff = Backoff()
             while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("ops.events_error", error=str(msg.error()))
-                    continue
-                self._fold(wanted[msg.topic()], msg)
+                try:
+                    self._poll_once(consumer, wanted)
+                    backoff.reset()
+                except Exception:  # noqa: BLE001 - the dashboard's follower outlives a bad round and Kafka away
+                    delay = backoff.next_delay()
+                    log.exception("ops.events_round_failed", retry_in_s=round(delay, 2))
+                    self._stop.wait(delay)
         finally:
             consumer.close()
 
-    def _assign_when_available(self, consumer: Consumer, names: list[str]) -> None:
-        """Assign every partition of the topics from offset 0, waiting (with backoff) for Kafka and the topics."""
-        delay = 1.0
-        while not self._stop.is_set():
-            try:
-                metadata = consumer.list_topics(timeout=5).topics
-                missing = [name for name in names if name not in metadata]
-                if not missing:
-                    consumer.assign([TopicPartition(name, p, 0) for name in names for p in metadata[name].partitions])
-                    return
-                log.info("ops.events_waiting_for_topics", missing=missing, retry_in_s=delay)
-            except KafkaException as exc:
-                log.warning("ops.events_waiting_for_kafka", error=str(exc), retry_in_s=delay)
-            self._stop.wait(delay)
-            delay = min(delay * 2, 30.0)
+    def _poll_once(self, consumer: Consumer, wanted: dict[str, topics.Topic]) -> None:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            return
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                log.warning("ops.events_error", error=str(msg.error()))
+            return
+        self._fold(wanted[msg.topic()], msg)
+
+    @staticmethod
+    def _assign(consumer: Consumer, names: list[str]) -> None:
+        """Assign every partition of the topics from offset 0; `TopicsMissing` while one does not exist."""
+        metadata = consumer.list_topics(timeout=5).topics
+        missing = [name for name in names if name not in metadata]
+        if missing:
+            raise TopicsMissing(f"waiting for topics {missing}")
+        consumer.assign([TopicPartition(name, p, 0) for name in names for p in metadata[name].partitions])
 
     def _fold(self, topic: topics.Topic, msg) -> None:
         try:

@@ -86,10 +86,22 @@ class GenerateResponse(BaseModel):
     completion_tokens: int
 
 
+class FallbackInfo(BaseModel):
+    version: str = Field(description="The last good version serving in place of the refused one.")
+    refused_version: str = Field(description="The version this target should serve, refused.")
+    reason: str = Field(description="Why it was refused.")
+
+
 class HealthResponse(BaseModel):
-    status: str = Field(description="'ok' when the default target's policy is served, 'waiting_for_model' before.")
+    status: str = Field(
+        description="'ok' when the default target's policy is served, 'fallback' when an older version serves it in "
+        "place of a refused one, 'waiting_for_model' before any is."
+    )
     model_version: str | None = Field(description="The version serving the default target (`target_sentiment`).")
     targets: dict[str, str | None] = Field(description="Every target of this replica and the version serving it (None: not yet).")
+    fallbacks: dict[str, FallbackInfo] = Field(
+        default_factory=dict, description="The targets served by a fallback version, with the refused version and why."
+    )
 
 
 class CurrentModelResponse(BaseModel):

@@ -4,6 +4,10 @@ A request reads `holder.current` once, at its start, and keeps that `ServedModel
 to the end: a swap meanwhile changes what later requests get, never what an
 in-flight request uses. The old version is freed when the last request holding
 it finishes (plain reference counting; the holder keeps no other copy).
+
+A holder may serve a *fallback*: the version it should serve was refused (its files
+fail their checksums, or it does not load), so an older promoted version serves in its
+place; `/health` says which and why until a version loads the ordinary way.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -26,8 +31,17 @@ class ServedModel:
     tokenizer: PreTrainedTokenizerBase
     model: PreTrainedModel
     manifest: Manifest
+    path: Path  # the version's directory, whose files reload re-verifies
     loaded_at: datetime
     scorer: SentimentScorer | None = None  # the version's reward model, when it has one (POST /v1/classify)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Why a holder serves an older version: the version it should serve, refused, and the reason."""
+
+    refused_version: str
+    reason: str
 
 
 class ModelHolder:
@@ -35,16 +49,23 @@ class ModelHolder:
 
     def __init__(self) -> None:
         self._current: ServedModel | None = None
+        self._fallback: Fallback | None = None
         self._swap_lock = threading.Lock()
 
     @property
     def current(self) -> ServedModel | None:
         return self._current
 
-    def swap(self, new: ServedModel) -> str | None:
-        """Serve `new` from now on; returns the version it replaced (not the object, so it can be freed)."""
+    @property
+    def fallback(self) -> Fallback | None:
+        """Set while the current version serves in place of a refused one."""
+        return self._fallback
+
+    def swap(self, new: ServedModel, *, fallback: Fallback | None = None) -> str | None:
+        """Serve `new` from now on (as a fallback for a refused version, if given); returns the version it
+        replaced (not the object, so it can be freed)."""
         with self._swap_lock:
-            previous, self._current = self._current, new
+            previous, self._current, self._fallback = self._current, new, fallback
         return previous.version if previous is not None else None
 
 

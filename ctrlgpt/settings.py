@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(16, ge=1, description="Generation requests run together in one batch, at most (dynamic batching).")
     batch_max_wait_ms: float = Field(5.0, ge=0, description="How long a generation request waits for others to share its batch.")
     completions_max_choices: int = Field(16, ge=1, description="Choices one POST /v1/completions may ask for (prompts times n), at most.")
+    generate_queue_max: int = Field(64, ge=1, description="Generation requests waiting per model name, at most: past it a request gets 429 with Retry-After.")
+    api_keep_alive_timeout_s: int = Field(5, ge=1, description="How long an idle keep-alive connection stays open (uvicorn's timeout_keep_alive).")
+    api_header_timeout_s: float = Field(10.0, gt=0, description="A request's headers must arrive whole within this long of its first byte (or of the connection), else the connection is closed.")
+    api_body_timeout_s: float = Field(30.0, gt=0, description="A request's body must arrive whole within this long of its headers, else 408 and the connection is closed.")
+    api_max_header_bytes: int = Field(16384, ge=1024, description="Largest request head (request line and headers) a client may send (uvicorn's h11_max_incomplete_event_size).")
 
     # Operations: consumer lag, /metrics, the dashboard
     ops_groups: str = Field("^ctrlgpt-", description="Regex of the consumer groups whose lag the API samples and exports.")

@@ -12,7 +12,6 @@ body or unknown target 422, Kafka down 503.
 from __future__ import annotations
 
 import hmac
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,16 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ModelsDep, SettingsDep
-from api.model_updates import Outcome, apply
+from api.model_updates import Outcome, load_failure, refusal_reason, serve
 from api.schemas import ErrorResponse
+from api.served_model import ModelHolder
 from ctrlgpt import secrets
+from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from producers.seed import seed_requests
 from streams import bus, topics
 from streams.records import CrawlRequested, ModelPromoted
 from streams.topics import Topic
 from trainer import operations
-from trainer.manifest import MANIFEST, ChecksumMismatch, Manifest, sha256_of
+from trainer.manifest import MANIFEST, ChecksumMismatch, Manifest, sha256_of, verify
 from trainer.registry import Change, UnknownVersion, VersionConflict
 from trainer.snapshot import TopicSnapshot, read_snapshot
 
@@ -45,7 +46,7 @@ log = structlog.get_logger()
 MAX_REASON_CHARS = 2000
 MAX_SEED_URLS = 100
 RELOAD_READ_TIMEOUT_S = 30.0
-RELOAD_READ_ATTEMPTS = 4
+RELOAD_READ_GIVE_UP_S = 10.0  # beyond it the reload answers 503: an operator retries, not a held request
 
 
 async def require_admin_key(
@@ -273,7 +274,10 @@ async def reload(
 ) -> ReloadResponse:
     """Load what each of this replica's policies should serve: its last model update, else its registry's CURRENT.
 
-    409 when a version could not be loaded (that policy keeps its version; the others are reloaded).
+    The version already serving is not reloaded but its files are verified again against their checksums.
+    409 when a version could not be loaded or a served version's files changed on disk (that policy keeps
+    the version it serves, or falls back to the last good one if it served none; the others are reloaded);
+    each refusal is published as a `ModelLoadFailed`.
     """
     with _answering_errors():
         snapshot = await run_in_threadpool(_read_updates, settings, topic)
@@ -288,9 +292,9 @@ async def reload(
             results.append(Reloaded(target=target, model_name=name, action="nothing_to_serve", version=None,
                                     previous=None, source=None))
             continue
-        outcome = await run_in_threadpool(apply, settings, models.holder(target), record)
+        outcome = await run_in_threadpool(_reload_one, settings, models.holder(target), record)
         if outcome.action == "failed":
-            failures.append(_failure(name, record, outcome))
+            failures.append(await run_in_threadpool(_refuse, settings, name, record, outcome))
             continue
         log.info("admin.reloaded", model_name=name, version=outcome.version, action=outcome.action, source=source)
         results.append(Reloaded(target=target, model_name=name, action=outcome.action, version=outcome.version,
@@ -302,15 +306,26 @@ async def reload(
 
 def _read_updates(settings: Settings, topic: Topic) -> TopicSnapshot:
     """The model-updates topic, retried with backoff: a partition between two leaders answers again shortly."""
-    delay = 0.5
-    for _ in range(RELOAD_READ_ATTEMPTS - 1):
-        try:
-            return read_snapshot(settings, topic, RELOAD_READ_TIMEOUT_S)
-        except (bus.ServiceUnavailable, KafkaException) as exc:
-            log.warning("admin.reload_read_retry", topic=topic.name, error=str(exc), retry_in_s=delay)
-            time.sleep(delay)
-            delay *= 2
-    return read_snapshot(settings, topic, RELOAD_READ_TIMEOUT_S)  # the last attempt's failure is the answer (503)
+    for attempt in retrying(
+        (bus.ServiceUnavailable, KafkaException), what=f"reading {topic.name}", give_up_after_s=RELOAD_READ_GIVE_UP_S
+    ):
+        with attempt:
+            return read_snapshot(settings, topic, RELOAD_READ_TIMEOUT_S)  # the last failure is the answer (503)
+    raise AssertionError("retrying returns the snapshot or raises the last failure")
+
+
+def _reload_one(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Outcome:
+    """Serve `record`'s version; when it already serves, verify its files on disk again instead of reloading."""
+    current = holder.current
+    if current is None or current.version != record.version:
+        return serve(settings, holder, record)
+    try:
+        verify(current.path)
+    except ChecksumMismatch as exc:
+        # The weights in memory were verified when they loaded; the files behind them no longer match:
+        # nothing could reload this version now. It keeps serving until a good one is announced.
+        return Outcome("failed", record.version, previous=current.version, error=exc)
+    return Outcome("already_serving", record.version, previous=record.version)
 
 
 def _what_to_serve(
@@ -329,10 +344,18 @@ def _what_to_serve(
     return record, "registry"
 
 
-def _failure(model_name: str, record: ModelPromoted, outcome: Outcome) -> str:
-    kept = outcome.previous or "no version"
-    log.error("admin.reload_failed", model_name=model_name, version=record.version, error=str(outcome.error))
-    return f"{model_name}: version {record.version} not loaded, {kept} keeps serving: {outcome.error}"
+def _refuse(settings: Settings, model_name: str, record: ModelPromoted, outcome: Outcome) -> str:
+    """Publish the refusal as a `ModelLoadFailed` (logged if Kafka does not take it) and describe it."""
+    reason = refusal_reason(record, outcome)
+    log.error("admin.reload_failed", model_name=model_name, version=record.version, error=str(outcome.error),
+              fallback=outcome.fallback)
+    producer = bus.make_producer(settings)
+    bus.publish(producer, topics.MODEL_LOAD_FAILURES, load_failure(settings, record, outcome, reason))
+    try:
+        bus.flush_or_raise(producer, operations.PUBLISH_TIMEOUT_S)
+    except (bus.ServiceUnavailable, KafkaException) as exc:
+        log.error("admin.load_failure_unpublished", model_name=model_name, version=record.version, error=str(exc))
+    return f"{model_name}: {reason}"
 
 
 @router.post("/training", response_model=CommandAccepted, status_code=status.HTTP_202_ACCEPTED)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
-from api.batching import Batcher, Delta, Event, Started, WorkerClosed
+from api.batching import Batcher, Delta, Event, QueueFull, Started, WorkerClosed
 from api.deps import BatcherDep, ModelsDep, SettingsDep
 from api.generation import Completion, PromptTooLong, SamplingParams
 from api.schemas import check_temperature
@@ -48,13 +48,14 @@ class OpenAIError(Exception):
     """An error answered in OpenAI's shape."""
 
     def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+        self.headers = headers
 
     def response(self) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
 class OpenAIRoute(APIRoute):
@@ -72,7 +73,7 @@ class OpenAIRoute(APIRoute):
                 return exc.response()
             except HTTPException as exc:  # e.g. a body that is not JSON, or too large
                 kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-                return OpenAIError(exc.status_code, str(exc.detail), kind=kind).response()
+                return OpenAIError(exc.status_code, str(exc.detail), kind=kind, headers=exc.headers).response()
 
         return openai_handler
 
@@ -99,6 +100,7 @@ class OpenAIErrorResponse(BaseModel):
 ERRORS = {
     400: {"model": OpenAIErrorResponse, "description": "Invalid request (OpenAI's error shape)."},
     404: {"model": OpenAIErrorResponse, "description": "Unknown model."},
+    429: {"model": OpenAIErrorResponse, "description": "The generation queue is full: retry after `Retry-After` seconds."},
     503: {"model": OpenAIErrorResponse, "description": "The model has no version loaded yet."},
 }
 
@@ -382,7 +384,15 @@ async def _submit(
 ) -> list[AsyncIterator[Event]]:
     """Queue every choice at once (so they can share batches), then wait until each has started."""
     log.info("completions", model_name=model_name, version=served.version, choices=len(requests), user=user)
-    streams = [batcher.submit(model_name, served, params).events() for params in requests]
+    try:
+        tickets = batcher.submit_all(model_name, served, requests)
+    except QueueFull as exc:
+        # OpenAI's shape for too many requests: clients' retry logic knows it.
+        raise OpenAIError(
+            429, str(exc), kind="rate_limit_error", code="rate_limit_exceeded",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from exc
+    streams = [ticket.events() for ticket in tickets]
     try:
         for events in streams:
             started = await anext(events)

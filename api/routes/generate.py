@@ -15,7 +15,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.sse import EventSourceResponse, format_sse_event
 
-from api.batching import Delta, Event, Started, WorkerClosed
+from api.batching import Delta, Event, QueueFull, Started, WorkerClosed
 from api.deps import BatcherDep, CheckedGenerateRequest, RequestedModel, TargetModel
 from api.generation import Completion, PromptTooLong, SamplingParams
 from api.schemas import ErrorResponse, GenerateResponse
@@ -42,6 +42,7 @@ SSE_EVENT = {  # one server-sent event, as OpenAPI 3.2 describes an event stream
     responses={
         200: {"content": {EVENT_STREAM: {"itemSchema": SSE_EVENT}}, "description": "JSON, or events when streaming."},
         422: {"description": "Invalid parameters, an unknown target, or a prompt too long for the model's context."},
+        429: {"model": ErrorResponse, "description": "The generation queue is full: retry after `Retry-After` seconds."},
         503: {"model": ErrorResponse, "description": "No policy loaded yet for the target."},
     },
 )
@@ -59,7 +60,12 @@ async def generate_text(
         num_beams=body.num_beams,
         seed=body.seed,
     )
-    events = batcher.submit(policy.model_name, policy.served, params).events()
+    try:
+        events = batcher.submit(policy.model_name, policy.served, params).events()
+    except QueueFull as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, detail=str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        ) from exc
     try:
         started = await anext(events)
     except PromptTooLong as exc:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api.deps import HolderDep, ModelsDep, SettingsDep
-from api.schemas import CurrentModelResponse, ErrorResponse, HealthResponse
+from api.schemas import CurrentModelResponse, ErrorResponse, FallbackInfo, HealthResponse
 
 router = APIRouter(tags=["health"])
 
@@ -15,10 +15,19 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=HealthResponse)
 async def health(holder: HolderDep, models: ModelsDep) -> HealthResponse:
     served = {target: getattr(models.holder(target).current, "version", None) for target in models.targets}
+    fallbacks = {}
+    for target in models.targets:
+        # One read of each: a swap between them must not pair a version with another's fallback.
+        current, fallback = models.holder(target).current, models.holder(target).fallback
+        if current is not None and fallback is not None:
+            fallbacks[target] = FallbackInfo(
+                version=current.version, refused_version=fallback.refused_version, reason=fallback.reason
+            )
     current = holder.current
     if current is None:
-        return HealthResponse(status="waiting_for_model", model_version=None, targets=served)
-    return HealthResponse(status="ok", model_version=current.version, targets=served)
+        return HealthResponse(status="waiting_for_model", model_version=None, targets=served, fallbacks=fallbacks)
+    state = "fallback" if holder.fallback is not None else "ok"
+    return HealthResponse(status=state, model_version=current.version, targets=served, fallbacks=fallbacks)
 
 
 @router.get(

@@ -1,20 +1,27 @@
-"""A tiny but real model version on disk: byte-level BPE tokenizer, 2-layer GPT-2, manifest."""
+"""A tiny but real model version on disk (byte-level BPE tokenizer, 2-layer GPT-2, manifest), and the API served by uvicorn."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+import uvicorn
+from fastapi import FastAPI
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from api.model_loader import load_version
+from api.server import server_config
 from api.served_model import ServedModel
 from ctrlgpt.settings import Settings
+from live_server import free_port
 from trainer.manifest import Manifest, read_manifest, write_manifest
 
 END = "<|endoftext|>"
@@ -123,3 +130,27 @@ def make_scored_version(make_version, tiny_tokenizer) -> Callable[..., FixtureVe
         return FixtureVersion(version, fixture.path, write_manifest(fixture.path, manifest))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def serve_api() -> Callable[[Settings, FastAPI], AbstractContextManager[str]]:
+    """Factory: `with serve_api(settings, app) as url:` serves `app` as `ctrlgpt api` does (uvicorn, the
+    API's timeouts) on a free loopback port, in a thread, until the block ends."""
+
+    @contextmanager
+    def serve(settings: Settings, app: FastAPI) -> Iterator[str]:
+        settings = settings.model_copy(update={"api_host": "127.0.0.1", "api_port": free_port()})
+        server = uvicorn.Server(server_config(settings, app))
+        thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                if not thread.is_alive():
+                    raise RuntimeError("uvicorn did not start")
+                time.sleep(0.05)
+            yield settings.api_url
+        finally:
+            server.should_exit = True
+            thread.join(30)
+
+    return serve

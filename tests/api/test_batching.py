@@ -8,7 +8,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from api.batching import Batcher, BatchWorker, Delta, Started, WorkerClosed, seconds_to_wait, split_to_fit, take_batch
+from api.batching import (
+    Batcher,
+    BatchWorker,
+    Delta,
+    QueueFull,
+    Started,
+    WorkerClosed,
+    admits,
+    retry_after_s,
+    seconds_to_wait,
+    split_to_fit,
+    take_batch,
+)
 from api.generation import Completion, SamplingParams
 
 WAIT_S = 60  # generous bound on waiting for the worker thread; no timing is asserted
@@ -34,6 +46,19 @@ def test_split_to_fit_keeps_the_longest_prompt_plus_most_new_tokens_within_the_c
     assert split_to_fit([(10, 5), (50, 5), (5, 30)], context=64) == [[0, 1], [2]]
     assert split_to_fit([(60, 4), (60, 4)], context=64) == [[0, 1]]
     assert split_to_fit([], context=64) == []
+
+
+def test_retry_after_counts_the_queued_batches_and_the_running_one_and_is_at_least_a_second():
+    assert retry_after_s(queued=0, max_size=4, batch_s=0.01) == 1
+    assert retry_after_s(queued=8, max_size=4, batch_s=2.0) == 6  # two queued batches and the running one
+    assert retry_after_s(queued=9, max_size=4, batch_s=1.5) == 6  # a partial batch is a batch: 4 x 1.5
+
+
+def test_a_call_is_admitted_whole_or_not_at_all_and_an_empty_queue_takes_any_call():
+    assert admits(queued=0, arriving=100, max_queued=4)
+    assert admits(queued=2, arriving=2, max_queued=4)
+    assert not admits(queued=3, arriving=2, max_queued=4)
+    assert not admits(queued=4, arriving=1, max_queued=4)
 
 
 @dataclass
@@ -88,7 +113,7 @@ def _finish(recorders: list[Recorder]) -> None:
 
 
 def test_compatible_requests_run_as_one_batch_and_each_gets_its_own_text(served, batch_sizes):
-    worker = BatchWorker("test", max_size=4, max_wait_s=LONG_WAIT_S)
+    worker = BatchWorker("test", max_size=4, max_wait_s=LONG_WAIT_S, max_queued=64)
     prompts = ["The cat", "A sunny day", "Kafka keeps", "Good food and good"]
     recorders = [Recorder() for _ in prompts]
     for prompt, recorder in zip(prompts, recorders):
@@ -103,7 +128,7 @@ def test_compatible_requests_run_as_one_batch_and_each_gets_its_own_text(served,
 
 
 def test_incompatible_settings_never_share_a_batch(served, batch_sizes):
-    worker = BatchWorker("test", max_size=2, max_wait_s=LONG_WAIT_S)
+    worker = BatchWorker("test", max_size=2, max_wait_s=LONG_WAIT_S, max_queued=64)
     recorders = [Recorder() for _ in range(4)]
     settings = [{"temperature": 0}, {"temperature": 0.8}, {"temperature": 0}, {"temperature": 0.8}]
     for setting, recorder in zip(settings, recorders):
@@ -116,7 +141,7 @@ def test_incompatible_settings_never_share_a_batch(served, batch_sizes):
 
 def test_two_versions_of_one_name_never_share_a_batch(served, v2, batch_sizes):
     other = v2.load()
-    worker = BatchWorker("test", max_size=2, max_wait_s=0.01)
+    worker = BatchWorker("test", max_size=2, max_wait_s=0.01, max_queued=64)
     old, new = Recorder(), Recorder()
     worker.submit(served, SamplingParams("The cat", max_new_tokens=3), old)
     worker.submit(other, SamplingParams("The cat", max_new_tokens=3), new)
@@ -127,7 +152,7 @@ def test_two_versions_of_one_name_never_share_a_batch(served, v2, batch_sizes):
 
 
 def test_a_prompt_too_long_fails_alone_and_a_cancelled_request_is_skipped(served, batch_sizes):
-    worker = BatchWorker("test", max_size=3, max_wait_s=LONG_WAIT_S)
+    worker = BatchWorker("test", max_size=3, max_wait_s=LONG_WAIT_S, max_queued=64)
     too_long, gone, fine = Recorder(), Recorder(cancelled=True), Recorder()
     worker.submit(served, SamplingParams(" ".join(["cat"] * 60), max_new_tokens=8), too_long)
     worker.submit(served, SamplingParams("The cat", max_new_tokens=8), gone)
@@ -141,7 +166,7 @@ def test_a_prompt_too_long_fails_alone_and_a_cancelled_request_is_skipped(served
 
 
 def test_closing_fails_what_is_still_queued(served):
-    worker = BatchWorker("test", max_size=8, max_wait_s=LONG_WAIT_S)
+    worker = BatchWorker("test", max_size=8, max_wait_s=LONG_WAIT_S, max_queued=64)
     waiting = Recorder()
     worker.submit(served, SamplingParams("The cat", max_new_tokens=3), waiting)
     worker.close()
@@ -200,3 +225,35 @@ def test_leaving_a_ticket_early_cancels_its_generation(api_settings, served):
     assert len(starts) == 2
     cancelled_steps, full_steps = starts[1] - starts[0], len(steps) - starts[1]
     assert cancelled_steps < full_steps == 16
+
+
+def test_a_full_queue_refuses_a_request_at_once_and_takes_requests_again_once_it_drains(served):
+    release, running = threading.Event(), threading.Event()
+
+    def hold(module, args, kwargs):
+        running.set()
+        release.wait(WAIT_S)  # the first batch holds the worker until the queue has been tried
+
+    hook = served.model.register_forward_pre_hook(hold, with_kwargs=True)
+    worker = BatchWorker("test", max_size=1, max_wait_s=0.0, max_queued=2)
+    try:
+        first = Recorder()
+        worker.submit(served, SamplingParams("The cat", max_new_tokens=2), first)
+        assert running.wait(WAIT_S), "the worker never started the first request"
+        queued = [Recorder(), Recorder()]
+        for recorder in queued:
+            worker.submit(served, SamplingParams("The cat", max_new_tokens=2), recorder)
+        with pytest.raises(QueueFull) as refused:
+            worker.submit(served, SamplingParams("The cat", max_new_tokens=2), Recorder())
+        assert refused.value.retry_after_s >= 1
+        with pytest.raises(QueueFull):  # a call of several requests is refused whole
+            worker.submit_all(served, [(SamplingParams("The cat", max_new_tokens=2), Recorder())] * 2)
+    finally:
+        release.set()
+        hook.remove()
+    _finish([first, *queued])
+    later = Recorder()
+    worker.submit(served, SamplingParams("The cat", max_new_tokens=2), later)
+    _finish([later])
+    worker.close()
+    assert all(recorder.completion is not None for recorder in [first, *queued, later])

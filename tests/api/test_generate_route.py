@@ -42,7 +42,9 @@ def test_no_model_yet_is_503_with_a_message(api_settings):
         assert "no policy for target 'positive' is loaded yet" in response.json()["detail"]
         assert "expansion-policy-positive" in response.json()["detail"]
         assert client.get("/v1/models/current").status_code == 503
-        assert client.get("/health").json() == {"status": "waiting_for_model", "model_version": None, "targets": {"positive": None}}
+        assert client.get("/health").json() == {
+            "status": "waiting_for_model", "model_version": None, "targets": {"positive": None}, "fallbacks": {}
+        }
 
 
 @pytest.mark.parametrize(

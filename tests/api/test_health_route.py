@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.served_model import ModelHolder
+from api.served_model import Fallback, ModelHolder
 
 
 def test_health_and_current_model_describe_the_served_version(api_settings, v2):
@@ -15,7 +15,9 @@ def test_health_and_current_model_describe_the_served_version(api_settings, v2):
     served = v2.load()
     holder.swap(served)
     with TestClient(create_app(api_settings, holder=holder, follow_updates=False)) as client:
-        assert client.get("/health").json() == {"status": "ok", "model_version": "v2", "targets": {"positive": "v2"}}
+        assert client.get("/health").json() == {
+            "status": "ok", "model_version": "v2", "targets": {"positive": "v2"}, "fallbacks": {}
+        }
         current = client.get("/v1/models/current").json()
     assert current["version"] == "v2"
     assert current["parent_version"] == "v1"
@@ -35,3 +37,16 @@ def test_every_target_is_reported_and_the_current_model_of_each_can_be_asked_for
         unknown = client.get("/v1/models/current", params={"target": "neutral"})
     assert waiting.status_code == 503 and "negative" in waiting.json()["detail"]
     assert unknown.status_code == 422 and "neutral" in unknown.json()["detail"]
+
+
+def test_health_says_when_a_fallback_serves_in_place_of_a_refused_version(api_settings, v1, v2):
+    holder = ModelHolder()
+    holder.swap(v1.load(), fallback=Fallback(refused_version="v2", reason="v2 refused: ChecksumMismatch"))
+    with TestClient(create_app(api_settings, holder=holder, follow_updates=False)) as client:
+        assert client.get("/health").json() == {
+            "status": "fallback", "model_version": "v1", "targets": {"positive": "v1"},
+            "fallbacks": {"positive": {"version": "v1", "refused_version": "v2", "reason": "v2 refused: ChecksumMismatch"}},
+        }
+        holder.swap(v2.load())  # a version that loads the ordinary way ends the fallback
+        assert client.get("/health").json()["status"] == "ok"
+        assert client.get("/health").json()["fallbacks"] == {}

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.main import create_app
 from api.metrics import build_registry
 from api.ops_monitor import OpsMonitor
-from api.served_model import ModelHolder, ModelHolders
+from api.served_model import Fallback, ModelHolder, ModelHolders
 from streams.consumer_lag import GroupOffsets, OffsetsSnapshot
 from streams.records import TrainingRunProgressed
 
@@ -97,6 +97,17 @@ def test_served_model_versions_are_exported(ops_settings, make_version) -> None:
     info = {dict(labels)["model_name"]: dict(labels)["version"] for name, labels in scrape(None, holders)
             if name == "ctrlgpt_model_info"}
     assert info == {"policy-positive": "v7", "policy-negative": "v8"}
+
+
+def test_a_fallback_version_is_exported_with_the_version_it_replaces(ops_settings, make_version) -> None:
+    holders = ModelHolders({"positive": "policy-positive"})
+    holders.holder("positive").swap(make_version("v7", name="policy-positive").load())
+    assert not [k for k in scrape(None, holders) if k[0] == "ctrlgpt_model_fallback"]
+    holders.holder("positive").swap(
+        make_version("v6", name="policy-positive").load(), fallback=Fallback(refused_version="v7", reason="corrupted")
+    )
+    [labels] = [dict(labels) for name, labels in scrape(None, holders) if name == "ctrlgpt_model_fallback"]
+    assert labels == {"model_name": "policy-positive", "version": "v6", "refused_version": "v7"}
 
 
 def test_metrics_route_times_requests_by_route_template(api_settings) -> None:
