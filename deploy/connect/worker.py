@@ -63,11 +63,6 @@ def rest_address(connect_url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-def topic(settings: Settings, table: str) -> str:
-    """Debezium's change topic of one of doccano's tables."""
-    return f"{settings.cdc_topic_prefix}.public.{table}"
-
-
 def worker_properties(settings: Settings) -> str:
     host, port = rest_address(settings.connect_url)
     group = settings.connect_group

@@ -21,6 +21,7 @@ from ctrlgpt import secrets
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from deploy import processes
+from streams import topics
 
 log = structlog.get_logger()
 
@@ -29,10 +30,9 @@ READY_TIMEOUT_S = 60.0
 HOST = "127.0.0.1"
 CDC_ROLE = "ctrlgpt_cdc"
 PUBLICATION = "ctrlgpt_labels"
-# What the label bridge follows: annotations (classes and texts), the ✓ of an example, the
-# examples themselves (their deletion takes annotations with it). Deleted rows must carry
-# every column (REPLICA IDENTITY FULL): a deletion's example id is how the bridge finds its labels.
-CDC_TABLES = ("labels_category", "labels_textlabel", "examples_examplestate", "examples_example")
+# Deleted rows must carry every column (REPLICA IDENTITY FULL): a deletion's example id is
+# how the label bridge finds the labels it withdraws.
+CDC_TABLES = topics.DOCCANO_CHANGE_TABLES
 
 
 class PostgresError(RuntimeError):
