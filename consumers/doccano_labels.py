@@ -408,7 +408,16 @@ class Runner:
             settings,
             **{"transactional.id": settings.label_bridge_group, "transaction.timeout.ms": 60_000, "delivery.timeout.ms": 60_000},
         )
-        self._consumer = make_consumer(settings, settings.label_bridge_group, **{"isolation.level": "read_committed"})
+        poll_interval = settings.label_bridge_max_poll_interval_ms
+        self._consumer = make_consumer(
+            settings,
+            settings.label_bridge_group,
+            **{
+                "isolation.level": "read_committed",
+                "max.poll.interval.ms": poll_interval,
+                "session.timeout.ms": min(45_000, poll_interval),
+            },
+        )
 
     def run(self) -> None:
         # Fences an earlier bridge and aborts what it left open, before the state is read.

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     doccano_comparison_project: str = Field("ctrlgpt comparisons", description="doccano project ranking two generations: A better, B better, tie.")
     doccano_database: str = Field("doccano", description="PostgreSQL database (and role) doccano keeps its data in; the role's password lives in the secrets file.")
     label_bridge_group: str = Field("ctrlgpt-label-bridge", description="Consumer group of the label bridge on the CDC topics; also its transactional.id.")
+    label_bridge_max_poll_interval_ms: int = Field(300_000, ge=1000, description="The label bridge's max.poll.interval.ms (its session timeout is at most this); it keeps polling through outages, so a low value only speeds up tests.")
 
     # PostgreSQL and Kafka Connect
     postgres_port: int = Field(5433, description="Port of the local PostgreSQL cluster (bound to 127.0.0.1; 5433 leaves 5432 to a system PostgreSQL).")
