@@ -42,7 +42,6 @@ class Settings(BaseSettings):
     doccano_url: str = Field("http://127.0.0.1:8000", description="doccano URL.")
     doccano_username: str = Field("admin", description="doccano admin user; its password lives in the secrets file.")
     doccano_project: str = Field("ctrlgpt sentiment", description="doccano project of passages to label for sentiment.")
-    doccano_poll_seconds: float = Field(2.0, gt=0, description="How often the label bridge polls doccano.")
     doccano_expansion_project: str = Field("ctrlgpt expansions", description="doccano seq2seq project: page title and summary -> body, for review.")
     doccano_comparison_project: str = Field("ctrlgpt comparisons", description="doccano project ranking two generations: A better, B better, tie.")
     doccano_database: str = Field("doccano", description="PostgreSQL database (and role) doccano keeps its data in; the role's password lives in the secrets file.")
