@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -340,16 +340,30 @@ def commit_batch(producer: Producer, consumer: Consumer, messages: list[Outgoing
                     break
                 except BufferError:
                     producer.poll(0.5)
-        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), TRANSACTION_TIMEOUT_S)
-        producer.commit_transaction(TRANSACTION_TIMEOUT_S)
+        metadata = consumer.consumer_group_metadata()
+        _again_while_retriable(lambda: producer.send_offsets_to_transaction(offsets, metadata, TRANSACTION_TIMEOUT_S))
+        _again_while_retriable(lambda: producer.commit_transaction(TRANSACTION_TIMEOUT_S))
     except KafkaException as exc:
         error: KafkaError = exc.args[0]
         if error.fatal():  # fenced by a newer bridge with the same transactional.id, say: stop
             raise
-        for attempt in retrying(KafkaException, what="aborting the label transaction", give_up_after_s=300):
-            with attempt:
-                producer.abort_transaction(TRANSACTION_TIMEOUT_S)
+        _again_while_retriable(lambda: producer.abort_transaction(TRANSACTION_TIMEOUT_S))
         raise TransactionAborted(str(error)) from exc
+
+
+def _again_while_retriable(call: Callable[[], object], give_up_after_s: float = 300.0) -> None:
+    """librdkafka's transactional calls may be called again after a retriable error (Kafka away a while)."""
+    backoff, deadline = Backoff(), time.monotonic() + give_up_after_s
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            delay = backoff.next_delay()
+            log.warning("label_bridge.kafka_retry", error=str(exc.args[0]), retry_in_s=round(delay, 2))
+            time.sleep(delay)
 
 
 def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
@@ -483,17 +497,19 @@ class Runner:
 
         None when the bridge is stopping or its partitions were revoked during the wait.
         """
-        backoff, paused = Backoff(), False
+        backoff, paused, logged_in = Backoff(), False, True
         try:
             while True:
                 try:
+                    if not logged_in:
+                        self._bridge.setup()
+                        logged_in = True
                     return compute()
                 except ServiceUnavailable as exc:
                     error = str(exc)
                 except DoccanoError as exc:
                     # A refused request (token revoked, a project made again): log in and look the projects up anew.
-                    error = str(exc)
-                    self._when_doccano_answers(self._bridge.setup)
+                    error, logged_in = str(exc), False
                 if not paused:
                     self._consumer.pause(self._consumer.assignment())
                     paused = True

@@ -6,10 +6,11 @@ import base64
 import json
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from pydantic import ValidationError
 
 from consumers.doccano_client import ComparisonPair, comparison_example
-from consumers.doccano_labels import EXCERPT_BYTES, ExampleLabels, Outcome, state_topic
+from consumers.doccano_labels import EXCERPT_BYTES, ExampleLabels, Outcome, _again_while_retriable, state_topic
 from consumers.label_snapshots import (
     AnnotationSnapshot,
     Rejection,
@@ -257,3 +258,21 @@ def test_an_example_with_nothing_published_any_more_is_a_tombstone() -> None:
     (tombstone,) = Outcome(states={(3, 7): None}).outgoing(state_topic("g"))
     assert (tombstone.topic, tombstone.key, tombstone.value) == ("g-state", b"3:7", None)
 
+
+
+def test_a_transactional_call_is_made_again_after_a_retriable_error_but_not_after_another() -> None:
+    calls = []
+
+    def times_out_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Kafka away", retriable=True))
+
+    _again_while_retriable(times_out_once)
+    assert len(calls) == 2
+
+    def fenced() -> None:
+        raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+
+    with pytest.raises(KafkaException):
+        _again_while_retriable(fenced)
