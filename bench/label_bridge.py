@@ -159,10 +159,12 @@ def old_bridge_command(settings: Settings, revision: str, directory: Path) -> li
     ).stdout
     (directory / "polling_label_bridge.py").write_text(source)
     overrides = [f"{name}={getattr(settings, name)}" for name in OVERRIDDEN[:3]]
+    # Its poll interval setting (2 s) is gone from today's settings: a subclass gives it back.
     code = (
         f"import sys; sys.path.insert(0, {str(directory)!r}); import polling_label_bridge as old; "
-        f"from ctrlgpt.settings import Settings; "
-        f"old.main(Settings().with_overrides({overrides!r} + [{f'data_dir={directory}'!r}]), None)"
+        f"from ctrlgpt.settings import Settings\n"
+        f"class PollingSettings(Settings):\n    doccano_poll_seconds: float = 2.0\n"
+        f"old.main(PollingSettings().with_overrides({overrides!r} + [{f'data_dir={directory}'!r}]), None)"
     )
     return [sys.executable, "-c", code]
 
