@@ -181,7 +181,11 @@ def bridge_running(command: list[str], log_path: Path) -> Iterator[psutil.Proces
         yield psutil.Process(child.pid)
     finally:
         child.terminate()
-        child.wait(timeout=60)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # the old bridge checks for a stop only between polls
+            child.kill()
+            child.wait()
 
 
 class EventWatcher:
