@@ -1,7 +1,7 @@
 """What doccano's annotations say, as label events (pure: no I/O).
 
 A snapshot maps each annotation's `label_id` to the label it stands for; the label
-bridge compares the snapshot with the one it published last (`label_events`).
+bridge compares an example's snapshot with the one it published last (`label_events`).
 An annotation that cannot become a label (a comparison example without its
 completions, an empty text) is a `Rejection`: dead-lettered once, not published.
 How each project's annotations read is documented in docs/labels.md.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from consumers.doccano_client import ComparisonPair, comparison_from_meta
 from streams.records import ExpansionLabel, LabelRecorded, PreferenceLabel, SentimentLabel
@@ -47,15 +47,6 @@ class AnnotationSnapshot(BaseModel):
     label: SentimentLabel | ExpansionLabel | PreferenceLabel = Field(discriminator="kind")
     page_url: str | None = None
     model_version: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _sentiment_cursor_of_earlier_releases(cls, data: Any) -> Any:
-        # Cursors written before the bridge read three projects hold `text` and `sentiment` inline.
-        if isinstance(data, dict) and "sentiment" in data:
-            data = dict(data)
-            data["label"] = {"kind": "sentiment", "text": data.pop("text"), "sentiment": data.pop("sentiment")}
-        return data
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,19 @@ class Settings(BaseSettings):
     doccano_url: str = Field("http://127.0.0.1:8000", description="doccano URL.")
     doccano_username: str = Field("admin", description="doccano admin user; its password lives in the secrets file.")
     doccano_project: str = Field("ctrlgpt sentiment", description="doccano project of passages to label for sentiment.")
-    doccano_poll_seconds: float = Field(2.0, gt=0, description="How often the label bridge polls doccano.")
     doccano_expansion_project: str = Field("ctrlgpt expansions", description="doccano seq2seq project: page title and summary -> body, for review.")
     doccano_comparison_project: str = Field("ctrlgpt comparisons", description="doccano project ranking two generations: A better, B better, tie.")
+    doccano_database: str = Field("doccano", description="PostgreSQL database (and role) doccano keeps its data in; the role's password lives in the secrets file.")
+    label_bridge_group: str = Field("ctrlgpt-label-bridge", description="Consumer group of the label bridge on the CDC topics; also its transactional.id.")
+    label_bridge_max_poll_interval_ms: int = Field(300_000, ge=1000, description="The label bridge's max.poll.interval.ms (its session timeout is at most this); it keeps polling through outages, so a low value only speeds up tests.")
+
+    # PostgreSQL and Kafka Connect
+    postgres_port: int = Field(5433, description="Port of the local PostgreSQL cluster (bound to 127.0.0.1; 5433 leaves 5432 to a system PostgreSQL).")
+    postgres_bin_dir: Path = Field(Path("/usr/lib/postgresql/15/bin"), description="Directory of Debian's PostgreSQL 15 server binaries (initdb, postgres, pg_isready).")
+    postgres_user: str = Field("postgres", description="System user that owns and runs the PostgreSQL cluster (it refuses root).")
+    connect_url: str = Field("http://127.0.0.1:8083", description="REST address of the local Kafka Connect worker (bound to 127.0.0.1).")
+    connect_group: str = Field("ctrlgpt-connect", description="Group id of the Kafka Connect cluster; its internal topics are named after it.")
+    cdc_topic_prefix: str = Field("ctrlgpt.cdc.doccano", description="Debezium's topic.prefix: change topics are <prefix>.public.<table>.")
 
     # Crawler
     user_agent: str = Field("ctrlgpt-crawler/0.1 (+https://github.com/ctrlgpt)", description="User-Agent the crawler sends.")

@@ -22,9 +22,11 @@ stamp() {  # stamp STAMP FILE...
     cat "${@:2}" | sha256sum >"$1"
 }
 
-# System packages: Chromium for the crawler, Java 17 and Maven for Kafka and Elasticsearch.
+# System packages: Chromium for the crawler, Java 17 and Maven for Kafka, Kafka Connect and
+# Elasticsearch, PostgreSQL 15 for doccano (its cluster is made under the data dir at first start).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
 [ -x "$JAVA17" ] || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -63,16 +65,25 @@ fi
 
 # Kafka: Maven resolves the broker's jars into ~/.m2; the classpath is remembered for deploy.services.
 classpath="$CACHE/kafka-classpath.txt"
-classpath_ok() {
-    [ -s "$classpath" ] && [ "$classpath" -nt deploy/kafka/pom.xml ] || return 1
+classpath_ok() {  # classpath_ok CLASSPATH_FILE POM
+    [ -s "$1" ] && [ "$1" -nt "$2" ] || return 1
     local jar
-    for jar in $(tr ':' ' ' <"$classpath"); do [ -e "$jar" ] || return 1; done
+    for jar in $(tr ':' ' ' <"$1"); do [ -e "$jar" ] || return 1; done
 }
-if ! classpath_ok; then
+if ! classpath_ok "$classpath" deploy/kafka/pom.xml; then
     say "resolving the Kafka broker with Maven"
     resolve=(mvn -q -B -f deploy/kafka/pom.xml dependency:build-classpath "-Dmdep.outputFile=$classpath")
     "${resolve[@]}" -o >/dev/null 2>&1 || "${resolve[@]}"
     touch "$classpath"  # Maven leaves an unchanged file as it was, older than the pom
+fi
+
+# Kafka Connect and Debezium's PostgreSQL connector: the same way, their classpath remembered for deploy.connect.
+connect_classpath="$CACHE/connect-classpath.txt"
+if ! classpath_ok "$connect_classpath" deploy/connect/pom.xml; then
+    say "resolving Kafka Connect and Debezium with Maven"
+    resolve=(mvn -q -B -f deploy/connect/pom.xml dependency:build-classpath "-Dmdep.outputFile=$connect_classpath")
+    "${resolve[@]}" -o >/dev/null 2>&1 || "${resolve[@]}"
+    touch "$connect_classpath"
 fi
 
 # Elasticsearch: the integ-test-zip from Maven Central, kept in ~/.m2.

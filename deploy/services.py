@@ -24,9 +24,11 @@ from consumers.doccano_client import (
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from deploy import processes
+from deploy.connect import worker as connect
 from deploy.doccano import server as doccano
 from deploy.elasticsearch import node as elasticsearch
 from deploy.kafka import broker as kafka
+from deploy.postgres import server as postgres
 from streams import bus
 
 log = structlog.get_logger()
@@ -44,7 +46,9 @@ class Service:
 
 SERVICES: tuple[Service, ...] = tuple(
     Service(module.NAME, module.start, module.ready, module.url, module.address, module.READY_TIMEOUT_S)
-    for module in (kafka, elasticsearch, doccano)  # the order they start in: Kafka first
+    # The order they start in: Kafka first; PostgreSQL before doccano, which migrates onto it;
+    # Connect last, its connector reading doccano's tables.
+    for module in (kafka, postgres, elasticsearch, doccano, connect)
 )
 
 

@@ -24,7 +24,17 @@ from streams.records import (
     TrainingRunProgressed,
 )
 
-__all__ = ["Topic", "ContractError", "ALL", "STAGES", "dead_letter_topic", "fingerprinted_topic", "by_name"]
+__all__ = [
+    "Topic",
+    "ContractError",
+    "ALL",
+    "STAGES",
+    "DOCCANO_CHANGE_TABLES",
+    "dead_letter_topic",
+    "fingerprinted_topic",
+    "doccano_change_topic",
+    "by_name",
+]
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -97,6 +107,23 @@ def fingerprinted_topic(cleaner_app_id: str) -> Topic:
     """The cleaner app's internal topic between its two agents (streams.cleaner), named after the app as
     faust names a table's changelog. One partition, so that one near-duplicate table sees every page."""
     return Topic(f"{cleaner_app_id}-fingerprinted", PagesFingerprinted, key="event_id", partitions=1, retention_ms=DAY_MS)
+
+
+# doccano's tables whose changes Debezium streams (deploy.connect) and the label bridge reads:
+# annotations (classes and texts), an example's check mark, the examples themselves.
+DOCCANO_CHANGE_TABLES = ("labels_category", "labels_textlabel", "examples_examplestate", "examples_example")
+
+
+def doccano_change_topic(prefix: str, table: str) -> Topic:
+    """Debezium's change topic of one of doccano's tables (`cdc_topic_prefix`).
+
+    Written by Kafka Connect in Debezium's JSON envelope (before, after, op), not as a
+    ctrlgpt record: the label bridge reads it with `consumers.doccano_changes`, never `decode`.
+    One partition: Debezium keys by primary key, and the bridge wants no more than one reader.
+    """
+    if table not in DOCCANO_CHANGE_TABLES:
+        raise ValueError(f"not a table the bridge follows: {table!r}")
+    return Topic(f"{prefix}.public.{table}", Record, key="event_id", partitions=1, retention_ms=7 * DAY_MS)
 
 
 ALL: tuple[Topic, ...] = (

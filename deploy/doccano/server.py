@@ -1,8 +1,10 @@
-"""The local doccano 1.8.4: its own venv (.venv-doccano), SQLite under the data dir.
+"""The local doccano 1.8.4: its own venv (.venv-doccano), its data in the local PostgreSQL.
 
-doccano's CLI keeps its database and media under $DOCCANO_HOME; Django's secret key
-is generated once and kept there, owner-only. The admin's password comes from the
-secrets file and is (re)applied each time the server starts.
+doccano reads its database from `DATABASE_URL` (deploy.postgres: a database and a role
+of its own, the role's password in the secrets file) and keeps media under
+$DOCCANO_HOME; Django's secret key is generated once and kept there, owner-only. The
+first start migrates the schema, then makes the publication Debezium reads. The
+admin's password comes from the secrets file and is (re)applied each time the server starts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import structlog
 from ctrlgpt import secrets as ctrlgpt_secrets
 from ctrlgpt.settings import REPO_ROOT, Settings
 from deploy import processes
+from deploy.postgres import server as postgres
 
 log = structlog.get_logger()
 
@@ -52,8 +55,17 @@ def secret_key(directory: Path) -> str:
 
 def _environment(settings: Settings) -> dict[str, str]:
     directory = home(settings)
-    # PYTHONPATH is cleared: a ctrlgpt checkout on it would shadow doccano's own `api` app with ctrlgpt's `api`.
-    return {"DOCCANO_HOME": str(directory), "SECRET_KEY": secret_key(directory), "DEBUG": "False", "PYTHONPATH": ""}
+    password = ctrlgpt_secrets.load_or_create(settings.secrets_file).doccano_db_password
+    return {
+        "DOCCANO_HOME": str(directory),
+        "SECRET_KEY": secret_key(directory),
+        "DEBUG": "False",
+        "DATABASE_URL": postgres.database_url(settings, user=settings.doccano_database, password=password),
+        # A connection per request: after PostgreSQL restarts no worker holds a dead one.
+        "DATABASE_CONN_MAX_AGE": "0",
+        # doccano imports its apps by bare names (`api`): ctrlgpt's tree on PYTHONPATH would shadow them.
+        "PYTHONPATH": "",
+    }
 
 
 def _doccano(settings: Settings, env: dict[str, str], *args: str) -> None:
@@ -76,10 +88,12 @@ def prepare(settings: Settings) -> tuple[list[str], dict[str, str]]:
     directory = home(settings)
     directory.mkdir(parents=True, exist_ok=True)
     env = _environment(settings)
-    initialized = directory / f"initialized-{VERSION}"
+    # The mark lives beside the database it describes: a new PostgreSQL cluster is migrated anew.
+    initialized = postgres.home(settings) / f"doccano-initialized-{VERSION}"
     if not initialized.exists():
-        log.info("doccano.initializing", database=str(directory / "db.sqlite3"))
+        log.info("doccano.initializing", database=postgres.url(settings))
         _doccano(settings, env, "init")
+        postgres.ensure_publication(settings)
         initialized.touch()
     password = ctrlgpt_secrets.load_or_create(settings.secrets_file).doccano_password
     # Creates the admin, or resets its password when it exists (doccano's create_admin does both).

@@ -1,15 +1,16 @@
-"""The label bridge's pure parts: snapshots of each project's annotations, the events diff, the cursor."""
+"""The label bridge's pure parts: snapshots of each project's annotations, the events diff, its state records."""
 
 from __future__ import annotations
 
+import base64
 import json
-from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from pydantic import ValidationError
 
 from consumers.doccano_client import ComparisonPair, comparison_example
-from consumers.doccano_labels import Cursor, read_cursor, write_cursor
+from consumers.doccano_labels import EXCERPT_BYTES, ExampleLabels, Outcome, _again_while_retriable, state_topic
 from consumers.label_snapshots import (
     AnnotationSnapshot,
     Rejection,
@@ -21,6 +22,7 @@ from consumers.label_snapshots import (
     sentiment_snapshot,
 )
 from streams.records import ExpansionLabel, PreferenceLabel, SentimentLabel
+from streams.topics import dead_letter_topic
 
 EXAMPLE = {"id": 7, "text": "A lovely day in the park.", "meta": {"url": "http://site.test/a.html", "passage_key": "k"}}
 LABELS = {11: "positive", 12: "negative"}
@@ -233,39 +235,44 @@ def test_a_rejection_is_new_until_dead_lettered_and_again_when_it_changes() -> N
     assert new_rejections(dead_lettered, {"doccano:1:1:1": changed}) == {"doccano:1:1:1": changed}
 
 
-# -- cursor
+# -- the state the bridge keeps per example
 
 
-def test_cursor_round_trips_and_starts_empty(tmp_path: Path) -> None:
-    assert read_cursor(tmp_path, 3) == Cursor(project_id=3)
-    cursor = Cursor(project_id=3, annotations={"doccano:3:7:40": snap()}, rejected={"doccano:3:7:41": "f" * 64})
-    write_cursor(tmp_path / "bridge", cursor)
-    assert read_cursor(tmp_path / "bridge", 3) == cursor
-    assert [p.name for p in (tmp_path / "bridge").iterdir()] == ["project-3.json"]
+def test_an_examples_state_round_trips_through_its_compacted_topic() -> None:
+    topic = state_topic("ctrlgpt-label-bridge")
+    labels = ExampleLabels(project_id=3, example_id=7, labels={"doccano:3:7:40": snap()}, rejected={"doccano:3:7:41": "f" * 64})
+    assert topic.name == "ctrlgpt-label-bridge-state" and topic.cleanup_policy == "compact"
+    assert topic.key_of(labels) == b"3:7"
+    assert topic.decode(topic.encode(labels)) == labels
 
 
-def test_a_cursor_of_the_sentiment_only_bridge_still_reads(tmp_path: Path) -> None:
-    earlier = {
-        "example_id": 7,
-        "annotator": "alice",
-        "text": "A lovely day.",
-        "sentiment": "positive",
-        "page_url": "http://site.test/a.html",
-    }
-    (tmp_path / "project-3.json").write_text(json.dumps({"project_id": 3, "annotations": {"doccano:3:7:40": earlier}}))
-    assert read_cursor(tmp_path, 3).annotations == {"doccano:3:7:40": snap()}
+def test_an_oversized_rejection_is_dead_lettered_with_an_excerpt_and_its_reason() -> None:
+    huge = Rejection(reason="not an expansion", original={"annotation": {"id": 1, "text": "x" * (EXCERPT_BYTES * 3)}})
+    (letter,) = Outcome(rejections=[(3, "doccano:3:7:1", huge)]).outgoing(state_topic("g"))
+    record = dead_letter_topic("labels").decode(letter.value)
+    assert len(base64.b64decode(record.original_base64)) == EXCERPT_BYTES
+    assert record.reason.startswith("not an expansion (original ") and record.key == "doccano:3:7:1"
 
 
-def test_cursor_replaced_whole(tmp_path: Path) -> None:
-    write_cursor(tmp_path, Cursor(project_id=3, annotations={"doccano:3:7:40": snap(), "doccano:3:7:41": snap()}))
-    write_cursor(tmp_path, Cursor(project_id=3))
-    assert read_cursor(tmp_path, 3).annotations == {}
+def test_an_example_with_nothing_published_any_more_is_a_tombstone() -> None:
+    (tombstone,) = Outcome(states={(3, 7): None}).outgoing(state_topic("g"))
+    assert (tombstone.topic, tombstone.key, tombstone.value) == ("g-state", b"3:7", None)
 
 
-def test_a_damaged_cursor_is_an_error_not_a_reset(tmp_path: Path) -> None:
-    (tmp_path / "project-3.json").write_text('{"project_id": 3, "annotations": {')
-    with pytest.raises(ValidationError):
-        read_cursor(tmp_path, 3)
-    (tmp_path / "project-3.json").write_text(json.dumps({"project_id": 4, "annotations": {}}))
-    with pytest.raises(ValueError, match="project 4"):
-        read_cursor(tmp_path, 3)
+
+def test_a_transactional_call_is_made_again_after_a_retriable_error_but_not_after_another() -> None:
+    calls = []
+
+    def times_out_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Kafka away", retriable=True))
+
+    _again_while_retriable(times_out_once)
+    assert len(calls) == 2
+
+    def fenced() -> None:
+        raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+
+    with pytest.raises(KafkaException):
+        _again_while_retriable(fenced)
