@@ -11,7 +11,7 @@ demo: install
 	.venv/bin/ctrlgpt demo
 
 test: services
-	.venv/bin/pytest -ra
+	.venv/bin/pytest -ra --durations=40
 
 test-guarantees: services
 	.venv/bin/pytest -ra -m delivery_guarantee

@@ -63,11 +63,9 @@ class Outcome:
     fallback: str | None = None  # on "failed": the last good version that serves in its place
 
 
-# An announcement is a few hundred bytes: a record far larger is refused without decoding it.
+# An announcement is a few hundred bytes: a record far larger is refused without decoding it
+# (its dead letter keeps an excerpt when the whole would not fit: streams.bus.dead_letter).
 MAX_ANNOUNCEMENT_BYTES = 64 * 1024
-# A dead letter keeps this much of a record it refuses: enough to see what it was, never so much
-# that the letter itself passes the producer's size limit (its offset points at the whole record).
-DEAD_LETTER_EXCERPT_BYTES = 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,8 +79,7 @@ class Refusal:
 def decode_announcement(value: bytes, topic: Topic) -> ModelPromoted | Refusal:
     if len(value) > MAX_ANNOUNCEMENT_BYTES:
         return Refusal(
-            f"record of {len(value)} bytes, over the {MAX_ANNOUNCEMENT_BYTES} an announcement may take "
-            f"(the dead letter keeps its first {DEAD_LETTER_EXCERPT_BYTES})",
+            f"record of {len(value)} bytes, over the {MAX_ANNOUNCEMENT_BYTES} an announcement may take",
             "RecordTooLarge",
         )
     try:
@@ -248,7 +245,7 @@ class ModelUpdates:
         decoded = decode_announcement(msg.value(), self._topic)
         if isinstance(decoded, Refusal):
             bus.send_dead_letter(
-                producer, STAGE, source_topic=msg.topic(), value=msg.value()[:DEAD_LETTER_EXCERPT_BYTES], key=msg.key(),
+                producer, STAGE, source_topic=msg.topic(), value=msg.value(), key=msg.key(),
                 partition=msg.partition(), offset=msg.offset(), reason=decoded.reason, error_type=decoded.error_type,
             )
             return None

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from topic_reader import read_records
 
 from api.main import create_app
-from api.model_updates import DEAD_LETTER_EXCERPT_BYTES, ModelUpdates
+from api.model_updates import ModelUpdates
 from api.routes import admin
 from api.served_model import ModelHolders
 from ctrlgpt import secrets
@@ -169,5 +169,6 @@ def test_malformed_and_oversized_updates_are_dead_lettered_and_a_later_promotion
     assert sorted(by_type) == ["ContractError", "RecordTooLarge"]
     assert base64.b64decode(by_type["ContractError"].original_base64) == b'{"version": 3, "oops": true}'
     too_large = by_type["RecordTooLarge"]
-    assert base64.b64decode(too_large.original_base64) == oversized[:DEAD_LETTER_EXCERPT_BYTES]
+    assert too_large.truncated and too_large.original_size == len(oversized)
+    assert oversized.startswith(base64.b64decode(too_large.original_base64))
     assert str(len(oversized)) in too_large.reason and too_large.offset == 1
