@@ -37,7 +37,7 @@ MAX_POLL_INTERVAL_MS = 10_000
 # Consumer settings that make a sink which stops polling leave its group within seconds.
 SHORT_GROUP_TIMEOUTS = [f"kafka_max_poll_interval_ms={MAX_POLL_INTERVAL_MS}", "kafka_session_timeout_ms=6000"]
 # How long a service stays down: well past max.poll.interval.ms.
-OUTAGE_S = 2.5 * MAX_POLL_INTERVAL_MS / 1000
+OUTAGE_S = 2 * MAX_POLL_INTERVAL_MS / 1000
 
 
 def _page(run: str, n: int) -> PageCleaned:
@@ -211,7 +211,7 @@ def test_the_index_sink_rides_out_kafka_killed_and_started_again(settings: Setti
                 bus.publish(producer, topics.PAGES_CLEAN, page)
             start_service(settings, "elasticsearch")
             _wait("the held batch written", lambda: len(_indexed_urls(es, alias, run)) == 60)
-            _down_for(sink, 15)
+            _down_for(sink, 5)
         finally:
             start_service(settings, "kafka")
         bus.flush_or_raise(producer, timeout=120)
@@ -249,7 +249,7 @@ def test_the_index_sink_rejoins_its_group_after_kafka_was_away_past_its_session(
         try:
             for page in pages[30:]:
                 bus.publish(producer, topics.PAGES_CLEAN, page)
-            _down_for(sink, 20)
+            _down_for(sink, 12)
         finally:
             start_service(settings, "kafka")
         bus.flush_or_raise(producer, timeout=120)
