@@ -368,8 +368,8 @@ class _StageLoop:
 
     def close(self) -> None:
         """Commit what was written, unless the last commit failed (a broker that is away would hold the stop up:
-        what is not committed is read again), then leave the group."""
-        if self._commit_backoff.attempts == 0 and (offsets := self._read.to_commit()):
+        what is not committed is read again) or a dead letter is still to be sent, then leave the group."""
+        if not self._letters and self._commit_backoff.attempts == 0 and (offsets := self._read.to_commit()):
             try:
                 self._consumer.commit(offsets=_topic_partitions(offsets), asynchronous=False)
             except KafkaException as exc:

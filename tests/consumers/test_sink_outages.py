@@ -37,7 +37,7 @@ MAX_POLL_INTERVAL_MS = 10_000
 # Consumer settings that make a sink which stops polling leave its group within seconds.
 SHORT_GROUP_TIMEOUTS = [f"kafka_max_poll_interval_ms={MAX_POLL_INTERVAL_MS}", "kafka_session_timeout_ms=6000"]
 # How long a service stays down: well past max.poll.interval.ms.
-OUTAGE_S = 2.5 * MAX_POLL_INTERVAL_MS / 1000
+OUTAGE_S = 2 * MAX_POLL_INTERVAL_MS / 1000
 
 
 def _page(run: str, n: int) -> PageCleaned:
@@ -211,7 +211,7 @@ def test_the_index_sink_rides_out_kafka_killed_and_started_again(settings: Setti
                 bus.publish(producer, topics.PAGES_CLEAN, page)
             start_service(settings, "elasticsearch")
             _wait("the held batch written", lambda: len(_indexed_urls(es, alias, run)) == 60)
-            _down_for(sink, 15)
+            _down_for(sink, 5)
         finally:
             start_service(settings, "kafka")
         bus.flush_or_raise(producer, timeout=120)
@@ -228,6 +228,45 @@ def test_the_index_sink_rides_out_kafka_killed_and_started_again(settings: Setti
 
     assert alive and rc == 0, log
     assert indexed == Counter(page.url for page in pages), log
+
+
+def test_the_index_sink_rejoins_its_group_after_kafka_was_away_past_its_session(settings: Settings, tmp_path) -> None:
+    """Kafka away for longer than the session timeout: the sink loses its assignment, and rejoins when Kafka is back."""
+    run = uuid.uuid4().hex
+    alias, group = f"test-rejoin-{run}", f"test-rejoin-index-{run}"
+    pages = [_page(run, n) for n in range(60)]
+    bus.ensure_topics(settings, [topics.PAGES_CLEAN, topics.dead_letter_topic("index")])
+    start_group_at_end(settings, group, topics.PAGES_CLEAN)
+    log_path = tmp_path / "index-sink.log"
+    sink = _start("index-sink", [f"es_index={alias}", f"es_sink_group={group}", *SHORT_GROUP_TIMEOUTS], log_path)
+    es = Elasticsearch(settings.es_url)
+    producer = bus.make_producer(settings)
+    try:
+        _publish(settings, pages[:30])
+        _wait("the first pages indexed", lambda: es.indices.exists_alias(name=alias)
+              and len(_indexed_urls(es, alias, run)) == 30)
+        kill_service(settings, "kafka")
+        try:
+            for page in pages[30:]:
+                bus.publish(producer, topics.PAGES_CLEAN, page)
+            _down_for(sink, 12)
+        finally:
+            start_service(settings, "kafka")
+        bus.flush_or_raise(producer, timeout=120)
+        indexed = _wait("every page indexed",
+                        lambda: (found := _indexed_urls(es, alias, run)).total() >= len(pages) and found)
+        wait_until_caught_up(settings, group, topics.PAGES_CLEAN, timeout=120)
+        alive = sink.poll() is None
+    finally:
+        rc = _stop(sink)
+        es.options(ignore_status=404).indices.delete(index=f"{alias}-v1")
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{alias}-pages")
+        es.close()
+    log = log_path.read_text(errors="replace")
+
+    assert alive and rc == 0, log
+    assert indexed == Counter(page.url for page in pages), log
+    assert log.count('"consumer.assigned"') >= 2, "the assignment was never lost: the test proves nothing"
 
 
 def _client(settings: Settings) -> DoccanoClient:
