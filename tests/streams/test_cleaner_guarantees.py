@@ -3,6 +3,7 @@ no page lost or indexed twice after kill -9, and two workers handing partitions 
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
