@@ -17,7 +17,6 @@ provider, never through the REST API or the config topic.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,7 +26,7 @@ import structlog
 from ctrlgpt import secrets
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import REPO_ROOT, Settings
-from deploy import processes
+from deploy import maven, processes
 from deploy.kafka import broker as kafka
 from deploy.postgres import server as postgres
 
@@ -125,23 +124,7 @@ def connector_config(settings: Settings, secrets_file: Path) -> dict[str, str]:
 
 def classpath() -> str:
     """Connect's and Debezium's jars, resolved by Maven (offline when cached) and remembered."""
-    cached = CLASSPATH_CACHE
-    if cached.exists() and cached.stat().st_mtime > POM.stat().st_mtime:
-        jars = cached.read_text().strip()
-        if jars and all(Path(jar).exists() for jar in jars.split(":")):
-            return jars
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    command = ["mvn", "-q", "-B", "-f", str(POM), "dependency:build-classpath", f"-Dmdep.outputFile={cached}"]
-    log.info("connect.resolving_classpath", pom=str(POM))
-    offline = subprocess.run([*command, "-o"], capture_output=True, text=True, check=False)
-    if offline.returncode != 0:
-        online = subprocess.run(command, capture_output=True, text=True, check=False)
-        if online.returncode != 0:
-            raise RuntimeError(
-                f"Maven could not resolve Kafka Connect and Debezium from {POM}:\n{online.stdout[-3000:]}{online.stderr[-3000:]}"
-            )
-    cached.touch()  # Maven leaves an unchanged file as it was, older than the pom
-    return cached.read_text().strip()
+    return maven.classpath(POM, CLASSPATH_CACHE, "Kafka Connect and Debezium")
 
 
 def password_file(settings: Settings) -> Path:

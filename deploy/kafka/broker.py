@@ -17,7 +17,7 @@ import structlog
 from confluent_kafka.admin import AdminClient
 
 from ctrlgpt.settings import REPO_ROOT, Settings
-from deploy import processes
+from deploy import maven, processes
 
 log = structlog.get_logger()
 
@@ -105,23 +105,7 @@ def java_command(settings: Settings, jars: str, log4j: Path, main: str, *args: s
 
 def classpath() -> str:
     """The broker's jars, resolved by Maven (offline when cached) and remembered."""
-    cached = CLASSPATH_CACHE
-    if cached.exists() and cached.stat().st_mtime > POM.stat().st_mtime:
-        jars = cached.read_text().strip()
-        if jars and all(Path(jar).exists() for jar in jars.split(":")):
-            return jars
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    command = ["mvn", "-q", "-B", "-f", str(POM), "dependency:build-classpath", f"-Dmdep.outputFile={cached}"]
-    log.info("kafka.resolving_classpath", pom=str(POM))
-    offline = subprocess.run([*command, "-o"], capture_output=True, text=True, check=False)
-    if offline.returncode != 0:
-        online = subprocess.run(command, capture_output=True, text=True, check=False)
-        if online.returncode != 0:
-            raise RuntimeError(
-                f"Maven could not resolve the Kafka broker from {POM}:\n{online.stdout[-3000:]}{online.stderr[-3000:]}"
-            )
-    cached.touch()  # Maven leaves an unchanged file as it was, older than the pom
-    return cached.read_text().strip()
+    return maven.classpath(POM, CLASSPATH_CACHE, "the Kafka broker")
 
 
 def prepare(settings: Settings) -> list[str]:
