@@ -58,7 +58,7 @@ from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from deploy import processes, services
 from deploy.demo_site import load_articles
-from deploy.scripted_annotator import ANNOTATOR_USERNAME, annotator_password, ensure_annotator, normalise_url
+from deploy.scripted_annotator import annotator_session, normalise_url
 from deploy.workers import WORKERS, start_workers, stop_workers
 from producers.seed import seed_requests
 from streams import bus, topics
@@ -278,15 +278,8 @@ def kill_one(settings: Settings, rng: random.Random, began: float) -> Kill | Non
 
 def label_burst(settings: Settings, answers: Mapping[str, str], burst: int, done: dict[int, str]) -> int:
     """Label up to `burst` unlabelled passages of the soak's articles as the scripted annotator does."""
-    admin_password = secrets.load_or_create(settings.secrets_file).doccano_password
-    password = annotator_password(admin_password)
-    with DoccanoClient(settings.doccano_url, settings.doccano_username, admin_password) as admin:
-        admin.login()
-        project = ensure_sentiment_project(admin, settings.doccano_project)
-        ensure_annotator(admin, project.id, password)
     labelled = 0
-    with DoccanoClient(settings.doccano_url, ANNOTATOR_USERNAME, password) as annotator:
-        annotator.login()
+    with annotator_session(settings) as (annotator, project):
         for example in list(annotator.iter_examples(project.id, confirmed=False)):
             if labelled >= burst:
                 break

@@ -13,19 +13,22 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
+from consumers.doccano_client import ClassificationProject, DoccanoClient, ensure_sentiment_project
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from deploy.demo_site import Article, article_url, load_articles
 
-__all__ = ["ANNOTATOR_USERNAME", "LabelPlan", "answer_key", "plan_labels", "annotator_password", "annotate", "main"]
+__all__ = [
+    "ANNOTATOR_USERNAME", "LabelPlan", "answer_key", "plan_labels", "annotator_password", "annotator_session", "annotate", "main",
+]
 
 log = structlog.get_logger()
 
@@ -82,17 +85,25 @@ class AnnotationReport:
     already_labelled: int = 0
 
 
-def annotate(settings: Settings, limit: int) -> AnnotationReport:
+@contextmanager
+def annotator_session(settings: Settings) -> Iterator[tuple[DoccanoClient, ClassificationProject]]:
+    """The scripted annotator logged in to doccano, and the sentiment project it labels (its user and
+    membership made first if missing)."""
     admin_password = secrets.load_or_create(settings.secrets_file).doccano_password
     password = annotator_password(admin_password)
     with DoccanoClient(settings.doccano_url, settings.doccano_username, admin_password) as admin:
         admin.login()
         project = ensure_sentiment_project(admin, settings.doccano_project)
         ensure_annotator(admin, project.id, password)
-    answers = answer_key(load_articles(), settings.demo_site_url)
-    report = AnnotationReport()
     with DoccanoClient(settings.doccano_url, ANNOTATOR_USERNAME, password) as annotator:
         annotator.login()
+        yield annotator, project
+
+
+def annotate(settings: Settings, limit: int) -> AnnotationReport:
+    answers = answer_key(load_articles(), settings.demo_site_url)
+    report = AnnotationReport()
+    with annotator_session(settings) as (annotator, project):
         # Read the list first: confirming examples while paging through `confirmed=false` would skip some.
         plan = plan_labels(list(annotator.iter_examples(project.id, confirmed=False)), answers)
         report.unmatched = len(plan.unmatched)
