@@ -11,7 +11,6 @@ cancels the running run the same way.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 import uuid
@@ -23,7 +22,7 @@ import structlog
 from confluent_kafka import KafkaException, TopicPartition
 
 from ctrlgpt.lifecycle import stop_on_signals
-from ctrlgpt.retry import retrying
+from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.bus import Received
@@ -38,6 +37,8 @@ __all__ = ["TrainingScheduler", "policy_of", "serve", "main"]
 log = structlog.get_logger()
 
 STAGE = "train"
+# A consumer that ran this long before failing was healthy: its next restart waits the first delay again.
+HEALTHY_RUN_S = 300.0
 
 StartRun = Callable[[str, threading.Event], object]
 
@@ -262,12 +263,19 @@ def consume_through_outages(
     from the last commit. What was read but not committed comes again: a label id already pending
     counts once, and a command read twice at worst asks for the same run or cancel again.
     """
-    # retrying gives up (re-raising Kafka's error) only once `stop` is set: stopping anyway, and the next
-    # start reads on from the last commit.
-    with contextlib.suppress(KafkaException, bus.ServiceUnavailable):
-        for attempt in retrying((KafkaException, bus.ServiceUnavailable), what=f"trainer consuming {topic.name}", stop=stop):
-            with attempt:
-                bus.consume(settings, group=group, topic=topic, stage=STAGE, write=write, stop=stop)
+    backoff = Backoff()
+    while not stop.is_set():
+        began = time.monotonic()
+        try:
+            bus.consume(settings, group=group, topic=topic, stage=STAGE, write=write, stop=stop)
+        except (KafkaException, bus.ServiceUnavailable) as exc:
+            # A consumer that ran well for a while starts again from the first delay: weeks of
+            # operation must not leave every later outage on the longest wait.
+            if time.monotonic() - began > HEALTHY_RUN_S:
+                backoff.reset()
+            delay = backoff.next_delay()
+            log.warning("trainer.consumer_restarting", topic=topic.name, error=str(exc), retry_in_s=round(delay, 2))
+            stop.wait(delay)
 
 
 def main(settings: Settings, args: object) -> int:
