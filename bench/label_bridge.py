@@ -51,45 +51,38 @@ from deploy.postgres import server as postgres
 from streams import topics
 
 
-def service_processes(settings: Settings) -> dict[str, list[psutil.Process]]:
-    """Each service's processes (its process group: doccano's workers, PostgreSQL's backends)."""
-    found: dict[str, list[psutil.Process]] = {}
+def service_leaders(settings: Settings) -> dict[str, psutil.Process]:
+    """Each service's first process: the leader of its process group."""
+    leaders = {}
     for name in ("doccano", "postgres", "connect"):
         pid = processes.running_pid(settings, name)
         if pid is None:
             raise SystemExit(f"{name} is not running: `ctrlgpt services up` first")
-        group = os.getpgid(pid)
-        found[name] = [p for p in psutil.process_iter() if _pgid(p.pid) == group]
-    return found
+        leaders[name] = psutil.Process(pid)
+    return leaders
 
 
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
+def _group_cpu_s(leader: psutil.Process) -> float:
+    """CPU seconds of the leader's process group so far: every live member, plus the children the
+    leader has reaped (PostgreSQL starts a backend per connection, doccano one per request)."""
+    group, total = os.getpgid(leader.pid), 0.0
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == group:
+                cpu = process.cpu_times()
+                total += cpu.user + cpu.system
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    cpu = leader.cpu_times()
+    return total + cpu.children_user + cpu.children_system
 
 
-def cpu_percent(groups: dict[str, list[psutil.Process]], window_s: float) -> dict[str, float]:
-    """% of one core each group used over `window_s` (processes that come and go during it are missed)."""
-
-    def times() -> dict[str, float]:
-        totals = {}
-        for name, members in groups.items():
-            total = 0.0
-            for process in members:
-                try:
-                    cpu = process.cpu_times()
-                    total += cpu.user + cpu.system
-                except psutil.NoSuchProcess:
-                    pass
-            totals[name] = total
-        return totals
-
-    before, began = times(), time.monotonic()
+def cpu_percent(leaders: dict[str, psutil.Process], window_s: float) -> dict[str, float]:
+    """% of one core each process group used over `window_s`."""
+    before, began = {name: _group_cpu_s(p) for name, p in leaders.items()}, time.monotonic()
     time.sleep(window_s)
-    after, elapsed = times(), time.monotonic() - began
-    return {name: 100 * (after[name] - before[name]) / elapsed for name in groups}
+    after, elapsed = {name: _group_cpu_s(p) for name, p in leaders.items()}, time.monotonic() - began
+    return {name: 100 * (after[name] - before[name]) / elapsed for name in leaders}
 
 
 def fill(settings: Settings, project: ClassificationProject, size: int, user_id: int) -> None:
@@ -173,7 +166,10 @@ def old_bridge_command(settings: Settings, revision: str, directory: Path) -> li
 def bridge_running(command: list[str], log_path: Path) -> Iterator[psutil.Process]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     with log_path.open("ab") as log:
-        child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # A session of its own: its CPU is measured by process group, apart from the bench's.
+        child = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         time.sleep(8)  # start-up (transactions, state, group join) is not what is measured
         if child.poll() is not None:
@@ -260,10 +256,10 @@ def main() -> None:
         for size in (int(s) for s in args.sizes.split(",")):
             fill(settings, project, size, admin_id)
             skip_history(settings)
-            alone = cpu_percent(service_processes(settings), args.window_s)
+            alone = cpu_percent(service_leaders(settings), args.window_s)
             report.add(f"{size} labelled, no bridge: CPU % of one core", _split(alone), **{f"alone_{size}": sum(alone.values())})
             with bridge_running(bridge_command(settings), log_path) as bridge:
-                groups = {"bridge": [bridge], **service_processes(settings)}
+                groups = {"bridge": bridge, **service_leaders(settings)}
                 idle = cpu_percent(groups, args.window_s)
                 report.add(f"{size} labelled, idle: CPU % of one core", _split(idle), **{f"idle_{size}": sum(idle.values())})
                 watcher = EventWatcher(settings)
@@ -285,7 +281,7 @@ def main() -> None:
                 # The secrets file is the stack's; the old bridge's cursors go to the bench's directory.
                 (workdir / "secrets.json").write_bytes(settings.secrets_file.read_bytes())
                 with bridge_running(old_bridge_command(settings, args.old_rev, workdir), log_path) as old:
-                    idle_old = cpu_percent({"bridge": [old], **service_processes(settings)}, args.window_s)
+                    idle_old = cpu_percent({"bridge": old, **service_leaders(settings)}, args.window_s)
                 report.add(f"{size} labelled, old polling bridge idle: CPU % of one core", _split(idle_old),
                            **{f"old_idle_{size}": sum(idle_old.values())})
     finally:

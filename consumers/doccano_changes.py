@@ -16,6 +16,7 @@ from typing import Any
 __all__ = ["ExampleChange", "MalformedChange", "example_change"]
 
 EXAMPLES_TABLE = "examples_example"
+CATEGORIES_TABLE = "labels_category"
 
 
 class MalformedChange(ValueError):
@@ -29,11 +30,15 @@ class ExampleChange:
     `project_id` is known for changes of the example row itself; `created` marks a new
     example (or one read by Debezium's first snapshot): the row alone changes no label,
     it tells the bridge the example's project; its annotations' own rows follow.
+    `category_type_id`: a category annotation's type (each project has its own types, so
+    it tells the project too); `text_annotation`: a row of the text (seq2seq) tables.
     """
 
     example_id: int
     project_id: int | None = None
     created: bool = False
+    category_type_id: int | None = None
+    text_annotation: bool = False
 
 
 def _table_of(topic: str) -> str:
@@ -63,6 +68,10 @@ def example_change(topic: str, value: bytes | None) -> ExampleChange | None:
     row = envelope.get("before") if op == "d" else envelope.get("after")
     if not isinstance(row, dict):
         raise MalformedChange(f"op {op!r} without its row")
-    if _table_of(topic) == EXAMPLES_TABLE:
+    table = _table_of(topic)
+    if table == EXAMPLES_TABLE:
         return ExampleChange(_positive_int(row, "id"), _positive_int(row, "project_id"), created=op in ("c", "r"))
-    return ExampleChange(_positive_int(row, "example_id"))
+    if table == CATEGORIES_TABLE:
+        return ExampleChange(_positive_int(row, "example_id"), category_type_id=_positive_int(row, "label_id"))
+    # A text annotation or an example's check mark: both matter in the expansion project only.
+    return ExampleChange(_positive_int(row, "example_id"), text_annotation=True)

@@ -163,6 +163,7 @@ class LabelBridge:
         self._names = (sentiment_project, expansion_project, comparison_project)
         self._proposer = proposer
         self._projects: dict[int, Project] = {}
+        self._category_type_projects: dict[int, int] = {}
         self._usernames: dict[int, str] = {}
         self._state: dict[tuple[int, int], ExampleLabels] = {}
         # example id -> project id, learnt from the example rows' changes: tells, without asking
@@ -191,6 +192,9 @@ class LabelBridge:
             expansion_id: Project("expansion", expansion_id, {}),
             comparison.id: Project("comparison", comparison.id, _texts(comparison.label_ids)),
         }
+        self._category_type_projects = {
+            type_id: project.project_id for project in self._projects.values() for type_id in project.label_texts
+        }
         log.info("label_bridge.ready", projects={p.kind: p.project_id for p in self._projects.values()})
 
     def load(self, states: Iterable[ExampleLabels]) -> None:
@@ -204,15 +208,22 @@ class LabelBridge:
         """Read each changed example once and return what to publish; the state is left as it is (`apply`)."""
         if not self._projects:
             raise RuntimeError("setup() first")
-        to_read: set[int] = set()
+        to_read: dict[int, set[ProjectKind]] = {}
         for change in changes:
             if change.project_id is not None:
                 self._example_projects[change.example_id] = change.project_id
+            elif change.category_type_id is not None:
+                # Category types are per project: a type of none of ours is another project's example.
+                owner = self._category_type_projects.get(change.category_type_id)
+                if owner is None:
+                    continue
+                self._example_projects[change.example_id] = owner
             if not change.created:
-                to_read.add(change.example_id)
+                kinds = to_read.setdefault(change.example_id, set())
+                kinds.update(("expansion",) if change.text_annotation else ("sentiment", "expansion", "comparison"))
         outcome = Outcome()
-        for example_id in sorted(to_read):
-            for project in self._projects_of(example_id):
+        for example_id, kinds in sorted(to_read.items()):
+            for project in self._projects_of(example_id, kinds):
                 self._compare(project, example_id, outcome)
         return outcome
 
@@ -224,14 +235,17 @@ class LabelBridge:
             else:
                 self._state[ref] = labels
 
-    def _projects_of(self, example_id: int) -> Iterator[Project]:
+    def _projects_of(self, example_id: int, kinds: set[ProjectKind]) -> Iterator[Project]:
         known = self._example_projects.get(example_id)
         if known is not None:
             if known in self._projects:
                 yield self._projects[known]
             return
-        # Not seen yet (its row's change is on another topic, maybe later in the stream): ask each project.
+        # Not seen yet (its row's change is on another topic, maybe later in the stream): ask the
+        # projects it may belong to (a text annotation or a check mark: the expansion project only).
         for project in self._projects.values():
+            if project.kind not in kinds:
+                continue
             if self._client.get_example(project.project_id, example_id) is not None:
                 self._example_projects[example_id] = project.project_id
                 yield project
