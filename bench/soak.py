@@ -333,7 +333,7 @@ def index_versions(settings: Settings, urls: Iterable[str]) -> dict[str, int]:
     found = {}
     ids = list(by_id)
     for start in range(0, len(ids), 500):
-        answer = es.mget(index=settings.es_index, ids=ids[start : start + 500], source=False, version=True)
+        answer = es.mget(index=settings.es_index, ids=ids[start : start + 500], source=False)  # _version comes with every doc
         for doc in answer["docs"]:
             if doc.get("found"):
                 found[by_id[doc["_id"]]] = int(doc["_version"])

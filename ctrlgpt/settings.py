@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     postgres_user: str = Field("postgres", description="System user that owns and runs the PostgreSQL cluster (it refuses root).")
     connect_url: str = Field("http://127.0.0.1:8083", description="REST address of the local Kafka Connect worker (bound to 127.0.0.1).")
     connect_group: str = Field("ctrlgpt-connect", description="Group id of the Kafka Connect cluster; its internal topics are named after it.")
+    connect_rebalance_delay_s: float = Field(
+        10.0, ge=0, description="How long Kafka Connect keeps a departed worker's connector for it before giving it to another "
+        "(scheduled.rebalance.max.delay.ms); a worker that rejoined after a broker outage counts as departed.",
+    )
     cdc_topic_prefix: str = Field("ctrlgpt.cdc.doccano", description="Debezium's topic.prefix: change topics are <prefix>.public.<table>.")
 
     # Crawler

@@ -86,6 +86,10 @@ def worker_properties(settings: Settings) -> str:
         "key.converter.schemas.enable": "false",
         "value.converter.schemas.enable": "false",
         "offset.flush.interval.ms": "5000",
+        # A worker whose broker was away past its poll timeout leaves the group and rejoins as a new
+        # member; by default its connector is held for the old member for 5 minutes (seen: labels
+        # stalled that long after a one-minute broker outage). A short delay reassigns it at once.
+        "scheduled.rebalance.max.delay.ms": str(int(settings.connect_rebalance_delay_s * 1000)),
         "config.providers": "file",
         "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
     }
