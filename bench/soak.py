@@ -3,7 +3,10 @@
     .venv/bin/python bench/soak.py [--minutes 30] [--kill-every 180] [--wave-pages 40] [--wave-every 150]
                                    [--label-burst 25] [--label-every 240] [--fetch-mode browser] [--seed 0]
 
-Needs the local services (`ctrlgpt services up`). The bench stops the workers that run,
+Needs the local services (`ctrlgpt services up`), on a data directory of its own
+(`CTRLGPT_DATA_DIR`): its articles are recombined from the demo's 30, so the pages of an earlier
+soak on the same stack make every new one a near duplicate, which is indexed but never sent to
+labeling (a second run there labels nothing). The bench stops the workers that run,
 starts them again under the supervisor with its training settings (small runs, so that
 several finish within the soak), and serves a site of its own on a free port: every
 `--wave-every` seconds a new wave of `--wave-pages` generated articles (bench/ingest_corpus.py)
