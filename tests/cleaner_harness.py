@@ -30,7 +30,7 @@ WORDS = (
 ).split()
 
 
-def article(seed: int, paragraphs: int = 30) -> str:
+def article(seed: int | str, paragraphs: int = 30) -> str:
     rng = random.Random(seed)
     return "\n".join(
         "<p>" + " ".join(rng.choice(WORDS) for _ in range(70)).capitalize() + ".</p>" for _ in range(paragraphs)

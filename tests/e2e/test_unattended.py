@@ -12,13 +12,13 @@ exactly one `created` label event.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 import uuid
 from collections import Counter
 
 import pytest
+from cleaner_harness import article, html
 from crawl_sites import Site, fixed, html_page, serve
 from elasticsearch import Elasticsearch, helpers
 from faults import kill_service, kill_worker, start_service, wait_restarted
@@ -36,37 +36,19 @@ from trainer.snapshot import read_snapshot
 pytestmark = pytest.mark.e2e
 
 KILL_ORDER = ("crawler", "cleaner", "index-sink", "doccano-sink", "label-bridge", "trainer", "api")
+# Texts are seeded by the run too: pages of an earlier run with the same text would be near
+# duplicates, which are indexed but never sent to labeling.
 RAW_PAGES = 120
 LATE_PAGES = 30  # published after the broker came back
 SITE_PAGES = 12
 LABELS = 30
 BROKER_OUTAGE_S = 60
-WORDS = (
-    "harbour river ferry morning village market bread coffee train station mountain valley story council budget "
-    "school garden festival music theatre bridge winter summer crowd street window light evening night city coast "
-    "island fisherman baker teacher doctor rain wind snow road field forest lake bird dog house door table chair"
-).split()
-
-
-def _text(seed: str, paragraphs: int = 6) -> str:
-    # Seeded by the run too: pages of an earlier run with the same text would be near duplicates,
-    # which are indexed but never sent to labeling.
-    rng = random.Random(seed)
-    return "".join(
-        "<p>" + " ".join(rng.choice(WORDS) for _ in range(60)).capitalize() + ".</p>" for _ in range(paragraphs)
-    )
-
-
-def _html(title: str, body: str) -> str:
-    return f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>{body}</article></body></html>"
-
-
 def _site(run: str) -> Site:
     routes = {"/robots.txt": fixed((200, {"Content-Type": "text/plain"}, b"User-agent: *\nAllow: /\n"))}
     links = [f"/article-{i}.html" for i in range(SITE_PAGES)]
     routes["/"] = fixed(html_page(f"Index {run}", *links))
     for i, link in enumerate(links):
-        body = _html(f"Site article {i} of {run}", _text(f"{run}-site-{i}")).encode()
+        body = html(f"Site article {i} of {run}", article(f"{run}-site-{i}", paragraphs=6)).encode()
         routes[link] = fixed((200, {"Content-Type": "text/html; charset=utf-8"}, body))
     return Site(routes)
 
@@ -143,8 +125,8 @@ def test_each_worker_killed_in_turn_is_restarted_and_nothing_is_lost_or_doubled(
             def publish_raw(numbers: range) -> None:
                 for i in numbers:
                     url = raw_urls[i]
-                    html = _html(f"Page {i} {run}", _text(f"{run}-raw-{i}"))
-                    bus.publish(producer, topics.PAGES_RAW, PageFetched(url=url, final_url=url, crawl_id=run, status=200, html=html))
+                    page = html(f"Page {i} {run}", article(f"{run}-raw-{i}", paragraphs=6))
+                    bus.publish(producer, topics.PAGES_RAW, PageFetched(url=url, final_url=url, crawl_id=run, status=200, html=page))
 
             publish_raw(range(RAW_PAGES))
             for request in seed_requests([site.url], crawl_id=run, max_depth=1, allowed_domains=[], fetch_mode="browser"):
