@@ -32,7 +32,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def loop(settings) -> Iterator[LoopReport]:
-    yield run_loop(settings, timeout=1500)
+    # Generous: at start the trainer also runs on what earlier tests left on Kafka (no version yet).
+    yield run_loop(settings, timeout=2400)
     # The workers would go on training on what later tests publish: stop them with the module.
     stop_workers(settings)
 
