@@ -59,9 +59,15 @@ def served_version(settings: Settings) -> str | None:
 
 
 def run_ended_since(settings: Settings, since: datetime) -> TrainingRunProgressed | None:
-    """The first training run to finish after `since` (promoted, rejected by the gate, or failed)."""
+    """The first training run started after `since` to finish (promoted, rejected by the gate, or failed).
+
+    A run already under way at `since` (the trainer's start-up run on what was on Kafka before) is not
+    the run on the new labels, however it ends."""
+    started: set[str] = set()
     for event in read_snapshot(settings, topics.TRAINING_RUNS).records:
-        if event.created_at > since and event.stage in ("done", "failed"):
+        if event.created_at > since and event.stage == "queued":
+            started.add(event.run_id)
+        elif event.run_id in started and event.stage in ("done", "failed"):
             return event
     return None
 
