@@ -72,23 +72,24 @@ def run_ended_since(settings: Settings, since: datetime) -> TrainingRunProgresse
     return None
 
 
-def model_settled(settings: Settings, previous_version: str | None, since: datetime) -> bool:
-    """The API serves the outcome of the first run since `since`: a new version, or the old one kept."""
-    served = served_version(settings)
-    if served not in (None, previous_version):
-        return True
+def model_settled(settings: Settings, since: datetime) -> bool:
+    """The API serves the outcome of the first run started after `since`: a new version, or the old one kept.
+
+    Only that run counts: a version promoted by a run already under way at `since` (the trainer's
+    start-up run on what was on Kafka before) is served first, and the run on the new labels comes after."""
     ended = run_ended_since(settings, since)
     if ended is None:
         return False
     if ended.stage == "failed":
         return True
+    served = served_version(settings)
     promoted = [
-        update
+        update.version
         for update in read_snapshot(settings, topics.MODEL_UPDATES).records
         if update.created_at > since and update.model_name == settings.policy_for(settings.target_sentiment)
     ]
-    # Promoted: wait for the API to swap. Rejected by the gate: the served version stays.
-    return not promoted and served is not None
+    # Promoted: wait for the API to swap to the newest. Rejected by the gate: the served version stays.
+    return served == promoted[-1] if promoted else served is not None
 
 
 def indexed_pages(es: Elasticsearch, settings: Settings, urls: list[str]) -> int:
@@ -169,7 +170,7 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
               + ("" if expect_new else " (not enough new labels: keeping the served model)"))
     if expect_new:
         wait_until(
-            lambda: model_settled(settings, previous_version, labels_from),
+            lambda: model_settled(settings, labels_from),
             what="a training run on the new labels", timeout=timeout, interval=3,
         )
         ended = run_ended_since(settings, labels_from)

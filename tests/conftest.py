@@ -14,6 +14,13 @@ from deploy.workers import stop_workers
 _demo_workers_stopped = False
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The end-to-end tests first, on the stack as a new user's `make demo` finds it: after the
+    # other tests, the trainer would start with their label events on Kafka and no version, and
+    # train on those (a start-up run of many minutes) before the loop's own run.
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()

@@ -193,7 +193,11 @@ def target_threshold(
     other_texts: Sequence[str],
 ) -> float:
     """Midpoint of the mean reward of labelled target and non-target passages: the reward
-    model's own boundary between "has the target sentiment" and "has not"."""
+    model's own boundary between "has the target sentiment" and "has not". Without labelled
+    passages on both sides (a run on ratings, preferences or expansions alone) there is no such
+    boundary: the reward's zero stands in, and the gate's other checks decide as before."""
+    if not target_texts or not other_texts:
+        return 0.0
     return (
         fmean(reward.score(reward_model, tokenizer, target_texts))
         + fmean(reward.score(reward_model, tokenizer, other_texts))

@@ -151,3 +151,9 @@ def test_the_evaluator_measures_every_figure_of_the_gate(policy, scorer, tokeniz
     assert without_judge.figures.judge_target_rate is None and without_judge.judge_probabilities is None
     assert {"x_judge_target_rate", "x_judge_target_mean"}.isdisjoint(without_judge.figures.as_metrics("x"))
     assert candidate.figures.as_metrics("x")["x_judge_target_mean"] == candidate.figures.judge_target_mean
+
+
+def test_without_labelled_passages_on_both_sides_the_threshold_is_the_rewards_zero() -> None:
+    # A run on ratings, preferences or expansions alone has no sentiment boundary to learn from.
+    assert evaluate.target_threshold(None, None, [], ["a negative passage"]) == 0.0
+    assert evaluate.target_threshold(None, None, ["a positive passage"], []) == 0.0
