@@ -11,9 +11,6 @@ from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from deploy.workers import stop_workers
 
-_demo_workers_stopped = False
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The end-to-end tests first, on the stack as a new user's `make demo` finds it: after the
     # other tests, the trainer would start with their label events on Kafka and no version, and
@@ -37,12 +34,10 @@ def doccano(settings: Settings) -> Iterator[DoccanoClient]:
     client.close()
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _no_demo_workers(request: pytest.FixtureRequest) -> None:
     # Tests that use the stack share the demo's broker and topics; the demo's workers would
-    # consume what a test publishes and answer in its place. The end-to-end test starts its own.
-    global _demo_workers_stopped
-    if _demo_workers_stopped or not any(request.node.get_closest_marker(m) for m in ("integration", "e2e")):
-        return
-    stop_workers(Settings())
-    _demo_workers_stopped = True
+    # consume what a test publishes and answer in its place. The end-to-end tests start their own:
+    # session scope, so that this runs before their module fixtures start them, never after.
+    if any(item.get_closest_marker(m) for item in request.session.items for m in ("integration", "e2e")):
+        stop_workers(Settings())
