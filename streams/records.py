@@ -19,8 +19,6 @@ __all__ = [
     "CrawlRequested",
     "PageFetched",
     "PageCleaned",
-    "FingerprintedPage",
-    "PagesFingerprinted",
     "SentimentLabel",
     "PreferenceLabel",
     "ExpansionLabel",
@@ -114,20 +112,6 @@ class PageCleaned(Record):
     near_duplicate_of: str | None = Field(
         None, description="URL of an earlier page with nearly the same text; sinks index it but do not send it to labeling."
     )
-
-
-class FingerprintedPage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    page: PageCleaned
-    simhash: int = Field(ge=0, lt=2**64)
-
-
-class PagesFingerprinted(Record):
-    """A batch of clean pages with their texts' SimHash, inside the cleaner app: from its cleaning
-    agent to its near-duplicate agent (streams.cleaner), before `near_duplicate_of` is known.
-    One record per cleaned batch: the hop costs per record, not per page."""
-
-    pages: list[FingerprintedPage] = Field(min_length=1)
 
 
 class SentimentLabel(BaseModel):

@@ -18,7 +18,6 @@ from streams.records import (
     ModelPromoted,
     PageCleaned,
     PageFetched,
-    PagesFingerprinted,
     Record,
     TrainingRequested,
     TrainingRunProgressed,
@@ -31,7 +30,6 @@ __all__ = [
     "STAGES",
     "DOCCANO_CHANGE_TABLES",
     "dead_letter_topic",
-    "fingerprinted_topic",
     "doccano_change_topic",
     "by_name",
 ]
@@ -101,12 +99,6 @@ def dead_letter_topic(stage: str) -> Topic:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     return Topic(f"ctrlgpt.dlq.{stage}", DeadLetter, key="key", partitions=1, retention_ms=30 * DAY_MS)
-
-
-def fingerprinted_topic(cleaner_app_id: str) -> Topic:
-    """The cleaner app's internal topic between its two agents (streams.cleaner), named after the app as
-    faust names a table's changelog. One partition, so that one near-duplicate table sees every page."""
-    return Topic(f"{cleaner_app_id}-fingerprinted", PagesFingerprinted, key="event_id", partitions=1, retention_ms=DAY_MS)
 
 
 # doccano's tables whose changes Debezium streams (deploy.connect) and the label bridge reads:
