@@ -1,8 +1,10 @@
 """A topic's records from the beginning to its current end, read without a consumer group's commits.
 
-A training run trains on everything published so far: it assigns every partition from its low
-watermark and stops at the high watermark it saw when it began (records written later are the
-next run's). Undecodable records are skipped and counted: their producing stage dead-lettered them.
+For whoever needs a topic as it stands, not a place in a group: a training run (everything published
+so far), the admin API and the demo (the runs and model updates so far), the benches. Every partition
+is assigned from its low watermark and read up to the high watermark seen when reading began (records
+written later are the next reader's). Undecodable records are skipped and counted: their producing
+stage dead-lettered them.
 """
 
 from __future__ import annotations
