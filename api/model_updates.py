@@ -34,13 +34,13 @@ from api.served_model import Fallback, ModelHolder, ModelHolders
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from streams import bus, topics
-from streams.records import ModelLoadFailed, ModelPromoted
+from streams.records import ModelLoadFailed, ModelPromoted, Stage
 from streams.topics import ContractError, Topic
 from trainer import devices
 
 log = structlog.get_logger()
 
-STAGE = "api"
+STAGE: Stage = "api"
 
 
 @dataclass(frozen=True)

@@ -58,13 +58,13 @@ from ctrlgpt.retry import Backoff, retrying
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.bus import Outgoing, ServiceUnavailable, dead_letter, ensure_topics, make_consumer, make_producer
-from streams.records import LabelRecorded, Record
+from streams.records import LabelRecorded, Record, Stage
 
 __all__ = ["ExampleLabels", "LabelBridge", "Outcome", "state_topic", "change_topics", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "labels"
+STAGE: Stage = "labels"
 BATCH_SIZE = 500
 # A dead letter keeps at most this much of what it could not use (a pointer to the offset says where the rest is).
 EXCERPT_BYTES = 64 * 1024

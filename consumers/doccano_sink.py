@@ -30,13 +30,13 @@ from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.bus import Received, RecordRejected, ServiceUnavailable, run_sink
-from streams.records import PageCleaned
+from streams.records import PageCleaned, Stage
 
 __all__ = ["PassageSink", "passage_meta", "expansion_key", "expansion_example", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "doccano"
+STAGE: Stage = "doccano"
 GROUP = "ctrlgpt-doccano"
 
 

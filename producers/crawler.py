@@ -43,13 +43,13 @@ from producers.politeness import Politeness, Unreachable
 from producers.retry_after import HONOURED_STATUSES, retry_after_s
 from streams import bus, topics
 from streams.bus import Received, ServiceUnavailable
-from streams.records import CrawlRequested, PageFetched
+from streams.records import CrawlRequested, PageFetched, Stage
 
 __all__ = ["STAGE", "Crawler", "run", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "crawl"
+STAGE: Stage = "crawl"
 # A batch is committed only once all its pages are fetched; a small one keeps the
 # worst case (every page timing out through all its retries) far below max.poll.interval.ms.
 BATCH_SIZE = 5

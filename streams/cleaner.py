@@ -38,7 +38,7 @@ from streams.cleaner_topics import FingerprintedPage, PagesFingerprinted
 from streams.cleaning import PageRejected, clean_page
 from streams.near_duplicates import BandIndex, check_and_remember, simhashes
 from streams.partition_progress import OffsetWatch, Rewind
-from streams.records import PageCleaned, PageFetched
+from streams.records import PageCleaned, PageFetched, Stage
 from streams.topics import ContractError
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
     "main",
 ]
 
-STAGE = "clean"
+STAGE: Stage = "clean"
 # Raw pages can be large; the same bound as the confluent producers of streams.bus.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 # Room for a record's envelope (event id, schema version, the list's commas) and Kafka's framing: the

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "Stage",
+    "RunStage",
     "Record",
     "CrawlRequested",
     "PageFetched",
@@ -29,6 +31,15 @@ __all__ = [
     "ModelPromoted",
     "ModelLoadFailed",
     "DeadLetter",
+]
+
+
+# The stages that consume a topic: each has its dead-letter topic (streams.topics.dead_letter_topic),
+# names its dead letters and its log lines with it.
+Stage = Literal["crawl", "clean", "index", "doccano", "labels", "train", "api"]
+# The stages of a training run, as `TrainingRunProgressed` announces them.
+RunStage = Literal[
+    "queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done", "failed", "cancelled"
 ]
 
 
@@ -175,9 +186,7 @@ class TrainingRunProgressed(Record):
     """Progress of a training run: one per stage change and every few steps."""
 
     run_id: str
-    stage: Literal[
-        "queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done", "failed", "cancelled"
-    ]
+    stage: RunStage
     step: int = 0
     total_steps: int = 0
     loss: float | None = None
@@ -215,7 +224,7 @@ class ModelLoadFailed(Record):
 class DeadLetter(Record):
     """A record a stage could not parse or process, with why and where it came from."""
 
-    stage: str
+    stage: Stage
     source_topic: str
     partition: int | None = None
     offset: int | None = None

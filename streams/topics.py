@@ -7,6 +7,7 @@ name as a string. `encode`/`decode` are the only way records cross the wire.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
 
 from pydantic import ValidationError
 
@@ -19,6 +20,7 @@ from streams.records import (
     PageCleaned,
     PageFetched,
     Record,
+    Stage,
     TrainingRequested,
     TrainingRunProgressed,
 )
@@ -91,11 +93,11 @@ MODEL_LOAD_FAILURES = Topic(
     "ctrlgpt.models.load-failures", ModelLoadFailed, key="version", partitions=1, retention_ms=30 * DAY_MS
 )
 
-# The stages that consume a topic; each has its dead-letter topic.
-STAGES = ("crawl", "clean", "index", "doccano", "labels", "train", "api")
+STAGES: tuple[Stage, ...] = get_args(Stage)
 
 
-def dead_letter_topic(stage: str) -> Topic:
+def dead_letter_topic(stage: Stage) -> Topic:
+    # The Literal catches a misspelt stage in a type checker; this, at run time.
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     return Topic(f"ctrlgpt.dlq.{stage}", DeadLetter, key="key", partitions=1, retention_ms=30 * DAY_MS)

@@ -26,7 +26,7 @@ from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.bus import Received
-from streams.records import LabelRecorded, TrainingRequested
+from streams.records import LabelRecorded, Stage, TrainingRequested
 from streams.topics import Topic
 from trainer import devices, hf, operations, pipeline
 from trainer.progress import RunCancelled
@@ -36,7 +36,7 @@ __all__ = ["TrainingScheduler", "policy_of", "serve", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "train"
+STAGE: Stage = "train"
 # A consumer that ran this long before failing was healthy: its next restart waits the first delay again.
 HEALTHY_RUN_S = 300.0
 
