@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import structlog
@@ -19,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
-from streams import bus
+from streams import bus, groups
 from streams.records import Record
 from streams.topics import ContractError, Topic
 
@@ -52,7 +51,7 @@ def read_snapshot_when_kafka_is_back(settings: Settings, topic: Topic, stop: thr
 
 def read_snapshot(settings: Settings, topic: Topic, timeout: float = READ_TIMEOUT_S) -> TopicSnapshot:
     """Read a topic from the beginning to its current high watermarks, without a consumer group's commits."""
-    consumer = bus.make_consumer(settings, f"ctrlgpt-train-reader-{uuid.uuid4().hex}", **{"enable.partition.eof": True})
+    consumer = bus.make_consumer(settings, groups.snapshot_reader(), **{"enable.partition.eof": True})
     try:
         metadata = consumer.list_topics(topic.name, timeout=10).topics[topic.name]
         if metadata.error is not None:
