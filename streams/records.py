@@ -1,4 +1,4 @@
-"""Typed, versioned records: the payload of every ctrlgpt topic.
+"""Typed, versioned records: the payload of every topic ctrlgpt's services exchange.
 
 Every record carries `schema_version`; a consumer refuses a version it does not
 know (the record goes to the dead-letter topic) rather than guessing. A record is

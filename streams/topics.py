@@ -1,7 +1,9 @@
-"""The topic registry: every ctrlgpt topic, defined once, with its record type.
+"""The topic registry: every topic ctrlgpt's services exchange records on, defined once, with its record type.
 
 Services import the `Topic` objects below (`topics.PAGES_CLEAN`), never a topic
 name as a string. `encode`/`decode` are the only way records cross the wire.
+A service's internal topics are its own (the cleaner's: streams.cleaner_topics; the label bridge's
+state: consumers.doccano_labels.state_topic).
 """
 
 from __future__ import annotations
