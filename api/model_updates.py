@@ -33,14 +33,14 @@ from api.model_loader import load_version
 from api.served_model import Fallback, ModelHolder, ModelHolders
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
-from streams import bus, topics
-from streams.records import ModelLoadFailed, ModelPromoted
+from streams import bus, groups, topics
+from streams.records import ModelLoadFailed, ModelPromoted, Stage
 from streams.topics import ContractError, Topic
 from trainer import devices
 
 log = structlog.get_logger()
 
-STAGE = "api"
+STAGE: Stage = "api"
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def replica_id(settings: Settings) -> str:
 
 
 def consumer_group(settings: Settings) -> str:
-    return f"ctrlgpt-api-{replica_id(settings)}"
+    return groups.api_replica(replica_id(settings))
 
 
 def latest_for(announcements: Sequence[Announcement], model_name: str) -> tuple[Announcement | None, list[str]]:

@@ -12,7 +12,6 @@ then keeps polling (librdkafka reconnects by itself) and never dies of one bad r
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -21,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ctrlgpt.retry import Backoff, retrying
 from ctrlgpt.settings import Settings
-from streams import topics
+from streams import groups, topics
 from streams.records import ModelPromoted, TrainingRunProgressed
 from streams.topics import ContractError
 
@@ -115,7 +114,7 @@ class EventFollower:
         consumer = Consumer(
             {
                 "bootstrap.servers": self._settings.kafka_bootstrap,
-                "group.id": f"ctrlgpt-ops-observer-{uuid.uuid4().hex}",  # never commits: a fresh read each start
+                "group.id": groups.ops_observer(),  # never commits: a fresh read each start
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
             }

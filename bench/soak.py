@@ -66,7 +66,7 @@ from deploy.workers import WORKERS, start_workers, stop_workers
 from producers.seed import seed_requests
 from streams import bus, topics
 from streams.records import DeadLetter, LabelRecorded, PageCleaned
-from trainer.snapshot import read_snapshot
+from streams.snapshot import read_snapshot
 
 KILLABLE = ("crawler", "cleaner", "index-sink", "doccano-sink", "label-bridge", "trainer", "api")
 RESTART_TIMEOUT_S = 120.0

@@ -56,15 +56,15 @@ from ctrlgpt import secrets
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.retry import Backoff, retrying
 from ctrlgpt.settings import Settings
-from streams import topics
+from streams import groups, topics
 from streams.bus import Outgoing, ServiceUnavailable, dead_letter, ensure_topics, make_consumer, make_producer
-from streams.records import LabelRecorded, Record
+from streams.records import LabelRecorded, Record, Stage
 
 __all__ = ["ExampleLabels", "LabelBridge", "Outcome", "state_topic", "change_topics", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "labels"
+STAGE: Stage = "labels"
 BATCH_SIZE = 500
 # A dead letter keeps at most this much of what it could not use (a pointer to the offset says where the rest is).
 EXCERPT_BYTES = 64 * 1024
@@ -314,7 +314,7 @@ def _texts(label_ids: dict[str, int]) -> dict[int, str]:
 def read_state(settings: Settings, state: topics.Topic, stop: threading.Event) -> list[ExampleLabels]:
     """The latest committed state of every example, read from the start of the state topic to its end."""
     consumer = make_consumer(
-        settings, f"{settings.label_bridge_group}-state-reader", **{"enable.partition.eof": True}
+        settings, groups.label_bridge_state_reader(settings.label_bridge_group), **{"enable.partition.eof": True}
     )
     try:
         partitions = consumer.list_topics(state.name, timeout=30).topics[state.name].partitions

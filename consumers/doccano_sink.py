@@ -28,16 +28,15 @@ from consumers.passages import split_passages
 from ctrlgpt import secrets
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
-from streams import topics
+from streams import groups, topics
 from streams.bus import Received, RecordRejected, ServiceUnavailable, run_sink
-from streams.records import PageCleaned
+from streams.records import PageCleaned, Stage
 
 __all__ = ["PassageSink", "passage_meta", "expansion_key", "expansion_example", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "doccano"
-GROUP = "ctrlgpt-doccano"
+STAGE: Stage = "doccano"
 
 
 def passage_meta(page: PageCleaned, index: int, key: str) -> dict[str, object]:
@@ -183,5 +182,5 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         project_name=settings.doccano_project,
         expansion_project_name=settings.doccano_expansion_project,
     )
-    run_sink(settings, sink, group=GROUP, topic=topics.PAGES_CLEAN, stage=STAGE, stop=stop)
+    run_sink(settings, sink, group=groups.DOCCANO_SINK, topic=topics.PAGES_CLEAN, stage=STAGE, stop=stop)
     return 0

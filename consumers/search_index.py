@@ -19,13 +19,13 @@ from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.bus import Received, RecordRejected, ServiceUnavailable, run_sink
-from streams.records import PageCleaned
+from streams.records import PageCleaned, Stage
 
 __all__ = ["PageIndexSink", "document_id", "page_document", "index_template", "has_english_analyzer", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "index"
+STAGE: Stage = "index"
 
 
 def document_id(url: str) -> str:

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams import groups
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,7 +42,7 @@ class Settings(BaseSettings):
     # Elasticsearch
     es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL.")
     es_index: str = Field("ctrlgpt-pages", description="Index (alias) holding clean pages.")
-    es_sink_group: str = Field("ctrlgpt-index", description="Consumer group of the index sink (another one re-reads the clean pages from the start).")
+    es_sink_group: str = Field(groups.INDEX_SINK, description="Consumer group of the index sink (another one re-reads the clean pages from the start).")
     es_version: str = Field("8.19.21", description="Elasticsearch server version fetched from Maven Central.")
     es_java_home: Path = Field(Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs Elasticsearch.")
     es_user: str = Field("ctrlgpt-es", description="Dedicated non-root user that runs Elasticsearch.")
@@ -52,7 +54,7 @@ class Settings(BaseSettings):
     doccano_expansion_project: str = Field("ctrlgpt expansions", description="doccano seq2seq project: page title and summary -> body, for review.")
     doccano_comparison_project: str = Field("ctrlgpt comparisons", description="doccano project ranking two generations: A better, B better, tie.")
     doccano_database: str = Field("doccano", description="PostgreSQL database (and role) doccano keeps its data in; the role's password lives in the secrets file.")
-    label_bridge_group: str = Field("ctrlgpt-label-bridge", description="Consumer group of the label bridge on the CDC topics; also its transactional.id.")
+    label_bridge_group: str = Field(groups.LABEL_BRIDGE, description="Consumer group of the label bridge on the CDC topics; also its transactional.id.")
     label_bridge_max_poll_interval_ms: int = Field(300_000, ge=1000, description="The label bridge's max.poll.interval.ms (its session timeout is at most this); it keeps polling through outages, so a low value only speeds up tests.")
 
     # PostgreSQL and Kafka Connect
@@ -60,7 +62,7 @@ class Settings(BaseSettings):
     postgres_bin_dir: Path = Field(Path("/usr/lib/postgresql/15/bin"), description="Directory of Debian's PostgreSQL 15 server binaries (initdb, postgres, pg_isready).")
     postgres_user: str = Field("postgres", description="System user that owns and runs the PostgreSQL cluster (it refuses root).")
     connect_url: str = Field("http://127.0.0.1:8083", description="REST address of the local Kafka Connect worker (bound to 127.0.0.1).")
-    connect_group: str = Field("ctrlgpt-connect", description="Group id of the Kafka Connect cluster; its internal topics are named after it.")
+    connect_group: str = Field(groups.CONNECT, description="Group id of the Kafka Connect cluster; its internal topics are named after it.")
     connect_rebalance_delay_s: float = Field(
         10.0, ge=0, description="How long Kafka Connect keeps a departed worker's connector for it before giving it to another "
         "(scheduled.rebalance.max.delay.ms); a worker that rejoined after a broker outage counts as departed.",
@@ -81,7 +83,7 @@ class Settings(BaseSettings):
     crawl_per_origin_concurrency: int = Field(1, ge=1, description="Fetches in flight per origin, at most (different origins go in parallel).")
 
     # Cleaner
-    cleaner_app_id: str = Field("ctrlgpt-cleaner", description="faust app id of the cleaner, also its consumer group.")
+    cleaner_app_id: str = Field(groups.CLEANER, description="faust app id of the cleaner, also its consumer group.")
     clean_min_chars: int = Field(200, ge=1, description="Pages whose main text is shorter are dead-lettered.")
     cleaner_session_timeout_s: float = Field(15.0, gt=0, description="A cleaner worker silent this long (killed, hung) loses its partitions to the others.")
     near_duplicate_max_bits: int = Field(6, ge=0, le=63, description="SimHash bits two pages may differ by and still be near duplicates.")
@@ -151,7 +153,7 @@ class Settings(BaseSettings):
     lora_r: int = Field(8, ge=1, description="Rank of the LoRA adapters (policy_adapter=lora).")
     lora_alpha: int = Field(16, ge=1, description="Scaling numerator of the LoRA adapters (policy_adapter=lora).")
     trainer_group: str = Field(
-        "ctrlgpt-trainer", description="Consumer group of the trainer's labels; its commands' group adds '-commands'."
+        groups.TRAINER, description="Consumer group of the trainer's labels; its commands' group adds '-commands'."
     )
 
     # API
@@ -171,7 +173,7 @@ class Settings(BaseSettings):
     api_max_header_bytes: int = Field(16384, ge=1024, description="Largest request head (request line and headers) a client may send (uvicorn's h11_max_incomplete_event_size).")
 
     # Operations: consumer lag, /metrics, the dashboard
-    ops_groups: str = Field("^ctrlgpt-", description="Regex of the consumer groups whose lag the API samples and exports.")
+    ops_groups: str = Field(f"^{groups.PREFIX}", description="Regex of the consumer groups whose lag the API samples and exports.")
     ops_sample_interval_s: float = Field(5.0, gt=0, description="How often the API samples offsets (also how long a scrape reuses one).")
     ops_history_samples: int = Field(720, ge=2, description="Lag samples the API keeps for the dashboard (720 x 5 s: one hour).")
     ops_kafka_timeout_s: float = Field(3.0, gt=0, description="Longest a scrape waits for Kafka's offsets before it answers without them.")

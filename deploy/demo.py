@@ -33,7 +33,7 @@ from deploy.workers import start_workers
 from producers.seed import seed_requests
 from streams import bus, topics
 from streams.records import TrainingRunProgressed
-from trainer.snapshot import read_snapshot
+from streams.snapshot import read_snapshot
 
 STEPS = 9
 

@@ -41,15 +41,15 @@ from producers.crawl_state import CrawlState
 from producers.frontier import Verdict
 from producers.politeness import Politeness, Unreachable
 from producers.retry_after import HONOURED_STATUSES, retry_after_s
-from streams import bus, topics
+from streams import bus, groups, topics
 from streams.bus import Received, ServiceUnavailable
-from streams.records import CrawlRequested, PageFetched
+from streams.records import CrawlRequested, PageFetched, Stage
 
 __all__ = ["STAGE", "Crawler", "run", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "crawl"
+STAGE: Stage = "crawl"
 # A batch is committed only once all its pages are fetched; a small one keeps the
 # worst case (every page timing out through all its retries) far below max.poll.interval.ms.
 BATCH_SIZE = 5
@@ -390,7 +390,7 @@ def _validators_after(loaded: Loaded, previous: Validators | None) -> Validators
     return validators_of(loaded.headers, loaded.html, frontier.extract_links(loaded.html, loaded.final_url))
 
 
-def run(settings: Settings, stop: threading.Event, group: str = "ctrlgpt-crawler") -> None:
+def run(settings: Settings, stop: threading.Event, group: str = groups.CRAWLER) -> None:
     """Crawl until `stop` is set."""
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic(STAGE)])
     state = CrawlState(settings.data_dir / "crawler" / "state.sqlite3")

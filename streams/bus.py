@@ -36,7 +36,7 @@ from ctrlgpt.retry import Backoff, retrying
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.read_ahead import ReadAhead
-from streams.records import DeadLetter, Record
+from streams.records import DeadLetter, Record, Stage
 from streams.topics import ContractError, Topic
 
 __all__ = [
@@ -194,14 +194,14 @@ def flush_or_raise(producer: Producer, timeout: float = 60.0) -> None:
         raise ServiceUnavailable(f"{len(failed)} messages failed delivery, first: {failed[0]}")
 
 
-def send_dead_letter(producer: Producer, stage: str, **letter: Any) -> None:
+def send_dead_letter(producer: Producer, stage: Stage, **letter: Any) -> None:
     """Queue a dead letter (`dead_letter`'s arguments); the next `flush_or_raise` reports it if it was lost."""
     message = dead_letter(stage, **letter)
     _produce(producer, message, functools.partial(_remember_failure, id(producer)))
 
 
 def dead_letter(
-    stage: str,
+    stage: Stage,
     *,
     source_topic: str,
     value: bytes | None,
@@ -218,6 +218,7 @@ def dead_letter(
     would exceed the producer's limit) is cut to its first `DEAD_LETTER_EXCERPT_BYTES`, marked
     `truncated` with its size; its source topic, partition and offset say where the whole is.
     """
+    topic = topics.dead_letter_topic(stage)  # an unknown stage is refused before any letter is built
     original = value or b""
     letter = DeadLetter(
         stage=stage,
@@ -230,14 +231,14 @@ def dead_letter(
         original_base64=base64.b64encode(original).decode(),
         attempts=attempts,
     )
-    message = Outgoing.of(topics.dead_letter_topic(stage), letter)
+    message = Outgoing.of(topic, letter)
     if len(message.value) + len(message.key or b"") > MESSAGE_MAX_BYTES - ENVELOPE_BYTES:
         letter = letter.model_copy(update={
             "original_base64": base64.b64encode(_excerpt(original)).decode(),
             "truncated": True,
             "original_size": len(original),
         })
-        message = Outgoing.of(topics.dead_letter_topic(stage), letter)
+        message = Outgoing.of(topic, letter)
     log.warning("dead_letter", stage=stage, source_topic=source_topic, partition=partition, offset=offset,
                 reason=reason[:300], truncated=letter.truncated, bytes=len(original))
     return message
@@ -303,7 +304,7 @@ def consume(
     *,
     group: str,
     topic: Topic,
-    stage: str,
+    stage: Stage,
     write: Callable[[list[Received]], None],
     stop: threading.Event,
     batch_size: int = 100,
@@ -331,7 +332,7 @@ COMMIT_AGAIN_S = 5.0
 class _StageLoop:
     """The loop of `consume`: poll, hold what could not be written (partitions paused), write it again when due."""
 
-    def __init__(self, settings: Settings, group: str, producer: Producer, topic: Topic, stage: str,
+    def __init__(self, settings: Settings, group: str, producer: Producer, topic: Topic, stage: Stage,
                  write: Callable[[list[Received]], None], stop: threading.Event, batch_size: int,
                  poll_timeout: float, backoff: Backoff, bound: structlog.stdlib.BoundLogger) -> None:
         # Commits are asynchronous, answered in `_on_commit` from within `consume`: the loop never blocks on a
@@ -529,7 +530,7 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def run_sink(settings: Settings, sink: Sink, *, group: str, topic: Topic, stage: str, stop: threading.Event) -> None:
+def run_sink(settings: Settings, sink: Sink, *, group: str, topic: Topic, stage: Stage, stop: threading.Event) -> None:
     """Set the sink up (waiting out its service), then `consume` into it until `stop`."""
     try:
         try:

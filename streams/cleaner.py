@@ -1,10 +1,11 @@
 """The cleaner: a faust-streaming app from raw pages to clean pages, in two agents.
 
 `clean` turns each message of `PAGES_RAW` into a clean page with its SimHash
-(one `PagesFingerprinted` per cleaned batch, on the app's one-partition internal topic), or a dead letter
-on the clean stage's topic with the reason (not a valid record, no usable main
-text, boilerplate only): nothing is dropped silently. It scales with the raw
-topic's partitions and cleans in batches (one executor hop each).
+(one `PagesFingerprinted` per cleaned batch, on the app's one-partition internal
+topic: streams.cleaner_topics), or a dead letter on the clean stage's topic with
+the reason (not a valid record, no usable main text, boilerplate only): nothing
+is dropped silently. It scales with the raw topic's partitions and cleans in
+batches (one executor hop each).
 `mark_near_duplicates` reads that one partition, so its table sees every page
 whatever raw partition it came from: a page nearly equal to an earlier one keeps
 flowing to `PAGES_CLEAN`, marked `near_duplicate_of`. The table is backed by its
@@ -32,11 +33,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
-from streams import bus, topics
+from streams import bus, cleaner_topics, topics
+from streams.cleaner_topics import FingerprintedPage, PagesFingerprinted
 from streams.cleaning import PageRejected, clean_page
 from streams.near_duplicates import BandIndex, check_and_remember, simhashes
 from streams.partition_progress import OffsetWatch, Rewind
-from streams.records import FingerprintedPage, PageCleaned, PageFetched, PagesFingerprinted
+from streams.records import PageCleaned, PageFetched, Stage
 from streams.topics import ContractError
 
 __all__ = [
@@ -44,7 +46,7 @@ __all__ = [
     "main",
 ]
 
-STAGE = "clean"
+STAGE: Stage = "clean"
 # Raw pages can be large; the same bound as the confluent producers of streams.bus.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 # Room for a record's envelope (event id, schema version, the list's commas) and Kafka's framing: the
@@ -168,7 +170,7 @@ def make_app(settings: Settings) -> faust.App:
         # faust's default of 60 s keeps a killed worker's partitions idle that long before a rebalance.
         broker_session_timeout=settings.cleaner_session_timeout_s,
     )
-    fingerprinted_topic = topics.fingerprinted_topic(settings.cleaner_app_id)
+    fingerprinted_topic = cleaner_topics.fingerprinted_topic(settings.cleaner_app_id)
     raw_pages = app.topic(topics.PAGES_RAW.name)
     fingerprinted = app.topic(fingerprinted_topic.name)
     # URL -> SimHash of every original page seen (streams.near_duplicates). One partition, as its source
@@ -377,9 +379,9 @@ def ensure_changelog(settings: Settings, app: faust.App) -> None:
     """Create the fingerprint table's changelog: compacted, partitioned as the internal topic it follows.
 
     The app keeps `topic_allow_declare=False` so that faust never creates topics
-    with its own settings; its internal topic (streams.topics) and this changelog are made here.
+    with its own settings; its internal topic (streams.cleaner_topics) and this changelog are made here.
     """
-    source = topics.fingerprinted_topic(settings.cleaner_app_id)
+    source = cleaner_topics.fingerprinted_topic(settings.cleaner_app_id)
     bus.ensure_topics(settings, [source])
     changelog = app.tables[FINGERPRINTS_TABLE].changelog_topic.get_topic_name()
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})

@@ -1,4 +1,4 @@
-"""Typed, versioned records: the payload of every ctrlgpt topic.
+"""Typed, versioned records: the payload of every topic ctrlgpt's services exchange.
 
 Every record carries `schema_version`; a consumer refuses a version it does not
 know (the record goes to the dead-letter topic) rather than guessing. A record is
@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "Stage",
+    "RunStage",
     "Record",
     "CrawlRequested",
     "PageFetched",
     "PageCleaned",
-    "FingerprintedPage",
-    "PagesFingerprinted",
     "SentimentLabel",
     "PreferenceLabel",
     "ExpansionLabel",
@@ -31,6 +31,15 @@ __all__ = [
     "ModelPromoted",
     "ModelLoadFailed",
     "DeadLetter",
+]
+
+
+# The stages that consume a topic: each has its dead-letter topic (streams.topics.dead_letter_topic),
+# names its dead letters and its log lines with it.
+Stage = Literal["crawl", "clean", "index", "doccano", "labels", "train", "api"]
+# The stages of a training run, as `TrainingRunProgressed` announces them.
+RunStage = Literal[
+    "queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done", "failed", "cancelled"
 ]
 
 
@@ -116,20 +125,6 @@ class PageCleaned(Record):
     )
 
 
-class FingerprintedPage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    page: PageCleaned
-    simhash: int = Field(ge=0, lt=2**64)
-
-
-class PagesFingerprinted(Record):
-    """A batch of clean pages with their texts' SimHash, inside the cleaner app: from its cleaning
-    agent to its near-duplicate agent (streams.cleaner), before `near_duplicate_of` is known.
-    One record per cleaned batch: the hop costs per record, not per page."""
-
-    pages: list[FingerprintedPage] = Field(min_length=1)
-
-
 class SentimentLabel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["sentiment"] = "sentiment"
@@ -191,9 +186,7 @@ class TrainingRunProgressed(Record):
     """Progress of a training run: one per stage change and every few steps."""
 
     run_id: str
-    stage: Literal[
-        "queued", "data", "tokenizer", "sft", "reward", "ppo", "gate", "register", "done", "failed", "cancelled"
-    ]
+    stage: RunStage
     step: int = 0
     total_steps: int = 0
     loss: float | None = None
@@ -231,7 +224,7 @@ class ModelLoadFailed(Record):
 class DeadLetter(Record):
     """A record a stage could not parse or process, with why and where it came from."""
 
-    stage: str
+    stage: Stage
     source_topic: str
     partition: int | None = None
     offset: int | None = None

@@ -1,12 +1,15 @@
-"""The topic registry: every ctrlgpt topic, defined once, with its record type.
+"""The topic registry: every topic ctrlgpt's services exchange records on, defined once, with its record type.
 
 Services import the `Topic` objects below (`topics.PAGES_CLEAN`), never a topic
 name as a string. `encode`/`decode` are the only way records cross the wire.
+A service's internal topics are its own (the cleaner's: streams.cleaner_topics; the label bridge's
+state: consumers.doccano_labels.state_topic).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
 
 from pydantic import ValidationError
 
@@ -18,8 +21,8 @@ from streams.records import (
     ModelPromoted,
     PageCleaned,
     PageFetched,
-    PagesFingerprinted,
     Record,
+    Stage,
     TrainingRequested,
     TrainingRunProgressed,
 )
@@ -31,7 +34,6 @@ __all__ = [
     "STAGES",
     "DOCCANO_CHANGE_TABLES",
     "dead_letter_topic",
-    "fingerprinted_topic",
     "doccano_change_topic",
     "by_name",
 ]
@@ -93,20 +95,14 @@ MODEL_LOAD_FAILURES = Topic(
     "ctrlgpt.models.load-failures", ModelLoadFailed, key="version", partitions=1, retention_ms=30 * DAY_MS
 )
 
-# The stages that consume a topic; each has its dead-letter topic.
-STAGES = ("crawl", "clean", "index", "doccano", "labels", "train", "api")
+STAGES: tuple[Stage, ...] = get_args(Stage)
 
 
-def dead_letter_topic(stage: str) -> Topic:
+def dead_letter_topic(stage: Stage) -> Topic:
+    # The Literal catches a misspelt stage in a type checker; this, at run time.
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     return Topic(f"ctrlgpt.dlq.{stage}", DeadLetter, key="key", partitions=1, retention_ms=30 * DAY_MS)
-
-
-def fingerprinted_topic(cleaner_app_id: str) -> Topic:
-    """The cleaner app's internal topic between its two agents (streams.cleaner), named after the app as
-    faust names a table's changelog. One partition, so that one near-duplicate table sees every page."""
-    return Topic(f"{cleaner_app_id}-fingerprinted", PagesFingerprinted, key="event_id", partitions=1, retention_ms=DAY_MS)
 
 
 # doccano's tables whose changes Debezium streams (deploy.connect) and the label bridge reads:

@@ -34,7 +34,7 @@ from trainer import bootstrap, data, devices, evaluate, gate, hf, judge, manifes
 from trainer.policy_loading import load_adapter_policy, load_policy
 from trainer.progress import ProgressCallback, ProgressReporter, RunCancelled
 from trainer.registry import Registry, model_registry
-from trainer.snapshot import TopicSnapshot, read_snapshot_when_kafka_is_back
+from streams.snapshot import TopicSnapshot, read_snapshot_when_kafka_is_back
 
 __all__ = [
     "RL_STAGES",

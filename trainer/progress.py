@@ -8,7 +8,7 @@ from collections.abc import Callable
 import structlog
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from streams.records import TrainingRunProgressed
+from streams.records import RunStage, TrainingRunProgressed
 
 __all__ = ["RunCancelled", "ProgressReporter", "ProgressCallback"]
 
@@ -37,7 +37,7 @@ class ProgressReporter:
 
     def report(
         self,
-        stage: str,
+        stage: RunStage,
         *,
         step: int = 0,
         total_steps: int = 0,
@@ -69,7 +69,7 @@ class ProgressReporter:
 class ProgressCallback(TrainerCallback):
     """Reports every log of a Hugging Face trainer; stops the run between steps when `stop` is set."""
 
-    def __init__(self, reporter: ProgressReporter, stage: str, stop: threading.Event | None = None) -> None:
+    def __init__(self, reporter: ProgressReporter, stage: RunStage, stop: threading.Event | None = None) -> None:
         self.reporter = reporter
         self.stage = stage
         self.stop = stop

@@ -24,9 +24,9 @@ from confluent_kafka import KafkaException, TopicPartition
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
-from streams import bus, topics
+from streams import bus, groups, topics
 from streams.bus import Received
-from streams.records import LabelRecorded, TrainingRequested
+from streams.records import LabelRecorded, Stage, TrainingRequested
 from streams.topics import Topic
 from trainer import devices, hf, operations, pipeline
 from trainer.progress import RunCancelled
@@ -36,7 +36,7 @@ __all__ = ["TrainingScheduler", "policy_of", "serve", "main"]
 
 log = structlog.get_logger()
 
-STAGE = "train"
+STAGE: Stage = "train"
 # A consumer that ran this long before failing was healthy: its next restart waits the first delay again.
 HEALTHY_RUN_S = 300.0
 
@@ -238,7 +238,9 @@ def serve(
 
     threads = [
         threading.Thread(target=loop, args=(labels, group, scheduler.write), name="labels"),
-        threading.Thread(target=loop, args=(commands, commands_group or f"{group}-commands", scheduler.command), name="commands"),
+        threading.Thread(
+            target=loop, args=(commands, commands_group or groups.trainer_commands(group), scheduler.command), name="commands"
+        ),
     ]
     for thread in threads:
         thread.start()
@@ -311,7 +313,7 @@ def nothing_to_serve_yet_labels_waiting(settings: Settings, labels: Topic = topi
     """No version of the default target's policy, but enough label events on Kafka for a run."""
     if operations.registry_for(settings).current() is not None:
         return False
-    consumer = bus.make_consumer(settings, f"{settings.trainer_group}-probe")
+    consumer = bus.make_consumer(settings, groups.trainer_probe(settings.trainer_group))
     try:
         partitions = consumer.list_topics(labels.name, timeout=10).topics[labels.name].partitions
         events = 0

@@ -39,7 +39,7 @@ from streams.topics import Topic
 from trainer import operations
 from trainer.manifest import MANIFEST, ChecksumMismatch, Manifest, sha256_of, verify
 from trainer.registry import Change, UnknownVersion, VersionConflict
-from trainer.snapshot import TopicSnapshot, read_snapshot
+from streams.snapshot import TopicSnapshot, read_snapshot
 
 log = structlog.get_logger()
 

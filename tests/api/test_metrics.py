@@ -13,6 +13,7 @@ from api.main import create_app
 from api.metrics import build_registry
 from api.ops_monitor import OpsMonitor
 from api.served_model import Fallback, ModelHolder, ModelHolders
+from streams import groups
 from streams.consumer_lag import GroupOffsets, OffsetsSnapshot
 from streams.records import TrainingRunProgressed
 
@@ -34,7 +35,7 @@ def snapshot() -> OffsetsSnapshot:
     return OffsetsSnapshot(
         taken_at=1000.0,
         end_offsets={("ctrlgpt.pages.clean", 0): 12, ("ctrlgpt.pages.clean", 1): 8, ("ctrlgpt.dlq.index", 0): 3},
-        groups=(GroupOffsets("ctrlgpt-index", {("ctrlgpt.pages.clean", 0): 7, ("ctrlgpt.pages.clean", 1): 8},
+        groups=(GroupOffsets(groups.INDEX_SINK, {("ctrlgpt.pages.clean", 0): 7, ("ctrlgpt.pages.clean", 1): 8},
                              state="STABLE", members=1, owned=frozenset({("ctrlgpt.pages.clean", 0)})),),
     )
 
@@ -49,7 +50,7 @@ def test_kafka_figures_use_kafka_exporter_names(ops_settings) -> None:
     monitor.runs.add(TrainingRunProgressed(run_id="r1", stage="done"))
     monitor.runs.add(TrainingRunProgressed(run_id="r2", stage="ppo"))
     got = scrape(monitor)
-    group = {"consumergroup": "ctrlgpt-index", "topic": "ctrlgpt.pages.clean"}
+    group = {"consumergroup": groups.INDEX_SINK, "topic": "ctrlgpt.pages.clean"}
     assert got[("ctrlgpt_kafka_up", frozenset())] == 1.0
     assert got[("kafka_consumergroup_lag", frozenset({**group, "partition": "0"}.items()))] == 5.0
     assert got[("kafka_consumergroup_lag", frozenset({**group, "partition": "1"}.items()))] == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from api.ops_monitor import OpsMonitor, SnapshotCache, dead_letters, topic_totals
+from streams import groups
 from streams.consumer_lag import GroupOffsets, OffsetsSnapshot
 
 
@@ -12,7 +13,7 @@ def snapshot(at: float = 0.0, committed: int = 1) -> OffsetsSnapshot:
     return OffsetsSnapshot(
         at,
         {("ctrlgpt.pages.raw", 0): 5, ("ctrlgpt.pages.raw", 1): 6, ("ctrlgpt.dlq.crawl", 0): 2, ("other.topic", 0): 9},
-        (GroupOffsets("ctrlgpt-cleaner", {("ctrlgpt.pages.raw", 0): committed}),),
+        (GroupOffsets(groups.CLEANER, {("ctrlgpt.pages.raw", 0): committed}),),
     )
 
 
@@ -85,7 +86,7 @@ def test_monitor_records_each_new_snapshot_for_history_and_status(api_settings) 
     threading.Event().wait(0.05)  # past the cache age, so the next call reads again
     monitor.snapshot()
     assert [p["at"] for p in monitor.lag_history()] == [10.0, 20.0]
-    assert monitor.lag_history()[-1]["groups"]["ctrlgpt-cleaner"]["lag"] == 2
+    assert monitor.lag_history()[-1]["groups"][groups.CLEANER]["lag"] == 2
     assert [p["topics"]["ctrlgpt.pages.raw"] for p in monitor.throughput_history()] == [11, 11]
     (group,) = monitor.lag()
     assert group.partitions[0].committed == 3

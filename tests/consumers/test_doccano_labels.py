@@ -21,6 +21,7 @@ from consumers.label_snapshots import (
     new_rejections,
     sentiment_snapshot,
 )
+from streams import groups
 from streams.records import ExpansionLabel, PreferenceLabel, SentimentLabel
 from streams.topics import dead_letter_topic
 
@@ -239,7 +240,7 @@ def test_a_rejection_is_new_until_dead_lettered_and_again_when_it_changes() -> N
 
 
 def test_an_examples_state_round_trips_through_its_compacted_topic() -> None:
-    topic = state_topic("ctrlgpt-label-bridge")
+    topic = state_topic(groups.LABEL_BRIDGE)
     labels = ExampleLabels(project_id=3, example_id=7, labels={"doccano:3:7:40": snap()}, rejected={"doccano:3:7:41": "f" * 64})
     assert topic.name == "ctrlgpt-label-bridge-state" and topic.cleanup_policy == "compact"
     assert topic.key_of(labels) == b"3:7"

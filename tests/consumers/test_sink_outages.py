@@ -24,11 +24,10 @@ from elasticsearch import Elasticsearch
 from faults import kill_service, start_service
 
 from consumers.doccano_client import DoccanoClient
-from consumers.doccano_sink import GROUP as DOCCANO_GROUP
 from consumers.passages import split_passages
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import REPO_ROOT, Settings
-from streams import bus, topics
+from streams import bus, groups, topics
 from streams.records import PageCleaned
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -148,7 +147,7 @@ def test_the_doccano_sink_stays_in_its_group_through_a_doccano_outage(
     project, expansions = f"test outage {run}", f"test outage expansions {run}"
     pages = [_page(run, n) for n in range(16)]
     bus.ensure_topics(settings, [topics.PAGES_CLEAN, topics.dead_letter_topic("doccano")])
-    start_group_at_end(settings, DOCCANO_GROUP, topics.PAGES_CLEAN)
+    start_group_at_end(settings, groups.DOCCANO_SINK, topics.PAGES_CLEAN)
     log_path = tmp_path / "doccano-sink.log"
     # doccano takes a few requests per passage: a batch's write must fit in max.poll.interval.ms.
     sink = _start("doccano-sink", [f"doccano_project={project}", f"doccano_expansion_project={expansions}",
@@ -156,20 +155,20 @@ def test_the_doccano_sink_stays_in_its_group_through_a_doccano_outage(
     try:
         _publish(settings, pages[:4])
         _wait("the first pages in doccano", lambda: len(_passage_keys(settings, project)) >= 4)
-        before = _members(settings, DOCCANO_GROUP)
+        before = _members(settings, groups.DOCCANO_SINK)
         kill_service(settings, "doccano")
         try:
             _publish(settings, pages[4:10])
             _down_for(sink, OUTAGE_S / 2)
             _publish(settings, pages[10:])
             _down_for(sink, OUTAGE_S / 2)
-            during = _members(settings, DOCCANO_GROUP)
+            during = _members(settings, groups.DOCCANO_SINK)
         finally:
             start_service(settings, "doccano")
         expected = Counter(p.key for page in pages for p in split_passages(page.url, page.text))
-        wait_until_caught_up(settings, DOCCANO_GROUP, topics.PAGES_CLEAN, timeout=180)
+        wait_until_caught_up(settings, groups.DOCCANO_SINK, topics.PAGES_CLEAN, timeout=180)
         found = _passage_keys(settings, project)
-        after = _members(settings, DOCCANO_GROUP)
+        after = _members(settings, groups.DOCCANO_SINK)
         alive = sink.poll() is None
     finally:
         rc = _stop(sink)

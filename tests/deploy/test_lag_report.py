@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deploy.lag import format_duration, format_report, report_json
+from streams import groups
 from streams.consumer_lag import OffsetSample, evaluate_group, evaluate_partition
 
 
@@ -20,12 +21,12 @@ def group():
     )
     fine = evaluate_partition([OffsetSample(5, 8, 8)], now=5, unchanged_since=5, owned=False, stop_after_s=60,
                               topic="ctrlgpt.pages.clean", partition=0)
-    return evaluate_group("ctrlgpt-index", [stopped, fine], state="EMPTY", members=0)
+    return evaluate_group(groups.INDEX_SINK, [stopped, fine], state="EMPTY", members=0)
 
 
 def test_table_shows_each_partition_and_the_group_status() -> None:
     text = format_report([group()])
-    assert text.splitlines()[0].startswith("ctrlgpt-index: STOP (Burrow: ERR), state EMPTY, 0 members, lag 9")
+    assert text.splitlines()[0].startswith(f"{groups.INDEX_SINK}: STOP (Burrow: ERR), state EMPTY, 0 members, lag 9")
     rows = [line.split() for line in text.splitlines()[2:4]]
     assert rows[0] == ["ctrlgpt.pages.clean", "0", "8", "8", "0", "OK", "0s"]
     assert rows[1] == ["ctrlgpt.pages.clean", "1", "3", "12", "9", "STOP", "never"]

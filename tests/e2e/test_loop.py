@@ -65,8 +65,8 @@ def test_label_events_were_published_and_consumed_by_the_trainer(loop, settings)
     assert len(labels) >= settings.train_min_labels
     assert {event.label.sentiment for event in labels} == {"positive", "negative"}
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    request = [ConsumerGroupTopicPartitions("ctrlgpt-trainer")]
-    committed = admin.list_consumer_group_offsets(request)["ctrlgpt-trainer"].result().topic_partitions
+    request = [ConsumerGroupTopicPartitions(settings.trainer_group)]
+    committed = admin.list_consumer_group_offsets(request)[settings.trainer_group].result().topic_partitions
     assert sum(max(tp.offset, 0) for tp in committed if tp.topic == topics.LABELS.name) >= settings.train_min_labels
 
 

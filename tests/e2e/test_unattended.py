@@ -31,7 +31,7 @@ from deploy.workers import start_workers, stop_workers
 from producers.seed import seed_requests
 from streams import bus, topics
 from streams.records import LabelRecorded, PageFetched
-from trainer.snapshot import read_snapshot
+from streams.snapshot import read_snapshot
 
 pytestmark = pytest.mark.e2e
 

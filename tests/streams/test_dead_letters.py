@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from streams import bus, topics
 
 
@@ -33,3 +35,8 @@ def test_a_7_mb_original_keeps_its_reason_source_and_an_excerpt_under_the_produc
         "ctrlgpt.pages.clean", 2, 41, "https://example.org/big"
     )
     assert letter.reason == "ctrlgpt.pages.clean: not JSON"
+
+
+def test_a_misspelt_stage_is_refused_before_a_letter_is_built() -> None:
+    with pytest.raises(ValueError, match="unknown stage 'cleaner'"):
+        bus.dead_letter("cleaner", source_topic="ctrlgpt.pages.raw", value=b"x", reason="r", error_type="E")

@@ -71,3 +71,13 @@ def test_dead_letter_topics_exist_for_every_stage():
         assert topics.by_name(f"ctrlgpt.dlq.{stage}").record.__name__ == "DeadLetter"
     with pytest.raises(ValueError, match="unknown stage"):
         topics.dead_letter_topic("nowhere")
+
+
+def test_a_dead_letter_of_an_unknown_stage_is_not_a_dead_letter():
+    letter = {
+        "stage": "cleaner", "source_topic": "ctrlgpt.pages.raw", "reason": "r", "error_type": "E", "original_base64": "",
+    }
+    with pytest.raises(ContractError, match="stage"):
+        topics.dead_letter_topic("clean").decode(json.dumps(letter).encode())
+    letter["stage"] = "clean"
+    assert topics.dead_letter_topic("clean").decode(json.dumps(letter).encode()).stage == "clean"

@@ -9,30 +9,10 @@ from topic_reader import read_records
 
 from ctrlgpt.settings import Settings
 from streams import bus, topics
-from streams.records import LabelRecorded, ModelPromoted, TrainingRunProgressed
-from streams.topics import Topic
+from streams.records import ModelPromoted, TrainingRunProgressed
 from trainer import manifest, pipeline
-from trainer.snapshot import read_snapshot
 
 pytestmark = pytest.mark.integration
-
-
-def test_snapshot_reads_to_the_end_and_counts_undecodable_records(settings, make_labels):
-    run = uuid.uuid4().hex
-    topic = Topic(f"ctrlgpt.test.trainer.{run}", LabelRecorded, key="label_id", partitions=2)
-    bus.ensure_topics(settings, [topic])
-    producer = bus.make_producer(settings)
-    events = make_labels(6, prefix=run)
-    for event in events:
-        bus.publish(producer, topic, event)
-    producer.produce(topic.name, key=b"garbage", value=b"{not a label")
-    bus.flush_or_raise(producer)
-
-    snapshot = read_snapshot(settings, topic)
-
-    assert sorted(r.label_id for r in snapshot.records) == sorted(e.label_id for e in events)
-    assert snapshot.skipped == 1
-    assert sum(snapshot.end_offsets.values()) == 7 and set(snapshot.end_offsets) == {0, 1}
 
 
 def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pages, make_labels, tmp_path):

@@ -19,7 +19,7 @@ from faults import kill_service, start_service
 from topic_reader import read_records
 
 from ctrlgpt.settings import REPO_ROOT, Settings
-from streams import bus, topics
+from streams import bus, groups, topics
 from streams.records import DeadLetter
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def test_kafka_away_while_labels_arrive_the_trainer_stays_up_counts_every_label_
     group = f"test-trainer-{run}"
     bus.ensure_topics(settings, [topics.LABELS, topics.TRAINING_COMMANDS, topics.dead_letter_topic("train")])
     start_group_at_end(settings, group, topics.LABELS.name)
-    start_group_at_end(settings, f"{group}-commands", topics.TRAINING_COMMANDS.name)
+    start_group_at_end(settings, groups.trainer_commands(group), topics.TRAINING_COMMANDS.name)
     labels = make_labels(41, prefix=run)  # 20 before the outage, 20 during it, 1 after the unreadable records
     poison = {
         (topics.LABELS.name, f"{run}-just-under-the-limit"): os.urandom(JUST_UNDER_THE_LIMIT),

@@ -1,15 +1,16 @@
 """A topic's records from the beginning to its current end, read without a consumer group's commits.
 
-A training run trains on everything published so far: it assigns every partition from its low
-watermark and stops at the high watermark it saw when it began (records written later are the
-next run's). Undecodable records are skipped and counted: their producing stage dead-lettered them.
+For whoever needs a topic as it stands, not a place in a group: a training run (everything published
+so far), the admin API and the demo (the runs and model updates so far), the benches. Every partition
+is assigned from its low watermark and read up to the high watermark seen when reading began (records
+written later are the next reader's). Undecodable records are skipped and counted: their producing
+stage dead-lettered them.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import structlog
@@ -17,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
-from streams import bus
+from streams import bus, groups
 from streams.records import Record
 from streams.topics import ContractError, Topic
 
@@ -50,7 +51,7 @@ def read_snapshot_when_kafka_is_back(settings: Settings, topic: Topic, stop: thr
 
 def read_snapshot(settings: Settings, topic: Topic, timeout: float = READ_TIMEOUT_S) -> TopicSnapshot:
     """Read a topic from the beginning to its current high watermarks, without a consumer group's commits."""
-    consumer = bus.make_consumer(settings, f"ctrlgpt-train-reader-{uuid.uuid4().hex}", **{"enable.partition.eof": True})
+    consumer = bus.make_consumer(settings, groups.snapshot_reader(), **{"enable.partition.eof": True})
     try:
         metadata = consumer.list_topics(topic.name, timeout=10).topics[topic.name]
         if metadata.error is not None:
