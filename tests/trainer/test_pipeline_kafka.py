@@ -11,7 +11,8 @@ from ctrlgpt.settings import Settings
 from streams import bus, topics
 from streams.records import LabelRecorded, ModelPromoted, TrainingRunProgressed
 from streams.topics import Topic
-from trainer import manifest, pipeline
+from models import manifest
+from trainer import pipeline
 from trainer.snapshot import read_snapshot
 
 pytestmark = pytest.mark.integration
