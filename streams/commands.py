@@ -1,7 +1,7 @@
 """An operator's command, published at once: one record, flushed, or `bus.ServiceUnavailable`.
 
-Shared by the command line and the API's admin routes (which may import neither `trainer/` nor
-each other): training commands here, model rollbacks and pins in `models.operations`.
+Shared by `ctrlgpt training` (trainer/training_cli.py) and the API's admin routes, which may not
+import `trainer/`: training commands here; model rollbacks and pins in `models.operations`.
 """
 
 from __future__ import annotations

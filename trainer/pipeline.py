@@ -29,9 +29,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import bus, topics
-from models import devices, manifest
+from models import devices, layout, manifest
 from models.announcements import model_update
-from models.layout import policy_dir, reward_dir
 from models.policy import load_adapter_policy, load_causal_lm, load_policy
 from models.registry import Registry, model_registry
 from streams.records import LabelRecorded, PageCleaned
@@ -230,9 +229,9 @@ def _reward_start(policy: bootstrap.Policy, anchor_dir: Path | None) -> Path | N
     """The current reward model, when the policy warm-started from the anchor's version (same tokenizer).
 
     The anchor's versions store it unflipped: they are steered toward the anchor itself."""
-    if anchor_dir is None or policy.parent_version is None or not reward_dir(anchor_dir).is_dir():
+    if anchor_dir is None or policy.parent_version is None or not layout.reward_dir(anchor_dir).is_dir():
         return None
-    return reward_dir(anchor_dir)
+    return layout.reward_dir(anchor_dir)
 
 
 def _rl_start(shared: _Shared) -> PreTrainedModel:
@@ -310,8 +309,8 @@ def _steer(
     reporter.report("register", message=f"target={target}")
     with registry.staging() as staging:
         served = _sft_policy(shared, reference) if decision.outcome == "promote_reference" else steered.model
-        hf.save(served, policy.tokenizer, policy_dir(staging))
-        hf.save(judge_model, policy.tokenizer, reward_dir(staging))
+        hf.save(served, policy.tokenizer, layout.policy_dir(staging))
+        hf.save(judge_model, policy.tokenizer, layout.reward_dir(staging))
         registered = registry.register(
             run_id,
             staging,

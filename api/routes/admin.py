@@ -2,8 +2,8 @@
 
 The key is `secrets.load_or_create(settings.secrets_file).api_admin_key`, sent as `X-API-Key: KEY`
 or `Authorization: Bearer KEY`. Each endpoint calls the same function as the CLI
-(`models.operations`, `streams.commands`, `producers.seed`); the topics they publish to are dependencies, so a test
-can point them at topics of its own. Each target's policy has its own registry and versions: the
+(`models.operations`, `streams.commands`, `producers.seed`); the topics they publish to are
+dependencies, so a test can point them at topics of its own. Each target's policy has its own registry and versions: the
 model endpoints take a `target` (default: `target_sentiment`). Errors: unknown version 404, a
 version whose status does not allow the operation (or whose files fail their checksums) 409, bad
 body or unknown target 422, Kafka down 503.
