@@ -18,8 +18,8 @@ import torch
 from api.model_loader import load_version
 from api.served_model import ServedModel
 from ctrlgpt.settings import Settings
-from trainer.manifest import Manifest
-from trainer.registry import model_registry, version_number
+from models.manifest import Manifest
+from models.registry import model_registry, version_number
 
 __all__ = ["LastGood", "fallback_candidates", "load_last_good"]
 

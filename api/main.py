@@ -30,8 +30,8 @@ from api.server import BodyReadTimeout, server_config
 from api.served_model import ModelHolder, ModelHolders
 from api.validation import request_validation_error
 from ctrlgpt.settings import Settings
+from models import devices
 from streams import bus, topics
-from trainer import devices
 
 log = structlog.get_logger()
 

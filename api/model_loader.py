@@ -16,10 +16,11 @@ import structlog
 import torch
 
 from api.generation import SamplingParams, generate
-from api.sentiment import has_reward_model, load_scorer
+from api.sentiment import load_scorer
 from api.served_model import ServedModel
-from trainer import manifest as manifests
-from trainer.policy_loading import load_policy
+from models import manifest as manifests
+from models.policy import load_policy
+from models.reward_scoring import has_reward_model
 
 log = structlog.get_logger()
 

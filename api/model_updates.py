@@ -33,10 +33,10 @@ from api.model_loader import load_version
 from api.served_model import Fallback, ModelHolder, ModelHolders
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
+from models import devices
 from streams import bus, groups, topics
 from streams.records import ModelLoadFailed, ModelPromoted, Stage
 from streams.topics import ContractError, Topic
-from trainer import devices
 
 log = structlog.get_logger()
 

@@ -1,9 +1,9 @@
 """Sentiment of texts by a version's reward model (`reward/` beside `policy/`); no HTTP here.
 
 The reward model is a one-output sequence classifier trained on Bradley-Terry pairs: its
-score says how much a text has the version's target sentiment. It is read at the text's
-end-of-text token, with left padding and positions counting real tokens only, exactly as
-the trainer scores (trainer/reward.py, which the API does not import: it pulls in trl).
+score says how much a text has the version's target sentiment. It is loaded and scored by
+`models.reward_scoring`, exactly as the trainer scores. What a score means to a reader of
+the classify endpoint (a label and a probability) is the API's reading, so it stays here.
 The boundary between "has the target sentiment" and "has not" is the threshold the
 trainer measured on labelled passages (`target_threshold` in the manifest's metrics).
 """
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from trainer import reward_scores
-from trainer.manifest import Manifest
+from models import reward_scoring
+from models.layout import reward_dir
+from models.manifest import Manifest
 
-REWARD_DIR = "reward"
 OPPOSITE = {"positive": "negative", "negative": "positive"}
 
 # A fast tokenizer is not safe to share between threads, and the scorer is shared by requests.
@@ -46,7 +46,7 @@ class SentimentScorer:
     def classify(self, texts: Sequence[str]) -> list[Sentiment]:
         """Score and label each text (blocking: call it off the event loop)."""
         with _SCORING_LOCK:
-            scores = reward_scores.score(self.model, self.tokenizer, texts)
+            scores = reward_scoring.score(self.model, self.tokenizer, texts)
         return [label_of(score, self.target, self.threshold) for score in scores]
 
 
@@ -57,17 +57,10 @@ def label_of(score: float, target: str, threshold: float) -> Sentiment:
     return Sentiment(score=score, label=target if margin > 0 else other, probability=probability)
 
 
-def has_reward_model(manifest: Manifest) -> bool:
-    return any(name.startswith(f"{REWARD_DIR}/") for name in manifest.files)
-
-
 def load_scorer(version_dir: Path, manifest: Manifest, device: torch.device) -> SentimentScorer:
     """The version's reward model (safetensors only) on `device`; its checksums were verified with the manifest."""
-    directory = version_dir / REWARD_DIR
-    tokenizer = AutoTokenizer.from_pretrained(directory, padding_side="left")
-    model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, use_safetensors=True)
+    model, tokenizer = reward_scoring.load_reward_model(reward_dir(version_dir))
     model.to(device).eval()
-    model.config.pad_token_id = tokenizer.pad_token_id
     return SentimentScorer(
         tokenizer=tokenizer,
         model=model,

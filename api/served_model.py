@@ -22,7 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from api.sentiment import SentimentScorer
 from ctrlgpt.settings import Settings
-from trainer.manifest import Manifest
+from models.manifest import Manifest
 
 
 @dataclass(frozen=True, eq=False)

@@ -37,7 +37,7 @@ from serving_throughput import PROMPTS, VERSION, free_port, wait_for_health, wri
 from api.model_loader import load_version
 from ctrlgpt.logs import configure
 from ctrlgpt.settings import Settings
-from trainer import devices
+from models import devices
 
 
 def serve(version_dir: Path, port: int, queue_max: int) -> None:

@@ -39,10 +39,11 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from ctrlgpt.settings import REPO_ROOT, Settings
+from models.announcements import model_update
+from models.layout import policy_dir, reward_dir
+from models.manifest import Manifest, write_manifest
 from streams import bus, topics
-from streams.records import ModelPromoted
 from trainer.bootstrap import tiny_gpt2, train_tokenizer
-from trainer.manifest import Manifest, write_manifest
 
 CORPUS = [
     "The harbor was calm at dawn and the boats went out one by one.",
@@ -59,6 +60,7 @@ class Version:
     version: str
     path: Path
     manifest_sha256: str
+    manifest: Manifest
 
 
 @dataclass
@@ -77,8 +79,8 @@ def write_versions(registry: Path, model_name: str, target: str, count: int) -> 
         directory = registry / name
         torch.manual_seed(number)
         policy = tiny_gpt2(tokenizer)
-        policy.save_pretrained(directory / "policy")
-        tokenizer.save_pretrained(directory / "policy")
+        policy.save_pretrained(policy_dir(directory))
+        tokenizer.save_pretrained(policy_dir(directory))
         config = policy.config
         reward = GPT2ForSequenceClassification(
             GPT2Config(
@@ -87,13 +89,13 @@ def write_versions(registry: Path, model_name: str, target: str, count: int) -> 
                 bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
             )
         )
-        reward.save_pretrained(directory / "reward")
-        tokenizer.save_pretrained(directory / "reward")
+        reward.save_pretrained(reward_dir(directory))
+        tokenizer.save_pretrained(reward_dir(directory))
         manifest = Manifest(
             name=model_name, version=name, parent_version=versions[-1].version if versions else None,
             base_model="bootstrap", target_sentiment=target, status="promoted",
         )
-        versions.append(Version(name, directory, write_manifest(directory, manifest)))
+        versions.append(Version(name, directory, write_manifest(directory, manifest), manifest))
     return versions
 
 
@@ -174,9 +176,7 @@ async def run(args: argparse.Namespace) -> int:
 
     def promote(version: Version) -> float:
         """Publish the promotion; returns when Kafka acknowledged it (the event's time)."""
-        record = ModelPromoted(
-            model_name=model_name, version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256
-        )
+        record = model_update(version.path, version.manifest, version.manifest_sha256)
         bus.publish(producer, topics.MODEL_UPDATES, record)
         bus.flush_or_raise(producer)
         return time.perf_counter()

@@ -60,8 +60,11 @@ from report import Report
 from ctrlgpt import logs
 from ctrlgpt.settings import Settings
 from deploy.demo_site import Article, article_url, load_articles
+from models import devices
+from models.policy import load_causal_lm
+from models.reward_scoring import load_reward_model
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
-from trainer import bootstrap, data, devices, evaluate, hf, judge, ppo, reward, sft
+from trainer import bootstrap, data, evaluate, hf, judge, ppo, reward, sft
 from trainer.progress import ProgressCallback, ProgressReporter
 
 with warnings.catch_warnings():
@@ -192,9 +195,9 @@ def our_ppo(
     events = []
     reporter = ProgressReporter(f"bench-{uuid.uuid4().hex[:8]}", publish=events.append)
     started = time.perf_counter()
-    reference, _ = hf.load_causal_lm(sft_dir)
-    start, _ = hf.load_causal_lm(sft_dir)
-    reward_model, _ = hf.load_reward_model(reward_dir)
+    reference, _ = load_causal_lm(sft_dir)
+    start, _ = load_causal_lm(sft_dir)
+    reward_model, _ = load_reward_model(reward_dir)
     result = ppo.train(
         start,
         reference,
@@ -466,7 +469,7 @@ def run(args: argparse.Namespace) -> Report:
     with tempfile.TemporaryDirectory(prefix="ctrlgpt-bench-learning-") as scratch:
         work = Path(scratch)
         trained = train_models(report, args, training, reward_pairs, work)
-        reference = hf.load_causal_lm(trained.sft_dir)[0].to(args.device)
+        reference = load_causal_lm(trained.sft_dir)[0].to(args.device)
         with_target, without_target = data.split_by_sentiment(training.labels.sentiment, args.target)
         threshold = evaluate.target_threshold(trained.reward_model, trained.tokenizer, with_target, without_target)
         evaluator = evaluate.Evaluator(

@@ -46,9 +46,10 @@ from api.model_loader import load_version  # noqa: E402
 from api.served_model import ServedModel  # noqa: E402
 from ctrlgpt.logs import configure  # noqa: E402
 from ctrlgpt.settings import Settings  # noqa: E402
-from trainer import devices  # noqa: E402
+from models import devices  # noqa: E402
+from models.layout import policy_dir  # noqa: E402
+from models.manifest import Manifest, write_manifest  # noqa: E402
 from trainer.bootstrap import train_tokenizer, tiny_gpt2  # noqa: E402
-from trainer.manifest import Manifest, write_manifest  # noqa: E402
 
 VERSION = "bench-v1"
 PROMPTS = [
@@ -89,8 +90,8 @@ def write_version(root: Path) -> Path:
     version_dir = root / VERSION
     tokenizer = train_tokenizer(CORPUS * 4)
     torch.manual_seed(0)
-    tiny_gpt2(tokenizer).save_pretrained(version_dir / "policy")
-    tokenizer.save_pretrained(version_dir / "policy")
+    tiny_gpt2(tokenizer).save_pretrained(policy_dir(version_dir))
+    tokenizer.save_pretrained(policy_dir(version_dir))
     write_manifest(version_dir, Manifest(version=VERSION, base_model="bootstrap", status="promoted"))
     return version_dir
 

@@ -11,8 +11,10 @@
     ctrlgpt training now|cancel  # ask the running trainer
     ctrlgpt --set NAME=VALUE ... # override any setting (see ctrlgpt.settings)
 
-Every service takes `(settings, args)`; each is imported only when asked for, so
-`ctrlgpt api` never imports training code.
+Every service takes `(settings, args)`; each is imported only when asked for, so a command
+loads only what it runs: `ctrlgpt api` and `ctrlgpt models` import `models/` and `streams/`,
+never `trainer/` nor a training library (`datasets`, `trl`); tests/test_import_boundary.py
+checks it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("consumers.comparisons_import", "Send pairs of generations (JSON lines) to doccano for ranking."),
     "trainer": ("trainer.worker", "Label events -> SFT, reward, PPO -> a promoted model version."),
     "train": ("trainer.pipeline", "Run one training run now, from the data on Kafka."),
-    "models": ("trainer.models_cli", "Model versions: list, show, compare, rollback, pin, unpin."),
+    "models": ("models.cli", "Model versions: list, show, compare, rollback, pin, unpin."),
     "training": ("trainer.training_cli", "Ask the running trainer to train now or to cancel its run."),
     "api": ("api.main", "FastAPI: generate, completions, classify, search, feedback, admin; hot-swap on model updates."),
     "lag": ("deploy.lag", "Consumer lag per group, topic and partition, with Burrow-style status."),

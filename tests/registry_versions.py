@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from trainer import manifest
-from trainer.manifest import Manifest
-from trainer.registry import Registry, version_id
+from models import manifest
+from models.manifest import Manifest
+from models.registry import Registry, version_id
 
 
 def add_version(

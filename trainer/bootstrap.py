@@ -37,9 +37,11 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from trainer import hf, manifest
-from trainer.manifest import AdapterRef
-from trainer.policy_loading import load_policy
+from models import manifest
+from models.layout import policy_dir
+from models.manifest import AdapterRef
+from models.policy import load_policy
+from trainer import hf
 
 __all__ = [
     "EOS_TOKEN",
@@ -224,7 +226,7 @@ def start_policy(
     learning_rate = BOOTSTRAP_LEARNING_RATE if base == BOOTSTRAP else PRETRAINED_LEARNING_RATE
     current = _warm_version(current_version_dir, base, adapter=False)
     if current is not None:
-        model, tokenizer = load_pretrained(str(current_version_dir / "policy"))
+        model, tokenizer = load_pretrained(str(policy_dir(current_version_dir)))
         return Policy(model, tokenizer, base, current.version, learning_rate)
     if base_model:
         log.info("policy.from_base", base_model=base_model)

@@ -1,4 +1,7 @@
-"""Shared pieces of the Hugging Face stages: trainer arguments, saving/loading (safetensors only), LoRA."""
+"""Shared pieces of the Hugging Face stages: trainer arguments, saving (safetensors only), LoRA.
+
+Loading a saved policy or reward model is `models.policy` and `models.reward_scoring`: one loader each,
+shared with the API."""
 
 from __future__ import annotations
 
@@ -10,14 +13,7 @@ from typing import Any
 import datasets
 import torch
 import transformers
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    Trainer,
-)
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 __all__ = [
@@ -25,8 +21,6 @@ __all__ = [
     "quiet",
     "quiet_libraries",
     "save",
-    "load_causal_lm",
-    "load_reward_model",
     "lora_config",
     "is_adapter",
     "merged",
@@ -36,7 +30,7 @@ BATCH_SIZE = 8
 
 
 def trainer_arguments(work_dir: Path, seed: int, device: torch.device, logging_steps: int = 5) -> dict[str, Any]:
-    """Arguments every stage shares: the resolved device (`trainer.devices`), full precision (bf16 was not
+    """Arguments every stage shares: the resolved device (`models.devices`), full precision (bf16 was not
     measured to keep the learning figures), no checkpoints, no external reporting."""
     return {
         "output_dir": str(work_dir),
@@ -78,19 +72,6 @@ def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: 
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
-
-
-def load_causal_lm(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    tokenizer = AutoTokenizer.from_pretrained(directory, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
-    return model, tokenizer
-
-
-def load_reward_model(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    tokenizer = AutoTokenizer.from_pretrained(directory, padding_side="left")
-    model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, use_safetensors=True)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
 
 
 def lora_config(r: int, alpha: int) -> Any:

@@ -29,11 +29,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 from streams import bus, topics
-from streams.records import LabelRecorded, ModelPromoted, PageCleaned
-from trainer import bootstrap, data, devices, evaluate, gate, hf, judge, manifest, ppo, replay, reward, sft
-from trainer.policy_loading import load_adapter_policy, load_policy
+from models import devices, layout, manifest
+from models.announcements import model_update
+from models.policy import load_adapter_policy, load_causal_lm, load_policy
+from models.registry import Registry, model_registry
+from streams.records import LabelRecorded, PageCleaned
+from trainer import bootstrap, data, evaluate, gate, hf, judge, ppo, replay, reward, sft
 from trainer.progress import ProgressCallback, ProgressReporter, RunCancelled
-from trainer.registry import Registry, model_registry
 from streams.snapshot import TopicSnapshot, read_snapshot_when_kafka_is_back
 
 __all__ = [
@@ -227,9 +229,9 @@ def _reward_start(policy: bootstrap.Policy, anchor_dir: Path | None) -> Path | N
     """The current reward model, when the policy warm-started from the anchor's version (same tokenizer).
 
     The anchor's versions store it unflipped: they are steered toward the anchor itself."""
-    if anchor_dir is None or policy.parent_version is None or not (anchor_dir / "reward").is_dir():
+    if anchor_dir is None or policy.parent_version is None or not layout.reward_dir(anchor_dir).is_dir():
         return None
-    return anchor_dir / "reward"
+    return layout.reward_dir(anchor_dir)
 
 
 def _rl_start(shared: _Shared) -> PreTrainedModel:
@@ -240,7 +242,7 @@ def _rl_start(shared: _Shared) -> PreTrainedModel:
     if shared.policy.adapter is not None and shared.sft_adapter_dir is not None:
         return load_adapter_policy(shared.policy.adapter, shared.sft_adapter_dir, trainable=True)[0]
     # Fresh copies from disk: SFTTrainer patches its model's forward for its own loss.
-    return hf.load_causal_lm(shared.sft_dir)[0]
+    return load_causal_lm(shared.sft_dir)[0]
 
 
 def _steer(
@@ -264,7 +266,7 @@ def _steer(
     reward_dir = hf.save(judge_model, policy.tokenizer, work_dir / f"reward-{target}")
 
     reporter.report("ppo", message=f"target={target} algorithm={settings.rl_algorithm}")
-    reference = hf.load_causal_lm(sft_dir)[0].to(shared.device)
+    reference = load_causal_lm(sft_dir)[0].to(shared.device)
     steered = rl_train(
         _rl_start(shared),
         reference,
@@ -305,21 +307,23 @@ def _steer(
 
     _raise_if_cancelled(stop, "register")  # a cancelled run registers nothing
     reporter.report("register", message=f"target={target}")
-    registered = registry.register(
-        run_id,
-        policy=_sft_policy(shared, reference) if decision.outcome == "promote_reference" else steered.model,
-        tokenizer=policy.tokenizer,
-        reward_model=judge_model,
-        reward_tokenizer=policy.tokenizer,
-        base_model=policy.base_model,
-        parent_version=parent,
-        target_sentiment=target,
-        metrics=metrics,
-        label_offsets=shared.offsets.labels,
-        name=settings.policy_for(target),
-        page_offsets=shared.offsets.pages,
-        adapter=policy.adapter,
-    )
+    with registry.staging() as staging:
+        served = _sft_policy(shared, reference) if decision.outcome == "promote_reference" else steered.model
+        hf.save(served, policy.tokenizer, layout.policy_dir(staging))
+        hf.save(judge_model, policy.tokenizer, layout.reward_dir(staging))
+        registered = registry.register(
+            run_id,
+            staging,
+            base_model=policy.base_model,
+            parent_version=parent,
+            target_sentiment=target,
+            prompt_template="{prompt}" + data.PROMPT_END,
+            metrics=metrics,
+            label_offsets=shared.offsets.labels,
+            name=settings.policy_for(target),
+            page_offsets=shared.offsets.pages,
+            adapter=policy.adapter,
+        )
     pinned = registry.pinned()
     if decision.promotes and pinned is not None:
         reason = f"passed the gate ({decision.reason}); not promoted: {pinned} is pinned"
@@ -473,14 +477,8 @@ def run(settings: Settings, *, run_id: str | None = None, stop: threading.Event 
         )
         def announce(outcome: RunOutcome) -> None:
             if outcome.status == "promoted":
-                promoted = ModelPromoted(
-                    model_name=outcome.model_name,
-                    version=outcome.version,
-                    path=str(outcome.path),
-                    manifest_sha256=outcome.manifest_sha256,
-                    parent_version=outcome.parent_version,
-                    metrics=outcome.metrics,
-                    reason=outcome.reason,
+                promoted = model_update(
+                    outcome.path, manifest.read_manifest(outcome.path), outcome.manifest_sha256, reason=outcome.reason
                 )
                 # The version is registered already: its announcement waits for Kafka however long it is away,
                 # or the API would never learn of it (and the next run would start from a version nobody serves).

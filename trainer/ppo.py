@@ -28,6 +28,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
+from models.reward_scoring import load_reward_model
 from trainer import evaluate, hf
 
 __all__ = ["PpoResult", "to_dataset", "train"]
@@ -71,7 +72,7 @@ def train(
 ) -> PpoResult:
     dataset = to_dataset(prompts, tokenizer)
     batch_size = min(BATCH_SIZE, len(dataset))  # the trainer drops incomplete batches: never ask for more than exist
-    value_model, _ = hf.load_reward_model(reward_dir)
+    value_model, _ = load_reward_model(reward_dir)
     config = PPOConfig(
         **hf.trainer_arguments(work_dir, seed, device, logging_steps=1),
         total_episodes=episodes,

@@ -25,9 +25,9 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import RewardConfig, RewardTrainer
 
+from models.reward_scoring import MAX_TOKENS, encode, load_reward_model, positions, score
 from trainer import hf
 from trainer.data import PreferencePair
-from trainer.reward_scores import MAX_TOKENS, encode, positions, score
 
 __all__ = ["RewardResult", "encode", "to_dataset", "train", "score", "toward"]
 
@@ -86,7 +86,7 @@ def train(
     callbacks: Sequence[TrainerCallback] = (),
 ) -> RewardResult:
     torch.manual_seed(seed)  # the scoring head is initialised at random
-    model, _ = hf.load_reward_model(start_dir)
+    model, _ = load_reward_model(start_dir)
     max_tokens = min(MAX_TOKENS, positions(model))
     config = RewardConfig(
         **hf.trainer_arguments(work_dir, seed, device),

@@ -15,8 +15,7 @@ import json
 import sys
 
 from ctrlgpt.settings import Settings
-from streams import bus, topics
-from trainer import operations
+from streams import bus, commands, topics
 
 __all__ = ["COMMANDS", "main"]
 
@@ -29,7 +28,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         bus.ensure_topics(settings, [topics.TRAINING_COMMANDS])
-        request = operations.request_training(
+        request = commands.request_training(
             settings,
             COMMANDS[args.action],
             run_id=args.run_id,

@@ -24,11 +24,12 @@ from confluent_kafka import KafkaException, TopicPartition
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
+from models import devices, operations
 from streams import bus, groups, topics
 from streams.bus import Received
 from streams.records import LabelRecorded, Stage, TrainingRequested
 from streams.topics import Topic
-from trainer import devices, hf, operations, pipeline
+from trainer import hf, pipeline
 from trainer.progress import RunCancelled
 from trainer.trigger import Decision, TriggerPolicy, TriggerState, command_is_stale, decide
 

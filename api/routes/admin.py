@@ -2,8 +2,8 @@
 
 The key is `secrets.load_or_create(settings.secrets_file).api_admin_key`, sent as `X-API-Key: KEY`
 or `Authorization: Bearer KEY`. Each endpoint calls the same function as the CLI
-(`trainer.operations`, `producers.seed`); the topics they publish to are dependencies, so a test
-can point them at topics of its own. Each target's policy has its own registry and versions: the
+(`models.operations`, `streams.commands`, `producers.seed`); the topics they publish to are
+dependencies, so a test can point them at topics of its own. Each target's policy has its own registry and versions: the
 model endpoints take a `target` (default: `target_sentiment`). Errors: unknown version 404, a
 version whose status does not allow the operation (or whose files fail their checksums) 409, bad
 body or unknown target 422, Kafka down 503.
@@ -32,13 +32,15 @@ from api.served_model import ModelHolder
 from ctrlgpt import secrets
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
+from models import operations
+from models.announcements import model_update
+from models.layout import manifest_path
+from models.manifest import ChecksumMismatch, Manifest, sha256_of, verify
+from models.registry import Change, UnknownVersion, VersionConflict
 from producers.seed import seed_requests
-from streams import bus, topics
+from streams import bus, commands, topics
 from streams.records import CrawlRequested, ModelPromoted
 from streams.topics import Topic
-from trainer import operations
-from trainer.manifest import MANIFEST, ChecksumMismatch, Manifest, sha256_of, verify
-from trainer.registry import Change, UnknownVersion, VersionConflict
 from streams.snapshot import TopicSnapshot, read_snapshot
 
 log = structlog.get_logger()
@@ -287,7 +289,7 @@ async def reload(
     for target in models.targets:
         name = models.model_name(target)
         with _answering_errors():
-            record, source = await run_in_threadpool(_what_to_serve, settings, target, name, announced.get(name))
+            record, source = await run_in_threadpool(_what_to_serve, settings, target, announced.get(name))
         if record is None:
             results.append(Reloaded(target=target, model_name=name, action="nothing_to_serve", version=None,
                                     previous=None, source=None))
@@ -329,7 +331,7 @@ def _reload_one(settings: Settings, holder: ModelHolder, record: ModelPromoted) 
 
 
 def _what_to_serve(
-    settings: Settings, target: str, model_name: str, announced: ModelPromoted | None
+    settings: Settings, target: str, announced: ModelPromoted | None
 ) -> tuple[ModelPromoted | None, Literal["topic", "registry"] | None]:
     if announced is not None:
         return announced, "topic"
@@ -338,9 +340,7 @@ def _what_to_serve(
     if current is None:
         return None, None
     path = registry.path(current)
-    record = ModelPromoted(
-        model_name=model_name, version=current, path=str(path), manifest_sha256=sha256_of(path / MANIFEST)
-    )
+    record = model_update(path, registry.manifest(current), sha256_of(manifest_path(path)))
     return record, "registry"
 
 
@@ -352,7 +352,7 @@ def _refuse(settings: Settings, model_name: str, record: ModelPromoted, outcome:
     producer = bus.make_producer(settings)
     bus.publish(producer, topics.MODEL_LOAD_FAILURES, load_failure(settings, record, outcome, reason))
     try:
-        bus.flush_or_raise(producer, operations.PUBLISH_TIMEOUT_S)
+        bus.flush_or_raise(producer, commands.PUBLISH_TIMEOUT_S)
     except (bus.ServiceUnavailable, KafkaException) as exc:
         log.error("admin.load_failure_unpublished", model_name=model_name, version=record.version, error=str(exc))
     return f"{model_name}: {reason}"
@@ -368,7 +368,7 @@ async def train_now(
     reason = body.reason if body is not None else ""
     with _answering_errors():
         request = await run_in_threadpool(
-            operations.request_training, settings, "train", requested_by="api", reason=reason, topic=topic
+            commands.request_training, settings, "train", requested_by="api", reason=reason, topic=topic
         )
     return CommandAccepted(command=request.command, event_id=request.event_id, run_id=None)
 
@@ -383,7 +383,7 @@ async def cancel_training(
     """Ask the trainer to cancel its running run (or only `run_id`); it ends with a `cancelled` progress event."""
     with _answering_errors():
         request = await run_in_threadpool(
-            operations.request_training, settings, "cancel", run_id=run_id, requested_by="api", reason=reason, topic=topic
+            commands.request_training, settings, "cancel", run_id=run_id, requested_by="api", reason=reason, topic=topic
         )
     return CommandAccepted(command=request.command, event_id=request.event_id, run_id=request.run_id)
 
@@ -416,4 +416,4 @@ def _publish_all(settings: Settings, topic: Topic, records: list[CrawlRequested]
     producer = bus.make_producer(settings)
     for record in records:
         bus.publish(producer, topic, record)
-    bus.flush_or_raise(producer, operations.PUBLISH_TIMEOUT_S)
+    bus.flush_or_raise(producer, commands.PUBLISH_TIMEOUT_S)

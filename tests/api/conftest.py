@@ -22,7 +22,7 @@ from api.server import server_config
 from api.served_model import ServedModel
 from ctrlgpt.settings import Settings
 from live_server import free_port
-from trainer.manifest import Manifest, read_manifest, write_manifest
+from models.manifest import Manifest, read_manifest, write_manifest
 
 END = "<|endoftext|>"
 SENTENCES = [

@@ -8,8 +8,8 @@ from registry_versions import add_version
 
 from api.main import create_app
 from ctrlgpt import secrets
-from trainer import operations
-from trainer.registry import version_id
+from models import operations
+from models.registry import version_id
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from ctrlgpt import secrets
 from streams import bus
 from streams.records import CrawlRequested, ModelPromoted, TrainingRequested
 from streams.topics import Topic
-from trainer import manifest, operations
-from trainer.registry import version_id
+from models import manifest, operations
+from models.registry import version_id
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from api import main as api_main
 from api.generation import SamplingParams, generate
 from api.model_loader import load_version
 from ctrlgpt.settings import Settings
-from trainer import devices
+from models import devices
 
 
 def test_the_api_asked_to_use_a_missing_gpu_stops_before_serving(tmp_path, monkeypatch):

@@ -8,9 +8,9 @@ import torch
 
 from api.fallback import fallback_candidates, load_last_good
 from ctrlgpt.settings import Settings
-from trainer import manifest
-from trainer.manifest import Manifest
-from trainer.registry import model_registry, version_id
+from models import manifest
+from models.manifest import Manifest
+from models.registry import model_registry, version_id
 
 NAME = "expansion-policy-positive"
 

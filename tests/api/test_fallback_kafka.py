@@ -27,8 +27,8 @@ from deploy.processes import wait_until
 from streams import bus, topics
 from streams.records import DeadLetter, ModelLoadFailed, ModelPromoted
 from streams.topics import Topic
-from trainer import manifest, operations
-from trainer.registry import Registry, version_id
+from models import manifest, operations
+from models.registry import Registry, version_id
 
 pytestmark = pytest.mark.integration
 

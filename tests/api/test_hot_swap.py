@@ -14,7 +14,7 @@ from api.model_loader import WarmUpFailed
 from api.model_updates import apply, load_failure
 from api.served_model import ModelHolder
 from streams.records import ModelPromoted
-from trainer.manifest import ChecksumMismatch, read_manifest, write_manifest
+from models.manifest import ChecksumMismatch, read_manifest, write_manifest
 
 
 def _promoted(version) -> ModelPromoted:

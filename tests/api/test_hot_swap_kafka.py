@@ -15,7 +15,7 @@ from deploy.processes import wait_until
 from streams import bus, topics
 from streams.records import ModelLoadFailed, ModelPromoted
 from topic_reader import read_records
-from trainer.manifest import read_manifest, write_manifest
+from models.manifest import read_manifest, write_manifest
 
 pytestmark = pytest.mark.integration
 

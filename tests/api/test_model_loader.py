@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from api.model_loader import VersionMismatch, load_version
-from trainer.manifest import ChecksumMismatch, Manifest, sha256_of, write_manifest
+from models.manifest import ChecksumMismatch, Manifest, sha256_of, write_manifest
 
 CPU = torch.device("cpu")
 

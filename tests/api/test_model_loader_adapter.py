@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from api.generation import SamplingParams, generate
 from api.model_loader import load_version
 from trainer import bootstrap, hf
-from trainer.manifest import ChecksumMismatch, Manifest, write_manifest
+from models.manifest import ChecksumMismatch, Manifest, write_manifest
 
 PROMPT = "The cat sat"
 CPU = torch.device("cpu")

@@ -13,7 +13,7 @@ from api.model_updates import Announcement, apply, consumer_group, latest_for, r
 from api.served_model import ModelHolder, ModelHolders
 from streams import topics
 from streams.records import ModelPromoted
-from trainer.manifest import ChecksumMismatch
+from models.manifest import ChecksumMismatch
 
 
 def _promoted(fixture, model_name: str = "expansion-policy") -> ModelPromoted:

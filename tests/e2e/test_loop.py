@@ -25,7 +25,7 @@ from deploy.workers import stop_workers
 from streams import topics
 from topic_reader import read_records
 from trainer import pipeline
-from trainer.manifest import read_manifest, verify
+from models.manifest import read_manifest, verify
 
 pytestmark = pytest.mark.e2e
 

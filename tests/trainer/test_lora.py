@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from ctrlgpt.settings import Settings
-from trainer import bootstrap, data, hf, manifest, pipeline
-from trainer.policy_loading import load_policy
+from models import manifest
+from models.policy import load_causal_lm, load_policy
+from trainer import bootstrap, data, hf, pipeline
 from trainer.progress import ProgressReporter
 
 
@@ -89,7 +90,7 @@ def test_the_adapter_changes_the_base_models_output(runs):
     first, _ = runs
     checked = manifest.verify(first.path)
     adapted, tokenizer = load_policy(first.path, checked)
-    base, _ = hf.load_causal_lm(checked.adapter.base_path)
+    base, _ = load_causal_lm(checked.adapter.base_path)
     ids = tokenizer("A visit to the park\n\n", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert not torch.allclose(adapted(input_ids=ids).logits, base(input_ids=ids).logits)

@@ -9,8 +9,9 @@ from topic_reader import read_records
 
 from ctrlgpt.settings import Settings
 from streams import bus, topics
+from models import manifest
 from streams.records import ModelPromoted, TrainingRunProgressed
-from trainer import manifest, pipeline
+from trainer import pipeline
 
 pytestmark = pytest.mark.integration
 

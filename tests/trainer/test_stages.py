@@ -7,7 +7,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ctrlgpt.settings import Settings
-from trainer import bootstrap, hf, manifest, pipeline, reward
+from models import manifest
+from models.layout import reward_dir
+from models.reward_scoring import load_reward_model
+from trainer import bootstrap, pipeline, reward
 from trainer.progress import ProgressReporter
 
 
@@ -68,7 +71,7 @@ def test_each_target_is_scored_by_the_reward_model_signed_toward_it(run_outcomes
     texts = ["It was wonderful and everyone loved it.", "It was awful and everyone was angry."]
     scores = {}
     for outcome in outcomes:
-        model, tokenizer = hf.load_reward_model(outcome.path / "reward")
+        model, tokenizer = load_reward_model(reward_dir(outcome.path))
         scores[outcome.target] = reward.score(model, tokenizer, texts)
     assert scores["negative"] == pytest.approx([-value for value in scores["positive"]], abs=1e-5)
     assert scores["positive"][0] != pytest.approx(scores["positive"][1])

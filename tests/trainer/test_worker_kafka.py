@@ -10,12 +10,14 @@ from registry_versions import add_version
 from topic_reader import read_records
 
 from deploy.processes import wait_until
+from models import operations
+from models.registry import Registry
 from streams import bus, topics
+from streams.commands import request_training
 from streams.records import LabelRecorded, TrainingRequested, TrainingRunProgressed
 from streams.topics import Topic
-from trainer import operations, pipeline
+from trainer import pipeline
 from trainer.progress import RunCancelled
-from trainer.registry import Registry
 from trainer.trigger import TriggerPolicy
 from trainer.worker import TrainingScheduler, nothing_to_serve_yet_labels_waiting, serve
 
@@ -54,10 +56,10 @@ def test_worker_trains_on_labels_and_commands_and_cancels_on_command(settings, m
         bus.flush_or_raise(producer)
         wait_until(lambda: len(started) == 1, what="a run started by 3 labels", timeout=TIMEOUT_S)
 
-        operations.request_training(settings, "cancel", run_id=started[0], producer=producer, topic=commands)
+        request_training(settings, "cancel", run_id=started[0], producer=producer, topic=commands)
         wait_until(lambda: cancelled == started and scheduler.running is None, what="the run cancelled", timeout=TIMEOUT_S)
 
-        operations.request_training(settings, "train", reason="test", producer=producer, topic=commands)
+        request_training(settings, "train", reason="test", producer=producer, topic=commands)
         wait_until(lambda: len(started) == 2, what="a run started by the operator", timeout=TIMEOUT_S)
     finally:
         stop.set()

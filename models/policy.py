@@ -2,10 +2,10 @@
 
     model, tokenizer = load_policy(version_dir, manifests.verify(version_dir))
 
-Shared by the trainer (warm start, gate) and the API (hot-swap), so both read a version the same
-way; like `manifest`, it pulls in no training library (transformers and peft only). Call it
-with a manifest that `manifest.verify` returned: that checked the version's files and, for an
-adapter, every file of its base. Weights are safetensors only.
+The one policy loader, shared by the trainer (warm start, gate, its reference) and the API
+(hot-swap), so both read a version the same way; it pulls in no training library (transformers
+and peft only). Call `load_policy` with a manifest that `manifest.verify` returned: that checked
+the version's files and, for an adapter, every file of its base. Weights are safetensors only.
 """
 
 from __future__ import annotations
@@ -14,22 +14,26 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from trainer.manifest import AdapterRef, Manifest
+from models.layout import policy_dir
+from models.manifest import AdapterRef, Manifest
 
-__all__ = ["POLICY_DIR", "load_policy", "load_adapter_policy"]
-
-POLICY_DIR = "policy"
+__all__ = ["load_policy", "load_adapter_policy", "load_causal_lm"]
 
 
 def load_policy(
     version_dir: Path, manifest: Manifest, *, trainable: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The version's policy and tokenizer (padding on the left, as generation and PPO need)."""
-    policy = version_dir / POLICY_DIR
+    policy = policy_dir(version_dir)
     if manifest.adapter is not None:
         return load_adapter_policy(manifest.adapter, policy, trainable=trainable)
-    tokenizer = AutoTokenizer.from_pretrained(policy, padding_side="left")
-    return AutoModelForCausalLM.from_pretrained(policy, use_safetensors=True), tokenizer
+    return load_causal_lm(policy)
+
+
+def load_causal_lm(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A full-weight policy saved in `directory` (a version's `policy/`, or a run's SFT model) and its tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(directory, padding_side="left")
+    return AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True), tokenizer
 
 
 def load_adapter_policy(

@@ -1,6 +1,6 @@
 """A registered model version describes itself: `manifest.json` beside its files.
 
-Layout of one version directory (under `<data_dir>/models/<version>/`):
+Layout of one version directory (under `<registry_dir>/<model name>/<version>/`, names in `models.layout`):
 
     manifest.json          this Manifest
     policy/                the expansion policy: config.json, model.safetensors, tokenizer files;
@@ -9,8 +9,8 @@ Layout of one version directory (under `<data_dir>/models/<version>/`):
                            named by `adapter.base_path` and pinned by the sha256 of its files
     reward/                the reward model (same shape), when the run trained one
 
-The API loads a version from its manifest alone and imports nothing else from
-`trainer/`: this module has no training dependencies. Loading verifies every
+The trainer writes it when it registers a version (`models.registry`); the API verifies and
+loads a version from its manifest alone (`api/model_loader.py`). Loading verifies every
 file's sha256 first; weights are safetensors only.
 """
 
@@ -24,7 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MANIFEST = "manifest.json"
+from models.layout import MANIFEST
+
 FORMAT = "ctrlgpt-model/1"
 Status = Literal["candidate", "promoted", "rejected", "rolled_back"]
 

@@ -6,14 +6,16 @@
     <registry_dir>/<model name>/PINNED                                              a version an operator pinned, if any
 
 Version ids sort by their number; the hash part comes from the run that made the version. A
-version is assembled in a hidden staging directory and renamed into place whole, and CURRENT is
-replaced atomically, so a reader never sees half a version or half a pointer. Weights are
-safetensors only; a version's files are checked against its manifest before it becomes current.
+version is assembled in a hidden staging directory the registry hands out (the trainer saves
+`policy/` and `reward/` into it with its own helpers: the registry imports no training code),
+then `register` writes its manifest and renames it into place whole; CURRENT is replaced
+atomically, so a reader never sees half a version or half a pointer. Weights are safetensors
+only; a version's files are checked against its manifest before it becomes current.
 
 Each manifest records its status: candidate (just registered), promoted (passed the gate, or an
 operator pinned it), rejected (failed the gate), rolled_back (an operator rolled back from it).
 The operations (`rollback`, `pin`, `unpin`, `compare`) change or read the disk only and take a
-lock, so the trainer and an operator never interleave pointer moves; `trainer.operations`
+lock, so the trainer and an operator never interleave pointer moves; `models.operations`
 announces their result on Kafka.
 """
 
@@ -24,17 +26,16 @@ import hashlib
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from trainer import hf, manifest
-from trainer.data import PROMPT_END
-from trainer.manifest import Manifest
+from models import manifest
+from models.layout import MANIFEST, PIN, POINTER
+from models.manifest import Manifest
 
 __all__ = [
     "Registered",
@@ -49,8 +50,6 @@ __all__ = [
     "model_registry",
 ]
 
-POINTER = "CURRENT"
-PIN = "PINNED"
 LOCK = ".lock"
 _VERSION = re.compile(r"^v(\d{4,})-([0-9a-f]{8})$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -147,7 +146,7 @@ class Registry:
         """Registered versions, oldest first."""
         if not self.root.is_dir():
             return []
-        found = [p.name for p in self.root.iterdir() if _VERSION.match(p.name) and (p / manifest.MANIFEST).is_file()]
+        found = [p.name for p in self.root.iterdir() if _VERSION.match(p.name) and (p / MANIFEST).is_file()]
         return sorted(found, key=version_number)
 
     def current(self) -> str | None:
@@ -156,7 +155,7 @@ class Registry:
         if not pointer.is_file():
             return None
         version = pointer.read_text().strip()
-        if not (self.path(version) / manifest.MANIFEST).is_file():
+        if not (self.path(version) / MANIFEST).is_file():
             raise FileNotFoundError(f"{pointer} names {version}, which is not registered")
         return version
 
@@ -164,57 +163,61 @@ class Registry:
         version = self.current()
         return None if version is None else self.path(version)
 
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A hidden directory on the registry's filesystem to save a new version's files into, for
+        `register`; removed on leaving unless `register` renamed it into place."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        directory = self.root / f".staging-{uuid.uuid4().hex}"
+        directory.mkdir()
+        try:
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
     def register(
         self,
         run_id: str,
+        staging: Path,
         *,
-        policy: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        reward_model: PreTrainedModel,
-        reward_tokenizer: PreTrainedTokenizerBase,
         base_model: str,
         parent_version: str | None,
         target_sentiment: str,
+        prompt_template: str,
         metrics: dict[str, float],
         label_offsets: dict[str, int],
         name: str = "expansion-policy",
         page_offsets: dict[str, int] | None = None,
         adapter: manifest.AdapterRef | None = None,
     ) -> Registered:
-        """Save a new version with status `candidate`; `promote` or `reject` decides its fate."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Make the finished files in `staging` (from `staging()`) a new version with status `candidate`,
+        its manifest written; `promote` or `reject` decides its fate."""
         for _ in range(_REGISTER_ATTEMPTS):
             existing = self.versions()
             version = version_id(version_number(existing[-1]) + 1 if existing else 1, run_id)
-            staging = self.root / f".staging-{version}"
-            shutil.rmtree(staging, ignore_errors=True)
+            sha = manifest.write_manifest(
+                staging,
+                Manifest(
+                    name=name,
+                    version=version,
+                    prompt_template=prompt_template,
+                    parent_version=parent_version,
+                    base_model=base_model,
+                    target_sentiment=target_sentiment,
+                    status="candidate",
+                    metrics=metrics,
+                    label_offsets=label_offsets,
+                    page_offsets=page_offsets or {},
+                    adapter=adapter,
+                ),
+            )
             try:
-                hf.save(policy, tokenizer, staging / "policy")
-                hf.save(reward_model, reward_tokenizer, staging / "reward")
-                sha = manifest.write_manifest(
-                    staging,
-                    Manifest(
-                        name=name,
-                        version=version,
-                        prompt_template="{prompt}" + PROMPT_END,
-                        parent_version=parent_version,
-                        base_model=base_model,
-                        target_sentiment=target_sentiment,
-                        status="candidate",
-                        metrics=metrics,
-                        label_offsets=label_offsets,
-                        page_offsets=page_offsets or {},
-                        adapter=adapter,
-                    ),
-                )
                 staging.rename(self.root / version)
                 return Registered(version, self.root / version, sha)
             except OSError:
                 # Another run took this number between listing and renaming: take the next one.
                 if not (self.root / version).exists():
                     raise
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
         raise RuntimeError(f"could not register a version under {self.root} after {_REGISTER_ATTEMPTS} attempts")
 
     def manifest(self, version: str) -> Manifest:
@@ -223,7 +226,7 @@ class Registry:
             directory = self.path(version)
         except ValueError:
             raise UnknownVersion(f"{version!r} is not a version id") from None
-        if not (directory / manifest.MANIFEST).is_file():
+        if not (directory / MANIFEST).is_file():
             raise UnknownVersion(f"no version {version} under {self.root}")
         return manifest.read_manifest(directory)
 
@@ -323,7 +326,7 @@ class Registry:
             previous=previous,
             reason=reason,
             path=directory,
-            manifest_sha256=manifest.sha256_of(directory / manifest.MANIFEST),
+            manifest_sha256=manifest.sha256_of(directory / MANIFEST),
             manifest=manifest.read_manifest(directory),
         )
 

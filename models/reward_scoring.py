@@ -1,19 +1,36 @@
-"""A reward model's score of texts, read at each text's end-of-text token: inference only.
+"""A reward model: the one loader, and its score of texts, read at each text's end-of-text token.
 
-Shared by training (trainer/reward.py, evaluation, the gate) and the API's classify endpoint; like
-`manifest`, it pulls in no training library, so the API can import it.
+Shared by training (trainer/reward.py, PPO, evaluation, the gate) and the API's classify endpoint
+(api/sentiment.py), so both load and score a reward model the same way; it pulls in no training
+library (transformers and torch only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["MAX_TOKENS", "encode", "score"]
+from models.layout import REWARD_DIR
+from models.manifest import Manifest
+
+__all__ = ["MAX_TOKENS", "load_reward_model", "has_reward_model", "encode", "positions", "score"]
 
 MAX_TOKENS = 256
+
+
+def load_reward_model(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A one-output sequence classifier saved in `directory` (a version's `reward/`, or a run's) and its tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(directory, padding_side="left")
+    model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, use_safetensors=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def has_reward_model(manifest: Manifest) -> bool:
+    return any(name.startswith(f"{REWARD_DIR}/") for name in manifest.files)
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int = MAX_TOKENS) -> list[int]:

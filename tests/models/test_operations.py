@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from registry_versions import add_version
 
-from trainer import manifest, models_cli, operations
-from trainer.registry import Registry, UnknownVersion, VersionConflict, version_id
+from models import cli as models_cli
+from models import manifest, operations
+from models.registry import Registry, UnknownVersion, VersionConflict, version_id
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
-"""Which torch device the trainer and the API run their models on (`settings.device`).
+"""Which torch device the trainer, the API and the benches run their models on (`settings.device`).
 
     device = devices.of(settings)          # at a service's start: `cuda` without a GPU raises here
 
 `resolve` is the rule alone (pure, tested without a GPU); `of` asks torch whether a GPU is
-visible. Like `manifest`, it pulls in no training library, so the API can import it.
+visible. It lives with the models (not in `ctrlgpt/`) because it is about where models run and needs torch,
+which the services without models (crawler, cleaner, sinks) never import.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 
 Each target's policy has its own registry: `--target T` picks one (default: `target_sentiment`).
 Add `--json` for machine-readable output. Rollback and pin are announced on the model-updates
-topic, so every API replica swaps (`trainer.operations`).
+topic, so every API replica swaps (`models.operations`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import sys
 from collections.abc import Sequence
 
 from ctrlgpt.settings import Settings
+from models import operations
+from models.manifest import ChecksumMismatch, Manifest
+from models.registry import Change, Comparison, UnknownVersion, VersionConflict
 from streams.bus import ServiceUnavailable
-from trainer import operations
-from trainer.manifest import ChecksumMismatch, Manifest
-from trainer.registry import Change, Comparison, UnknownVersion, VersionConflict
 
 __all__ = ["ACTIONS", "version_summary", "format_versions", "format_manifest", "format_comparison", "main"]
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoModelForCausalLM, GPT2ForSequenceClassification
 
-from trainer import bootstrap, manifest
-from trainer.registry import Registry, version_id, version_number
+from models import layout, manifest
+from models.registry import Registry, version_id, version_number
+from trainer import bootstrap
 
 TINY = bootstrap.TinyGPT2(vocab_size=300, n_layer=1, n_embd=16, n_head=2, n_positions=32)
 
@@ -19,18 +20,20 @@ def tiny():
 
 def register(registry: Registry, tiny, run_id: str = "run"):
     policy, scorer, tokenizer = tiny
-    return registry.register(
-        run_id,
-        policy=policy,
-        tokenizer=tokenizer,
-        reward_model=scorer,
-        reward_tokenizer=tokenizer,
-        base_model=bootstrap.BOOTSTRAP,
-        parent_version=None,
-        target_sentiment="positive",
-        metrics={"candidate_reward_mean": 1.5},
-        label_offsets={"0": 7},
-    )
+    with registry.staging() as staging:
+        for model, directory in ((policy, layout.policy_dir(staging)), (scorer, layout.reward_dir(staging))):
+            model.save_pretrained(directory)
+            tokenizer.save_pretrained(directory)
+        return registry.register(
+            run_id,
+            staging,
+            base_model=bootstrap.BOOTSTRAP,
+            parent_version=None,
+            target_sentiment="positive",
+            prompt_template="{prompt}\n\n",
+            metrics={"candidate_reward_mean": 1.5},
+            label_offsets={"0": 7},
+        )
 
 
 def test_version_ids_sort_by_number():
@@ -51,6 +54,17 @@ def test_registered_version_verifies_and_loads_from_safetensors(tmp_path, tiny):
     AutoModelForCausalLM.from_pretrained(registered.path / "policy", use_safetensors=True)
     assert registry.versions() == [registered.version] and registry.current() is None
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]
+    assert checked.prompt_template == "{prompt}\n\n"
+
+
+def test_a_staging_directory_given_up_leaves_nothing_behind(tmp_path):
+    registry = Registry(tmp_path)
+    with pytest.raises(RuntimeError, match="save failed"):
+        with registry.staging() as staging:
+            (staging / "policy").mkdir()
+            raise RuntimeError("save failed")
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert registry.versions() == []
 
 
 def test_promote_points_current_at_the_version(tmp_path, tiny):
