@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from transformers.utils import logging as transformers_logging
 
 from api.middleware import AccessLog, BodySizeLimit
-from api.metrics import build_registry
+from api.ops.metrics import build_registry
 from api.model_updates import STAGE, ModelUpdates, replica_id
-from api.ops_monitor import OpsMonitor
+from api.ops.monitor import OpsMonitor
 from api.routes import dashboard, metrics
 from api.routes import admin, classify, completions, feedback, generate, health, search, try_page
 from api.batching import Batcher
