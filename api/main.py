@@ -24,8 +24,10 @@ from api.ops.metrics import build_registry
 from api.model_updates import STAGE, ModelUpdates, replica_id
 from api.ops.monitor import OpsMonitor
 from api.routes import dashboard, metrics
-from api.routes import admin, classify, completions, feedback, generate, health, search, try_page
+from api.routes import admin_crawls, admin_models, admin_training, classify, completions, feedback, generate, health
+from api.routes import search, try_page
 from api.batching import Batcher
+from api.security import read_admin_key
 from api.server import BodyReadTimeout, server_config
 from api.served_model import ModelHolder, ModelHolders
 from api.validation import request_validation_error
@@ -76,6 +78,7 @@ def create_app(
     app.state.models = models
     app.state.batcher = batcher
     app.state.ops_monitor = monitor
+    app.state.admin_key = read_admin_key(settings)
     app.state.metrics_registry, latency = build_registry(monitor, models)
     app.add_middleware(BodyReadTimeout, timeout_s=settings.api_body_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes(settings))
@@ -92,7 +95,9 @@ def create_app(
     app.include_router(search.router)
     app.include_router(feedback.router)
     app.include_router(try_page.router)
-    app.include_router(admin.router)
+    app.include_router(admin_models.router)
+    app.include_router(admin_training.router)
+    app.include_router(admin_crawls.router)
     return app
 
 
