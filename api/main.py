@@ -19,17 +19,28 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from transformers.utils import logging as transformers_logging
 
-from api.middleware import AccessLog, BodySizeLimit
-from api.ops.metrics import build_registry
-from api.model_updates import STAGE, ModelUpdates, replica_id
-from api.ops.monitor import OpsMonitor
-from api.routes import dashboard, metrics
-from api.routes import admin_crawls, admin_models, admin_training, classify, completions, feedback, generate, health
-from api.routes import search, try_page
 from api.batching import Batcher
+from api.middleware import AccessLog, BodySizeLimit
+from api.model_updates import STAGE, ModelUpdates, replica_id
+from api.ops.metrics import build_registry
+from api.ops.monitor import OpsMonitor
+from api.routes import (
+    admin_crawls,
+    admin_models,
+    admin_training,
+    classify,
+    completions,
+    dashboard,
+    feedback,
+    generate,
+    health,
+    metrics,
+    search,
+    try_page,
+)
 from api.security import read_admin_key
-from api.server import BodyReadTimeout, server_config
 from api.served_model import ModelHolder, ModelHolders
+from api.server import BodyReadTimeout, server_config
 from api.validation import request_validation_error
 from ctrlgpt.settings import Settings
 from streams import bus, topics
