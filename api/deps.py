@@ -17,8 +17,6 @@ from api.schemas import DEFAULT_NEW_TOKENS, GenerateRequest
 from api.served_model import ModelHolder, ModelHolders, ServedModel
 from ctrlgpt.settings import Settings
 
-NO_MODEL = "no model version is loaded yet: the API serves one as soon as a version is promoted"
-
 
 async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
@@ -43,14 +41,6 @@ async def get_batcher(request: Request) -> Batcher:
 
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 BatcherDep = Annotated[Batcher, Depends(get_batcher)]
-
-
-async def served_model(holder: HolderDep) -> ServedModel:
-    """The version this request uses to the end, taken once, at its start."""
-    current = holder.current
-    if current is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=NO_MODEL, headers={"Retry-After": "10"})
-    return current
 
 
 async def checked_generate_request(body: GenerateRequest, settings: SettingsDep) -> GenerateRequest:
@@ -79,7 +69,6 @@ def _error(field: str, kind: str, message: str) -> dict:
     return {"type": kind, "loc": ("body", field), "msg": message}
 
 
-CurrentModel = Annotated[ServedModel, Depends(served_model)]
 CheckedGenerateRequest = Annotated[GenerateRequest, Depends(checked_generate_request)]
 
 

@@ -19,15 +19,28 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from transformers.utils import logging as transformers_logging
 
-from api.middleware import AccessLog, BodySizeLimit
-from api.metrics import build_registry
-from api.model_updates import STAGE, ModelUpdates, replica_id
-from api.ops_monitor import OpsMonitor
-from api.routes import dashboard, metrics
-from api.routes import admin, classify, completions, feedback, generate, health, search, try_page
 from api.batching import Batcher
-from api.server import BodyReadTimeout, server_config
+from api.middleware import AccessLog, BodySizeLimit
+from api.model_updates import STAGE, ModelUpdates, replica_id
+from api.ops.metrics import build_registry
+from api.ops.monitor import OpsMonitor
+from api.routes import (
+    admin_crawls,
+    admin_models,
+    admin_training,
+    classify,
+    completions,
+    dashboard,
+    feedback,
+    generate,
+    health,
+    metrics,
+    search,
+    try_page,
+)
+from api.security import read_admin_key
 from api.served_model import ModelHolder, ModelHolders
+from api.server import BodyReadTimeout, server_config
 from api.validation import request_validation_error
 from ctrlgpt.settings import Settings
 from models import devices
@@ -76,6 +89,7 @@ def create_app(
     app.state.models = models
     app.state.batcher = batcher
     app.state.ops_monitor = monitor
+    app.state.admin_key = read_admin_key(settings)
     app.state.metrics_registry, latency = build_registry(monitor, models)
     app.add_middleware(BodyReadTimeout, timeout_s=settings.api_body_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes(settings))
@@ -92,7 +106,9 @@ def create_app(
     app.include_router(search.router)
     app.include_router(feedback.router)
     app.include_router(try_page.router)
-    app.include_router(admin.router)
+    app.include_router(admin_models.router)
+    app.include_router(admin_training.router)
+    app.include_router(admin_crawls.router)
     return app
 
 

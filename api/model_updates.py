@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Literal
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from api.fallback import load_last_good
 from api.model_loader import load_version

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
 from api.deps import ModelsDep
-from api.ops_monitor import PRODUCED_BY, OpsMonitor
+from api.ops.monitor import PRODUCED_BY, OpsMonitor
 
 router = APIRouter(tags=["operations"])
 

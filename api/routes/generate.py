@@ -8,24 +8,23 @@ A client that disconnects stops its generation at the next token.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.sse import EventSourceResponse, format_sse_event
+from fastapi.sse import EventSourceResponse
 
 from api.batching import Delta, Event, QueueFull, Started, WorkerClosed
 from api.deps import BatcherDep, CheckedGenerateRequest, RequestedModel, TargetModel
 from api.generation import Completion, PromptTooLong, SamplingParams
 from api.schemas import ErrorResponse, GenerateResponse
+from api.sse import event_stream, sse_event
 
 log = structlog.get_logger()
 
 router = APIRouter(tags=["generate"])
 
 EVENT_STREAM = "text/event-stream"
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 SSE_EVENT = {  # one server-sent event, as OpenAPI 3.2 describes an event stream's items
     "type": "object",
     "required": ["event", "data"],
@@ -74,7 +73,7 @@ async def generate_text(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     assert isinstance(started, Started)
     if body.stream or EVENT_STREAM in request.headers.get("accept", ""):
-        return EventSourceResponse(_stream(policy, started, events), headers=STREAM_HEADERS)
+        return event_stream(_stream(policy, started, events))
     try:
         result = await _completion(events)
     finally:
@@ -96,25 +95,21 @@ async def _stream(policy: TargetModel, started: Started, events: AsyncIterator[E
         "model_version": policy.served.version, "model_name": policy.model_name,
         "target": policy.target, "prompt_tokens": started.prompt_tokens,
     }
-    yield _sse("metadata", metadata)
+    yield sse_event(metadata, event="metadata")
     try:
         async for event in events:
             if isinstance(event, Delta):
-                yield _sse("token", {"text": event.text})
+                yield sse_event({"text": event.text}, event="token")
             elif isinstance(event, Completion):
                 _log(policy, event)
                 response = _response(policy, event).model_dump()
                 usage = {name: response.pop(name) for name in ("prompt_tokens", "completion_tokens")}
-                yield _sse("done", {**response, "usage": usage})
+                yield sse_event({**response, "usage": usage}, event="done")
     except Exception as exc:  # noqa: BLE001 - the status line is sent: the failure can only be an event
         log.exception("generate.stream_failed", version=policy.served.version)
-        yield _sse("error", {"detail": f"generation failed: {type(exc).__name__}"})
+        yield sse_event({"detail": f"generation failed: {type(exc).__name__}"}, event="error")
     finally:
         await events.aclose()
-
-
-def _sse(event: str, data: dict) -> bytes:
-    return format_sse_event(data_str=json.dumps(data), event=event)
 
 
 def _response(policy: TargetModel, result: Completion) -> GenerateResponse:

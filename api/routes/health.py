@@ -7,7 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api.deps import HolderDep, ModelsDep, SettingsDep
-from api.schemas import CurrentModelResponse, ErrorResponse, FallbackInfo, HealthResponse
+from api.schemas import (
+    CurrentModelResponse,
+    ErrorResponse,
+    FallbackInfo,
+    HealthResponse,
+)
 
 router = APIRouter(tags=["health"])
 

@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus text format (kafka-exporter names for Kafka figures; see api.metrics)."""
+"""GET /metrics: Prometheus text format (kafka-exporter names for Kafka figures; see api.ops.metrics)."""
 
 from __future__ import annotations
 

@@ -14,14 +14,22 @@ import pytest
 import torch
 import uvicorn
 from fastapi import FastAPI
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-from api.model_loader import load_version
-from api.server import server_config
-from api.served_model import ServedModel
-from ctrlgpt.settings import Settings
+from fastapi.testclient import TestClient
 from live_server import free_port
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
+
+from api.main import create_app
+from api.model_loader import load_version
+from api.served_model import ServedModel
+from api.server import server_config
+from ctrlgpt import secrets
+from ctrlgpt.settings import Settings
 from models.manifest import Manifest, read_manifest, write_manifest
 
 END = "<|endoftext|>"
@@ -91,6 +99,23 @@ def v2(make_version) -> FixtureVersion:
 @pytest.fixture(scope="session")
 def api_settings(tmp_path_factory) -> Settings:
     return Settings(data_dir=tmp_path_factory.mktemp("data"), max_prompt_chars=200, max_new_tokens_limit=16)
+
+
+@pytest.fixture
+def admin_settings(api_settings, tmp_path) -> Settings:
+    """The API's settings with a data directory (registries, secrets) of the test's own."""
+    return api_settings.model_copy(update={"data_dir": tmp_path})
+
+
+@pytest.fixture
+def admin_client(admin_settings) -> Iterator[TestClient]:
+    with TestClient(create_app(admin_settings, follow_updates=False)) as client:
+        yield client
+
+
+@pytest.fixture
+def admin_key(admin_settings) -> str:
+    return secrets.load_or_create(admin_settings.secrets_file).api_admin_key
 
 
 @pytest.fixture(scope="session")

@@ -20,15 +20,15 @@ from topic_reader import read_records
 
 from api.main import create_app
 from api.model_updates import ModelUpdates
-from api.routes import admin
+from api.routes import admin_models
 from api.served_model import ModelHolders
 from ctrlgpt import secrets
 from deploy.processes import wait_until
+from models import manifest, operations
+from models.registry import Registry, version_id
 from streams import bus, topics
 from streams.records import DeadLetter, ModelLoadFailed, ModelPromoted
 from streams.topics import Topic
-from models import manifest, operations
-from models.registry import Registry, version_id
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,7 @@ def test_reload_refuses_a_served_version_whose_files_changed_and_publishes_the_f
     updates = Topic(f"ctrlgpt.test.reload.updates.{run}", ModelPromoted, key="model_name", partitions=1)
     bus.ensure_topics(settings, [updates, topics.MODEL_LOAD_FAILURES])
     app = create_app(local, follow_updates=False)
-    app.dependency_overrides[admin.model_updates_topic] = lambda: updates  # nothing announced: the registry's CURRENT
+    app.dependency_overrides[admin_models.model_updates_topic] = lambda: updates  # nothing announced: the registry's CURRENT
     with TestClient(app, headers={"X-API-Key": secrets.load_or_create(local.secrets_file).api_admin_key}) as client:
         first = client.post("/v1/admin/models/reload")
         assert first.status_code == 200 and first.json()["models"][0]["version"] == served, first.text

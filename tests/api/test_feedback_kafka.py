@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+from topic_reader import read_records
 
 from api.main import create_app
 from streams import bus, topics
 from streams.records import LabelRecorded, PreferenceLabel, RatingLabel
-from topic_reader import read_records
 
 pytestmark = pytest.mark.integration
 

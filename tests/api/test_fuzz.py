@@ -11,7 +11,9 @@ and have tests of their own.
 from __future__ import annotations
 
 import gc
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -29,7 +31,12 @@ EXAMPLES_PER_OPERATION = 25  # CI-sized: the whole run takes about a minute on 2
 # Built at import: schemathesis reads the schema while pytest collects (its fixture-based
 # lazy loader does not work with pytest 9). The model goes into the holder in a fixture.
 HOLDER = ModelHolder()
-NO_KAFKA = Settings(kafka_bootstrap="127.0.0.1:1", feedback_timeout_s=0.2, max_prompt_chars=200, max_new_tokens_limit=16)
+# A data directory of its own: building the app creates the admin key there, and collecting this module must
+# not write into the stack's.
+NO_KAFKA = Settings(
+    data_dir=Path(tempfile.mkdtemp(prefix="ctrlgpt-fuzz-")), kafka_bootstrap="127.0.0.1:1", feedback_timeout_s=0.2,
+    max_prompt_chars=200, max_new_tokens_limit=16,
+)
 APP = create_app(NO_KAFKA, holder=HOLDER, follow_updates=False, monitor_kafka=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path_regex="^/v1/admin")
 

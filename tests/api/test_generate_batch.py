@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from api.generation import Completion, PromptTooLong, Row, SamplingParams, decoding_of, encode, generate, run_batch
+from api.generation import (
+    Completion,
+    PromptTooLong,
+    Row,
+    SamplingParams,
+    decoding_of,
+    encode,
+    generate,
+    run_batch,
+)
 
 PROMPTS = ["The cat", "A sunny day in the park makes", "Kafka"]
 

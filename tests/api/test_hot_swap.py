@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from api.model_loader import WarmUpFailed
 from api.model_updates import apply, load_failure
 from api.served_model import ModelHolder
-from streams.records import ModelPromoted
 from models.manifest import ChecksumMismatch, read_manifest, write_manifest
+from streams.records import ModelPromoted
 
 
 def _promoted(version) -> ModelPromoted:

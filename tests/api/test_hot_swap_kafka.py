@@ -9,13 +9,13 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file, save_file
+from topic_reader import read_records
 
 from api.main import create_app
 from deploy.processes import wait_until
+from models.manifest import read_manifest, write_manifest
 from streams import bus, topics
 from streams.records import ModelLoadFailed, ModelPromoted
-from topic_reader import read_records
-from models.manifest import read_manifest, write_manifest
 
 pytestmark = pytest.mark.integration
 

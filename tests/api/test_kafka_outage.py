@@ -15,7 +15,7 @@ import pytest
 from faults import kill_service, start_service
 
 from api.model_updates import ModelUpdates
-from api.ops_events import EventFollower, ModelVersions, TrainingRuns
+from api.ops.events import EventFollower, ModelVersions, TrainingRuns
 from api.served_model import ModelHolders
 from deploy.processes import wait_until
 from streams import bus, topics

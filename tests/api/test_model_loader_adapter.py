@@ -11,8 +11,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from api.generation import SamplingParams, generate
 from api.model_loader import load_version
-from trainer import bootstrap, hf
 from models.manifest import ChecksumMismatch, Manifest, write_manifest
+from trainer import bootstrap, hf
 
 PROMPT = "The cat sat"
 CPU = torch.device("cpu")

@@ -5,15 +5,21 @@ from __future__ import annotations
 import socket
 
 import pytest
-
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.model_updates import Announcement, apply, consumer_group, latest_for, replica_id, version_dir
+from api.model_updates import (
+    Announcement,
+    apply,
+    consumer_group,
+    latest_for,
+    replica_id,
+    version_dir,
+)
 from api.served_model import ModelHolder, ModelHolders
+from models.manifest import ChecksumMismatch
 from streams import topics
 from streams.records import ModelPromoted
-from models.manifest import ChecksumMismatch
 
 
 def _promoted(fixture, model_name: str = "expansion-policy") -> ModelPromoted:

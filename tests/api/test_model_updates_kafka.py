@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+from topic_reader import read_records
 
 from api.main import create_app
 from api.model_updates import ModelUpdates
@@ -14,7 +15,6 @@ from deploy.processes import wait_until
 from streams import bus, topics
 from streams.records import DeadLetter, ModelPromoted
 from streams.topics import Topic
-from topic_reader import read_records
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 import pytest
 from live_server import chromium_page, free_port, serving
 from playwright.sync_api import Page, expect
+from topic_reader import read_records
 
 from api.main import create_app
 from api.served_model import ModelHolder
 from streams import bus, topics
 from streams.records import LabelRecorded, PreferenceLabel, RatingLabel
-from topic_reader import read_records
 
 pytestmark = pytest.mark.integration
 

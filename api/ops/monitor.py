@@ -5,7 +5,7 @@ and waits for a read at most `timeout_s`: a slow or dead broker costs a scrape t
 long, never more, and the answer is "no snapshot" rather than an error. `OpsMonitor`
 samples through it every `ops_sample_interval_s` into a `LagTracker` (Burrow-style
 status, bounded lag history) and a bounded history of topic end offsets (throughput),
-and follows the training-runs and model-updates topics (`api.ops_events`).
+and follows the training-runs and model-updates topics (`api.ops.events`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import structlog
 
-from api.ops_events import EventFollower, ModelVersions, TrainingRuns
+from api.ops.events import EventFollower, ModelVersions, TrainingRuns
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.consumer_lag import GroupLag, LagTracker, OffsetsSnapshot

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from api.ops_monitor import OpsMonitor, SnapshotCache, dead_letters, topic_totals
+from api.ops.monitor import OpsMonitor, SnapshotCache, dead_letters, topic_totals
 from streams import groups
 from streams.consumer_lag import GroupOffsets, OffsetsSnapshot
 

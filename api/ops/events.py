@@ -28,8 +28,6 @@ __all__ = ["TrainingRuns", "ModelVersions", "EventFollower"]
 
 log = structlog.get_logger()
 
-FINAL_STAGES = ("done", "failed", "cancelled")
-
 
 class TopicsMissing(RuntimeError):
     """The topics to follow do not exist yet (nothing has created them)."""

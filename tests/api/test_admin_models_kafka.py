@@ -1,4 +1,4 @@
-"""The admin API against the real broker: what each endpoint publishes, read back from topics of the test's own."""
+"""/v1/admin/models against the real broker: what rollback and pin announce, what reload serves (own topics)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from registry_versions import add_version
 from topic_reader import read_records
 
 from api.main import create_app
-from api.routes import admin
+from api.routes import admin_models
 from ctrlgpt import secrets
-from streams import bus
-from streams.records import CrawlRequested, ModelPromoted, TrainingRequested
-from streams.topics import Topic
 from models import manifest, operations
 from models.registry import version_id
+from streams import bus
+from streams.records import ModelPromoted
+from streams.topics import Topic
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +40,6 @@ def local(settings, tmp_path, run):
 def test_topics(settings, run) -> dict[str, Topic]:
     made = {
         "updates": Topic(f"ctrlgpt.test.admin.updates.{run}", ModelPromoted, key="model_name", partitions=1),
-        "commands": Topic(f"ctrlgpt.test.admin.commands.{run}", TrainingRequested, key="command", partitions=1),
-        "crawls": Topic(f"ctrlgpt.test.admin.crawls.{run}", CrawlRequested, key="url", partitions=1),
     }
     bus.ensure_topics(settings, list(made.values()))
     return made
@@ -50,9 +48,7 @@ def test_topics(settings, run) -> dict[str, Topic]:
 @pytest.fixture
 def client(local, test_topics):
     app = create_app(local, follow_updates=False)
-    app.dependency_overrides[admin.model_updates_topic] = lambda: test_topics["updates"]
-    app.dependency_overrides[admin.training_commands_topic] = lambda: test_topics["commands"]
-    app.dependency_overrides[admin.crawl_requests_topic] = lambda: test_topics["crawls"]
+    app.dependency_overrides[admin_models.model_updates_topic] = lambda: test_topics["updates"]
     with TestClient(app, headers={"X-API-Key": secrets.load_or_create(local.secrets_file).api_admin_key}) as client:
         yield client
 
@@ -84,42 +80,6 @@ def test_rollback_and_pin_are_announced_to_every_replica(client, settings, local
     assert announced[1].manifest_sha256 == manifest.sha256_of(registry.path(second) / manifest.MANIFEST)
     [listed] = client.get("/v1/admin/models").json()["models"]
     assert listed["pinned"] == second and [v["status"] for v in listed["versions"]] == ["promoted", "promoted"]
-
-
-def test_train_now_and_cancel_publish_operator_commands(client, settings, test_topics):
-    train = client.post("/v1/admin/training", json={"reason": "new data"})
-    cancel = client.delete("/v1/admin/training", params={"run_id": "abc123", "reason": "wrong data"})
-    cancel_any = client.delete("/v1/admin/training")
-    assert (train.status_code, cancel.status_code, cancel_any.status_code) == (202, 202, 202)
-
-    commands = read_all(settings, test_topics["commands"], 3)
-    assert [(c.command, c.run_id, c.reason, c.requested_by) for c in commands] == [
-        ("train", None, "new data", "api"),
-        ("cancel", "abc123", "wrong data", "api"),
-        ("cancel", None, "", "api"),
-    ]
-    assert commands[0].event_id == train.json()["event_id"]
-
-
-def test_crawls_are_seeded_as_api_requests(client, settings, test_topics):
-    body = {
-        "urls": ["http://127.0.0.1:9/a", "http://127.0.0.1:9/a", "http://127.0.0.1:9/b"],
-        "max_depth": 1,
-        "allowed_domains": ["Example.org."],
-        "fetch_mode": "http",
-        "max_pages": 5,
-    }
-    response = client.post("/v1/admin/crawls", json=body)
-    assert response.status_code == 202, response.text
-    accepted = response.json()
-    assert len(accepted["urls"]) == 2
-
-    seeds = read_all(settings, test_topics["crawls"], 2)
-    assert sorted(s.url for s in seeds) == sorted(accepted["urls"])
-    assert {(s.source, s.crawl_id, s.depth, s.max_depth, s.fetch_mode, s.max_pages) for s in seeds} == {
-        ("api", accepted["crawl_id"], 0, 1, "http", 5)
-    }
-    assert seeds[0].allowed_domains == ["example.org"]
 
 
 def test_reload_serves_the_last_announced_version(client, settings, local, test_topics, make_version, run):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.ops_events import ModelVersions, TrainingRuns
+from api.ops.events import ModelVersions, TrainingRuns
 from streams.records import ModelPromoted, TrainingRunProgressed
 
 

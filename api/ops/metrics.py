@@ -11,9 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    StateSetMetricFamily,
+)
 
-from api.ops_monitor import OpsMonitor, dead_letters, topic_totals
+from api.ops.monitor import OpsMonitor, dead_letters, topic_totals
 from api.served_model import ModelHolder, ModelHolders
 from streams.consumer_lag import Status
 

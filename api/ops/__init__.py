@@ -1,0 +1,1 @@
+"""Operations internals of an API replica: Kafka offsets and events sampled for /metrics and the dashboard."""
