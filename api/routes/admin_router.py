@@ -1,6 +1,6 @@
 """What every /v1/admin router shares: the admin key, the error answers, the limit on reasons.
 
-Each endpoint calls the same function as the CLI (`trainer.operations`, `producers.seed`). Errors:
+Each endpoint calls the same function as the CLI (`models.operations`, `streams.commands`, `producers.seed`). Errors:
 unknown version 404, a version whose status does not allow the operation (or whose files fail their
 checksums) 409, bad body or unknown target 422, Kafka down 503.
 """

@@ -1,4 +1,4 @@
-"""/v1/admin/training: ask the trainer to start a run now, or to cancel the running one (`trainer.operations`).
+"""/v1/admin/training: ask the trainer to start a run now, or to cancel the running one (`streams.commands`).
 
 The commands topic is a dependency, so a test can point it at a topic of its own.
 """
