@@ -12,9 +12,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 
-from api.batching import Batcher
 from api.schemas import DEFAULT_NEW_TOKENS, GenerateRequest
-from api.served_model import ModelHolder, ModelHolders, ServedModel
+from api.serving.batching import Batcher
+from api.serving.served_model import ModelHolder, ModelHolders, ServedModel
 from ctrlgpt.settings import Settings
 
 

@@ -19,9 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from transformers.utils import logging as transformers_logging
 
-from api.batching import Batcher
 from api.middleware import AccessLog, BodySizeLimit
-from api.model_updates import STAGE, ModelUpdates, replica_id
 from api.ops.metrics import build_registry
 from api.ops.monitor import OpsMonitor
 from api.routes import (
@@ -39,8 +37,10 @@ from api.routes import (
     try_page,
 )
 from api.security import read_admin_key
-from api.served_model import ModelHolder, ModelHolders
 from api.server import BodyReadTimeout, server_config
+from api.serving.batching import Batcher
+from api.serving.model_updates import STAGE, ModelUpdates, replica_id
+from api.serving.served_model import ModelHolder, ModelHolders
 from api.validation import request_validation_error
 from ctrlgpt.settings import Settings
 from models import devices

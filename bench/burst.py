@@ -31,10 +31,15 @@ from pathlib import Path
 
 import httpx
 import torch
+from serving_throughput import (
+    PROMPTS,
+    VERSION,
+    free_port,
+    wait_for_health,
+    write_version,
+)
 
-from serving_throughput import PROMPTS, VERSION, free_port, wait_for_health, write_version
-
-from api.model_loader import load_version
+from api.serving.model_loader import load_version
 from ctrlgpt.logs import configure
 from ctrlgpt.settings import Settings
 from models import devices
@@ -45,8 +50,8 @@ def serve(version_dir: Path, port: int, queue_max: int) -> None:
     import uvicorn
 
     from api.main import create_app
-    from api.served_model import ModelHolder
     from api.server import server_config
+    from api.serving.served_model import ModelHolder
 
     torch.set_num_threads(1)
     configure("api-bench", "WARNING")

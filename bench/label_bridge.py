@@ -42,7 +42,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench.machine import describe
 from bench.report import Report
-from consumers.doccano_client import ClassificationProject, DoccanoClient, ensure_sentiment_project
+from consumers.doccano_client import (
+    ClassificationProject,
+    DoccanoClient,
+    ensure_sentiment_project,
+)
 from consumers.label_snapshots import annotation_label_id
 from ctrlgpt import secrets
 from ctrlgpt.settings import REPO_ROOT, Settings

@@ -45,6 +45,8 @@ from statistics import median
 import numpy as np
 import torch
 from datasets import Dataset
+from machine import describe as describe_machine
+from report import Report
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -53,9 +55,6 @@ from transformers import (
     PreTrainedTokenizerBase,
     TrainerCallback,
 )
-
-from machine import describe as describe_machine
-from report import Report
 
 from ctrlgpt import logs
 from ctrlgpt.settings import Settings

@@ -42,14 +42,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.model_loader import load_version  # noqa: E402
-from api.served_model import ServedModel  # noqa: E402
+from api.serving.model_loader import load_version  # noqa: E402
+from api.serving.served_model import ServedModel  # noqa: E402
 from ctrlgpt.logs import configure  # noqa: E402
 from ctrlgpt.settings import Settings  # noqa: E402
 from models import devices  # noqa: E402
 from models.layout import policy_dir  # noqa: E402
 from models.manifest import Manifest, write_manifest  # noqa: E402
-from trainer.bootstrap import train_tokenizer, tiny_gpt2  # noqa: E402
+from trainer.bootstrap import tiny_gpt2, train_tokenizer  # noqa: E402
 
 VERSION = "bench-v1"
 PROMPTS = [
@@ -142,7 +142,7 @@ def serve(version_dir: Path, port: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
     from api.main import create_app
-    from api.served_model import ModelHolder
+    from api.serving.served_model import ModelHolder
 
     configure("api-bench", "WARNING")  # one log line per request would be part of what is measured
     settings = Settings(data_dir=version_dir.parent / "data")

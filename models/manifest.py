@@ -10,7 +10,7 @@ Layout of one version directory (under `<registry_dir>/<model name>/<version>/`,
     reward/                the reward model (same shape), when the run trained one
 
 The trainer writes it when it registers a version (`models.registry`); the API verifies and
-loads a version from its manifest alone (`api/model_loader.py`). Loading verifies every
+loads a version from its manifest alone (`api/serving/model_loader.py`). Loading verifies every
 file's sha256 first; weights are safetensors only.
 """
 

@@ -1,7 +1,7 @@
 """A reward model: the one loader, and its score of texts, read at each text's end-of-text token.
 
 Shared by training (trainer/reward.py, PPO, evaluation, the gate) and the API's classify endpoint
-(api/sentiment.py), so both load and score a reward model the same way; it pulls in no training
+(api/serving/sentiment.py), so both load and score a reward model the same way; it pulls in no training
 library (transformers and torch only).
 """
 
@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from models.layout import REWARD_DIR
 from models.manifest import Manifest

@@ -11,6 +11,7 @@ from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from deploy.workers import stop_workers
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The end-to-end tests first, on the stack as a new user's `make demo` finds it: after the
     # other tests, the trainer would start with their label events on Kafka and no version, and

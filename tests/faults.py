@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 from ctrlgpt.settings import Settings
 from deploy import processes, supervisor

@@ -19,7 +19,7 @@ from prometheus_client.core import (
 )
 
 from api.ops.monitor import OpsMonitor, dead_letters, topic_totals
-from api.served_model import ModelHolder, ModelHolders
+from api.serving.served_model import ModelHolder, ModelHolders
 from streams.consumer_lag import Status
 
 __all__ = ["OpsCollector", "build_registry"]

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ModelsDep, SettingsDep
-from api.model_updates import Outcome, load_failure, refusal_reason, serve
 from api.routes.admin_router import MAX_REASON_CHARS, admin_router, answering_errors
 from api.schemas import ErrorResponse
-from api.served_model import ModelHolder
+from api.serving.model_updates import Outcome, load_failure, refusal_reason, serve
+from api.serving.served_model import ModelHolder
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from models import operations

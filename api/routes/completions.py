@@ -20,9 +20,7 @@ import structlog
 from fastapi import APIRouter
 from fastapi.sse import EventSourceResponse
 
-from api.batching import Batcher, Event, QueueFull, Started, WorkerClosed
 from api.deps import BatcherDep, ModelsDep, SettingsDep
-from api.generation import Completion, PromptTooLong, SamplingParams
 from api.routes.openai_errors import ERRORS, OpenAIError, OpenAIRoute
 from api.routes.openai_schemas import (
     DEFAULT_MAX_TOKENS,
@@ -40,7 +38,16 @@ from api.routes.openai_schemas import (
     usage,
 )
 from api.routes.openai_streaming import Call, chat_chunks, close_all, completion_chunks
-from api.served_model import ModelHolders, ServedModel
+from api.serving.batching import (
+    Batcher,
+    Event,
+    QueueFull,
+    Started,
+    WorkerClosed,
+    completion_of,
+)
+from api.serving.generation import Completion, PromptTooLong, SamplingParams
+from api.serving.served_model import ModelHolders, ServedModel
 from api.sse import event_stream
 from ctrlgpt.settings import Settings
 
@@ -220,16 +227,9 @@ async def _submit(
 
 async def _results(streams: list[AsyncIterator[Event]]) -> list[Completion]:
     try:
-        return list(await asyncio.gather(*(_completion(events) for events in streams)))
+        return list(await asyncio.gather(*(completion_of(events) for events in streams)))
     finally:
         await close_all(streams)
-
-
-async def _completion(events: AsyncIterator[Event]) -> Completion:
-    async for event in events:
-        if isinstance(event, Completion):
-            return event
-    raise AssertionError("a request's events end with its completion")
 
 
 def _include_usage(body: SamplingFields) -> bool:

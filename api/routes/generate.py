@@ -14,10 +14,17 @@ import structlog
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.sse import EventSourceResponse
 
-from api.batching import Delta, Event, QueueFull, Started, WorkerClosed
 from api.deps import BatcherDep, CheckedGenerateRequest, RequestedModel, TargetModel
-from api.generation import Completion, PromptTooLong, SamplingParams
 from api.schemas import ErrorResponse, GenerateResponse
+from api.serving.batching import (
+    Delta,
+    Event,
+    QueueFull,
+    Started,
+    WorkerClosed,
+    completion_of,
+)
+from api.serving.generation import Completion, PromptTooLong, SamplingParams
 from api.sse import event_stream, sse_event
 
 log = structlog.get_logger()
@@ -75,18 +82,11 @@ async def generate_text(
     if body.stream or EVENT_STREAM in request.headers.get("accept", ""):
         return event_stream(_stream(policy, started, events))
     try:
-        result = await _completion(events)
+        result = await completion_of(events)
     finally:
         await events.aclose()
     _log(policy, result)
     return _response(policy, result)
-
-
-async def _completion(events: AsyncIterator[Event]) -> Completion:
-    async for event in events:
-        if isinstance(event, Completion):
-            return event
-    raise AssertionError("a request's events end with its completion")
 
 
 async def _stream(policy: TargetModel, started: Started, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.generation import Completion
 from api.schemas import check_temperature
+from api.serving.generation import Completion
 from api.validation import Utf8Text
 
 DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions

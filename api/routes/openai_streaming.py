@@ -8,9 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from api.batching import Delta, Event
-from api.generation import Completion
 from api.routes.openai_schemas import finish_reason, usage
+from api.serving.batching import Delta, Event
+from api.serving.generation import Completion
 from api.sse import sse_event
 
 DONE = b"data: [DONE]\n\n"

@@ -25,9 +25,9 @@ from transformers import (
 )
 
 from api.main import create_app
-from api.model_loader import load_version
-from api.served_model import ServedModel
 from api.server import server_config
+from api.serving.model_loader import load_version
+from api.serving.served_model import ServedModel
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 from models.manifest import Manifest, read_manifest, write_manifest

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from api.main import create_app
-from api.served_model import ModelHolder
+from api.serving.served_model import ModelHolder
 
 WAIT_S = 60.0  # bound on waiting for answers; no timing is asserted
 QUEUE_MAX = 2

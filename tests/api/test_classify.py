@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.sentiment import label_of
-from api.served_model import ModelHolder
+from api.serving.sentiment import label_of
+from api.serving.served_model import ModelHolder
 
 TEXTS = ["A sunny day in the park makes everyone smile.", "The train was late again.", "Kafka"]
 

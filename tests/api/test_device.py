@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from api import main as api_main
-from api.generation import SamplingParams, generate
-from api.model_loader import load_version
+from api.serving.generation import SamplingParams, generate
+from api.serving.model_loader import load_version
 from ctrlgpt.settings import Settings
 from models import devices
 

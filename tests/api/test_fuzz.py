@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from api.main import create_app
-from api.served_model import ModelHolder
+from api.serving.served_model import ModelHolder
 from ctrlgpt.settings import Settings
 
 pytestmark = pytest.mark.integration

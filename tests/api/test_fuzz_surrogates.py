@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.served_model import ModelHolder
+from api.serving.served_model import ModelHolder
 
 CASES = [
     ("/v1/generate", '{"prompt": "The cat\\ud800"}'),

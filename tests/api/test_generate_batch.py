@@ -1,4 +1,4 @@
-"""One batch of requests through `api.generation.run_batch`: each row gets only its own output."""
+"""One batch of requests through `api.serving.generation.run_batch`: each row gets only its own output."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from api.generation import (
+from api.serving.generation import (
     Completion,
     PromptTooLong,
     Row,

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app, max_body_bytes
-from api.served_model import ModelHolder
+from api.serving.served_model import ModelHolder
 
 
 @pytest.fixture(scope="module")

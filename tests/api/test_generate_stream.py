@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from api.main import create_app
-from api.served_model import ModelHolder
+from api.serving.served_model import ModelHolder
 from deploy.processes import wait_until
 
 WAIT_S = 60.0  # generous bound on waiting for the server; no timing is asserted

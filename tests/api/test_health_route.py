@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.served_model import Fallback, ModelHolder
+from api.serving.served_model import Fallback, ModelHolder
 
 
 def test_health_and_current_model_describe_the_served_version(api_settings, v2):

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from api.model_loader import WarmUpFailed
-from api.model_updates import apply, load_failure
-from api.served_model import ModelHolder
+from api.serving.model_loader import WarmUpFailed
+from api.serving.model_updates import apply, load_failure
+from api.serving.served_model import ModelHolder
 from models.manifest import ChecksumMismatch, read_manifest, write_manifest
 from streams.records import ModelPromoted
 

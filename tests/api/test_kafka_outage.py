@@ -14,9 +14,9 @@ import uuid
 import pytest
 from faults import kill_service, start_service
 
-from api.model_updates import ModelUpdates
 from api.ops.events import EventFollower, ModelVersions, TrainingRuns
-from api.served_model import ModelHolders
+from api.serving.model_updates import ModelUpdates
+from api.serving.served_model import ModelHolders
 from deploy.processes import wait_until
 from streams import bus, topics
 from streams.records import ModelPromoted

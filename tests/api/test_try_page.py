@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from topic_reader import read_records
 
 from api.main import create_app
-from api.served_model import ModelHolder
+from api.serving.served_model import ModelHolder
 from streams import bus, topics
 from streams.records import LabelRecorded, PreferenceLabel, RatingLabel
 

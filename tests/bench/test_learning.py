@@ -22,9 +22,8 @@ from learning import (
     step_durations,
 )
 
-from trainer import evaluate
-
 from deploy.demo_site import load_articles
+from trainer import evaluate
 
 
 def test_the_labelled_set_is_the_demo_site_with_one_label_per_paragraph():

@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from consumers.comparisons_import import main, read_pairs
-from consumers.doccano_client import ComparisonPair, DoccanoClient, ensure_comparison_project
+from consumers.doccano_client import (
+    ComparisonPair,
+    DoccanoClient,
+    ensure_comparison_project,
+)
 from ctrlgpt.settings import Settings
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-from pydantic import ValidationError
 
 from consumers.doccano_client import ComparisonPair, comparison_example
-from consumers.doccano_labels import EXCERPT_BYTES, ExampleLabels, Outcome, _again_while_retriable, state_topic
+from consumers.doccano_labels import (
+    EXCERPT_BYTES,
+    ExampleLabels,
+    Outcome,
+    _again_while_retriable,
+    state_topic,
+)
 from consumers.label_snapshots import (
     AnnotationSnapshot,
     Rejection,

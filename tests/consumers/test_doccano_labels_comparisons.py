@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from consumers.doccano_client import ComparisonPair, comparison_example, comparison_from_meta, comparison_key
+from consumers.doccano_client import (
+    ComparisonPair,
+    comparison_example,
+    comparison_from_meta,
+    comparison_key,
+)
 
 PAIR = ComparisonPair(
     prompt="Harbor festival", a="A joyful day.", b="A grim day.", target="positive", page_url="https://news.test/h.html"

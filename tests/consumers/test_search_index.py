@@ -10,7 +10,12 @@ from datetime import datetime, timezone
 import pytest
 from elasticsearch import Elasticsearch
 
-from consumers.search_index import PageIndexSink, document_id, has_english_analyzer, index_template
+from consumers.search_index import (
+    PageIndexSink,
+    document_id,
+    has_english_analyzer,
+    index_template,
+)
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.bus import Received, RecordRejected, ServiceUnavailable

@@ -8,7 +8,13 @@ import pytest
 from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
 from ctrlgpt.settings import Settings
 from deploy.demo_site import Article, article_url, load_articles
-from deploy.scripted_annotator import ANNOTATOR_USERNAME, annotate, annotator_password, answer_key, plan_labels
+from deploy.scripted_annotator import (
+    ANNOTATOR_USERNAME,
+    annotate,
+    annotator_password,
+    answer_key,
+    plan_labels,
+)
 
 BASE = "http://127.0.0.1:8090/"
 

@@ -17,15 +17,15 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
+from topic_reader import read_records
 
 from ctrlgpt import secrets
 from deploy.demo import LoopReport, passages_by_url, run_loop, served_version
 from deploy.demo_site import load_articles
 from deploy.workers import stop_workers
-from streams import topics
-from topic_reader import read_records
-from trainer import pipeline
 from models.manifest import read_manifest, verify
+from streams import topics
+from trainer import pipeline
 
 pytestmark = pytest.mark.e2e
 

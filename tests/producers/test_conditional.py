@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from producers.conditional import Validators, conditional_headers, content_hash, validators_of
+from producers.conditional import (
+    Validators,
+    conditional_headers,
+    content_hash,
+    validators_of,
+)
 
 
 def test_a_new_url_gets_no_conditional_headers() -> None:

@@ -8,7 +8,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from crawl_harness import CrawlerThread, letters_of, read_to_end, start_group_at_end, wait_until_caught_up
+from crawl_harness import (
+    CrawlerThread,
+    letters_of,
+    read_to_end,
+    start_group_at_end,
+    wait_until_caught_up,
+)
 from crawl_sites import Site, fixed, serve
 
 from ctrlgpt.settings import Settings

@@ -11,7 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from crawl_harness import CrawlerThread, read_to_end, start_group_at_end, wait_until_caught_up
+from crawl_harness import (
+    CrawlerThread,
+    read_to_end,
+    start_group_at_end,
+    wait_until_caught_up,
+)
 from crawl_sites import Hit, Site, fixed, html_page, serve, slow
 
 from ctrlgpt.settings import Settings

@@ -11,7 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from crawl_harness import CrawlerThread, letters_of, read_to_end, start_group_at_end, wait_until_caught_up
+from crawl_harness import (
+    CrawlerThread,
+    letters_of,
+    read_to_end,
+    start_group_at_end,
+    wait_until_caught_up,
+)
 
 from ctrlgpt.settings import Settings
 from deploy import demo_site

@@ -10,7 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from crawl_harness import CrawlerThread, read_to_end, start_group_at_end, wait_until_caught_up
+from crawl_harness import (
+    CrawlerThread,
+    read_to_end,
+    start_group_at_end,
+    wait_until_caught_up,
+)
 from crawl_sites import Response, Site, fixed, html_page, serve
 
 from ctrlgpt.settings import Settings

@@ -9,7 +9,12 @@ import uuid
 from collections import Counter
 
 import pytest
-from crawl_harness import CrawlerThread, read_to_end, start_group_at_end, wait_until_caught_up
+from crawl_harness import (
+    CrawlerThread,
+    read_to_end,
+    start_group_at_end,
+    wait_until_caught_up,
+)
 from crawl_sites import Response, Site, fixed, html_page, serve
 
 from ctrlgpt.settings import Settings

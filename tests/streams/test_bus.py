@@ -10,12 +10,12 @@ from datetime import datetime, timezone
 import pytest
 from confluent_kafka import Producer
 from structlog.testing import capture_logs
+from topic_reader import read_records
 
 from ctrlgpt.retry import retrying
 from streams import bus, topics
 from streams.records import PageCleaned
 from streams.topics import Topic
-from topic_reader import read_records
 
 pytestmark = pytest.mark.integration
 

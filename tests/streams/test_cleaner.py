@@ -11,14 +11,21 @@ import uuid
 
 import pytest
 from confluent_kafka import TopicPartition
+from topic_reader import read_records
 
 from ctrlgpt.settings import REPO_ROOT
 from streams import bus, cleaner, topics
-from streams.cleaner import Cleaned, Rejection, clean_message, clean_messages, make_app, pack_by_size
+from streams.cleaner import (
+    Cleaned,
+    Rejection,
+    clean_message,
+    clean_messages,
+    make_app,
+    pack_by_size,
+)
 from streams.near_duplicates import simhash
 from streams.records import PageCleaned, PageFetched
 from streams.topics import Topic
-from topic_reader import read_records
 
 ARTICLE = """<html><head><title>Night Trains of Europe</title></head><body>
   <nav><a href="/">Home</a> <a href="/travel">Travel</a></nav>

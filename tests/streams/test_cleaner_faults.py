@@ -11,7 +11,17 @@ import uuid
 from collections import defaultdict
 
 import pytest
-from cleaner_harness import CleanReader, article, html, publish, raw, start_cleaner, start_group_at_end, stop, unique_urls
+from cleaner_harness import (
+    CleanReader,
+    article,
+    html,
+    publish,
+    raw,
+    start_cleaner,
+    start_group_at_end,
+    stop,
+    unique_urls,
+)
 from faults import kill_service, start_service
 from topic_reader import read_records
 

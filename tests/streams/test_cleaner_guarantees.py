@@ -11,13 +11,21 @@ from collections import Counter
 
 import pytest
 from cleaner_harness import (
-    CleanReader, article, html, publish, raw, start_cleaner, start_group_at_end, stop, unique_urls,
+    CleanReader,
+    article,
+    html,
+    publish,
+    raw,
+    start_cleaner,
+    start_group_at_end,
+    stop,
+    unique_urls,
 )
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
 
-from ctrlgpt.settings import Settings
 from consumers.search_index import PageIndexSink
+from ctrlgpt.settings import Settings
 from streams import bus, topics
 
 pytestmark = pytest.mark.integration

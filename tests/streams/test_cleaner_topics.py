@@ -7,7 +7,11 @@ from datetime import datetime, timezone
 import pytest
 
 from streams import topics
-from streams.cleaner_topics import FingerprintedPage, PagesFingerprinted, fingerprinted_topic
+from streams.cleaner_topics import (
+    FingerprintedPage,
+    PagesFingerprinted,
+    fingerprinted_topic,
+)
 from streams.records import PageCleaned
 
 

@@ -5,7 +5,14 @@ from datetime import datetime, timezone
 import pytest
 
 from deploy.demo_site import load_articles, render_article, render_index
-from streams.cleaning import UNDETERMINED_LANGUAGE, PageRejected, clean_page, language_of, normalise_text, summarise
+from streams.cleaning import (
+    UNDETERMINED_LANGUAGE,
+    PageRejected,
+    clean_page,
+    language_of,
+    normalise_text,
+    summarise,
+)
 from streams.records import PageFetched
 
 ARTICLE = """<!doctype html>

@@ -1,7 +1,14 @@
 import pytest
 
 from deploy.demo_site import load_articles
-from streams.near_duplicates import BandIndex, band_keys, check_and_remember, hamming, simhash, simhashes
+from streams.near_duplicates import (
+    BandIndex,
+    band_keys,
+    check_and_remember,
+    hamming,
+    simhash,
+    simhashes,
+)
 
 ARTICLES = ["\n\n".join(article.paragraphs) for article in load_articles()]
 MAX_BITS = 6

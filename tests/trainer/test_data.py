@@ -2,7 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from streams.records import ExpansionLabel, LabelRecorded, PageCleaned, PreferenceLabel, SentimentLabel
+from streams.records import (
+    ExpansionLabel,
+    LabelRecorded,
+    PageCleaned,
+    PreferenceLabel,
+    SentimentLabel,
+)
 from trainer import data
 
 

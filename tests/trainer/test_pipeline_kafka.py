@@ -8,8 +8,8 @@ import pytest
 from topic_reader import read_records
 
 from ctrlgpt.settings import Settings
-from streams import bus, topics
 from models import manifest
+from streams import bus, topics
 from streams.records import ModelPromoted, TrainingRunProgressed
 from trainer import pipeline
 

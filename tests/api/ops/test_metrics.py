@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.main import create_app
 from api.ops.metrics import build_registry
 from api.ops.monitor import OpsMonitor
-from api.served_model import Fallback, ModelHolder, ModelHolders
+from api.serving.served_model import Fallback, ModelHolder, ModelHolders
 from streams import groups
 from streams.consumer_lag import GroupOffsets, OffsetsSnapshot
 from streams.records import TrainingRunProgressed

@@ -9,8 +9,8 @@ import torch
 from peft import get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from api.generation import SamplingParams, generate
-from api.model_loader import load_version
+from api.serving.generation import SamplingParams, generate
+from api.serving.model_loader import load_version
 from models.manifest import ChecksumMismatch, Manifest, write_manifest
 from trainer import bootstrap, hf
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from api.sentiment import SentimentScorer
+from api.serving.sentiment import SentimentScorer
 from ctrlgpt.settings import Settings
 from models.manifest import Manifest
 

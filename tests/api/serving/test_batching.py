@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from api.batching import (
+from api.serving.batching import (
     Batcher,
     BatchWorker,
     Delta,
@@ -21,7 +21,7 @@ from api.batching import (
     split_to_fit,
     take_batch,
 )
-from api.generation import Completion, SamplingParams
+from api.serving.generation import Completion, SamplingParams
 
 WAIT_S = 60  # generous bound on waiting for the worker thread; no timing is asserted
 LONG_WAIT_S = 30.0  # a batch window no test reaches: batches start because they are full

@@ -11,7 +11,7 @@ keeps what is its own:
 
 What a batch must share (`Decoding`: temperature, top-k, top-p, repetition penalty,
 beams) is what `generate` applies to all rows at once. A served version's tokenizer and
-model are used by one thread at a time: its model name's batch worker (api/batching.py),
+model are used by one thread at a time: its model name's batch worker (api/serving/batching.py),
 or, before it is served, the loader's warm-up.
 """
 
@@ -34,7 +34,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from api.served_model import ServedModel
+from api.serving.served_model import ServedModel
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -138,7 +138,7 @@ def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
     """Generate every row (blocking: call it off the event loop); results go to each row's sink.
 
     The rows share one `Decoding` and, together, fit the context: the longest prompt plus
-    the most new tokens (api.batching.split_to_fit). If `generate` raises, each row not yet
+    the most new tokens (api.serving.batching.split_to_fit). If `generate` raises, each row not yet
     finished is failed with the error, which is raised again.
     """
     decoding = decoding_of(rows[0].params)
@@ -189,7 +189,7 @@ def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
 
 
 def generate(served: ServedModel, params: SamplingParams) -> Completion:
-    """One request alone, in the calling thread (the loader's warm-up); requests go through api.batching."""
+    """One request alone, in the calling thread (the loader's warm-up); requests go through api.serving.batching."""
     sink = _Collected()
     run_batch(served, [Row(params, encode(served, params), sink)])  # raises what fails the row
     assert sink.completion is not None  # run_batch finishes every row it does not fail

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.model_updates import (
+from api.serving.model_updates import (
     Announcement,
     apply,
     consumer_group,
@@ -16,7 +16,7 @@ from api.model_updates import (
     replica_id,
     version_dir,
 )
-from api.served_model import ModelHolder, ModelHolders
+from api.serving.served_model import ModelHolder, ModelHolders
 from models.manifest import ChecksumMismatch
 from streams import topics
 from streams.records import ModelPromoted

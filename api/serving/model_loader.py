@@ -15,9 +15,9 @@ from pathlib import Path
 import structlog
 import torch
 
-from api.generation import SamplingParams, generate
-from api.sentiment import load_scorer
-from api.served_model import ServedModel
+from api.serving.generation import SamplingParams, generate
+from api.serving.sentiment import load_scorer
+from api.serving.served_model import ServedModel
 from models import manifest as manifests
 from models.policy import load_policy
 from models.reward_scoring import has_reward_model

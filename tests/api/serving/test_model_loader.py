@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from api.model_loader import VersionMismatch, load_version
+from api.serving.model_loader import VersionMismatch, load_version
 from models.manifest import ChecksumMismatch, Manifest, sha256_of, write_manifest
 
 CPU = torch.device("cpu")

@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient
 from topic_reader import read_records
 
 from api.main import create_app
-from api.model_updates import ModelUpdates
 from api.routes import admin_models
-from api.served_model import ModelHolders
+from api.serving.model_updates import ModelUpdates
+from api.serving.served_model import ModelHolders
 from ctrlgpt import secrets
 from deploy.processes import wait_until
 from models import manifest, operations

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.served_model import ModelHolder
+from api.serving.served_model import ModelHolder
 
 WAIT_S = 60  # generous bound on waiting for another thread; no timing is asserted
 

@@ -6,7 +6,7 @@ import shutil
 
 import torch
 
-from api.fallback import fallback_candidates, load_last_good
+from api.serving.fallback import fallback_candidates, load_last_good
 from ctrlgpt.settings import Settings
 from models import manifest
 from models.manifest import Manifest

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import structlog
 import torch
 
-from api.model_loader import load_version
-from api.served_model import ServedModel
+from api.serving.model_loader import load_version
+from api.serving.served_model import ServedModel
 from ctrlgpt.settings import Settings
 from models.manifest import Manifest
 from models.registry import model_registry, version_number

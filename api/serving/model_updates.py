@@ -8,7 +8,7 @@ only once it is verified and warmed up; a version that fails to load or to warm 
 leaves the old one serving, is dead-lettered with the reason and announced as a
 `ModelLoadFailed` on the load-failures topic (which replica, which version it kept).
 A replica with nothing to serve yet (it just started) falls back to the last good
-version instead (api/fallback.py) and says so in `/health`.
+version instead (api/serving/fallback.py) and says so in `/health`.
 
 Kafka away is a pause: the consumer keeps polling (librdkafka reconnects and rejoins
 the group by itself, and every assignment is rewound to the beginning), so the
@@ -35,9 +35,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from api.fallback import load_last_good
-from api.model_loader import load_version
-from api.served_model import Fallback, ModelHolder, ModelHolders
+from api.serving.fallback import load_last_good
+from api.serving.model_loader import load_version
+from api.serving.served_model import Fallback, ModelHolder, ModelHolders
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from models import devices

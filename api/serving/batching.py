@@ -1,7 +1,7 @@
 """Dynamic batching: requests that arrive close together are generated in one batch.
 
 A request waits up to `batch_max_wait_ms` for others compatible with it (the same
-served version and the same `Decoding`, see api/generation.py) and runs with up to
+served version and the same `Decoding`, see api/serving/generation.py) and runs with up to
 `batch_max_size - 1` of them, left-padded, in one `generate` call. Every model name has
 one worker thread, so generation never runs on the event loop and a version's model
 and tokenizer are only ever used by that thread. Rows keep their own seed, length, stop
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from api.generation import (
+from api.serving.generation import (
     Completion,
     Decoding,
     PromptTooLong,
@@ -37,7 +37,7 @@ from api.generation import (
     encode,
     run_batch,
 )
-from api.served_model import ServedModel
+from api.serving.served_model import ServedModel
 from ctrlgpt.settings import Settings
 
 log = structlog.get_logger()
@@ -275,6 +275,14 @@ class _Failed:
 Event = Started | Delta | Completion
 
 
+async def completion_of(events: AsyncIterator[Event]) -> Completion:
+    """The Completion a request's events end with (the deltas before it are dropped)."""
+    async for event in events:
+        if isinstance(event, Completion):
+            return event
+    raise AssertionError("a request's events end with its completion")
+
+
 class Ticket:
     """One request's side of a batch: the worker thread reports to it, the event loop reads from it."""
 
@@ -309,10 +317,7 @@ class Ticket:
                 self.cancel()
 
     async def result(self) -> Completion:
-        async for event in self.events():
-            if isinstance(event, Completion):
-                return event
-        raise AssertionError("a ticket's events end with its completion")
+        return await completion_of(self.events())
 
     # The RowSink side, called from the worker thread.
 

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from topic_reader import read_records
 
 from api.main import create_app
-from api.model_updates import ModelUpdates
-from api.served_model import ModelHolders
+from api.serving.model_updates import ModelUpdates
+from api.serving.served_model import ModelHolders
 from deploy.processes import wait_until
 from streams import bus, topics
 from streams.records import DeadLetter, ModelPromoted
