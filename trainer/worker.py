@@ -28,7 +28,7 @@ from streams import bus, topics
 from streams.bus import Received
 from streams.records import LabelRecorded, TrainingRequested
 from streams.topics import Topic
-from trainer import devices, hf, operations, pipeline
+from trainer import devices, hf, operations, pipeline, run_config
 from trainer.progress import RunCancelled
 from trainer.trigger import Decision, TriggerPolicy, TriggerState, command_is_stale, decide
 
@@ -279,7 +279,7 @@ def consume_through_outages(
 
 
 def main(settings: Settings, args: object) -> int:
-    pipeline.rl_stage(settings.rl_algorithm)  # an unknown algorithm stops the worker now, not at the first run
+    run_config.rl_stage(settings.rl_algorithm)  # an unknown algorithm stops the worker now, not at the first run
     log.info("trainer.device", device=str(devices.of(settings)))  # so does device=cuda without a GPU
     hf.quiet_libraries()
     stop = stop_on_signals()

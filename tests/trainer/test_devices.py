@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from ctrlgpt.settings import Settings
-from trainer import devices, hf, pipeline
-from trainer.progress import ProgressReporter
+from trainer import devices, hf
 
 
 @pytest.mark.parametrize(
@@ -47,20 +46,6 @@ def test_the_default_asks_torch_and_is_the_cpu_without_a_gpu(monkeypatch):
 def test_the_trainers_run_on_the_cpu_only_when_it_is_the_device(tmp_path):
     assert hf.trainer_arguments(tmp_path, 0, torch.device("cpu"))["use_cpu"] is True
     assert hf.trainer_arguments(tmp_path, 0, torch.device("cuda"))["use_cpu"] is False
-
-
-def test_a_run_asked_to_use_a_missing_gpu_fails_before_any_stage(tmp_path, monkeypatch, make_pages, make_labels):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    events = []
-    with pytest.raises(devices.NoGpu):
-        pipeline.train(
-            Settings(data_dir=tmp_path, device="cuda"),
-            "no-gpu",
-            make_pages(4),
-            make_labels(4),
-            reporter=ProgressReporter("no-gpu", events.append),
-        )
-    assert events == [] and not (tmp_path / "runs").exists()
 
 
 def test_the_device_line_names_the_cpu_and_torch():
