@@ -6,7 +6,8 @@ the independent judge, at what cost in KL and fluency, and what does our orchest
                                        [--device auto|cpu|cuda] [--no-judge]
 
 No services needed. On a fixed labelled set, the demo site's 30 articles (deploy/demo_site/articles.json)
-with every paragraph labelled with its article's sentiment, and the stages the pipeline runs:
+with every paragraph labelled with its article's sentiment, the pipeline's own stage functions
+(`trainer.stages`, `trainer.steering`, `gate.verdict`) with its `RunConfig` built from these flags:
 
 1. data: `data.build` (pages split by URL hash into training pages and held-out prompts); the sentiment
    labels split by `judge.split_labels`: the reward model learns from its share only, the judge from the rest;
@@ -16,7 +17,8 @@ with every paragraph labelled with its article's sentiment, and the stages the p
 4. PPO as the pipeline calls it (`trainer/ppo.py`, progress callback included), then the same figures
    and the KL to the reference: after; each change after - before with a 95 % bootstrap confidence
    interval, and whether the rise of the target rate is confirmed: the intervals of the reward model's
-   and of the judge's target rate both above zero;
+   and of the judge's target rate both above zero; the gate's verdict on the PPO policy against the SFT
+   reference, as a first run's gate would give it;
 5. time per PPO update of that call against a bare `trl.experimental.ppo.PPOTrainer` set up as trl's
    examples/scripts/ppo/ppo.py does (every model from its directory, prompts tokenized with
    `Dataset.map`, `trainer.train()`), same models, hyperparameters, seed and batch size, in
@@ -30,6 +32,7 @@ and the timings only, and no verdict on whether the rise is confirmed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -63,8 +66,9 @@ from models import devices
 from models.policy import load_causal_lm
 from models.reward_scoring import load_reward_model
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
-from trainer import bootstrap, data, evaluate, hf, judge, ppo, reward, sft
+from trainer import bootstrap, data, evaluate, gate, hf, judge, ppo, stages, steering
 from trainer.progress import ProgressCallback, ProgressReporter
+from trainer.run_config import RunConfig
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
@@ -170,26 +174,47 @@ def demo_records(
     return pages, labels
 
 
-def start_policy(args: argparse.Namespace, corpus: list[str]) -> bootstrap.Policy:
+def run_config(args: argparse.Namespace, work: Path) -> RunConfig:
+    """The pipeline's configuration with this benchmark's flags: one target, full weights, scratch under `work`."""
+    settings = Settings().model_copy(
+        update={
+            "data_dir": work,
+            "base_model": args.base_model,
+            "policy_adapter": "none",
+            "target_sentiment": args.target,
+            "targets": args.target,
+            "seed": args.seed,
+            "device": args.device.type,
+            "sft_epochs": args.sft_epochs,
+            "reward_epochs": args.reward_epochs,
+            "ppo_episodes": args.episodes,
+            "ppo_kl_coef": args.kl_coef,
+            "judge_encoder": args.judge_encoder,
+        }
+    )
+    return dataclasses.replace(RunConfig.from_settings(settings), samples_per_prompt=args.samples_per_prompt)
+
+
+def start_policy(args: argparse.Namespace, config: RunConfig, training: data.TrainingData) -> bootstrap.Policy:
     if args.base_model:
-        return bootstrap.start_policy(args.base_model, corpus, None, args.seed)
+        return stages.start_policy(config, training, None)
     shape = bootstrap.TinyGPT2(n_layer=args.layers, n_embd=args.width, vocab_size=args.vocab)
-    tokenizer = bootstrap.train_tokenizer(corpus, shape)
+    tokenizer = bootstrap.train_tokenizer(training.corpus, shape)
     torch.manual_seed(args.seed)  # as bootstrap.start_policy: the seed picks the random initial weights too
     model = bootstrap.tiny_gpt2(tokenizer, shape)
     return bootstrap.Policy(model, tokenizer, bootstrap.BOOTSTRAP, None, bootstrap.BOOTSTRAP_LEARNING_RATE)
 
 
 def our_ppo(
-    args: argparse.Namespace,
+    config: RunConfig,
     sft_dir: Path,
     reward_dir: Path,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     work_dir: Path,
 ) -> tuple[ppo.PpoResult, Timing]:
-    """trainer/ppo.py as the pipeline calls it: fresh copies from disk, progress reported at every update
-    (kept in memory here instead of produced to Kafka, an asynchronous append in the pipeline)."""
+    """The pipeline's RL stage (`steering.reinforce`, trainer/ppo.py): fresh copies from disk, progress reported
+    at every update (kept in memory here instead of produced to Kafka, an asynchronous append in the pipeline)."""
     clock = StepClock()
     events = []
     reporter = ProgressReporter(f"bench-{uuid.uuid4().hex[:8]}", publish=events.append)
@@ -197,19 +222,16 @@ def our_ppo(
     reference, _ = load_causal_lm(sft_dir)
     start, _ = load_causal_lm(sft_dir)
     reward_model, _ = load_reward_model(reward_dir)
-    result = ppo.train(
+    result = steering.reinforce(
+        config,
         start,
         reference,
         reward_model,
         reward_dir,
         tokenizer,
         prompts,
-        episodes=args.episodes,
-        kl_coef=args.kl_coef,
-        seed=args.seed,
-        device=args.device,
-        work_dir=work_dir,
-        callbacks=[ProgressCallback(reporter, "ppo"), clock],
+        work_dir,
+        [ProgressCallback(reporter, "ppo"), clock],
     )
     return result, clock.timing(started, [event.reward for event in events if event.reward is not None])
 
@@ -467,25 +489,22 @@ def run(args: argparse.Namespace) -> Report:
     )
     with tempfile.TemporaryDirectory(prefix="ctrlgpt-bench-learning-") as scratch:
         work = Path(scratch)
-        trained = train_models(report, args, training, reward_pairs, work)
-        reference = load_causal_lm(trained.sft_dir)[0].to(args.device)
-        with_target, without_target = data.split_by_sentiment(training.labels.sentiment, args.target)
-        threshold = evaluate.target_threshold(trained.reward_model, trained.tokenizer, with_target, without_target)
-        evaluator = evaluate.Evaluator(
-            training.heldout_prompts,
-            seed=args.seed,
-            reward_model=trained.reward_model,
-            reward_tokenizer=trained.tokenizer,
-            threshold=threshold,
-            reference=reference,
-            reference_tokenizer=trained.tokenizer,
-            judge=fit_judge(report, args, split),
-            samples_per_prompt=args.samples_per_prompt,
+        config = run_config(args, work)
+        trained = train_models(report, args, config, training, reward_pairs, work)
+        reference = load_causal_lm(trained.sft_dir)[0].to(config.device)
+        evaluator = steering.evaluator_for(
+            config,
+            training,
+            trained.reward_model,
+            trained.tokenizer,
+            reference,
+            fit_judge(report, args, config, training, split),
+            args.target,
         )
         before = evaluator.evaluate(reference, trained.tokenizer)
         show(before, "before")
         report_figures(report, "before", before.figures)
-        steered, ours_runs, bare_runs = time_ppo(args, trained, training.train_prompts, work)
+        steered, ours_runs, bare_runs = time_ppo(args, config, trained, training.train_prompts, work)
         after = evaluator.evaluate(steered.model, trained.tokenizer, kl_reference=reference)
         show(after, "after")
         report.add("PPO", f"{args.episodes} episodes, {steered.updates} updates, KL coefficient {args.kl_coef}")
@@ -493,51 +512,53 @@ def run(args: argparse.Namespace) -> Report:
         report_changes(
             report,
             changes(
-                per_sample(before, threshold, judge.DECISION_PROBABILITY),
-                per_sample(after, threshold, judge.DECISION_PROBABILITY),
+                per_sample(before, evaluator.threshold, judge.DECISION_PROBABILITY),
+                per_sample(after, evaluator.threshold, judge.DECISION_PROBABILITY),
                 args.seed,
             ),
         )
+        report_gate(report, config, before.figures, after.figures)
         if bare_runs:
             report_timings(report, ours_runs, bare_runs)
     return report
 
 
+def report_gate(report: Report, config: RunConfig, before: evaluate.Figures, after: evaluate.Figures) -> None:
+    """The pipeline's gate on the PPO policy against the SFT reference, as a first run would judge it."""
+    verdict = gate.verdict(after, before, baseline_is_reference=True, bounds=config.gate, pinned=None)
+    passed = verdict.decision.outcome == "promote_candidate"
+    report.add(
+        "gate (against the SFT reference, the settings' bounds)",
+        f"{'passes' if passed else 'fails'}: {verdict.decision.reason}",
+        gate_passed=float(passed),
+    )
+
+
 def train_models(
     report: Report,
     args: argparse.Namespace,
+    config: RunConfig,
     training: data.TrainingData,
     reward_pairs: list[data.PreferencePair],
     work: Path,
 ) -> Trained:
-    """Tokenizer and policy, SFT and the reward model, as the pipeline trains them."""
-    policy = start_policy(args, training.corpus)
+    """Tokenizer and policy, SFT and the reward model: the pipeline's shared stages."""
+    policy = start_policy(args, config, training)
     report.add("policy", f"{args.base_model or 'bootstrap'}, {policy.model.num_parameters():,} parameters")
     started = time.perf_counter()
-    tuned = sft.train(
-        policy, training.sft_pairs, epochs=args.sft_epochs, seed=args.seed, device=args.device, work_dir=work / "sft"
-    )
-    sft_dir = hf.save(tuned.model, policy.tokenizer, work / "sft-model")
-    scorer = reward.train(
-        sft_dir,
-        policy.tokenizer,
-        reward_pairs,
-        epochs=args.reward_epochs,
-        seed=args.seed,
-        device=args.device,
-        work_dir=work / "reward",
-    )
+    tuned = stages.fine_tune(config, policy, training.sft_pairs, work)
+    scorer = stages.train_reward(config, tuned.full_dir, policy.tokenizer, reward_pairs, work)
     reward_dir = hf.save(scorer.model, policy.tokenizer, work / "reward-model")
     report.add(
         "SFT and reward model",
-        f"{time.perf_counter() - started:.0f} s; SFT {args.sft_epochs:g} epochs, loss {tuned.loss:.3f}, "
+        f"{time.perf_counter() - started:.0f} s; SFT {args.sft_epochs:g} epochs, loss {tuned.result.loss:.3f}, "
         f"reward pairs ranked right {scorer.accuracy:.3f}",
     )
-    return Trained(policy.tokenizer, sft_dir, reward_dir, scorer.model)
+    return Trained(policy.tokenizer, tuned.full_dir, reward_dir, scorer.model)
 
 
 def time_ppo(
-    args: argparse.Namespace, trained: Trained, prompts: list[str], work: Path
+    args: argparse.Namespace, config: RunConfig, trained: Trained, prompts: list[str], work: Path
 ) -> tuple[ppo.PpoResult, list[Timing], list[Timing]]:
     """Our PPO call and the bare one, `args.repeats` times each in alternating order; our first result.
     With no repeats, our call once and no bare one: the learning figures alone, in half the time."""
@@ -549,7 +570,9 @@ def time_ppo(
         for which in kinds if args.repeats else ("ours",):
             run_dir = work / f"ppo-{which}-{repeat}"
             if which == "ours":
-                result, timing = our_ppo(args, trained.sft_dir, trained.reward_dir, trained.tokenizer, prompts, run_dir)
+                result, timing = our_ppo(
+                    config, trained.sft_dir, trained.reward_dir, trained.tokenizer, prompts, run_dir
+                )
                 steered = steered or result  # every run of ours is the same seeded run
                 ours.append(timing)
             else:
@@ -563,14 +586,16 @@ def time_ppo(
     return steered, ours, bare
 
 
-def fit_judge(report: Report, args: argparse.Namespace, split: judge.LabelSplit) -> judge.Judge | None:
+def fit_judge(
+    report: Report, args: argparse.Namespace, config: RunConfig, training: data.TrainingData, split: judge.LabelSplit
+) -> judge.Judge | None:
+    """The gate's independent judge (`steering.independent_judge`: fit on `split.judge`)."""
     if args.no_judge:
         report.add("judge", "not run (--no-judge): reward-model figures only")
         return None
-    try:
-        verdict = judge.fit(judge.load_encoder(args.judge_encoder, args.device), split.judge.values(), args.target)
-    except judge.JudgeUnavailable as exc:
-        report.add("judge", f"unavailable: {exc}")
+    verdict, unavailable = steering.independent_judge(config, training, args.target)
+    if verdict is None:
+        report.add("judge", f"unavailable: {unavailable}")
         return None
     accuracy = _judge_accuracy(verdict, split.reward.values(), args.target)
     report.add("judge", f"fit on {verdict.labels} labels; agrees with {accuracy:.3f} of the reward model's labels")

@@ -25,7 +25,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from streams.records import ExpansionLabel, LabelRecorded, PageCleaned, PreferenceLabel, RatingLabel, SentimentLabel
+from streams.records import (
+    ExpansionLabel,
+    LabelRecorded,
+    PageCleaned,
+    PreferenceLabel,
+    RatingLabel,
+    SentimentLabel,
+)
 
 __all__ = [
     "PROMPT_END",

@@ -12,6 +12,11 @@ The baseline is the current promoted version, or, before any version exists, the
 then a candidate that fails the gate gives way to the SFT policy, promoted as the first version, so that
 there is always a model to serve. When the judge could not be fit (too few labels), its check is skipped
 and the reason says so. The decision carries every figure it was made on.
+
+`verdict` is what a run does with the decision: promote the version it registers, hold it as a candidate
+(it passed, but an operator pinned another version), or reject it; and which policy that version stores.
+
+    verdict = gate.verdict(candidate, baseline, baseline_is_reference=False, bounds=bounds, pinned=None)
 """
 
 from __future__ import annotations
@@ -21,9 +26,21 @@ from typing import Literal
 
 from trainer.evaluate import Figures
 
-__all__ = ["Decision", "decide"]
+__all__ = ["Decision", "GateBounds", "Verdict", "decide", "verdict"]
 
 Outcome = Literal["promote_candidate", "promote_reference", "reject_candidate"]
+Status = Literal["promoted", "candidate", "rejected"]
+
+
+@dataclass(frozen=True)
+class GateBounds:
+    """The four checks' bounds (settings gate_reward_margin, gate_max_kl, gate_judge_tolerance,
+    gate_max_perplexity_ratio)."""
+
+    margin: float
+    max_kl: float
+    judge_tolerance: float
+    max_perplexity_ratio: float
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,45 @@ class Decision:
     @property
     def promotes(self) -> bool:
         return self.outcome != "reject_candidate"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status  # candidate: passed the gate while an operator pinned another version
+    reason: str  # what the registry records with the status
+    decision: Decision  # the four checks alone: their reason is the run's outcome's, whatever the pin
+
+    @property
+    def stores_reference(self) -> bool:
+        """The version stores the SFT policy: the first version, whose RL candidate failed the gate."""
+        return self.decision.outcome == "promote_reference"
+
+
+def verdict(
+    candidate: Figures,
+    baseline: Figures,
+    *,
+    baseline_is_reference: bool,
+    bounds: GateBounds,
+    pinned: str | None,
+    judge_unavailable: str | None = None,
+) -> Verdict:
+    """The gate's decision, then what it means for the registry: `pinned` is the version an operator pinned."""
+    decision = decide(
+        candidate,
+        baseline,
+        baseline_is_reference=baseline_is_reference,
+        margin=bounds.margin,
+        max_kl=bounds.max_kl,
+        judge_tolerance=bounds.judge_tolerance,
+        max_perplexity_ratio=bounds.max_perplexity_ratio,
+        judge_unavailable=judge_unavailable,
+    )
+    if decision.promotes and pinned is not None:
+        return Verdict("candidate", f"passed the gate ({decision.reason}); not promoted: {pinned} is pinned", decision)
+    if decision.promotes:
+        return Verdict("promoted", decision.reason, decision)
+    return Verdict("rejected", decision.reason, decision)
 
 
 @dataclass(frozen=True)

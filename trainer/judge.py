@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from sentence_transformers import SentenceTransformer
 from sklearn.linear_model import LogisticRegression
 
 from streams.records import SentimentLabel
-from trainer import data
 from trainer.data import JUDGE_PERCENT, LabelSplit, split_labels
 
 __all__ = [

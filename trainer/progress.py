@@ -6,7 +6,12 @@ import threading
 from collections.abc import Callable
 
 import structlog
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import (
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
 from streams.records import RunStage, TrainingRunProgressed
 

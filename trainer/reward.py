@@ -14,18 +14,23 @@ at its end-of-text token. The model scores "toward the anchor sentiment" (data.r
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import copy
 
 import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from trl import RewardConfig, RewardTrainer
 
-from models.reward_scoring import MAX_TOKENS, encode, load_reward_model, positions, score
+from models.reward_scoring import (
+    MAX_TOKENS,
+    encode,
+    load_reward_model,
+    positions,
+    score,
+)
 from trainer import hf
 from trainer.data import PreferencePair
 

@@ -29,9 +29,15 @@ from streams import bus, groups, topics
 from streams.bus import Received
 from streams.records import LabelRecorded, Stage, TrainingRequested
 from streams.topics import Topic
-from trainer import hf, pipeline
+from trainer import hf, pipeline, run_config
 from trainer.progress import RunCancelled
-from trainer.trigger import Decision, TriggerPolicy, TriggerState, command_is_stale, decide
+from trainer.trigger import (
+    Decision,
+    TriggerPolicy,
+    TriggerState,
+    command_is_stale,
+    decide,
+)
 
 __all__ = ["TrainingScheduler", "policy_of", "serve", "main"]
 
@@ -282,7 +288,7 @@ def consume_through_outages(
 
 
 def main(settings: Settings, args: object) -> int:
-    pipeline.rl_stage(settings.rl_algorithm)  # an unknown algorithm stops the worker now, not at the first run
+    run_config.rl_stage(settings.rl_algorithm)  # an unknown algorithm stops the worker now, not at the first run
     log.info("trainer.device", device=str(devices.of(settings)))  # so does device=cuda without a GPU
     hf.quiet_libraries()
     stop = stop_on_signals()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from trainer.evaluate import Figures
-from trainer.gate import decide
+from trainer.gate import GateBounds, decide, verdict
 
 BOUNDS = {"margin": 0.1, "max_kl": 0.5, "judge_tolerance": 0.1, "max_perplexity_ratio": 1.5}
 
@@ -104,3 +104,47 @@ def test_candidate_without_a_measured_kl_or_perplexity_is_refused():
         decide(figures(2.0), figures(1.0), baseline_is_reference=False, **BOUNDS)
     with pytest.raises(ValueError, match="perplexity"):
         decide(figures(2.0, kl=0.1), figures(1.0, perplexity=None), baseline_is_reference=False, **BOUNDS)
+
+
+GATE = GateBounds(**BOUNDS)
+
+
+def test_a_passing_candidate_is_promoted_with_the_decisions_reason():
+    passed = verdict(figures(1.2, kl=0.1), figures(1.0), baseline_is_reference=False, bounds=GATE, pinned=None)
+    assert passed.status == "promoted" and not passed.stores_reference
+    assert passed.reason == passed.decision.reason and passed.decision.outcome == "promote_candidate"
+    assert passed.decision.figures["gate_reward_margin"] == 0.1
+
+
+def test_a_passing_candidate_is_held_while_another_version_is_pinned():
+    held = verdict(figures(1.2, kl=0.1), figures(1.0), baseline_is_reference=False, bounds=GATE, pinned="v0003-x")
+    assert held.status == "candidate"
+    assert held.reason == f"passed the gate ({held.decision.reason}); not promoted: v0003-x is pinned"
+
+
+def test_a_failing_candidate_is_rejected_pinned_or_not():
+    for pinned in (None, "v0003-x"):
+        failed = verdict(figures(1.05, kl=0.1), figures(1.0), baseline_is_reference=False, bounds=GATE, pinned=pinned)
+        assert failed.status == "rejected" and "margin" in failed.reason and not failed.stores_reference
+
+
+def test_without_a_version_a_failing_candidate_gives_way_to_the_sft_policy():
+    first = verdict(figures(0.5, kl=0.1), figures(1.0), baseline_is_reference=True, bounds=GATE, pinned=None)
+    assert first.status == "promoted" and first.stores_reference and "SFT policy is promoted" in first.reason
+
+
+def test_the_sft_fallback_is_held_too_while_a_version_is_pinned():
+    held = verdict(figures(0.5, kl=0.1), figures(1.0), baseline_is_reference=True, bounds=GATE, pinned="v0001-x")
+    assert held.status == "candidate" and held.stores_reference and held.reason.endswith("v0001-x is pinned")
+
+
+def test_the_verdict_passes_the_judges_absence_on_to_the_reason():
+    skipped = verdict(
+        figures(2.0, kl=0.1, judge=None),
+        figures(1.0, judge=None),
+        baseline_is_reference=False,
+        bounds=GATE,
+        pinned=None,
+        judge_unavailable="too few labels",
+    )
+    assert skipped.status == "promoted" and "independent judge not applied: too few labels" in skipped.reason

@@ -10,6 +10,8 @@ from models import manifest
 from models.policy import load_causal_lm, load_policy
 from trainer import bootstrap, data, hf, pipeline
 from trainer.progress import ProgressReporter
+from trainer.run_config import RunConfig
+from trainer.steering import Offsets
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +42,22 @@ def settings(tmp_path_factory, base_dir) -> Settings:
 
 @pytest.fixture(scope="module")
 def runs(settings, make_pages, make_labels):
+    config = RunConfig.from_settings(settings)
     first = pipeline.train(
-        settings,
+        config,
         "lora-1",
         make_pages(24),
         make_labels(40),
         reporter=ProgressReporter("lora-1"),
-        label_offsets={"0": 40},
+        offsets=Offsets(labels={"0": 40}, pages={}),
     )
     second = pipeline.train(
-        settings,
+        config,
         "lora-2",
         make_pages(12, crawl_id="more"),
         make_labels(20, prefix="more"),
         reporter=ProgressReporter("lora-2"),
-        label_offsets={"0": 60},
+        offsets=Offsets(labels={"0": 60}, pages={}),
     )
     return first[0], second[0]
 
@@ -107,4 +110,6 @@ def test_a_changed_base_fails_verification(tmp_path, runs):
 def test_lora_without_a_base_model_is_refused(tmp_path, make_pages, make_labels):
     lora = Settings(data_dir=tmp_path, policy_adapter="lora")
     with pytest.raises(ValueError, match="policy_adapter=lora needs base_model"):
-        pipeline.train(lora, "r", make_pages(10), make_labels(20), reporter=ProgressReporter("r"))
+        pipeline.train(
+            RunConfig.from_settings(lora), "r", make_pages(10), make_labels(20), reporter=ProgressReporter("r")
+        )

@@ -10,8 +10,10 @@ from ctrlgpt.settings import Settings
 from models import manifest
 from models.layout import reward_dir
 from models.reward_scoring import load_reward_model
-from trainer import bootstrap, pipeline, reward
+from trainer import bootstrap, pipeline, reward, steering
 from trainer.progress import ProgressReporter
+from trainer.run_config import RunConfig
+from trainer.steering import Offsets
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +32,12 @@ def settings(tmp_path_factory) -> Settings:
 def run_outcomes(settings, make_pages, make_labels):
     events = []
     outcomes = pipeline.train(
-        settings,
+        RunConfig.from_settings(settings),
         "tiny-run",
         make_pages(24),
         make_labels(40),
         reporter=ProgressReporter("tiny-run", events.append),
-        label_offsets={"0": 40},
-        page_offsets={"0": 24},
+        offsets=Offsets(labels={"0": 40}, pages={"0": 24}),
     )
     return outcomes, events
 
@@ -53,7 +54,7 @@ def test_run_registers_and_promotes_a_version_per_target_under_its_model_name(se
     assert [outcome.target for outcome in outcomes] == ["positive", "negative"]
     for outcome in outcomes:
         name = settings.policy_for(outcome.target)
-        registry = pipeline.registry_of(settings, outcome.target)
+        registry = steering.registry_of(RunConfig.from_settings(settings), outcome.target)
         assert registry.root == settings.registry_dir / name and outcome.path.parent == registry.root
         assert outcome.status == "promoted" and registry.current() == outcome.version == registry.versions()[-1]
         checked = manifest.verify(outcome.path, outcome.manifest_sha256)
@@ -117,13 +118,14 @@ def test_a_different_base_model_is_not_warm_started(trained):
     assert policy.tokenizer.pad_token_id != policy.tokenizer.eos_token_id
 
 
-def test_unknown_rl_algorithm_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown rl_algorithm 'dpo'"):
-        pipeline.train(Settings(data_dir=tmp_path, rl_algorithm="dpo"), "r", [], [], reporter=ProgressReporter("r"))
-
-
 def test_labels_of_one_sentiment_only_are_not_enough(tmp_path, make_pages, make_labels):
     positives = [event for event in make_labels(10) if event.label.sentiment == "positive"]
     with pytest.raises(ValueError, match="no reward pairs"):
-        pipeline.train(Settings(data_dir=tmp_path), "r", make_pages(10), positives, reporter=ProgressReporter("r"))
+        pipeline.train(
+            RunConfig.from_settings(Settings(data_dir=tmp_path)),
+            "r",
+            make_pages(10),
+            positives,
+            reporter=ProgressReporter("r"),
+        )
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("manifest.json"))

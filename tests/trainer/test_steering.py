@@ -1,0 +1,45 @@
+"""The per-target stages' own logic: which baseline the gate judges against, what a version records."""
+
+from __future__ import annotations
+
+from trainer.evaluate import Figures
+from trainer.gate import GateBounds
+from trainer.steering import Measured
+
+BOUNDS = GateBounds(margin=0.1, max_kl=0.5, judge_tolerance=0.1, max_perplexity_ratio=1.5)
+
+
+def figures(reward: float, kl: float | None = None) -> Figures:
+    return Figures(reward_mean=reward, target_rate=0.5, kl=kl, samples=4, judge_target_rate=None, perplexity=10.0)
+
+
+def measured(current: Figures | None) -> Measured:
+    return Measured(
+        candidate=figures(1.2, kl=0.1),
+        reference=figures(1.0),
+        current=current,
+        threshold=0.3,
+        judge_labels=0,
+        judge_unavailable="too few labels",
+    )
+
+
+def test_the_current_version_is_the_baseline_when_there_is_one():
+    verdict = measured(figures(1.15)).verdict(BOUNDS, pinned=None)
+    assert verdict.status == "rejected" and "the current version's 1.1500" in verdict.reason
+
+
+def test_without_a_current_version_the_sft_reference_is_the_baseline():
+    verdict = measured(None).verdict(BOUNDS, pinned=None)
+    assert verdict.status == "promoted" and "the SFT reference's 1.0000" in verdict.reason
+    assert "independent judge not applied: too few labels" in verdict.reason
+
+
+def test_a_version_records_the_decisions_the_references_and_the_current_figures():
+    with_current = measured(figures(0.9))
+    recorded = with_current.figures(with_current.verdict(BOUNDS, pinned=None).decision)
+    assert recorded["target_threshold"] == 0.3 and recorded["judge_labels"] == 0.0
+    assert recorded["candidate_reward_mean"] == 1.2 and recorded["baseline_reward_mean"] == 0.9
+    assert recorded["reference_reward_mean"] == 1.0 and recorded["current_reward_mean"] == 0.9
+    first = measured(None)
+    assert not any(key.startswith("current_") for key in first.figures(first.verdict(BOUNDS, pinned=None).decision))
