@@ -47,7 +47,11 @@ class LabelPublisher:
         # (librdkafka's least connection-setup timeout is one second.)
         self._producer: Producer = bus.make_producer(
             settings,
-            **{"delivery.timeout.ms": timeout_ms, "linger.ms": 0, "socket.connection.setup.timeout.ms": max(timeout_ms, 1000)},
+            **{
+                "delivery.timeout.ms": timeout_ms,
+                "linger.ms": 0,
+                "socket.connection.setup.timeout.ms": max(timeout_ms, 1000),
+            },
         )
         self._lock = threading.Lock()
 

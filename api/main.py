@@ -1,6 +1,6 @@
 """The FastAPI app: generation with the promoted model, hot-swapped on model updates.
 
-    ctrlgpt api      # serve on settings.api_host:settings.api_port
+ctrlgpt api      # serve on settings.api_host:settings.api_port
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ def max_body_bytes(settings: Settings) -> int:
 
 
 def create_app(
-    settings: Settings, *, holder: ModelHolder | None = None, follow_updates: bool = True, monitor_kafka: bool | None = None
+    settings: Settings,
+    *,
+    holder: ModelHolder | None = None,
+    follow_updates: bool = True,
+    monitor_kafka: bool | None = None,
 ) -> FastAPI:
     """The app; with `follow_updates` it consumes model updates from Kafka while it runs.
 
@@ -129,8 +133,11 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     except bus.ServiceUnavailable as exc:
         log.warning("api.kafka_unavailable", error=str(exc), hint="serving; model updates follow once Kafka is up")
     log.info(
-        "api.starting", url=settings.api_url, replica=replica_id(settings),
-        model_names=[settings.policy_for(target) for target in settings.target_list], device=str(device),
+        "api.starting",
+        url=settings.api_url,
+        replica=replica_id(settings),
+        model_names=[settings.policy_for(target) for target in settings.target_list],
+        device=str(device),
     )
     uvicorn.Server(server_config(settings, create_app(settings))).run()
     return 0

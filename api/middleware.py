@@ -77,8 +77,13 @@ class AccessLog:
             await self.app(scope, receive, recording_send)
         finally:
             seconds = time.perf_counter() - started
-            log.info("http.request", method=scope["method"], path=scope["path"], status=status,
-                     duration_ms=round(seconds * 1000, 1))
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round(seconds * 1000, 1),
+            )
             if self.latency is not None:
                 # Unmatched paths share one label: a scanner must not create a series per URL.
                 template = getattr(scope.get("route"), "path", None) or "unmatched"

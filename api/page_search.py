@@ -34,7 +34,9 @@ class SearchQuery:
 
 
 def search_body(query: SearchQuery) -> dict[str, Any]:
-    filters = [{"term": {field: value}} for field, value in (("domain", query.domain), ("language", query.language)) if value]
+    filters = [
+        {"term": {field: value}} for field, value in (("domain", query.domain), ("language", query.language)) if value
+    ]
     return {
         "query": {
             "bool": {
@@ -70,7 +72,9 @@ class PageSearch:
         try:
             return dict(self._es.search(index=self._alias, **search_body(query)))
         except NotFoundError as exc:
-            raise ServiceUnavailable(f"the search index {self._alias!r} does not exist yet: no page is indexed") from exc
+            raise ServiceUnavailable(
+                f"the search index {self._alias!r} does not exist yet: no page is indexed"
+            ) from exc
         except TransportError as exc:
             raise ServiceUnavailable(f"Elasticsearch is unreachable: {exc}") from exc
         except ApiError as exc:

@@ -27,15 +27,24 @@ class GenerateRequest(BaseModel):
         None, description="Sentiment to steer toward, one of the `targets` setting; default `target_sentiment`."
     )
     max_new_tokens: int | None = Field(
-        None, ge=1, description=f"Tokens to generate; at most `max_new_tokens_limit`; default {DEFAULT_NEW_TOKENS} or the limit."
+        None,
+        ge=1,
+        description=f"Tokens to generate; at most `max_new_tokens_limit`; default {DEFAULT_NEW_TOKENS} or the limit.",
     )
-    temperature: float = Field(1.0, ge=0, le=5, description="Sampling temperature; 0: greedy (always the likeliest token).")
+    temperature: float = Field(
+        1.0, ge=0, le=5, description="Sampling temperature; 0: greedy (always the likeliest token)."
+    )
     top_k: int = Field(50, ge=0, le=100_000, description="Sample from the k most likely tokens; 0: no limit.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: the smallest set of tokens with this mass.")
     repetition_penalty: float = Field(
-        1.0, ge=0.1, le=10, description="Divides the score of tokens already in the text (multiplies a negative one); 1: none."
+        1.0,
+        ge=0.1,
+        le=10,
+        description="Divides the score of tokens already in the text (multiplies a negative one); 1: none.",
     )
-    num_beams: int = Field(1, ge=1, le=8, description="Beam search over this many beams (deterministic, no sampling, no streaming).")
+    num_beams: int = Field(
+        1, ge=1, le=8, description="Beam search over this many beams (deterministic, no sampling, no streaming)."
+    )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Same seed, same version, same request: same text.")
     stream: bool = Field(False, description="Answer with server-sent events: metadata, token deltas, then usage.")
 
@@ -98,7 +107,9 @@ class HealthResponse(BaseModel):
         "place of a refused one, 'waiting_for_model' before any is."
     )
     model_version: str | None = Field(description="The version serving the default target (`target_sentiment`).")
-    targets: dict[str, str | None] = Field(description="Every target of this replica and the version serving it (None: not yet).")
+    targets: dict[str, str | None] = Field(
+        description="Every target of this replica and the version serving it (None: not yet)."
+    )
     fallbacks: dict[str, FallbackInfo] = Field(
         default_factory=dict, description="The targets served by a fallback version, with the refused version and why."
     )

@@ -74,8 +74,11 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._head_deadline = None
         if self.transport.is_closing():
             return
-        log.warning("http.header_timeout", client=f"{self.client[0]}:{self.client[1]}" if self.client else None,
-                    timeout_s=self.header_timeout_s)
+        log.warning(
+            "http.header_timeout",
+            client=f"{self.client[0]}:{self.client[1]}" if self.client else None,
+            timeout_s=self.header_timeout_s,
+        )
         self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()
 
@@ -120,7 +123,9 @@ class BodyReadTimeout:
 
 def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     """uvicorn's configuration for `app` with this deployment's timeouts and limits."""
-    protocol = type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": settings.api_header_timeout_s})
+    protocol = type(
+        "HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": settings.api_header_timeout_s}
+    )
     return uvicorn.Config(
         app,
         host=settings.api_host,

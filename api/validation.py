@@ -35,4 +35,6 @@ class AsciiJSONResponse(JSONResponse):
 
 
 async def request_validation_error(request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
-    return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return AsciiJSONResponse(
+        {"detail": jsonable_encoder(exc.errors())}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+    )

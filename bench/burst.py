@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -55,8 +55,9 @@ def serve(version_dir: Path, port: int, queue_max: int) -> None:
 
     torch.set_num_threads(1)
     configure("api-bench", "WARNING")
-    settings = Settings(data_dir=version_dir.parent / "data", api_host="127.0.0.1", api_port=port,
-                        generate_queue_max=queue_max)
+    settings = Settings(
+        data_dir=version_dir.parent / "data", api_host="127.0.0.1", api_port=port, generate_queue_max=queue_max
+    )
     holder = ModelHolder()
     holder.swap(load_version(version_dir, None, device=devices.of(settings), expected_version=VERSION))
     app = create_app(settings, holder=holder, follow_updates=False, monitor_kafka=False)
@@ -110,13 +111,24 @@ def main() -> int:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(version_dir), "--port", str(port), "--queue-max", str(args.queue_max)]
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                str(version_dir),
+                "--port",
+                str(port),
+                "--queue-max",
+                str(args.queue_max),
+            ]
         )
         try:
             wait_for_health(url, server)
             print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
-            print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; burst of {args.requests} POST /v1/generate, "
-                  f"{args.max_new_tokens} new tokens each; generate_queue_max {args.queue_max}")
+            print(
+                f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; burst of {args.requests} POST /v1/generate, "
+                f"{args.max_new_tokens} new tokens each; generate_queue_max {args.queue_max}"
+            )
             floor = asyncio.run(burst(url, args.requests, None))
             started = time.perf_counter()
             answers = asyncio.run(burst(url, args.requests, args.max_new_tokens))

@@ -84,16 +84,26 @@ def write_versions(registry: Path, model_name: str, target: str, count: int) -> 
         config = policy.config
         reward = GPT2ForSequenceClassification(
             GPT2Config(
-                vocab_size=config.vocab_size, n_positions=config.n_positions, n_embd=config.n_embd,
-                n_layer=config.n_layer, n_head=config.n_head, num_labels=1, pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                vocab_size=config.vocab_size,
+                n_positions=config.n_positions,
+                n_embd=config.n_embd,
+                n_layer=config.n_layer,
+                n_head=config.n_head,
+                num_labels=1,
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.eos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
             )
         )
         reward.save_pretrained(reward_dir(directory))
         tokenizer.save_pretrained(reward_dir(directory))
         manifest = Manifest(
-            name=model_name, version=name, parent_version=versions[-1].version if versions else None,
-            base_model="bootstrap", target_sentiment=target, status="promoted",
+            name=model_name,
+            version=name,
+            parent_version=versions[-1].version if versions else None,
+            base_model="bootstrap",
+            target_sentiment=target,
+            status="promoted",
         )
         versions.append(Version(name, directory, write_manifest(directory, manifest), manifest))
     return versions
@@ -226,7 +236,9 @@ def report(
     versions = {version for _, _, status, version in load.samples if status == 200}
     cpu = platform.processor() or platform.machine()
     print()
-    print(f"machine      {platform.node()}: {os.cpu_count()} CPUs, {cpu}, Python {sys.version.split()[0]}, torch {torch.__version__}")
+    print(
+        f"machine      {platform.node()}: {os.cpu_count()} CPUs, {cpu}, Python {sys.version.split()[0]}, torch {torch.__version__}"
+    )
     print(f"date         {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f}")
     print(
         f"load         {args.concurrency} concurrent clients, /v1/generate with max_new_tokens={args.max_new_tokens}; "
@@ -234,7 +246,9 @@ def report(
     )
     print(f"requests     sent {len(load.samples)}, failed {len(failed)}" + (f" {failed[:5]}" if failed else ""))
     print(f"latency      before swaps: {_p50_p99(before)} ({len(before)} requests)")
-    print(f"             during swaps: {_p50_p99(during)} ({len(during)} requests, {swaps_ended - swaps_started:.1f} s)")
+    print(
+        f"             during swaps: {_p50_p99(during)} ({len(during)} requests, {swaps_ended - swaps_started:.1f} s)"
+    )
     print(
         f"event->serve median {statistics.median(to_serving) * 1000:.0f} ms, "
         f"max {max(to_serving) * 1000:.0f} ms over {len(to_serving)} swaps"
@@ -249,10 +263,14 @@ def _p50_p99(latencies: list[float]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--updates", type=int, default=10, help="promotions published under load (at least 10 for the figures)")
+    parser.add_argument(
+        "--updates", type=int, default=10, help="promotions published under load (at least 10 for the figures)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients of the load generator")
     parser.add_argument("--baseline-s", type=float, default=20.0, help="seconds of load before the first swap")
-    parser.add_argument("--pause-s", type=float, default=1.0, help="seconds of load between one swap served and the next promotion")
+    parser.add_argument(
+        "--pause-s", type=float, default=1.0, help="seconds of load between one swap served and the next promotion"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=16, help="tokens each request generates")
     return asyncio.run(run(parser.parse_args()))
 

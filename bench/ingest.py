@@ -234,12 +234,12 @@ def remove_bench_state(settings: Settings, es: Elasticsearch, alias: str, groups
     for topic, future in (admin.delete_topics(own_topics, request_timeout=30) if own_topics else {}).items():
         try:
             future.result()
-        except Exception as exc:  # noqa: BLE001 - left behind is untidy, not wrong: say so and go on
+        except Exception as exc:
             print(f"  (topic {topic} not deleted: {exc})")
     for group, future in admin.delete_consumer_groups(groups, request_timeout=30).items():
         try:
             future.result()
-        except Exception as exc:  # noqa: BLE001 - a group never joined has nothing to delete; say so and go on
+        except Exception as exc:
             print(f"  (consumer group {group} not deleted: {exc})")
 
 
@@ -467,17 +467,24 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=2000, help="Corpus size (default 2000).")
     parser.add_argument("--seed", type=int, default=2024, help="Corpus seed of the first round (default 2024).")
     parser.add_argument(
-        "--slice-pages", type=int, default=400,
+        "--slice-pages",
+        type=int,
+        default=400,
         help="Pages per slice: a round measures (i), (ii) and the pipeline on each slice in turn (default 400).",
     )
     # The machine's other work moves a single round's ratio by a tenth either way (docs/ingest.md).
     parser.add_argument(
-        "--rounds", type=int, default=3, help="Throughput rounds, each on a fresh corpus; figures are medians (default 3)."
+        "--rounds",
+        type=int,
+        default=3,
+        help="Throughput rounds, each on a fresh corpus; figures are medians (default 3).",
     )
     # Kafka, Elasticsearch and the index sink share the machine: on 2 cores one cleaner cleaned more pages
     # per second than two (docs/ingest.md, "Benchmark"), so one core is left to them.
     parser.add_argument(
-        "--cleaners", type=int, default=max(1, (os.cpu_count() or 1) - 1),
+        "--cleaners",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) - 1),
         help="Cleaner worker processes (default: nproc - 1, at least 1).",
     )
     parser.add_argument(

@@ -91,8 +91,13 @@ def cpu_percent(leaders: dict[str, psutil.Process], window_s: float) -> dict[str
 
 def fill(settings: Settings, project: ClassificationProject, size: int, user_id: int) -> None:
     """Bring the project to `size` labelled examples, in SQL (one transaction)."""
-    have = int(postgres.psql(settings, f"SELECT count(*) FROM examples_example WHERE project_id = {project.id};",
-                             database=settings.doccano_database))
+    have = int(
+        postgres.psql(
+            settings,
+            f"SELECT count(*) FROM examples_example WHERE project_id = {project.id};",
+            database=settings.doccano_database,
+        )
+    )
     missing = size - have
     if missing <= 0:
         return
@@ -152,7 +157,11 @@ def bridge_command(settings: Settings) -> list[str]:
 def old_bridge_command(settings: Settings, revision: str, directory: Path) -> list[str]:
     """The polling bridge of `revision`, as a module of its own beside today's code."""
     source = subprocess.run(
-        ["git", "show", f"{revision}:consumers/doccano_labels.py"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ["git", "show", f"{revision}:consumers/doccano_labels.py"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     (directory / "polling_label_bridge.py").write_text(source)
     overrides = [f"{name}={getattr(settings, name)}" for name in OVERRIDDEN[:3]]
@@ -195,7 +204,11 @@ class EventWatcher:
         self.seen: dict[str, float] = {}
         self._stop = threading.Event()
         self._consumer = Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4().hex}", "auto.offset.reset": "latest"}
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"bench-{uuid.uuid4().hex}",
+                "auto.offset.reset": "latest",
+            }
         )
         self._consumer.subscribe([topics.LABELS.name])
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -236,7 +249,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--window-s", type=float, default=30.0)
-    parser.add_argument("--old-rev", default=None, help="git revision whose polling bridge is measured idle, for reference")
+    parser.add_argument(
+        "--old-rev", default=None, help="git revision whose polling bridge is measured idle, for reference"
+    )
     args = parser.parse_args()
     unique = uuid.uuid4().hex[:8]
     settings = Settings().with_overrides(
@@ -249,7 +264,9 @@ def main() -> None:
     )
     print(f"machine: {describe()}")
     report = Report()
-    doccano = DoccanoClient(settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password)
+    doccano = DoccanoClient(
+        settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password
+    )
     doccano.login()
     project = ensure_sentiment_project(doccano, settings.doccano_project)
     admin_id = next(i for i, name in doccano.usernames().items() if name == settings.doccano_username)
@@ -261,11 +278,17 @@ def main() -> None:
             fill(settings, project, size, admin_id)
             skip_history(settings)
             alone = cpu_percent(service_leaders(settings), args.window_s)
-            report.add(f"{size} labelled, no bridge: CPU % of one core", _split(alone), **{f"alone_{size}": sum(alone.values())})
+            report.add(
+                f"{size} labelled, no bridge: CPU % of one core",
+                _split(alone),
+                **{f"alone_{size}": sum(alone.values())},
+            )
             with bridge_running(bridge_command(settings), log_path) as bridge:
                 groups = {"bridge": bridge, **service_leaders(settings)}
                 idle = cpu_percent(groups, args.window_s)
-                report.add(f"{size} labelled, idle: CPU % of one core", _split(idle), **{f"idle_{size}": sum(idle.values())})
+                report.add(
+                    f"{size} labelled, idle: CPU % of one core", _split(idle), **{f"idle_{size}": sum(idle.values())}
+                )
                 watcher = EventWatcher(settings)
                 time.sleep(2)
                 measuring = threading.Thread(target=lambda: busy.update(cpu_percent(groups, args.window_s)))
@@ -274,8 +297,15 @@ def main() -> None:
                 latencies = labelling(doccano, project, watcher, args.window_s)
                 measuring.join()
                 watcher.close()
-                report.add(f"{size} labelled, 1 label/s: CPU % of one core", _split(busy), **{f"busy_{size}": sum(busy.values())})
-                p50, p99 = statistics.median(latencies), statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
+                report.add(
+                    f"{size} labelled, 1 label/s: CPU % of one core",
+                    _split(busy),
+                    **{f"busy_{size}": sum(busy.values())},
+                )
+                p50, p99 = (
+                    statistics.median(latencies),
+                    statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0],
+                )
                 report.add(
                     f"{size} labelled, label-to-event latency",
                     f"p50 {p50:.2f} s, p99 {p99:.2f} s ({len(latencies)} labels)",
@@ -286,8 +316,11 @@ def main() -> None:
                 (workdir / "secrets.json").write_bytes(settings.secrets_file.read_bytes())
                 with bridge_running(old_bridge_command(settings, args.old_rev, workdir), log_path) as old:
                     idle_old = cpu_percent({"bridge": old, **service_leaders(settings)}, args.window_s)
-                report.add(f"{size} labelled, old polling bridge idle: CPU % of one core", _split(idle_old),
-                           **{f"old_idle_{size}": sum(idle_old.values())})
+                report.add(
+                    f"{size} labelled, old polling bridge idle: CPU % of one core",
+                    _split(idle_old),
+                    **{f"old_idle_{size}": sum(idle_old.values())},
+                )
     finally:
         with bridge_running(bridge_command(settings), log_path):
             for name in OVERRIDDEN[:3]:  # the bridge made the other two projects

@@ -40,7 +40,7 @@ import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 from statistics import median
@@ -116,10 +116,10 @@ class StepClock(TrainerCallback):
         self.wall: list[float] = []
         self.cpu: list[float] = []
 
-    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201 - transformers' hook
+    def on_train_begin(self, args, state, control, **kwargs):
         self.wall, self.cpu = [time.perf_counter()], [time.process_time()]
 
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003, ANN201 - transformers' hook
+    def on_step_end(self, args, state, control, **kwargs):
         self.wall.append(time.perf_counter())
         self.cpu.append(time.process_time())
 
@@ -144,7 +144,7 @@ def demo_records(
     """The demo site as the cleaner would publish it, and one sentiment label per paragraph
     (its article's sentiment), as the scripted annotator would record them."""
     pages, labels = [], []
-    fetched_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    fetched_at = datetime(2026, 1, 1, tzinfo=UTC)
     for article in articles:
         url = article_url(base_url, article.slug)
         text = "\n\n".join(article.paragraphs)
@@ -474,7 +474,7 @@ def run(args: argparse.Namespace) -> Report:
     print(f"learning benchmark: {describe_machine()}", flush=True)
     report.add("machine", describe_machine())
     report.add("device", devices.describe(args.device))
-    report.add("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    report.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     pages, label_events = demo_records(load_articles()[: args.articles])
     training = data.build(pages, label_events, args.target)
     split = judge.split_labels(training.labels.sentiment)
@@ -724,7 +724,7 @@ def main() -> int:
     args = parse_args()
     logs.configure("bench-learning")  # progress events as JSON lines on stderr, as in the trainer
     report = run(args)
-    print(f"\nLearning benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}\n")
+    print(f"\nLearning benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}\n")
     print(report.table())
     return 0
 

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -42,14 +42,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.serving.model_loader import load_version  # noqa: E402
-from api.serving.served_model import ServedModel  # noqa: E402
-from ctrlgpt.logs import configure  # noqa: E402
-from ctrlgpt.settings import Settings  # noqa: E402
-from models import devices  # noqa: E402
-from models.layout import policy_dir  # noqa: E402
-from models.manifest import Manifest, write_manifest  # noqa: E402
-from trainer.bootstrap import tiny_gpt2, train_tokenizer  # noqa: E402
+from api.serving.model_loader import load_version
+from api.serving.served_model import ServedModel
+from ctrlgpt.logs import configure
+from ctrlgpt.settings import Settings
+from models import devices
+from models.layout import policy_dir
+from models.manifest import Manifest, write_manifest
+from trainer.bootstrap import tiny_gpt2, train_tokenizer
 
 VERSION = "bench-v1"
 PROMPTS = [
@@ -62,7 +62,9 @@ PROMPTS = [
     "Researchers found that small models",
     "On a sunny afternoon the market",
 ]
-CORPUS = [f"{prompt} {word} and the {word} of the day." for prompt in PROMPTS for word in ("story", "news", "end", "light")]
+CORPUS = [
+    f"{prompt} {word} and the {word} of the day." for prompt in PROMPTS for word in ("story", "news", "end", "light")
+]
 STARTUP_TIMEOUT_S = 120.0
 
 
@@ -193,11 +195,15 @@ def main() -> int:
         device = devices.of(Settings())
         served = load_version(version_dir, None, device=device, expected_version=VERSION)
         parameters = sum(p.numel() for p in served.model.parameters())
-        print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-              f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.2f} at start")
+        print(
+            f"machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.2f} at start"
+        )
         print(f"device: {devices.describe(device)}")
-        print(f"date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; model: bootstrapped GPT-2, "
-              f"{parameters / 1e6:.1f}M parameters; {args.max_new_tokens} new tokens per request, sampled (top-k 50)")
+        print(
+            f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; model: bootstrapped GPT-2, "
+            f"{parameters / 1e6:.1f}M parameters; {args.max_new_tokens} new tokens per request, sampled (top-k 50)"
+        )
         baseline = reference(served, args.requests, args.max_new_tokens)
         del served
 

@@ -43,7 +43,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -155,7 +155,9 @@ def tally_labels(project_id: int, made: Mapping[int, str], events: Iterable[Labe
         published=sum(1 for example in made if created[example] >= 1),
         lost=sorted(example for example in made if created[example] == 0),
         duplicated=sorted(example for example in made if created[example] > 1),
-        wrong=sorted(example for example, sentiment in made.items() if created[example] and said[example] != {sentiment}),
+        wrong=sorted(
+            example for example, sentiment in made.items() if created[example] and said[example] != {sentiment}
+        ),
     )
 
 
@@ -204,7 +206,7 @@ class SoakSite:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 with site._lock:
                     page = site._pages.get(path)
@@ -216,7 +218,10 @@ class SoakSite:
                     self._send(HTTPStatus.OK, page.html)
                 elif index is not None:
                     links = "".join(f'<li><a href="{p}">{site._pages[p].title}</a></li>' for p in index)
-                    self._send(HTTPStatus.OK, f"<html><head><title>Wave {wave}</title></head><body><ul>{links}</ul></body></html>")
+                    self._send(
+                        HTTPStatus.OK,
+                        f"<html><head><title>Wave {wave}</title></head><body><ul>{links}</ul></body></html>",
+                    )
                 else:
                     self._send(HTTPStatus.NOT_FOUND, "not found")
 
@@ -228,7 +233,7 @@ class SoakSite:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         return Handler
@@ -301,7 +306,9 @@ def ask_for_generations(settings: Settings, log: SoakLog, stop: threading.Event)
     with httpx.Client(timeout=60) as client:
         while not stop.wait(10):
             try:
-                answer = client.post(f"{settings.api_url}/v1/generate", json={"prompt": "The harbour", "max_new_tokens": 16})
+                answer = client.post(
+                    f"{settings.api_url}/v1/generate", json={"prompt": "The harbour", "max_new_tokens": 16}
+                )
                 if answer.status_code == 200:
                     log.generations_ok += 1
                 else:
@@ -336,7 +343,9 @@ def index_versions(settings: Settings, urls: Iterable[str]) -> dict[str, int]:
     found = {}
     ids = list(by_id)
     for start in range(0, len(ids), 500):
-        answer = es.mget(index=settings.es_index, ids=ids[start : start + 500], source=False)  # _version comes with every doc
+        answer = es.mget(
+            index=settings.es_index, ids=ids[start : start + 500], source=False
+        )  # _version comes with every doc
         for doc in answer["docs"]:
             if doc.get("found"):
                 found[by_id[doc["_id"]]] = int(doc["_version"])
@@ -383,7 +392,9 @@ def training_outcomes(settings: Settings, since: datetime) -> tuple[int, int, in
     done = sum(1 for r in runs if r.stage == "done")
     failed = sum(1 for r in runs if r.stage == "failed")
     promoted = sum(
-        1 for u in read_snapshot(settings, topics.MODEL_UPDATES).records if u.created_at >= since and u.action == "promoted"
+        1
+        for u in read_snapshot(settings, topics.MODEL_UPDATES).records
+        if u.created_at >= since and u.action == "promoted"
     )
     return done, failed, promoted
 
@@ -395,12 +406,13 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
     rng = random.Random(args.seed)
     report = Report()
     print(f"machine: {describe_machine()}", flush=True)
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     soak_settings = settings.model_copy(update=SOAK_TRAINING)
     stop_workers(settings)
     start_workers(soak_settings)
-    processes.wait_until(lambda: httpx.get(f"{settings.api_url}/health", timeout=5).status_code == 200,
-                         what="the API", timeout=300)
+    processes.wait_until(
+        lambda: httpx.get(f"{settings.api_url}/health", timeout=5).status_code == 200, what="the API", timeout=300
+    )
     site = SoakSite(args.seed)
     producer = bus.make_producer(settings)
     log = SoakLog()
@@ -416,8 +428,13 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
         now = time.monotonic()
         if now >= next_wave:
             index = site.add_wave(log.waves, args.wave_pages)
-            for request in seed_requests([index], crawl_id=f"soak-{uuid.uuid4().hex[:8]}", max_depth=1,
-                                         allowed_domains=[], fetch_mode=args.fetch_mode):
+            for request in seed_requests(
+                [index],
+                crawl_id=f"soak-{uuid.uuid4().hex[:8]}",
+                max_depth=1,
+                allowed_domains=[],
+                fetch_mode=args.fetch_mode,
+            ):
                 bus.publish(producer, topics.CRAWL_REQUESTS, request)
             bus.flush_or_raise(producer)
             log.waves += 1
@@ -427,7 +444,7 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
             try:
                 made = label_burst(settings, site.article_urls(), args.label_burst, log.labels)
                 print(f"  labelled {made} passages at {now - began:.0f}s ({len(log.labels)} in all)", flush=True)
-            except Exception as exc:  # noqa: BLE001 - doccano busy or its sink behind: the next burst tries again
+            except Exception as exc:
                 log.errors.append(f"label burst: {exc}")
             next_label = now + args.label_every
         if now >= next_kill:
@@ -443,8 +460,13 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
     expected = site.article_urls()
     deadline = time.monotonic() + args.drain_minutes * 60
     while True:
-        pages = tally_pages(expected, index_versions(settings, expected), clean_events(settings, since),
-                            dead_lettered(settings, since), index_documents(settings, site.url))
+        pages = tally_pages(
+            expected,
+            index_versions(settings, expected),
+            clean_events(settings, since),
+            dead_lettered(settings, since),
+            index_documents(settings, site.url),
+        )
         project_id = _sentiment_project_id(settings)
         labels = tally_labels(project_id, log.labels, label_events(settings, since))
         if (not pages.lost and not labels.lost) or time.monotonic() > deadline:
@@ -457,26 +479,42 @@ def run(settings: Settings, args: argparse.Namespace) -> Report:
     site.stop()
 
     report.add("machine", describe_machine())
-    report.add("soak", f"{args.minutes:.0f} min, {log.waves} waves of {args.wave_pages} articles, fetch mode {args.fetch_mode}")
-    report.add("pages served / indexed / dead-lettered / lost",
-               f"{pages.expected} / {pages.indexed} / {pages.dead_lettered} / {len(pages.lost)}",
-               pages_lost=len(pages.lost))
+    report.add(
+        "soak", f"{args.minutes:.0f} min, {log.waves} waves of {args.wave_pages} articles, fetch mode {args.fetch_mode}"
+    )
+    report.add(
+        "pages served / indexed / dead-lettered / lost",
+        f"{pages.expected} / {pages.indexed} / {pages.dead_lettered} / {len(pages.lost)}",
+        pages_lost=len(pages.lost),
+    )
     report.add("pages with more than one document", str(pages.documents_per_url_over_one))
-    report.add("pages cleaned more than once / written to the index more than once (absorbed repeats)",
-               f"{pages.cleaned_more_than_once} / {pages.written_more_than_once}")
-    report.add("labels made / published / lost / duplicated / wrong",
-               f"{labels.made} / {labels.published} / {len(labels.lost)} / {len(labels.duplicated)} / {len(labels.wrong)}",
-               labels_lost=len(labels.lost), labels_duplicated=len(labels.duplicated))
+    report.add(
+        "pages cleaned more than once / written to the index more than once (absorbed repeats)",
+        f"{pages.cleaned_more_than_once} / {pages.written_more_than_once}",
+    )
+    report.add(
+        "labels made / published / lost / duplicated / wrong",
+        f"{labels.made} / {labels.published} / {len(labels.lost)} / {len(labels.duplicated)} / {len(labels.wrong)}",
+        labels_lost=len(labels.lost),
+        labels_duplicated=len(labels.duplicated),
+    )
     restarted = [k for k in log.kills if k.back_after_s is not None]
-    report.add("workers killed / back within 10 s / back at all",
-               f"{len(log.kills)} / {sum(1 for k in restarted if k.back_after_s <= 10)} / {len(restarted)}",
-               kills=len(log.kills), not_restarted=len(log.kills) - len(restarted))
+    report.add(
+        "workers killed / back within 10 s / back at all",
+        f"{len(log.kills)} / {sum(1 for k in restarted if k.back_after_s <= 10)} / {len(restarted)}",
+        kills=len(log.kills),
+        not_restarted=len(log.kills) - len(restarted),
+    )
     report.add("kills", ", ".join(f"{k.worker}@{k.at_s:.0f}s->{k.back_after_s}s" for k in log.kills) or "none")
     report.add("training runs done / failed, versions promoted", f"{runs_done} / {runs_failed}, {promoted}")
-    report.add("generations answered / failed (failures while the API was down count)",
-               f"{log.generations_ok} / {log.generations_failed}")
+    report.add(
+        "generations answered / failed (failures while the API was down count)",
+        f"{log.generations_ok} / {log.generations_failed}",
+    )
     for name in sorted(set(memory_start or {}) | set(memory_end)):
-        report.add(f"RSS {name} (MiB, start -> end)", f"{(memory_start or {}).get(name, '-')} -> {memory_end.get(name, '-')}")
+        report.add(
+            f"RSS {name} (MiB, start -> end)", f"{(memory_start or {}).get(name, '-')} -> {memory_end.get(name, '-')}"
+        )
     if log.errors:
         report.add("bench errors", "; ".join(log.errors[:5]))
     if pages.lost:

@@ -19,7 +19,7 @@ from consumers.doccano_client import ComparisonPair, DoccanoClient, ensure_compa
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
 
-__all__ = ["read_pairs", "main"]
+__all__ = ["main", "read_pairs"]
 
 
 def read_pairs(lines: Iterable[str], source: str = "input") -> list[ComparisonPair]:

@@ -23,19 +23,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from streams.bus import ServiceUnavailable
 
 __all__ = [
-    "DoccanoClient",
-    "DoccanoError",
     "SENTIMENTS",
     "VERDICTS",
     "ClassificationProject",
-    "ensure_sentiment_project",
-    "ensure_expansion_project",
-    "ensure_comparison_project",
-    "comparison_text",
     "ComparisonPair",
-    "comparison_key",
+    "DoccanoClient",
+    "DoccanoError",
     "comparison_example",
     "comparison_from_meta",
+    "comparison_key",
+    "comparison_text",
+    "ensure_comparison_project",
+    "ensure_expansion_project",
+    "ensure_sentiment_project",
     "import_comparisons",
 ]
 

@@ -60,7 +60,7 @@ from streams import groups, topics
 from streams.bus import Outgoing, ServiceUnavailable, dead_letter, ensure_topics, make_consumer, make_producer
 from streams.records import LabelRecorded, Record, Stage
 
-__all__ = ["ExampleLabels", "LabelBridge", "Outcome", "state_topic", "change_topics", "main"]
+__all__ = ["ExampleLabels", "LabelBridge", "Outcome", "change_topics", "main", "state_topic"]
 
 log = structlog.get_logger()
 
@@ -263,8 +263,12 @@ class LabelBridge:
         outcome.events.extend(events)
         outcome.rejections.extend((project.project_id, label_id, r) for label_id, r in rejections.items())
         empty = not now.labels and not fingerprints
-        outcome.states[ref] = None if empty else ExampleLabels(
-            project_id=project.project_id, example_id=example_id, labels=now.labels, rejected=fingerprints
+        outcome.states[ref] = (
+            None
+            if empty
+            else ExampleLabels(
+                project_id=project.project_id, example_id=example_id, labels=now.labels, rejected=fingerprints
+            )
         )
 
     def _read(self, project: Project, example_id: int) -> ProjectSnapshot:
@@ -343,7 +347,9 @@ class TransactionAborted(RuntimeError):
     """Kafka did not take the transaction (away, or a retriable error); it was aborted and can be made again."""
 
 
-def commit_batch(producer: Producer, consumer: Consumer, messages: list[Outgoing], offsets: list[TopicPartition]) -> None:
+def commit_batch(
+    producer: Producer, consumer: Consumer, messages: list[Outgoing], offsets: list[TopicPartition]
+) -> None:
     """Publish `messages` and commit the consumed `offsets` in one transaction, or abort it whole."""
     producer.begin_transaction()
     try:
@@ -434,7 +440,11 @@ class Runner:
         self._revoked = False
         self._producer = make_producer(
             settings,
-            **{"transactional.id": settings.label_bridge_group, "transaction.timeout.ms": 60_000, "delivery.timeout.ms": 60_000},
+            **{
+                "transactional.id": settings.label_bridge_group,
+                "transaction.timeout.ms": 60_000,
+                "delivery.timeout.ms": 60_000,
+            },
         )
         poll_interval = settings.label_bridge_max_poll_interval_ms
         self._consumer = make_consumer(
@@ -546,7 +556,12 @@ class Runner:
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    wanted = [topics.LABELS, topics.dead_letter_topic(STAGE), state_topic(settings.label_bridge_group), *change_topics(settings)]
+    wanted = [
+        topics.LABELS,
+        topics.dead_letter_topic(STAGE),
+        state_topic(settings.label_bridge_group),
+        *change_topics(settings),
+    ]
     for attempt in retrying(ServiceUnavailable, what="kafka topics", stop=stop):
         with attempt:
             ensure_topics(settings, wanted)

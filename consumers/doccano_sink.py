@@ -32,7 +32,7 @@ from streams import groups, topics
 from streams.bus import Received, RecordRejected, ServiceUnavailable, run_sink
 from streams.records import PageCleaned, Stage
 
-__all__ = ["PassageSink", "passage_meta", "expansion_key", "expansion_example", "main"]
+__all__ = ["PassageSink", "expansion_example", "expansion_key", "main", "passage_meta"]
 
 log = structlog.get_logger()
 

@@ -19,7 +19,7 @@ from elasticsearch import Elasticsearch, helpers
 from consumers.search_index import PageIndexSink, has_english_analyzer, index_template
 from ctrlgpt.settings import Settings
 
-__all__ = ["next_index", "rebuild", "main"]
+__all__ = ["main", "next_index", "rebuild"]
 
 log = structlog.get_logger()
 

@@ -23,14 +23,14 @@ from streams.records import ExpansionLabel, LabelRecorded, PreferenceLabel, Sent
 
 __all__ = [
     "AnnotationSnapshot",
-    "Rejection",
     "ProjectSnapshot",
+    "Rejection",
     "annotation_label_id",
-    "sentiment_snapshot",
-    "expansion_snapshot",
     "comparison_snapshot",
+    "expansion_snapshot",
     "label_events",
     "new_rejections",
+    "sentiment_snapshot",
 ]
 
 log = structlog.get_logger()

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Passage", "split_passages", "passage_key"]
+__all__ = ["Passage", "passage_key", "split_passages"]
 
 MIN_CHARS = 200
 MAX_CHARS = 800

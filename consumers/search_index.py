@@ -21,7 +21,7 @@ from streams import topics
 from streams.bus import Received, RecordRejected, ServiceUnavailable, run_sink
 from streams.records import PageCleaned, Stage
 
-__all__ = ["PageIndexSink", "document_id", "page_document", "index_template", "has_english_analyzer", "main"]
+__all__ = ["PageIndexSink", "document_id", "has_english_analyzer", "index_template", "main", "page_document"]
 
 log = structlog.get_logger()
 

@@ -31,7 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("deploy.demo", "Install, start everything, run the whole loop on the demo site, print the URLs."),
     "stop": ("deploy.stop", "Stop every process the demo started (data stays)."),
     "services": ("deploy.services", "Kafka, Elasticsearch and doccano: up, down or status."),
-    "status": ("deploy.status", "Every service and worker: state, pid, restarts, since when, last exit (exit 1 if any is down)."),
+    "status": (
+        "deploy.status",
+        "Every service and worker: state, pid, restarts, since when, last exit (exit 1 if any is down).",
+    ),
     "topics": ("deploy.topics", "Create the registry's topics that are missing."),
     "demo-site": ("deploy.demo_site", "Serve the local demo website."),
     "annotate": ("deploy.scripted_annotator", "Scripted annotator: labels passages in doccano through its REST API."),
@@ -47,7 +50,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.pipeline", "Run one training run now, from the data on Kafka."),
     "models": ("models.cli", "Model versions: list, show, compare, rollback, pin, unpin."),
     "training": ("trainer.training_cli", "Ask the running trainer to train now or to cancel its run."),
-    "api": ("api.main", "FastAPI: generate, completions, classify, search, feedback, admin; hot-swap on model updates."),
+    "api": (
+        "api.main",
+        "FastAPI: generate, completions, classify, search, feedback, admin; hot-swap on model updates.",
+    ),
     "lag": ("deploy.lag", "Consumer lag per group, topic and partition, with Burrow-style status."),
 }
 
@@ -76,7 +82,10 @@ ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
         (("action",), {"choices": ["list", "show", "compare", "rollback", "pin", "unpin"], "help": "What to do."}),
         (("versions",), {"nargs": "*", "metavar": "VERSION", "help": "show/rollback/pin: one; compare: two."}),
         (("--reason",), {"default": "", "help": "rollback/pin: why (recorded in the manifest and the model update)."}),
-        (("--target",), {"default": None, "help": "Whose policy: one of the targets setting (default: target_sentiment)."}),
+        (
+            ("--target",),
+            {"default": None, "help": "Whose policy: one of the targets setting (default: target_sentiment)."},
+        ),
         (("--json",), {"action": "store_true", "help": "Machine-readable output."}),
     ],
     "training": [
@@ -86,7 +95,14 @@ ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
         (("--json",), {"action": "store_true", "help": "Print the published command as JSON."}),
     ],
     "lag": [
-        (("--group",), {"action": "append", "default": [], "help": "Consumer group to show (repeatable); default: those matching ops_groups."}),
+        (
+            ("--group",),
+            {
+                "action": "append",
+                "default": [],
+                "help": "Consumer group to show (repeatable); default: those matching ops_groups.",
+            },
+        ),
         (("--watch",), {"action": "store_true", "help": "Keep sampling and printing until interrupted."}),
         (("--samples",), {"type": int, "default": 3, "help": "Samples per evaluation window."}),
         (("--interval",), {"type": float, "default": 2.0, "help": "Seconds between samples."}),
@@ -96,7 +112,9 @@ ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctrlgpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="ctrlgpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="Override a setting.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():

@@ -52,8 +52,13 @@ def retrying(
 
     def _log_wait(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.warning("retry.waiting", what=what, attempt=state.attempt_number, error=str(error),
-                    retry_in_s=round(state.upcoming_sleep, 2))
+        log.warning(
+            "retry.waiting",
+            what=what,
+            attempt=state.attempt_number,
+            error=str(error),
+            retry_in_s=round(state.upcoming_sleep, 2),
+        )
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(retry_on),

@@ -22,27 +22,38 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CTRLGPT_", frozen=True, extra="forbid")
 
-    data_dir: Path = Field(REPO_ROOT / ".data", description="All state: broker logs, indices, doccano, models, secrets.")
+    data_dir: Path = Field(
+        REPO_ROOT / ".data", description="All state: broker logs, indices, doccano, models, secrets."
+    )
     log_level: str = Field("INFO", description="Python logging level of every service.")
 
     # Kafka
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     kafka_controller_port: int = Field(9093, description="KRaft controller port of the local broker.")
-    kafka_java_home: Path = Field(Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs the local broker.")
+    kafka_java_home: Path = Field(
+        Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs the local broker."
+    )
     topic_partitions: int = Field(3, ge=1, description="Partitions of the data topics when ctrlgpt creates them.")
     topic_replication: int = Field(1, ge=1, description="Replication factor when ctrlgpt creates topics.")
     kafka_max_poll_interval_ms: int = Field(
-        900_000, ge=1, description="A consumer that does not poll for this long leaves its group (one batch's write must fit; "
+        900_000,
+        ge=1,
+        description="A consumer that does not poll for this long leaves its group (one batch's write must fit; "
         "an outage does not count: a stage keeps polling with its partitions paused). At least kafka_session_timeout_ms.",
     )
     kafka_session_timeout_ms: int = Field(
-        45_000, ge=1, description="A consumer whose heartbeats stop for this long (killed, hung) loses its partitions to the others.",
+        45_000,
+        ge=1,
+        description="A consumer whose heartbeats stop for this long (killed, hung) loses its partitions to the others.",
     )
 
     # Elasticsearch
     es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL.")
     es_index: str = Field("ctrlgpt-pages", description="Index (alias) holding clean pages.")
-    es_sink_group: str = Field(groups.INDEX_SINK, description="Consumer group of the index sink (another one re-reads the clean pages from the start).")
+    es_sink_group: str = Field(
+        groups.INDEX_SINK,
+        description="Consumer group of the index sink (another one re-reads the clean pages from the start).",
+    )
     es_version: str = Field("8.19.21", description="Elasticsearch server version fetched from Maven Central.")
     es_java_home: Path = Field(Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs Elasticsearch.")
     es_user: str = Field("ctrlgpt-es", description="Dedicated non-root user that runs Elasticsearch.")
@@ -51,53 +62,119 @@ class Settings(BaseSettings):
     doccano_url: str = Field("http://127.0.0.1:8000", description="doccano URL.")
     doccano_username: str = Field("admin", description="doccano admin user; its password lives in the secrets file.")
     doccano_project: str = Field("ctrlgpt sentiment", description="doccano project of passages to label for sentiment.")
-    doccano_expansion_project: str = Field("ctrlgpt expansions", description="doccano seq2seq project: page title and summary -> body, for review.")
-    doccano_comparison_project: str = Field("ctrlgpt comparisons", description="doccano project ranking two generations: A better, B better, tie.")
-    doccano_database: str = Field("doccano", description="PostgreSQL database (and role) doccano keeps its data in; the role's password lives in the secrets file.")
-    label_bridge_group: str = Field(groups.LABEL_BRIDGE, description="Consumer group of the label bridge on the CDC topics; also its transactional.id.")
-    label_bridge_max_poll_interval_ms: int = Field(300_000, ge=1000, description="The label bridge's max.poll.interval.ms (its session timeout is at most this); it keeps polling through outages, so a low value only speeds up tests.")
+    doccano_expansion_project: str = Field(
+        "ctrlgpt expansions", description="doccano seq2seq project: page title and summary -> body, for review."
+    )
+    doccano_comparison_project: str = Field(
+        "ctrlgpt comparisons", description="doccano project ranking two generations: A better, B better, tie."
+    )
+    doccano_database: str = Field(
+        "doccano",
+        description="PostgreSQL database (and role) doccano keeps its data in; the role's password lives in the secrets file.",
+    )
+    label_bridge_group: str = Field(
+        groups.LABEL_BRIDGE,
+        description="Consumer group of the label bridge on the CDC topics; also its transactional.id.",
+    )
+    label_bridge_max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1000,
+        description="The label bridge's max.poll.interval.ms (its session timeout is at most this); it keeps polling through outages, so a low value only speeds up tests.",
+    )
 
     # PostgreSQL and Kafka Connect
-    postgres_port: int = Field(5433, description="Port of the local PostgreSQL cluster (bound to 127.0.0.1; 5433 leaves 5432 to a system PostgreSQL).")
-    postgres_bin_dir: Path = Field(Path("/usr/lib/postgresql/15/bin"), description="Directory of Debian's PostgreSQL 15 server binaries (initdb, postgres, pg_isready).")
-    postgres_user: str = Field("postgres", description="System user that owns and runs the PostgreSQL cluster (it refuses root).")
-    connect_url: str = Field("http://127.0.0.1:8083", description="REST address of the local Kafka Connect worker (bound to 127.0.0.1).")
-    connect_group: str = Field(groups.CONNECT, description="Group id of the Kafka Connect cluster; its internal topics are named after it.")
+    postgres_port: int = Field(
+        5433,
+        description="Port of the local PostgreSQL cluster (bound to 127.0.0.1; 5433 leaves 5432 to a system PostgreSQL).",
+    )
+    postgres_bin_dir: Path = Field(
+        Path("/usr/lib/postgresql/15/bin"),
+        description="Directory of Debian's PostgreSQL 15 server binaries (initdb, postgres, pg_isready).",
+    )
+    postgres_user: str = Field(
+        "postgres", description="System user that owns and runs the PostgreSQL cluster (it refuses root)."
+    )
+    connect_url: str = Field(
+        "http://127.0.0.1:8083", description="REST address of the local Kafka Connect worker (bound to 127.0.0.1)."
+    )
+    connect_group: str = Field(
+        groups.CONNECT, description="Group id of the Kafka Connect cluster; its internal topics are named after it."
+    )
     connect_rebalance_delay_s: float = Field(
-        10.0, ge=0, description="How long Kafka Connect keeps a departed worker's connector for it before giving it to another "
+        10.0,
+        ge=0,
+        description="How long Kafka Connect keeps a departed worker's connector for it before giving it to another "
         "(scheduled.rebalance.max.delay.ms); a worker that rejoined after a broker outage counts as departed.",
     )
-    cdc_topic_prefix: str = Field("ctrlgpt.cdc.doccano", description="Debezium's topic.prefix: change topics are <prefix>.public.<table>.")
+    cdc_topic_prefix: str = Field(
+        "ctrlgpt.cdc.doccano", description="Debezium's topic.prefix: change topics are <prefix>.public.<table>."
+    )
 
     # Crawler
-    user_agent: str = Field("ctrlgpt-crawler/0.1 (+https://github.com/ctrlgpt)", description="User-Agent the crawler sends.")
+    user_agent: str = Field(
+        "ctrlgpt-crawler/0.1 (+https://github.com/ctrlgpt)", description="User-Agent the crawler sends."
+    )
     chromium_path: Path = Field(Path("/usr/bin/chromium"), description="Chromium binary Playwright drives.")
     crawl_max_depth: int = Field(2, ge=0, description="Links followed from a seed, at most.")
     crawl_max_pages: int = Field(200, ge=1, description="Pages fetched per site and crawl, at most.")
     fetch_timeout_s: float = Field(20.0, gt=0, description="Page load timeout.")
     fetch_retries: int = Field(3, ge=0, description="Retries of a failed page load before it is dead-lettered.")
-    fetch_backoff_s: float = Field(1.0, ge=0, description="First retry delay of a failed page load; doubles on each retry, plus a random jitter of up to this much.")
-    crawl_delay_s: float = Field(0.2, ge=0, description="Least time between two fetches from one host (robots.txt Crawl-delay wins if larger).")
-    retry_after_max_s: float = Field(30.0, ge=0, description="Longest pause of a host that answered 429/503 with Retry-After (a batch must finish within max.poll.interval.ms).")
-    crawl_browser_pages: int = Field(4, ge=1, description="Browser pages the crawler renders at once (one browser context).")
-    crawl_per_origin_concurrency: int = Field(1, ge=1, description="Fetches in flight per origin, at most (different origins go in parallel).")
+    fetch_backoff_s: float = Field(
+        1.0,
+        ge=0,
+        description="First retry delay of a failed page load; doubles on each retry, plus a random jitter of up to this much.",
+    )
+    crawl_delay_s: float = Field(
+        0.2, ge=0, description="Least time between two fetches from one host (robots.txt Crawl-delay wins if larger)."
+    )
+    retry_after_max_s: float = Field(
+        30.0,
+        ge=0,
+        description="Longest pause of a host that answered 429/503 with Retry-After (a batch must finish within max.poll.interval.ms).",
+    )
+    crawl_browser_pages: int = Field(
+        4, ge=1, description="Browser pages the crawler renders at once (one browser context)."
+    )
+    crawl_per_origin_concurrency: int = Field(
+        1, ge=1, description="Fetches in flight per origin, at most (different origins go in parallel)."
+    )
 
     # Cleaner
     cleaner_app_id: str = Field(groups.CLEANER, description="faust app id of the cleaner, also its consumer group.")
     clean_min_chars: int = Field(200, ge=1, description="Pages whose main text is shorter are dead-lettered.")
-    cleaner_session_timeout_s: float = Field(15.0, gt=0, description="A cleaner worker silent this long (killed, hung) loses its partitions to the others.")
-    near_duplicate_max_bits: int = Field(6, ge=0, le=63, description="SimHash bits two pages may differ by and still be near duplicates.")
+    cleaner_session_timeout_s: float = Field(
+        15.0, gt=0, description="A cleaner worker silent this long (killed, hung) loses its partitions to the others."
+    )
+    near_duplicate_max_bits: int = Field(
+        6, ge=0, le=63, description="SimHash bits two pages may differ by and still be near duplicates."
+    )
 
     # Demo site
     demo_site_port: int = Field(8090, description="Port of the local demo website.")
 
     # Supervision
-    supervise_log_max_bytes: int = Field(10 * 1024 * 1024, ge=0, description="A process's log under logs_dir is rotated past this size (0: never).")
+    supervise_log_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=0, description="A process's log under logs_dir is rotated past this size (0: never)."
+    )
     supervise_log_backups: int = Field(5, ge=0, description="Rotated logs kept per process.")
-    supervise_start_s: int = Field(3, ge=0, description="A process must stay up this long to count as started; one that exits sooner is retried with back-off.")
-    supervise_start_retries: int = Field(10, ge=0, description="Failed starts in a row (back-off 1 s, 2 s, ... between them) before supervisord gives up on a process (FATAL).")
-    supervise_stop_wait_s: int = Field(60, ge=1, description="How long supervisord waits after SIGTERM before SIGKILL when it stops a process itself.")
-    supervise_fatal_retry_s: float = Field(300.0, ge=0, description="A process supervisord gave up on (FATAL) is started again after this long, so that nothing stays dead unattended (0: never).")
+    supervise_start_s: int = Field(
+        3,
+        ge=0,
+        description="A process must stay up this long to count as started; one that exits sooner is retried with back-off.",
+    )
+    supervise_start_retries: int = Field(
+        10,
+        ge=0,
+        description="Failed starts in a row (back-off 1 s, 2 s, ... between them) before supervisord gives up on a process (FATAL).",
+    )
+    supervise_stop_wait_s: int = Field(
+        60, ge=1, description="How long supervisord waits after SIGTERM before SIGKILL when it stops a process itself."
+    )
+    supervise_fatal_retry_s: float = Field(
+        300.0,
+        ge=0,
+        description="A process supervisord gave up on (FATAL) is started again after this long, so that nothing stays dead unattended (0: never).",
+    )
 
     # Trainer
     base_model: str | None = Field(
@@ -110,13 +187,21 @@ class Settings(BaseSettings):
         10.0, ge=0, description="A run starts once labels have stopped arriving for this long (a labeling burst ends)."
     )
     train_interval_s: float = Field(
-        3600.0, ge=0, description="A run also starts this long after the last one with train_interval_min_labels new labels; 0: off."
+        3600.0,
+        ge=0,
+        description="A run also starts this long after the last one with train_interval_min_labels new labels; 0: off.",
     )
-    train_interval_min_labels: int = Field(5, ge=1, description="New labels the time-based trigger (train_interval_s) needs.")
+    train_interval_min_labels: int = Field(
+        5, ge=1, description="New labels the time-based trigger (train_interval_s) needs."
+    )
     train_command_max_age_s: float = Field(
-        600.0, gt=0, description="Operator training commands older than this are ignored as history (e.g. after a restart)."
+        600.0,
+        gt=0,
+        description="Operator training commands older than this are ignored as history (e.g. after a restart).",
     )
-    target_sentiment: str = Field("positive", description="Sentiment PPO steers toward; the default target of a request.")
+    target_sentiment: str = Field(
+        "positive", description="Sentiment PPO steers toward; the default target of a request."
+    )
     targets: str = Field(
         "positive",
         description="Comma-separated sentiments (labels of the sentiment project) the trainer keeps a policy for; "
@@ -132,9 +217,15 @@ class Settings(BaseSettings):
         "cuda without a visible GPU stops the service at start-up.",
     )
     rl_algorithm: str = Field("ppo", description="RL stage after SFT and the reward model; only 'ppo' exists so far.")
-    ppo_kl_coef: float = Field(0.05, ge=0, description="Weight of the per-token KL penalty to the SFT reference in PPO.")
-    gate_reward_margin: float = Field(0.05, description="Mean reward the candidate must gain over the baseline to be promoted.")
-    gate_max_kl: float = Field(0.5, gt=0, description="Largest mean per-token KL to the SFT reference a promoted policy may have.")
+    ppo_kl_coef: float = Field(
+        0.05, ge=0, description="Weight of the per-token KL penalty to the SFT reference in PPO."
+    )
+    gate_reward_margin: float = Field(
+        0.05, description="Mean reward the candidate must gain over the baseline to be promoted."
+    )
+    gate_max_kl: float = Field(
+        0.5, gt=0, description="Largest mean per-token KL to the SFT reference a promoted policy may have."
+    )
     judge_encoder: str | None = Field(
         None,
         description="Sentence encoder of the independent judge: a sentence-transformers model directory or hub name. "
@@ -144,12 +235,29 @@ class Settings(BaseSettings):
         0.1, ge=0, le=1, description="How far the judge's target rate of the candidate may fall below the baseline's."
     )
     gate_max_perplexity_ratio: float = Field(
-        1.5, ge=1, description="Largest ratio of the candidate's perplexity (under the SFT reference) to the baseline's."
+        1.5,
+        ge=1,
+        description="Largest ratio of the candidate's perplexity (under the SFT reference) to the baseline's.",
     )
-    train_max_new_pages: int = Field(500, ge=1, description="New pages one run trains on, at most (a seeded sample when more arrived; the rest join the replay pool).")
-    train_replay_pages: int = Field(64, ge=0, description="Older pages (trained on by the current version) replayed in an incremental run, at most; a seeded sample.")
-    train_replay_labels: int = Field(256, ge=0, description="Older labels (trained on by the current version) replayed in an incremental run, at most; a seeded sample.")
-    policy_adapter: Literal["none", "lora"] = Field("none", description="none: SFT and PPO train every weight; lora: they train LoRA adapters over base_model, and a version stores only its adapter.")
+    train_max_new_pages: int = Field(
+        500,
+        ge=1,
+        description="New pages one run trains on, at most (a seeded sample when more arrived; the rest join the replay pool).",
+    )
+    train_replay_pages: int = Field(
+        64,
+        ge=0,
+        description="Older pages (trained on by the current version) replayed in an incremental run, at most; a seeded sample.",
+    )
+    train_replay_labels: int = Field(
+        256,
+        ge=0,
+        description="Older labels (trained on by the current version) replayed in an incremental run, at most; a seeded sample.",
+    )
+    policy_adapter: Literal["none", "lora"] = Field(
+        "none",
+        description="none: SFT and PPO train every weight; lora: they train LoRA adapters over base_model, and a version stores only its adapter.",
+    )
     lora_r: int = Field(8, ge=1, description="Rank of the LoRA adapters (policy_adapter=lora).")
     lora_alpha: int = Field(16, ge=1, description="Scaling numerator of the LoRA adapters (policy_adapter=lora).")
     trainer_group: str = Field(
@@ -161,26 +269,73 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, description="Port the API binds.")
     max_prompt_chars: int = Field(2000, ge=1, description="Longest prompt the API accepts.")
     max_new_tokens_limit: int = Field(256, ge=1, description="Largest max_new_tokens a request may ask for.")
-    policy_name: str = Field("expansion-policy", description="Name the trainer announces versions under and the API serves (key on the model-updates topic).")
-    api_replica_id: str | None = Field(None, description="Id of this API replica (its own consumer group); unset: hostname-port.")
-    batch_max_size: int = Field(16, ge=1, description="Generation requests run together in one batch, at most (dynamic batching).")
-    batch_max_wait_ms: float = Field(5.0, ge=0, description="How long a generation request waits for others to share its batch.")
-    completions_max_choices: int = Field(16, ge=1, description="Choices one POST /v1/completions may ask for (prompts times n), at most.")
-    generate_queue_max: int = Field(64, ge=1, description="Generation requests waiting per model name, at most: past it a request gets 429 with Retry-After.")
-    api_keep_alive_timeout_s: int = Field(5, ge=1, description="How long an idle keep-alive connection stays open (uvicorn's timeout_keep_alive).")
-    api_header_timeout_s: float = Field(10.0, gt=0, description="A request's headers must arrive whole within this long of its first byte (or of the connection), else the connection is closed.")
-    api_body_timeout_s: float = Field(30.0, gt=0, description="A request's body must arrive whole within this long of its headers, else 408 and the connection is closed.")
-    api_max_header_bytes: int = Field(16384, ge=1024, description="Largest request head (request line and headers) a client may send (uvicorn's h11_max_incomplete_event_size).")
+    policy_name: str = Field(
+        "expansion-policy",
+        description="Name the trainer announces versions under and the API serves (key on the model-updates topic).",
+    )
+    api_replica_id: str | None = Field(
+        None, description="Id of this API replica (its own consumer group); unset: hostname-port."
+    )
+    batch_max_size: int = Field(
+        16, ge=1, description="Generation requests run together in one batch, at most (dynamic batching)."
+    )
+    batch_max_wait_ms: float = Field(
+        5.0, ge=0, description="How long a generation request waits for others to share its batch."
+    )
+    completions_max_choices: int = Field(
+        16, ge=1, description="Choices one POST /v1/completions may ask for (prompts times n), at most."
+    )
+    generate_queue_max: int = Field(
+        64,
+        ge=1,
+        description="Generation requests waiting per model name, at most: past it a request gets 429 with Retry-After.",
+    )
+    api_keep_alive_timeout_s: int = Field(
+        5, ge=1, description="How long an idle keep-alive connection stays open (uvicorn's timeout_keep_alive)."
+    )
+    api_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A request's headers must arrive whole within this long of its first byte (or of the connection), else the connection is closed.",
+    )
+    api_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request's body must arrive whole within this long of its headers, else 408 and the connection is closed.",
+    )
+    api_max_header_bytes: int = Field(
+        16384,
+        ge=1024,
+        description="Largest request head (request line and headers) a client may send (uvicorn's h11_max_incomplete_event_size).",
+    )
 
     # Operations: consumer lag, /metrics, the dashboard
-    ops_groups: str = Field(f"^{groups.PREFIX}", description="Regex of the consumer groups whose lag the API samples and exports.")
-    ops_sample_interval_s: float = Field(5.0, gt=0, description="How often the API samples offsets (also how long a scrape reuses one).")
-    ops_history_samples: int = Field(720, ge=2, description="Lag samples the API keeps for the dashboard (720 x 5 s: one hour).")
-    ops_kafka_timeout_s: float = Field(3.0, gt=0, description="Longest a scrape waits for Kafka's offsets before it answers without them.")
-    lag_window_samples: int = Field(10, ge=2, description="Offset samples per partition that lag status is evaluated over (Burrow's window).")
-    lag_stop_after_s: float = Field(120.0, gt=0, description="A partition with lag whose committed offset has not moved for this long is STOP (no consumer) or STALL (one owns it).")
-    feedback_timeout_s: float = Field(5.0, gt=0, description="How long POST /v1/feedback waits for Kafka to take a label before answering 503.")
-    search_timeout_s: float = Field(5.0, gt=0, description="How long GET /v1/search waits for Elasticsearch before answering 503.")
+    ops_groups: str = Field(
+        f"^{groups.PREFIX}", description="Regex of the consumer groups whose lag the API samples and exports."
+    )
+    ops_sample_interval_s: float = Field(
+        5.0, gt=0, description="How often the API samples offsets (also how long a scrape reuses one)."
+    )
+    ops_history_samples: int = Field(
+        720, ge=2, description="Lag samples the API keeps for the dashboard (720 x 5 s: one hour)."
+    )
+    ops_kafka_timeout_s: float = Field(
+        3.0, gt=0, description="Longest a scrape waits for Kafka's offsets before it answers without them."
+    )
+    lag_window_samples: int = Field(
+        10, ge=2, description="Offset samples per partition that lag status is evaluated over (Burrow's window)."
+    )
+    lag_stop_after_s: float = Field(
+        120.0,
+        gt=0,
+        description="A partition with lag whose committed offset has not moved for this long is STOP (no consumer) or STALL (one owns it).",
+    )
+    feedback_timeout_s: float = Field(
+        5.0, gt=0, description="How long POST /v1/feedback waits for Kafka to take a label before answering 503."
+    )
+    search_timeout_s: float = Field(
+        5.0, gt=0, description="How long GET /v1/search waits for Elasticsearch before answering 503."
+    )
     classify_max_texts: int = Field(16, ge=1, description="Texts one POST /v1/classify may score, at most.")
 
     @property
@@ -211,7 +366,7 @@ class Settings(BaseSettings):
         """The model name of the policy steered toward `target`: its key on the model-updates topic."""
         return f"{self.policy_name}-{target}"
 
-    def with_overrides(self, pairs: list[str]) -> "Settings":
+    def with_overrides(self, pairs: list[str]) -> Settings:
         """Apply `name=value` pairs from the command line; unknown names are refused."""
         values = self.model_dump()
         for pair in pairs:

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime, timezone
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from elasticsearch import Elasticsearch
 
+from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
 from ctrlgpt import secrets
 from ctrlgpt.settings import Settings
-from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
 from deploy import services
 from deploy.demo_site import article_url, load_articles
 from deploy.processes import wait_until
@@ -116,7 +116,7 @@ def _wait_counting(count: Callable[[], int], total: int, *, what: str, step: int
     while True:
         try:
             seen = count()
-        except Exception:  # noqa: BLE001 - the service is still coming up
+        except Exception:
             seen = 0
         if seen != last:
             _progress(step, f"{what}: {seen}/{total}")
@@ -134,8 +134,12 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
 
     _progress(2, "starting the demo site, crawler, cleaner, sinks, label bridge, trainer and API")
     start_workers(settings)
-    wait_until(lambda: httpx.get(settings.demo_site_url, timeout=5).status_code == 200, what="the demo site", timeout=60)
-    wait_until(lambda: httpx.get(f"{settings.api_url}/health", timeout=5).status_code == 200, what="the API", timeout=180)
+    wait_until(
+        lambda: httpx.get(settings.demo_site_url, timeout=5).status_code == 200, what="the demo site", timeout=60
+    )
+    wait_until(
+        lambda: httpx.get(f"{settings.api_url}/health", timeout=5).status_code == 200, what="the API", timeout=180
+    )
     previous_version = served_version(settings)
 
     crawl_id = f"demo-{uuid.uuid4().hex[:12]}"
@@ -155,23 +159,31 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
 
     _progress(5, "waiting for passages to reach doccano")
     _wait_counting(
-        lambda: len(set(urls) & set(passages_by_url(settings))), len(urls),
-        what="articles with passages in doccano", step=5, timeout=timeout,
+        lambda: len(set(urls) & set(passages_by_url(settings))),
+        len(urls),
+        what="articles with passages in doccano",
+        step=5,
+        timeout=timeout,
     )
     passages = sum(passages_by_url(settings).get(url, 0) for url in urls)
 
-    labels_from = datetime.now(timezone.utc)
+    labels_from = datetime.now(UTC)
     _progress(6, "the scripted annotator labels passages through doccano's REST API")
     report = annotate(settings, limit=10_000)
     _progress(6, f"labelled {report.labelled} passages ({report.already_labelled} were labelled before)")
 
     expect_new = previous_version is None or report.labelled >= settings.train_min_labels
-    _progress(7, "label bridge -> label events -> trainer: SFT, reward model, PPO, gate"
-              + ("" if expect_new else " (not enough new labels: keeping the served model)"))
+    _progress(
+        7,
+        "label bridge -> label events -> trainer: SFT, reward model, PPO, gate"
+        + ("" if expect_new else " (not enough new labels: keeping the served model)"),
+    )
     if expect_new:
         wait_until(
             lambda: model_settled(settings, labels_from),
-            what="a training run on the new labels", timeout=timeout, interval=3,
+            what="a training run on the new labels",
+            timeout=timeout,
+            interval=3,
         )
         ended = run_ended_since(settings, labels_from)
         if ended is not None and ended.stage == "failed":
@@ -182,9 +194,13 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
     _progress(8, f"the API serves model version {version}")
 
     prompt = articles[0].title
-    generation = httpx.post(
-        f"{settings.api_url}/generate", json={"prompt": prompt, "max_new_tokens": 60, "seed": 0}, timeout=120
-    ).raise_for_status().json()
+    generation = (
+        httpx.post(
+            f"{settings.api_url}/generate", json={"prompt": prompt, "max_new_tokens": 60, "seed": 0}, timeout=120
+        )
+        .raise_for_status()
+        .json()
+    )
     _progress(9, "done")
     return LoopReport(crawl_id, urls, pages, passages, report.labelled, version, generation)
 
@@ -199,7 +215,9 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Try it:         {settings.api_url}/try")
     print(f"Dashboard:      {settings.api_url}/dashboard  (Prometheus: {settings.api_url}/metrics)")
     print(f"API docs:       {settings.api_url}/docs")
-    print(f"doccano:        {settings.doccano_url}  (user {settings.doccano_username}, password in {settings.secrets_file})")
+    print(
+        f"doccano:        {settings.doccano_url}  (user {settings.doccano_username}, password in {settings.secrets_file})"
+    )
     print(f"Elasticsearch:  {settings.es_url}/{settings.es_index}/_search?q=*")
     print(f"Demo site:      {settings.demo_site_url}")
     print(f"Logs:           {settings.logs_dir}")

@@ -24,7 +24,7 @@ import structlog
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.settings import Settings
 
-__all__ = ["Article", "load_articles", "article_url", "render_index", "render_article", "DemoSite", "serve", "main"]
+__all__ = ["Article", "DemoSite", "article_url", "load_articles", "main", "render_article", "render_index", "serve"]
 
 log = structlog.get_logger()
 
@@ -60,8 +60,12 @@ def _page(*, title: str, description: str, canonical: str, main: str, sidebar: s
     sections = "\n".join(f'    <a href="/#{_anchor(t)}">{escape(t.title())}</a>' for t in topics)
     template = Template((SITE_DIR / "page.html").read_text(encoding="utf-8"))
     return template.substitute(
-        title=escape(title), description=escape(description), canonical=escape(canonical),
-        sections=sections, main=main, sidebar=sidebar,
+        title=escape(title),
+        description=escape(description),
+        canonical=escape(canonical),
+        sections=sections,
+        main=main,
+        sidebar=sidebar,
     )
 
 
@@ -75,7 +79,9 @@ def _topics(articles: list[Article]) -> list[str]:
 
 def _link_list(heading: str, articles: list[Article]) -> str:
     items = "\n".join(f'        <li><a href="/articles/{a.slug}.html">{escape(a.title)}</a></li>' for a in articles)
-    return f"      <section>\n        <h3>{escape(heading)}</h3>\n        <ul>\n{items}\n        </ul>\n      </section>"
+    return (
+        f"      <section>\n        <h3>{escape(heading)}</h3>\n        <ul>\n{items}\n        </ul>\n      </section>"
+    )
 
 
 def render_index(articles: list[Article]) -> str:
@@ -99,7 +105,10 @@ def render_index(articles: list[Article]) -> str:
     return _page(
         title="The Daily Lantern: reviews, travel and local news",
         description="Reviews, travel stories, sport, culture and local news.",
-        canonical="/", main=main, sidebar=_link_list("Most read", articles[:5]), topics=topics,
+        canonical="/",
+        main=main,
+        sidebar=_link_list("Most read", articles[:5]),
+        topics=topics,
     )
 
 
@@ -121,16 +130,23 @@ def render_article(article: Article, articles: list[Article]) -> str:
     )
     sidebar = _link_list(f"More in {article.topic.title()}", related) + "\n" + _link_list("Most read", articles[:5])
     return _page(
-        title=article.title, description=article.summary, canonical=f"/articles/{article.slug}.html",
-        main=main, sidebar=sidebar, topics=_topics(articles),
+        title=article.title,
+        description=article.summary,
+        canonical=f"/articles/{article.slug}.html",
+        main=main,
+        sidebar=sidebar,
+        topics=_topics(articles),
     )
 
 
 def _render_private(articles: list[Article]) -> str:
     return _page(
-        title="Staff area", description="Internal pages for the editorial team.", canonical=PRIVATE_PATH,
+        title="Staff area",
+        description="Internal pages for the editorial team.",
+        canonical=PRIVATE_PATH,
         main="      <h1>Staff area</h1>\n      <p>Rota, drafts and expense forms. Robots are asked not to index this page.</p>",
-        sidebar="", topics=_topics(articles),
+        sidebar="",
+        topics=_topics(articles),
     )
 
 
@@ -140,14 +156,16 @@ def _make_handler(articles: list[Article]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "DailyLantern/1.0"
 
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, render_index(articles))
             elif path == "/robots.txt":
                 self._send(HTTPStatus.OK, ROBOTS_TXT, "text/plain; charset=utf-8")
             elif path == f"/articles/{BROKEN_SLUG}.html":
-                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "<h1>500 Internal Server Error</h1><p>The live blog is down.</p>")
+                self._send(
+                    HTTPStatus.INTERNAL_SERVER_ERROR, "<h1>500 Internal Server Error</h1><p>The live blog is down.</p>"
+                )
             elif path == PRIVATE_PATH:
                 self._send(HTTPStatus.OK, _render_private(articles))
             elif path.startswith("/articles/") and path.endswith(".html") and path[10:-5] in by_slug:
@@ -163,7 +181,7 @@ def _make_handler(articles: list[Article]) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server API
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("demo_site.request", client=self.client_address[0], line=format % args)
 
     return Handler

@@ -23,7 +23,7 @@ from streams.bus import ServiceUnavailable
 from streams.consumer_lag import GroupLag, LagTracker, Status
 from streams.offsets import OffsetsReader
 
-__all__ = ["main", "format_report", "report_json", "format_duration"]
+__all__ = ["format_duration", "format_report", "main", "report_json"]
 
 log = structlog.get_logger()
 
@@ -53,13 +53,24 @@ def format_report(groups: list[GroupLag]) -> str:
         )
         rows = [("topic", "partition", "committed", "end", "lag", "status", "drains in")]
         rows += [
-            (p.topic, str(p.partition), str(p.committed), str(p.end), str(p.lag), p.status.value,
-             format_duration(p.time_to_drain_s))
+            (
+                p.topic,
+                str(p.partition),
+                str(p.committed),
+                str(p.end),
+                str(p.lag),
+                p.status.value,
+                format_duration(p.time_to_drain_s),
+            )
             for p in group.partitions
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-        lines += [f"  {p.topic}[{p.partition}] {p.status.value}: {p.reason}" for p in group.partitions if p.status is not Status.OK]
+        lines += [
+            f"  {p.topic}[{p.partition}] {p.status.value}: {p.reason}"
+            for p in group.partitions
+            if p.status is not Status.OK
+        ]
     return "\n".join(lines)
 
 
@@ -67,7 +78,9 @@ def report_json(groups: list[GroupLag]) -> list[dict]:
     return [group.as_dict() for group in groups]
 
 
-def sample(reader: OffsetsReader, tracker: LagTracker, *, samples: int, interval: float, stop: threading.Event) -> list[GroupLag]:
+def sample(
+    reader: OffsetsReader, tracker: LagTracker, *, samples: int, interval: float, stop: threading.Event
+) -> list[GroupLag]:
     """Take `samples` snapshots `interval` seconds apart (fewer if stopped); the evaluation after the last."""
     evaluation: list[GroupLag] = []
     for index in range(samples):
@@ -82,7 +95,10 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         raise SystemExit("--samples must be at least 1 and --interval above 0")
     stop = stop_on_signals()
     reader = OffsetsReader(
-        settings.kafka_bootstrap, group_pattern=settings.ops_groups, groups=args.group, timeout_s=settings.ops_kafka_timeout_s
+        settings.kafka_bootstrap,
+        group_pattern=settings.ops_groups,
+        groups=args.group,
+        timeout_s=settings.ops_kafka_timeout_s,
     )
     tracker = LagTracker(window=args.samples, stop_after_s=settings.lag_stop_after_s, history=2)
     try:

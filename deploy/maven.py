@@ -24,6 +24,8 @@ def classpath(pom: Path, cache: Path, what: str) -> str:
     if offline.returncode != 0:
         online = subprocess.run(command, capture_output=True, text=True, check=False)
         if online.returncode != 0:
-            raise RuntimeError(f"Maven could not resolve {what} from {pom}:\n{online.stdout[-3000:]}{online.stderr[-3000:]}")
+            raise RuntimeError(
+                f"Maven could not resolve {what} from {pom}:\n{online.stdout[-3000:]}{online.stderr[-3000:]}"
+            )
     cache.touch()  # Maven leaves an unchanged file as it was, older than the pom
     return cache.read_text().strip()

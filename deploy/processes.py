@@ -89,7 +89,9 @@ def start(
             {"argv": list(argv), "env": {**os.environ, **(env or {})}, "cwd": str(cwd or Path.cwd()), "user": user},
             handle,
         )
-    (paths.programs_dir / f"{name}.conf").write_text(supervisor_config.program_conf(settings, name, spec, stop_signal=stop_signal))
+    (paths.programs_dir / f"{name}.conf").write_text(
+        supervisor_config.program_conf(settings, name, spec, stop_signal=stop_signal)
+    )
     server = supervisor.rpc(settings).supervisor
     added, changed, _removed = server.reloadConfig()[0]
     if name in changed:  # new log or restart settings: the group is rebuilt (it is not running)
@@ -113,7 +115,9 @@ def _wait_for_pid(settings: Settings, name: str) -> int:
         if process is not None and process["pid"]:
             return int(process["pid"])
         if process is not None and process["statename"] in ("FATAL", "BACKOFF", "EXITED"):
-            raise RuntimeError(f"{name} did not start ({process['spawnerr'] or process['statename']}); see {log_file(settings, name)}")
+            raise RuntimeError(
+                f"{name} did not start ({process['spawnerr'] or process['statename']}); see {log_file(settings, name)}"
+            )
         if time.monotonic() > deadline:
             raise RuntimeError(f"{name} got no pid from supervisord within {_PID_TIMEOUT_S:.0f}s")
         time.sleep(0.05)
@@ -147,7 +151,10 @@ def stop(settings: Settings, name: str, timeout: float = 30.0) -> bool:
             deadline = float("inf")
         time.sleep(0.1)
     server.removeProcessGroup(name)
-    for path in (supervisor_config.layout(settings).programs_dir / f"{name}.conf", supervisor.program_spec_path(settings, name)):
+    for path in (
+        supervisor_config.layout(settings).programs_dir / f"{name}.conf",
+        supervisor.program_spec_path(settings, name),
+    ):
         path.unlink(missing_ok=True)
     if was_running:
         log.info("process.stopped", name=name)
@@ -161,7 +168,7 @@ def wait_until(check: Callable[[], bool], *, what: str, timeout: float, interval
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             pass
         time.sleep(interval)
     raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s")

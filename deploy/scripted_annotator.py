@@ -27,7 +27,14 @@ from ctrlgpt.settings import Settings
 from deploy.demo_site import Article, article_url, load_articles
 
 __all__ = [
-    "ANNOTATOR_USERNAME", "LabelPlan", "answer_key", "plan_labels", "annotator_password", "annotator_session", "annotate", "main",
+    "ANNOTATOR_USERNAME",
+    "LabelPlan",
+    "annotate",
+    "annotator_password",
+    "annotator_session",
+    "answer_key",
+    "main",
+    "plan_labels",
 ]
 
 log = structlog.get_logger()

@@ -79,7 +79,9 @@ def up(settings: Settings) -> None:
     try:
         created = bus.ensure_topics(settings)
     except bus.ServiceUnavailable as exc:
-        raise ServiceFailed(f"creating the topics failed: {exc}; see {processes.log_file(settings, kafka.NAME)}") from exc
+        raise ServiceFailed(
+            f"creating the topics failed: {exc}; see {processes.log_file(settings, kafka.NAME)}"
+        ) from exc
     log.info("topics.ensured", created=created)
     # Like the topics, the labeling projects are provisioned once here, before the workers
     # that use it start: several of them creating it at once would race.
@@ -149,7 +151,7 @@ def status_lines(settings: Settings) -> tuple[list[str], bool]:
         if pid is not None:
             try:
                 answering = service.ready(settings)
-            except Exception:  # noqa: BLE001 - running but not answering: reported as such
+            except Exception:
                 answering = False
         state = "up" if answering else ("starting/unhealthy" if pid is not None else "down")
         all_up &= answering

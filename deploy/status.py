@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ctrlgpt.settings import Settings
@@ -20,7 +20,7 @@ from deploy.services import SERVICES
 from deploy.supervisor_events import ProgramHistory, read_history
 from deploy.workers import WORKERS
 
-__all__ = ["ProgramStatus", "program_statuses", "format_status", "main"]
+__all__ = ["ProgramStatus", "format_status", "main", "program_statuses"]
 
 _STATES = {"RUNNING": "up", "STARTING": "starting", "BACKOFF": "backoff", "FATAL": "fatal"}
 
@@ -51,7 +51,9 @@ def program_statuses(
     for name in order:
         info, past = by_name.get(name), history.get(name) or {}
         if info is None:
-            statuses.append(ProgramStatus(name, "down", None, past.get("restarts", 0), None, past.get("last_exit"), "not started"))
+            statuses.append(
+                ProgramStatus(name, "down", None, past.get("restarts", 0), None, past.get("last_exit"), "not started")
+            )
             continue
         state = _STATES.get(info["statename"], "down")
         since = info["start"] if state in ("up", "starting") else (info["stop"] or None)
@@ -72,7 +74,7 @@ def program_statuses(
 def _when(timestamp: float | None) -> str:
     if not timestamp:
         return "-"
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def format_status(statuses: Iterable[ProgramStatus]) -> list[str]:

@@ -29,7 +29,16 @@ from ctrlgpt.settings import Settings
 from deploy import supervisor_config
 from deploy.supervisor_config import Layout, layout
 
-__all__ = ["Fault", "NotRunning", "answering", "ensure_running", "program_spec_path", "recorded_process", "rpc", "shutdown"]
+__all__ = [
+    "Fault",
+    "NotRunning",
+    "answering",
+    "ensure_running",
+    "program_spec_path",
+    "recorded_process",
+    "rpc",
+    "shutdown",
+]
 
 log = structlog.get_logger()
 
@@ -89,7 +98,9 @@ def ensure_running(settings: Settings) -> None:
             raise NotRunning(f"supervisord did not answer on {paths.socket}; see {paths.logs_dir / 'supervisord.log'}")
         time.sleep(0.1)
     pid = int(rpc(settings).supervisor.getPID())
-    (paths.run_dir / STARTED_FILE).write_text(json.dumps({"pid": pid, "create_time": psutil.Process(pid).create_time()}))
+    (paths.run_dir / STARTED_FILE).write_text(
+        json.dumps({"pid": pid, "create_time": psutil.Process(pid).create_time()})
+    )
     log.info("supervisord.started", pid=pid, socket=str(paths.socket))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ctrlgpt.settings import REPO_ROOT, Settings
 
-__all__ = ["LISTENER", "Layout", "layout", "program_conf", "listener_conf", "supervisord_conf"]
+__all__ = ["LISTENER", "Layout", "layout", "listener_conf", "program_conf", "supervisord_conf"]
 
 # The event listener that keeps the restart history (deploy/supervisor_events.py).
 LISTENER = "ctrlgpt-events"

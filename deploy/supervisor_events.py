@@ -122,10 +122,12 @@ def main(history_path: str, supervisord_log: str, fatal_retry_s: str) -> None:
             was_revived = event == "PROCESS_STATE_STARTING" and fields.get("from_state") == "FATAL" and name in revived
             if event == "PROCESS_STATE_STARTING":
                 revived.discard(name)
-            _write_history(history_file, record(read_history(history_file), event, fields, how, time.time(), revived=was_revived))
+            _write_history(
+                history_file, record(read_history(history_file), event, fields, how, time.time(), revived=was_revived)
+            )
             if event == "PROCESS_STATE_FATAL" and retry_after > 0:
                 _revive_later(name, retry_after, revived)
-        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the listener (it would block supervisord's queue)
+        except Exception as exc:
             print(f"event not recorded: {exc!r}", file=sys.stderr, flush=True)
         childutils.listener.ok(sys.stdout)
 

@@ -27,11 +27,7 @@ WORKERS: tuple[str, ...] = (
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as CTRLGPT_* variables, so that every worker runs with the same ones."""
-    return {
-        f"CTRLGPT_{name.upper()}": str(value)
-        for name, value in settings.model_dump().items()
-        if value is not None
-    }
+    return {f"CTRLGPT_{name.upper()}": str(value) for name, value in settings.model_dump().items() if value is not None}
 
 
 def start_workers(settings: Settings) -> None:

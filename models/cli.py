@@ -25,7 +25,7 @@ from models.manifest import ChecksumMismatch, Manifest
 from models.registry import Change, Comparison, UnknownVersion, VersionConflict
 from streams.bus import ServiceUnavailable
 
-__all__ = ["ACTIONS", "version_summary", "format_versions", "format_manifest", "format_comparison", "main"]
+__all__ = ["ACTIONS", "format_comparison", "format_manifest", "format_versions", "main", "version_summary"]
 
 # action -> how many version arguments it takes
 ACTIONS = {"list": 0, "show": 1, "compare": 2, "rollback": 1, "pin": 1, "unpin": 0}
@@ -48,7 +48,9 @@ def _figure(value: float | None) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows])
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]
+    )
 
 
 def format_versions(manifests: Sequence[Manifest], current: str | None, pinned: str | None) -> str:
@@ -72,8 +74,12 @@ def format_versions(manifests: Sequence[Manifest], current: str | None, pinned: 
 
 def format_manifest(manifest: Manifest, current: str | None, pinned: str | None) -> str:
     facts = [
-        ("version", manifest.version + (" (current)" if manifest.version == current else "")
-         + (" (pinned)" if manifest.version == pinned else "")),
+        (
+            "version",
+            manifest.version
+            + (" (current)" if manifest.version == current else "")
+            + (" (pinned)" if manifest.version == pinned else ""),
+        ),
         ("name", manifest.name),
         ("status", f"{manifest.status}: {manifest.status_reason}" if manifest.status_reason else manifest.status),
         ("parent", manifest.parent_version or "-"),
@@ -145,7 +151,9 @@ def _run(settings: Settings, action: str, versions: list[str], reason: str, targ
     if action == "unpin":
         was = registry.unpin()
         return {"unpinned": was}, f"unpinned {was}" if was else "no version was pinned"
-    change = (operations.rollback if action == "rollback" else operations.pin)(settings, versions[0], reason, target=target)
+    change = (operations.rollback if action == "rollback" else operations.pin)(
+        settings, versions[0], reason, target=target
+    )
     text = f"{change.version} is current ({change.action}"
     text += f", was {change.previous})" if change.previous else ")"
     return change_json(change), text + "; announced to every API replica"

@@ -13,7 +13,7 @@ import torch
 
 from ctrlgpt.settings import Settings
 
-__all__ = ["NoGpu", "resolve", "of", "describe"]
+__all__ = ["NoGpu", "describe", "of", "resolve"]
 
 
 class NoGpu(RuntimeError):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -51,7 +51,7 @@ class Manifest(BaseModel):
     format: Literal["ctrlgpt-model/1"] = FORMAT
     name: str = "expansion-policy"
     version: str
-    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     parent_version: str | None = None
     base_model: str = Field(description="What the policy started from: a path, a hub name, or 'bootstrap'.")
     target_sentiment: str = "positive"
@@ -62,7 +62,9 @@ class Manifest(BaseModel):
     status_reason: str = ""
     files: dict[str, str] = Field(default_factory=dict, description="Relative path -> sha256 of every file.")
     metrics: dict[str, float] = Field(default_factory=dict)
-    label_offsets: dict[str, int] = Field(default_factory=dict, description="Label-topic partition -> next offset trained on.")
+    label_offsets: dict[str, int] = Field(
+        default_factory=dict, description="Label-topic partition -> next offset trained on."
+    )
     page_offsets: dict[str, int] = Field(
         default_factory=dict, description="Clean-page-topic partition -> next offset trained on."
     )

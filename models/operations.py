@@ -20,7 +20,7 @@ from streams.commands import publish_now
 from streams.records import ModelPromoted
 from streams.topics import Topic
 
-__all__ = ["UnknownTarget", "registry_for", "announcement", "rollback", "pin"]
+__all__ = ["UnknownTarget", "announcement", "pin", "registry_for", "rollback"]
 
 
 class UnknownTarget(ValueError):
@@ -37,7 +37,9 @@ def registry_for(settings: Settings, target: str | None = None) -> Registry:
 
 def announcement(change: Change) -> ModelPromoted:
     """The model update that makes every replica serve the version an operator chose."""
-    return model_update(change.path, change.manifest, change.manifest_sha256, action=change.action, reason=change.reason)
+    return model_update(
+        change.path, change.manifest, change.manifest_sha256, action=change.action, reason=change.reason
+    )
 
 
 def rollback(

@@ -22,7 +22,7 @@ from transformers import (
 from models.layout import policy_dir
 from models.manifest import AdapterRef, Manifest
 
-__all__ = ["load_policy", "load_adapter_policy", "load_causal_lm"]
+__all__ = ["load_adapter_policy", "load_causal_lm", "load_policy"]
 
 
 def load_policy(

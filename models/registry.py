@@ -38,16 +38,16 @@ from models.layout import MANIFEST, PIN, POINTER
 from models.manifest import Manifest
 
 __all__ = [
-    "Registered",
-    "Registry",
     "Change",
     "Comparison",
+    "Registered",
+    "Registry",
     "UnknownVersion",
     "VersionConflict",
     "compare_manifests",
+    "model_registry",
     "version_id",
     "version_number",
-    "model_registry",
 ]
 
 LOCK = ".lock"
@@ -127,7 +127,7 @@ def version_number(version: str) -> int:
     return int(match.group(1))
 
 
-def model_registry(registry_dir: Path, model_name: str) -> "Registry":
+def model_registry(registry_dir: Path, model_name: str) -> Registry:
     """The registry of one model name: `<registry_dir>/<model name>/`."""
     if not _MODEL_NAME.match(model_name):
         raise ValueError(f"not a model name (letters, digits, '.', '_', '-'): {model_name!r}")
@@ -318,7 +318,9 @@ class Registry:
             (self.root / PIN).unlink(missing_ok=True)
             return pinned
 
-    def _change(self, action: Literal["rolled_back", "pinned"], version: str, previous: str | None, reason: str) -> Change:
+    def _change(
+        self, action: Literal["rolled_back", "pinned"], version: str, previous: str | None, reason: str
+    ) -> Change:
         directory = self.path(version)
         return Change(
             action=action,

@@ -21,7 +21,7 @@ from transformers import (
 from models.layout import REWARD_DIR
 from models.manifest import Manifest
 
-__all__ = ["MAX_TOKENS", "load_reward_model", "has_reward_model", "encode", "positions", "score"]
+__all__ = ["MAX_TOKENS", "encode", "has_reward_model", "load_reward_model", "positions", "score"]
 
 MAX_TOKENS = 256
 

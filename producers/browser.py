@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import structlog
-from playwright.async_api import APIResponse, Route
+from playwright.async_api import APIResponse, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
-from playwright.async_api import async_playwright
 
 from ctrlgpt.settings import Settings
 
-__all__ = ["CHROMIUM_ARGS", "Loaded", "FetchError", "Browser"]
+__all__ = ["CHROMIUM_ARGS", "Browser", "FetchError", "Loaded"]
 
 log = structlog.get_logger()
 
@@ -85,8 +84,12 @@ class Browser:
             executable_path=str(self._settings.chromium_path), headless=True, args=list(CHROMIUM_ARGS)
         )
         self._context = await self._browser.new_context(user_agent=self._settings.user_agent)
-        log.info("browser.launched", chromium=str(self._settings.chromium_path), version=self._browser.version,
-                 pages=self._settings.crawl_browser_pages)
+        log.info(
+            "browser.launched",
+            chromium=str(self._settings.chromium_path),
+            version=self._browser.version,
+            pages=self._settings.crawl_browser_pages,
+        )
 
     def load(self, url: str, headers: Mapping[str, str]) -> Loaded:
         """Render `url`; `headers` (conditional ones) go on its navigation requests only, and a 304 comes back as such."""
@@ -123,13 +126,19 @@ class Browser:
             raise FetchError(f"load timed out after {timeout_s:g}s", transient=True, error_type="Timeout") from exc
         except PlaywrightError as exc:
             if conditional.not_modified is not None:  # the navigation was aborted on purpose: nothing to render
-                return Loaded(final_url=conditional.not_modified.url, status=304, content_type="", html="",
-                              elapsed_ms=int((time.monotonic() - started) * 1000),
-                              headers=conditional.not_modified.headers)
+                return Loaded(
+                    final_url=conditional.not_modified.url,
+                    status=304,
+                    content_type="",
+                    html="",
+                    elapsed_ms=int((time.monotonic() - started) * 1000),
+                    headers=conditional.not_modified.headers,
+                )
             message = exc.message.splitlines()[0] if exc.message else repr(exc)
             if "Download is starting" in message:  # Chromium downloads what it cannot render
-                raise FetchError(f"not an HTML page (the browser started a download): {url}", transient=False,
-                                 error_type="NotHtml") from exc
+                raise FetchError(
+                    f"not an HTML page (the browser started a download): {url}", transient=False, error_type="NotHtml"
+                ) from exc
             if "ERR_TOO_MANY_REDIRECTS" in message:
                 raise FetchError(f"redirect loop: {message}", transient=False, error_type="RedirectLoop") from exc
             raise FetchError(f"network error: {message}", transient=True, error_type="NetworkError") from exc
@@ -170,8 +179,9 @@ class _ConditionalNavigation:
         if not (request.is_navigation_request() and request.frame.parent_frame is None):
             await route.continue_()
             return
-        response = await route.fetch(headers={**request.headers, **self._headers}, max_redirects=0,
-                                     timeout=self._timeout_ms)
+        response = await route.fetch(
+            headers={**request.headers, **self._headers}, max_redirects=0, timeout=self._timeout_ms
+        )
         if response.status == 304:
             self.not_modified = response
             await route.abort()

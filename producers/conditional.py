@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Validators", "validators_of", "conditional_headers", "content_hash"]
+__all__ = ["Validators", "conditional_headers", "content_hash", "validators_of"]
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ class CrawlState:
         for start in range(0, len(urls), 500):  # SQLite caps the number of query parameters
             chunk = urls[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT url FROM requested WHERE crawl_id = ? AND url IN ({marks})", (crawl_id, *chunk))
+            rows = self._db.execute(
+                f"SELECT url FROM requested WHERE crawl_id = ? AND url IN ({marks})", (crawl_id, *chunk)
+            )
             found.update(url for (url,) in rows)
         return found
 
@@ -64,14 +66,28 @@ class CrawlState:
             for host in set(hosts)
         }
 
-    def record_visit(self, crawl_id: str, url: str, *, outcome: str, status: int | None, requested: Iterable[str] = (),
-                     validators: Validators | None = None) -> None:
+    def record_visit(
+        self,
+        crawl_id: str,
+        url: str,
+        *,
+        outcome: str,
+        status: int | None,
+        requested: Iterable[str] = (),
+        validators: Validators | None = None,
+    ) -> None:
         """Remember a visit, the URLs it requested and the page's validators (if given), in one transaction."""
         with self._db:
             if validators is not None:
                 self._db.execute(
                     "INSERT OR REPLACE INTO validators (url, etag, last_modified, content_hash, links) VALUES (?, ?, ?, ?, ?)",
-                    (url, validators.etag, validators.last_modified, validators.content_hash, json.dumps(validators.links)),
+                    (
+                        url,
+                        validators.etag,
+                        validators.last_modified,
+                        validators.content_hash,
+                        json.dumps(validators.links),
+                    ),
                 )
             self._db.executemany(
                 "INSERT OR IGNORE INTO requested (crawl_id, url, host) VALUES (?, ?, ?)",
@@ -90,7 +106,9 @@ class CrawlState:
 
     def outcomes(self, crawl_id: str) -> dict[str, int]:
         """How many visits of a crawl ended how (fetched, unchanged, dead-lettered)."""
-        rows = self._db.execute("SELECT outcome, count(*) FROM visited WHERE crawl_id = ? GROUP BY outcome", (crawl_id,))
+        rows = self._db.execute(
+            "SELECT outcome, count(*) FROM visited WHERE crawl_id = ? GROUP BY outcome", (crawl_id,)
+        )
         return dict(rows.fetchall())
 
     def close(self) -> None:

@@ -45,7 +45,7 @@ from streams import bus, groups, topics
 from streams.bus import Received, ServiceUnavailable
 from streams.records import CrawlRequested, PageFetched, Stage
 
-__all__ = ["STAGE", "Crawler", "run", "main"]
+__all__ = ["STAGE", "Crawler", "main", "run"]
 
 log = structlog.get_logger()
 
@@ -104,8 +104,15 @@ def batch_size(settings: Settings) -> int:
 
 
 class Crawler:
-    def __init__(self, settings: Settings, browser: Browser, state: CrawlState, producer: Producer,
-                 http: httpx.Client, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        browser: Browser,
+        state: CrawlState,
+        producer: Producer,
+        http: httpx.Client,
+        stop: threading.Event,
+    ) -> None:
         self._settings = settings
         self._browser = browser
         self._state = state
@@ -185,57 +192,90 @@ class Crawler:
             return
         self._publish_fetched(job.request, job.url, result, job.previous, job.bound)
 
-    def _publish_fetched(self, request: CrawlRequested, url: str, loaded: Loaded, previous: Validators | None,
-                         bound: structlog.stdlib.BoundLogger) -> None:
+    def _publish_fetched(
+        self,
+        request: CrawlRequested,
+        url: str,
+        loaded: Loaded,
+        previous: Validators | None,
+        bound: structlog.stdlib.BoundLogger,
+    ) -> None:
         """Publish the page unless it is unchanged, then the requests it leads to; then remember the visit."""
         validators = _validators_after(loaded, previous)
         unchanged = previous is not None and validators.content_hash == previous.content_hash
         if not unchanged:
             page = PageFetched(
-                url=url, final_url=loaded.final_url, crawl_id=request.crawl_id, depth=request.depth,
-                status=loaded.status, content_type=loaded.content_type, html=loaded.html,
+                url=url,
+                final_url=loaded.final_url,
+                crawl_id=request.crawl_id,
+                depth=request.depth,
+                status=loaded.status,
+                content_type=loaded.content_type,
+                html=loaded.html,
             )
             bus.publish(self._producer, topics.PAGES_RAW, page)
         sitemap_pages = self._sitemap_pages(request, url, bound) if request.source == "seed" else []
         requested = self._publish_requests(request, list(validators.links), sitemap_pages, bound)
         bus.flush_or_raise(self._producer)
         outcome = "unchanged" if unchanged else "fetched"
-        self._state.record_visit(request.crawl_id, url, outcome=outcome, status=loaded.status, requested=requested,
-                                 validators=validators)
+        self._state.record_visit(
+            request.crawl_id, url, outcome=outcome, status=loaded.status, requested=requested, validators=validators
+        )
         self._outcomes[outcome] += 1
-        bound.info(f"crawl.{outcome}", status=loaded.status, ms=loaded.elapsed_ms, bytes=len(loaded.html),
-                   new_requests=len(requested), **{f"{outcome}_since_start": self._outcomes[outcome]})
+        bound.info(
+            f"crawl.{outcome}",
+            status=loaded.status,
+            ms=loaded.elapsed_ms,
+            bytes=len(loaded.html),
+            new_requests=len(requested),
+            **{f"{outcome}_since_start": self._outcomes[outcome]},
+        )
 
     def _dead_letter(self, received: Received, failed: _Failed) -> None:
         bus.send_dead_letter(
-            self._producer, STAGE, source_topic=received.topic, value=received.value, key=received.key,
-            partition=received.partition, offset=received.offset, reason=failed.reason,
-            error_type=failed.error_type, attempts=failed.attempts,
+            self._producer,
+            STAGE,
+            source_topic=received.topic,
+            value=received.value,
+            key=received.key,
+            partition=received.partition,
+            offset=received.offset,
+            reason=failed.reason,
+            error_type=failed.error_type,
+            attempts=failed.attempts,
         )
         bus.flush_or_raise(self._producer)
-        log.warning("crawl.dead_lettered", url=str(received.record.url), reason=failed.reason, error_type=failed.error_type)
+        log.warning(
+            "crawl.dead_lettered", url=str(received.record.url), reason=failed.reason, error_type=failed.error_type
+        )
 
-    def _publish_requests(self, request: CrawlRequested, links: list[str], sitemap_pages: list[str],
-                          bound: structlog.stdlib.BoundLogger) -> list[str]:
+    def _publish_requests(
+        self, request: CrawlRequested, links: list[str], sitemap_pages: list[str], bound: structlog.stdlib.BoundLogger
+    ) -> list[str]:
         if request.depth >= request.max_depth:
             return []
         candidates = links + sitemap_pages
         wanted, over_budget = frontier.next_requests(
-            request, links,
+            request,
+            links,
             known=self._state.known(request.crawl_id, candidates),
             requested_per_host=self._state.requested_per_host(request.crawl_id, map(frontier.host_of, candidates)),
             max_pages=request.max_pages or self._settings.crawl_max_pages,
             sitemap_urls=sitemap_pages,
         )
         if over_budget:
-            bound.warning("crawl.page_budget_reached", links_not_requested=over_budget,
-                          max_pages=request.max_pages or self._settings.crawl_max_pages)
+            bound.warning(
+                "crawl.page_budget_reached",
+                links_not_requested=over_budget,
+                max_pages=request.max_pages or self._settings.crawl_max_pages,
+            )
         for link in wanted:
             bus.publish(self._producer, topics.CRAWL_REQUESTS, link)
         return [link.url for link in wanted]
 
-    def _load_with_retries(self, url: str, fetch_mode: str, headers: dict[str, str],
-                           bound: structlog.stdlib.BoundLogger) -> Loaded | _Failed:
+    def _load_with_retries(
+        self, url: str, fetch_mode: str, headers: dict[str, str], bound: structlog.stdlib.BoundLogger
+    ) -> Loaded | _Failed:
         attempts = 1 + self._settings.fetch_retries
         # The one retry policy's delays (ctrlgpt.retry): exponential from fetch_backoff_s, with jitter, so that
         # the requests of a batch that failed together do not come back to the site in step.
@@ -265,24 +305,34 @@ class Crawler:
                 if failure.retry_after_s is not None:  # the host asked for a pause: every request to it waits
                     with self._turns:
                         self._politeness.pause(frontier.origin_of(url), time.monotonic() + failure.retry_after_s)
-                    bound.warning("crawl.host_paused", attempt=attempt, of=attempts, error=failure.reason,
-                                  retry_in_s=failure.retry_after_s)
+                    bound.warning(
+                        "crawl.host_paused",
+                        attempt=attempt,
+                        of=attempts,
+                        error=failure.reason,
+                        retry_in_s=failure.retry_after_s,
+                    )
                     continue
                 delay = backoff.next_delay()
-                bound.warning("crawl.retrying", attempt=attempt, of=attempts, error=failure.reason,
-                              retry_in_s=round(delay, 2))
+                bound.warning(
+                    "crawl.retrying", attempt=attempt, of=attempts, error=failure.reason, retry_in_s=round(delay, 2)
+                )
                 if self._stop.wait(delay):
                     raise _Stopping
         return _Failed(
-            f"{failure.reason} from {url}, still after {attempts} attempts", failure.error_type, attempts, failure.status
+            f"{failure.reason} from {url}, still after {attempts} attempts",
+            failure.error_type,
+            attempts,
+            failure.status,
         )
 
     def _http_failure(self, why: str, loaded: Loaded, attempt: int) -> _Failed:
         """A retryable HTTP answer; a 429/503 with a readable Retry-After says how long to wait."""
         wait_s = None
         if loaded.status in HONOURED_STATUSES:
-            wait_s = retry_after_s(loaded.headers.get("retry-after"), now=datetime.now(UTC),
-                                   cap_s=self._settings.retry_after_max_s)
+            wait_s = retry_after_s(
+                loaded.headers.get("retry-after"), now=datetime.now(UTC), cap_s=self._settings.retry_after_max_s
+            )
         if wait_s is not None:
             why = f"{why} (Retry-After {wait_s:g}s)"
         return _Failed(why, "HttpError", attempt, loaded.status, wait_s)
@@ -294,9 +344,11 @@ class Crawler:
         domains = frontier.scope_domains(request)
         deadline = time.monotonic() + SITEMAP_TIME_BUDGET_S
         pages, problems = sitemaps.walk(
-            sitemaps.sitemap_locations(url, self._robots_for(url)), lambda location: self._fetch_sitemap(location, deadline),
+            sitemaps.sitemap_locations(url, self._robots_for(url)),
+            lambda location: self._fetch_sitemap(location, deadline),
             allowed=lambda page: frontier.in_scope(page, domains, request.depth + 1, request.max_depth),
-            max_documents=MAX_SITEMAP_DOCUMENTS, max_pages=request.max_pages or self._settings.crawl_max_pages,
+            max_documents=MAX_SITEMAP_DOCUMENTS,
+            max_pages=request.max_pages or self._settings.crawl_max_pages,
             max_bytes=MAX_SITEMAP_BYTES,
         )
         bound.info("crawl.sitemaps_read", pages=len(pages), not_read=problems)
@@ -370,11 +422,15 @@ class Crawler:
         try:
             response = self._http.get(robots_url)
         except httpx.HTTPError as exc:
-            raise FetchError(f"robots.txt unreachable at {robots_url}: {exc}", transient=True,
-                             error_type="RobotsUnavailable") from exc
+            raise FetchError(
+                f"robots.txt unreachable at {robots_url}: {exc}", transient=True, error_type="RobotsUnavailable"
+            ) from exc
         if response.status_code >= 500 or response.status_code == 429:
-            raise FetchError(f"robots.txt answered HTTP {response.status_code} at {robots_url}", transient=True,
-                             error_type="RobotsUnavailable")
+            raise FetchError(
+                f"robots.txt answered HTTP {response.status_code} at {robots_url}",
+                transient=True,
+                error_type="RobotsUnavailable",
+            )
         rules = frontier.parse_robots(response.status_code, response.text)
         self._robots[origin] = (rules, time.monotonic())
         log.info("crawl.robots_loaded", origin=origin, status=response.status_code)
@@ -385,8 +441,11 @@ def _validators_after(loaded: Loaded, previous: Validators | None) -> Validators
     """A 304 keeps the remembered page (with any validators the server renewed); anything else is new."""
     if loaded.status == 304:
         assert previous is not None  # a 304 is kept only as the answer to a conditional request
-        return replace(previous, etag=loaded.headers.get("etag", previous.etag),
-                       last_modified=loaded.headers.get("last-modified", previous.last_modified))
+        return replace(
+            previous,
+            etag=loaded.headers.get("etag", previous.etag),
+            last_modified=loaded.headers.get("last-modified", previous.last_modified),
+        )
     return validators_of(loaded.headers, loaded.html, frontier.extract_links(loaded.html, loaded.final_url))
 
 
@@ -394,13 +453,22 @@ def run(settings: Settings, stop: threading.Event, group: str = groups.CRAWLER) 
     """Crawl until `stop` is set."""
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic(STAGE)])
     state = CrawlState(settings.data_dir / "crawler" / "state.sqlite3")
-    http = httpx.Client(headers={"User-Agent": settings.user_agent}, timeout=settings.fetch_timeout_s, follow_redirects=True)
+    http = httpx.Client(
+        headers={"User-Agent": settings.user_agent}, timeout=settings.fetch_timeout_s, follow_redirects=True
+    )
     producer = bus.make_producer(settings)
     browser = Browser(settings)
     crawler = Crawler(settings, browser, state, producer, http, stop)
     try:
-        bus.consume(settings, group=group, topic=topics.CRAWL_REQUESTS, stage=STAGE, write=crawler.write, stop=stop,
-                    batch_size=batch_size(settings))
+        bus.consume(
+            settings,
+            group=group,
+            topic=topics.CRAWL_REQUESTS,
+            stage=STAGE,
+            write=crawler.write,
+            stop=stop,
+            batch_size=batch_size(settings),
+        )
     finally:
         crawler.close()
         browser.close()

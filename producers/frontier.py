@@ -19,20 +19,20 @@ from lxml.etree import ParserError
 from streams.records import CrawlRequested
 
 __all__ = [
-    "normalize_url",
-    "host_of",
-    "origin_of",
-    "scope_domains",
-    "in_scope",
-    "extract_links",
-    "robots_url",
-    "parse_robots",
     "RobotsDecision",
-    "robots_decision",
-    "is_html",
     "Verdict",
+    "extract_links",
     "fetch_verdict",
+    "host_of",
+    "in_scope",
+    "is_html",
     "next_requests",
+    "normalize_url",
+    "origin_of",
+    "parse_robots",
+    "robots_decision",
+    "robots_url",
+    "scope_domains",
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -225,8 +225,14 @@ def next_requests(
         seen.add(url)
         wanted.append(
             CrawlRequested(
-                url=url, crawl_id=request.crawl_id, depth=depth, max_depth=request.max_depth,
-                allowed_domains=domains, source=source, fetch_mode=request.fetch_mode, max_pages=request.max_pages,
+                url=url,
+                crawl_id=request.crawl_id,
+                depth=depth,
+                max_depth=request.max_depth,
+                allowed_domains=domains,
+                source=source,
+                fetch_mode=request.fetch_mode,
+                max_pages=request.max_pages,
             )
         )
     return wanted, over_budget

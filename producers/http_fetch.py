@@ -15,7 +15,7 @@ import httpx
 from producers.browser import FetchError, Loaded
 from producers.frontier import is_html
 
-__all__ = ["fetch", "decode_body", "read_capped"]
+__all__ = ["decode_body", "fetch", "read_capped"]
 
 
 def decode_body(body: bytes, charset: str | None) -> str:
@@ -28,8 +28,9 @@ def decode_body(body: bytes, charset: str | None) -> str:
     try:
         return body.decode(name)
     except UnicodeDecodeError as exc:
-        raise FetchError(f"body is not valid {name}: {exc.reason} at byte {exc.start}", transient=False,
-                         error_type="UndecodableBody") from exc
+        raise FetchError(
+            f"body is not valid {name}: {exc.reason} at byte {exc.start}", transient=False, error_type="UndecodableBody"
+        ) from exc
 
 
 def fetch(client: httpx.Client, url: str, *, max_bytes: int, headers: Mapping[str, str]) -> Loaded:
@@ -53,8 +54,12 @@ def fetch(client: httpx.Client, url: str, *, max_bytes: int, headers: Mapping[st
     except httpx.HTTPError as exc:
         raise FetchError(f"network error: {exc!r}", transient=True, error_type="NetworkError") from exc
     return Loaded(
-        final_url=final_url, status=status, content_type=content_type, html=decode_body(body, charset) if body else "",
-        elapsed_ms=int((time.monotonic() - started) * 1000), headers=answered,
+        final_url=final_url,
+        status=status,
+        content_type=content_type,
+        html=decode_body(body, charset) if body else "",
+        elapsed_ms=int((time.monotonic() - started) * 1000),
+        headers=answered,
     )
 
 
@@ -64,7 +69,8 @@ def read_capped(response: httpx.Response, url: str, max_bytes: int) -> bytes:
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise FetchError(f"page too large to publish: over {max_bytes} bytes from {url}", transient=False,
-                             error_type="TooLarge")
+            raise FetchError(
+                f"page too large to publish: over {max_bytes} bytes from {url}", transient=False, error_type="TooLarge"
+            )
         chunks.append(chunk)
     return b"".join(chunks)

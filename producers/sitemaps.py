@@ -15,7 +15,7 @@ from lxml import etree
 
 from producers.frontier import normalize_url, origin_of
 
-__all__ = ["SitemapError", "Sitemap", "sitemap_locations", "parse_sitemap", "walk"]
+__all__ = ["Sitemap", "SitemapError", "parse_sitemap", "sitemap_locations", "walk"]
 
 _NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 # No entities, no DTDs, no network: a sitemap is untrusted input (billion laughs, XXE).
@@ -82,8 +82,13 @@ def _gunzip(body: bytes, max_bytes: int) -> bytes:
 
 
 def walk(
-    start: list[str], fetch: Callable[[str], bytes], *, allowed: Callable[[str], bool], max_documents: int,
-    max_pages: int, max_bytes: int,
+    start: list[str],
+    fetch: Callable[[str], bytes],
+    *,
+    allowed: Callable[[str], bool],
+    max_documents: int,
+    max_pages: int,
+    max_bytes: int,
 ) -> tuple[list[str], list[str]]:
     """The page URLs the sitemaps at `start` list, following indexes breadth first; bounded by
     `max_documents` read and `max_pages` collected. Returns them and one line per document not read.

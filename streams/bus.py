@@ -40,20 +40,20 @@ from streams.records import DeadLetter, Record, Stage
 from streams.topics import ContractError, Topic
 
 __all__ = [
-    "ServiceUnavailable",
-    "RecordRejected",
+    "Outgoing",
     "Received",
+    "RecordRejected",
+    "ServiceUnavailable",
+    "Sink",
+    "consume",
+    "dead_letter",
+    "deliver_all",
+    "ensure_topics",
     "make_producer",
     "publish",
-    "Outgoing",
-    "deliver_all",
-    "dead_letter",
-    "send_dead_letter",
-    "ensure_topics",
-    "wait_for_broker",
-    "consume",
-    "Sink",
     "run_sink",
+    "send_dead_letter",
+    "wait_for_broker",
 ]
 
 log = structlog.get_logger()
@@ -233,14 +233,24 @@ def dead_letter(
     )
     message = Outgoing.of(topic, letter)
     if len(message.value) + len(message.key or b"") > MESSAGE_MAX_BYTES - ENVELOPE_BYTES:
-        letter = letter.model_copy(update={
-            "original_base64": base64.b64encode(_excerpt(original)).decode(),
-            "truncated": True,
-            "original_size": len(original),
-        })
+        letter = letter.model_copy(
+            update={
+                "original_base64": base64.b64encode(_excerpt(original)).decode(),
+                "truncated": True,
+                "original_size": len(original),
+            }
+        )
         message = Outgoing.of(topic, letter)
-    log.warning("dead_letter", stage=stage, source_topic=source_topic, partition=partition, offset=offset,
-                reason=reason[:300], truncated=letter.truncated, bytes=len(original))
+    log.warning(
+        "dead_letter",
+        stage=stage,
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        reason=reason[:300],
+        truncated=letter.truncated,
+        bytes=len(original),
+    )
     return message
 
 
@@ -284,8 +294,6 @@ def ensure_topics(settings: Settings, wanted: Sequence[Topic] = topics.ALL) -> l
     return created
 
 
-
-
 def make_consumer(settings: Settings, group: str, **overrides: object) -> Consumer:
     config = {
         "bootstrap.servers": settings.kafka_bootstrap,
@@ -314,8 +322,19 @@ def consume(
     """Run one stage until `stop` is set: decode, write in batches, dead-letter, commit; pause through outages."""
     producer = make_producer(settings)
     bound = log.bind(stage=stage, group=group, topic=topic.name)
-    stage_loop = _StageLoop(settings, group, producer, topic, stage, write, stop, batch_size, poll_timeout,
-                            Backoff(max_delay_s=max_backoff), bound)
+    stage_loop = _StageLoop(
+        settings,
+        group,
+        producer,
+        topic,
+        stage,
+        write,
+        stop,
+        batch_size,
+        poll_timeout,
+        Backoff(max_delay_s=max_backoff),
+        bound,
+    )
     bound.info("consumer.started")
     try:
         stage_loop.run()
@@ -332,9 +351,20 @@ COMMIT_AGAIN_S = 5.0
 class _StageLoop:
     """The loop of `consume`: poll, hold what could not be written (partitions paused), write it again when due."""
 
-    def __init__(self, settings: Settings, group: str, producer: Producer, topic: Topic, stage: Stage,
-                 write: Callable[[list[Received]], None], stop: threading.Event, batch_size: int,
-                 poll_timeout: float, backoff: Backoff, bound: structlog.stdlib.BoundLogger) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        group: str,
+        producer: Producer,
+        topic: Topic,
+        stage: Stage,
+        write: Callable[[list[Received]], None],
+        stop: threading.Event,
+        batch_size: int,
+        poll_timeout: float,
+        backoff: Backoff,
+        bound: structlog.stdlib.BoundLogger,
+    ) -> None:
         # Commits are asynchronous, answered in `_on_commit` from within `consume`: the loop never blocks on a
         # broker that is away, so it keeps polling, and stops when asked.
         self._consumer = make_consumer(settings, group, on_commit=self._on_commit)
@@ -357,8 +387,9 @@ class _StageLoop:
         self._commit_not_before: float | None = None
 
     def run(self) -> None:
-        self._consumer.subscribe([self._topic.name], on_assign=self.on_assign, on_revoke=self.on_revoke,
-                                 on_lost=self.on_revoke)
+        self._consumer.subscribe(
+            [self._topic.name], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke
+        )
         while not self._stop.is_set():
             self._take(self._consumer.consume(num_messages=self._batch_size, timeout=self._poll_wait()))
             if self._read.unwritten or self._letters:
@@ -392,10 +423,18 @@ class _StageLoop:
             try:
                 record = self._topic.decode(msg.value())
             except ContractError as exc:
-                self._letters.append(dead_letter(
-                    self._stage, source_topic=msg.topic(), value=msg.value(), key=msg.key(), partition=msg.partition(),
-                    offset=msg.offset(), reason=str(exc), error_type="ContractError",
-                ))
+                self._letters.append(
+                    dead_letter(
+                        self._stage,
+                        source_topic=msg.topic(),
+                        value=msg.value(),
+                        key=msg.key(),
+                        partition=msg.partition(),
+                        offset=msg.offset(),
+                        reason=str(exc),
+                        error_type="ContractError",
+                    )
+                )
                 continue
             self._read.hold(Received(record, msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))
 
@@ -425,11 +464,11 @@ class _StageLoop:
         except ServiceUnavailable as exc:
             self._log.warning("stage.waiting_for_service", error=str(exc), held=len(batch))
             return batch
-        except Exception as exc:  # noqa: BLE001 - any other failure is about the records
+        except Exception as exc:
             if len(batch) > 1:
                 for index, one in enumerate(batch):
                     if left := self._write_sorting([one]):
-                        return left + batch[index + 1:]
+                        return left + batch[index + 1 :]
                 return []
             return self._write_one_again(batch[0], exc)
 
@@ -443,12 +482,21 @@ class _StageLoop:
             except ServiceUnavailable as exc:
                 self._log.warning("stage.waiting_for_service", error=str(exc), held=1)
                 return [one]
-            except Exception as exc:  # noqa: BLE001 - the same record failed again: it is the record
+            except Exception as exc:
                 error = exc
-        self._letters.append(dead_letter(
-            self._stage, source_topic=one.topic, value=one.value, key=one.key, partition=one.partition,
-            offset=one.offset, reason=str(error) or repr(error), error_type=type(error).__name__, attempts=attempts,
-        ))
+        self._letters.append(
+            dead_letter(
+                self._stage,
+                source_topic=one.topic,
+                value=one.value,
+                key=one.key,
+                partition=one.partition,
+                offset=one.offset,
+                reason=str(error) or repr(error),
+                error_type=type(error).__name__,
+                attempts=attempts,
+            )
+        )
         return []
 
     def _commit(self) -> None:

@@ -21,9 +21,9 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import partial
-from collections.abc import Coroutine
 from typing import cast
 
 import faust
@@ -42,8 +42,15 @@ from streams.records import PageCleaned, PageFetched, Stage
 from streams.topics import ContractError
 
 __all__ = [
-    "STAGE", "FINGERPRINTS_TABLE", "Cleaned", "Rejection", "clean_message", "clean_messages", "pack_by_size", "make_app",
+    "FINGERPRINTS_TABLE",
+    "STAGE",
+    "Cleaned",
+    "Rejection",
+    "clean_message",
+    "clean_messages",
     "main",
+    "make_app",
+    "pack_by_size",
 ]
 
 STAGE: Stage = "clean"
@@ -102,7 +109,7 @@ def clean_message(value: bytes | None, *, min_chars: int) -> PageCleaned | Rejec
         return clean_page(fetched, min_chars=min_chars)
     except PageRejected as exc:
         return Rejection(f"{fetched.url}: {exc}", type(exc).__name__)
-    except Exception as exc:  # noqa: BLE001 - a page that breaks the extractor is that page's problem, not the worker's
+    except Exception as exc:
         return Rejection(f"{fetched.url}: cleaning failed: {exc!r}", type(exc).__name__)
 
 
@@ -119,7 +126,8 @@ def clean_messages(
     fingerprints = iter(simhashes([page.text for page in pages]))
     return [
         _sized(FingerprintedPage(page=outcome, simhash=next(fingerprints)), max_page_bytes)
-        if isinstance(outcome, PageCleaned) else outcome
+        if isinstance(outcome, PageCleaned)
+        else outcome
         for outcome in outcomes
     ]
 
@@ -186,6 +194,7 @@ def make_app(settings: Settings) -> faust.App:
         nonlocal band_index
         band_index = BandIndex.of(fingerprints.items(), settings.near_duplicate_max_bits)
         log.info("cleaner.band_index_rebuilt", originals=len(fingerprints))
+
     offsets: OffsetWatch = OffsetWatch(REWIND_RETRY_S, REWIND_MAX_ATTEMPTS)
     sources = {topics.PAGES_RAW.name, fingerprinted_topic.name}
     # Never subscribes, so it never joins the group: it only reads the group's committed offsets.
@@ -219,7 +228,9 @@ def make_app(settings: Settings) -> faust.App:
             log.warning("cleaner.stalled_check_skipped", error=str(exc))
             return
         for tp, committed in behind.items():
-            log.warning("cleaner.stalled_partition_rewound", topic=tp.topic, partition=tp.partition, rewind_to=committed)
+            log.warning(
+                "cleaner.stalled_partition_rewound", topic=tp.topic, partition=tp.partition, rewind_to=committed
+            )
             offsets.rewound(tp, now)
             await seek_on_consumer_thread(tp, committed)
 
@@ -245,8 +256,12 @@ def make_app(settings: Settings) -> faust.App:
                 log.error("cleaner.skipped_offsets_lost", topic=tp.topic, partition=tp.partition, first=first, end=end)
                 continue
             log.warning(
-                "cleaner.skipped_offsets_rewound", topic=tp.topic, partition=tp.partition,
-                rewind_to=rewind.offset, seen=rewind.seen, attempt=rewind.attempt,
+                "cleaner.skipped_offsets_rewound",
+                topic=tp.topic,
+                partition=tp.partition,
+                rewind_to=rewind.offset,
+                seen=rewind.seen,
+                attempt=rewind.attempt,
             )
             await seek_on_consumer_thread(tp, rewind.offset)
 
@@ -285,7 +300,9 @@ def make_app(settings: Settings) -> faust.App:
             for group in pack_by_size([page.encoded_bytes for page in cleaned], MAX_MESSAGE_BYTES - ENVELOPE_BYTES):
                 # faust flushes its producer before it commits the batch's offsets: at least once.
                 record = PagesFingerprinted(pages=[cleaned[index].page for index in group])
-                await fingerprinted.send(key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record))
+                await fingerprinted.send(
+                    key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record)
+                )
             rejected = [
                 (event.message, outcome) for event, outcome in zip(events, outcomes) if isinstance(outcome, Rejection)
             ]
@@ -339,7 +356,7 @@ async def _finish_or_exit(work: Coroutine[object, object, None]) -> None:
     """
     try:
         await _finish_even_if_cancelled(work)
-    except Exception:  # noqa: BLE001 - whatever it is, committing past it would lose the batch
+    except Exception:
         log.critical("cleaner.batch_failed_exiting", exc_info=True, exit_code=BATCH_FAILED_EXIT_CODE)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -396,7 +413,9 @@ def ensure_changelog(settings: Settings, app: faust.App) -> None:
             )
         return
     new = NewTopic(
-        changelog, num_partitions=partitions, replication_factor=settings.topic_replication,
+        changelog,
+        num_partitions=partitions,
+        replication_factor=settings.topic_replication,
         config={"cleanup.policy": "compact"},
     )
     try:

@@ -32,4 +32,6 @@ class PagesFingerprinted(Record):
 def fingerprinted_topic(cleaner_app_id: str) -> Topic:
     """Named after the app, as faust names a table's changelog. One partition, so that one
     near-duplicate table sees every page."""
-    return Topic(f"{cleaner_app_id}-fingerprinted", PagesFingerprinted, key="event_id", partitions=1, retention_ms=DAY_MS)
+    return Topic(
+        f"{cleaner_app_id}-fingerprinted", PagesFingerprinted, key="event_id", partitions=1, retention_ms=DAY_MS
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
 import pycld2
@@ -24,8 +24,14 @@ from streams.quality import boilerplate_reason
 from streams.records import PageCleaned, PageFetched
 
 __all__ = [
-    "PageRejected", "clean_page", "language_of", "normalise_text", "summarise", "MIN_TEXT_CHARS", "MAX_SUMMARY_CHARS",
+    "MAX_SUMMARY_CHARS",
+    "MIN_TEXT_CHARS",
     "UNDETERMINED_LANGUAGE",
+    "PageRejected",
+    "clean_page",
+    "language_of",
+    "normalise_text",
+    "summarise",
 ]
 
 MIN_TEXT_CHARS = 200
@@ -147,7 +153,7 @@ def _published(stated: str | None) -> datetime | None:
         day = date.fromisoformat(stated[:10])
     except ValueError:
         return None
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _first_sentence(text: str) -> str:

@@ -27,16 +27,16 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 
 __all__ = [
-    "Status",
-    "TopicPartition",
-    "OffsetSample",
+    "GroupLag",
     "GroupOffsets",
+    "LagTracker",
+    "OffsetSample",
     "OffsetsSnapshot",
     "PartitionLag",
-    "GroupLag",
-    "evaluate_partition",
+    "Status",
+    "TopicPartition",
     "evaluate_group",
-    "LagTracker",
+    "evaluate_partition",
 ]
 
 TopicPartition = tuple[str, int]
@@ -167,9 +167,18 @@ def evaluate_partition(
     consume_rate, produce_rate, drain = _rates(window)
     status, reason = _status(window, now=now, unchanged_since=unchanged_since, owned=owned, stop_after_s=stop_after_s)
     return PartitionLag(
-        topic=topic, partition=partition, status=status, committed=last.committed, end=last.end, lag=last.lag,
-        samples=len(window), consume_rate=consume_rate, produce_rate=produce_rate, time_to_drain_s=drain,
-        owned=owned, reason=reason,
+        topic=topic,
+        partition=partition,
+        status=status,
+        committed=last.committed,
+        end=last.end,
+        lag=last.lag,
+        samples=len(window),
+        consume_rate=consume_rate,
+        produce_rate=produce_rate,
+        time_to_drain_s=drain,
+        owned=owned,
+        reason=reason,
     )
 
 
@@ -206,7 +215,9 @@ def _rates(window: Sequence[OffsetSample]) -> tuple[float | None, float | None, 
     return consume, produce, drain
 
 
-def evaluate_group(group: str, partitions: Iterable[PartitionLag], *, state: str = "UNKNOWN", members: int = 0) -> GroupLag:
+def evaluate_group(
+    group: str, partitions: Iterable[PartitionLag], *, state: str = "UNKNOWN", members: int = 0
+) -> GroupLag:
     """The group's status is its worst partition's (OK for a group with no partitions)."""
     ordered = tuple(sorted(partitions, key=lambda p: (p.topic, p.partition)))
     worst = max((p.status for p in ordered), key=lambda s: s.severity, default=Status.OK)
@@ -281,8 +292,13 @@ class LagTracker:
             owned = (topic, partition) in self._groups[group].owned
             by_group[group].append(
                 evaluate_partition(
-                    window.samples, now=at, unchanged_since=window.unchanged_since, owned=owned,
-                    stop_after_s=self.stop_after_s, topic=topic, partition=partition,
+                    window.samples,
+                    now=at,
+                    unchanged_since=window.unchanged_since,
+                    owned=owned,
+                    stop_after_s=self.stop_after_s,
+                    topic=topic,
+                    partition=partition,
                 )
             )
         return [

@@ -12,20 +12,20 @@ from __future__ import annotations
 import uuid
 
 __all__ = [
-    "PREFIX",
-    "CRAWLER",
     "CLEANER",
-    "INDEX_SINK",
-    "DOCCANO_SINK",
-    "LABEL_BRIDGE",
-    "TRAINER",
     "CONNECT",
+    "CRAWLER",
+    "DOCCANO_SINK",
+    "INDEX_SINK",
+    "LABEL_BRIDGE",
+    "PREFIX",
+    "TRAINER",
+    "api_replica",
+    "label_bridge_state_reader",
+    "ops_observer",
+    "snapshot_reader",
     "trainer_commands",
     "trainer_probe",
-    "label_bridge_state_reader",
-    "api_replica",
-    "snapshot_reader",
-    "ops_observer",
 ]
 
 # Every ctrlgpt group starts with it: the lag report and /metrics select ctrlgpt's groups by it (`ops_groups`).

@@ -25,7 +25,7 @@ from collections.abc import Iterable, MutableMapping, Sequence
 
 import numpy as np
 
-__all__ = ["simhash", "simhashes", "hamming", "band_keys", "BandIndex", "check_and_remember", "SHINGLE_WORDS", "BITS"]
+__all__ = ["BITS", "SHINGLE_WORDS", "BandIndex", "band_keys", "check_and_remember", "hamming", "simhash", "simhashes"]
 
 BITS = 64
 SHINGLE_WORDS = 3

@@ -86,7 +86,9 @@ class OffsetsReader:
                 continue
             # A negative offset means "nothing committed" for that partition.
             committed[name] = {
-                (tp.topic, tp.partition): tp.offset for tp in result.topic_partitions if tp.error is None and tp.offset >= 0
+                (tp.topic, tp.partition): tp.offset
+                for tp in result.topic_partitions
+                if tp.error is None and tp.offset >= 0
             }
         return committed
 

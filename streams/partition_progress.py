@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["Rewind", "PartitionProgress", "OffsetWatch"]
+__all__ = ["OffsetWatch", "PartitionProgress", "Rewind"]
 
 Partition = TypeVar("Partition")
 
@@ -89,8 +89,7 @@ class OffsetWatch(Generic[Partition]):
     def idle(self, partitions: set[Partition], now: float) -> list[Partition]:
         """Those of `partitions` with no event, assignment or rewind for `retry_after_s`."""
         return [
-            partition for partition in partitions
-            if now - self._active_at.get(partition, now) >= self.retry_after_s
+            partition for partition in partitions if now - self._active_at.get(partition, now) >= self.retry_after_s
         ]
 
     def rewound(self, partition: Partition, now: float) -> None:

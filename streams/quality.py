@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from lxml.etree import _Element
 
-__all__ = ["boilerplate_reason", "MAX_LINK_TEXT_RATIO", "MAX_HEADLINE_LIST_RATIO", "MIN_HEADLINE_ITEMS"]
+__all__ = ["MAX_HEADLINE_LIST_RATIO", "MAX_LINK_TEXT_RATIO", "MIN_HEADLINE_ITEMS", "boilerplate_reason"]
 
 MAX_LINK_TEXT_RATIO = 0.5
 MAX_HEADLINE_LIST_RATIO = 0.6

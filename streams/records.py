@@ -8,29 +8,29 @@ JSON on the wire, encoded and decoded only through `streams.topics`.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
-    "Stage",
-    "RunStage",
-    "Record",
     "CrawlRequested",
-    "PageFetched",
-    "PageCleaned",
-    "SentimentLabel",
-    "PreferenceLabel",
+    "DeadLetter",
     "ExpansionLabel",
-    "RatingLabel",
     "LabelRecorded",
+    "ModelLoadFailed",
+    "ModelPromoted",
+    "PageCleaned",
+    "PageFetched",
+    "PreferenceLabel",
+    "RatingLabel",
+    "Record",
+    "RunStage",
+    "SentimentLabel",
+    "Stage",
     "TrainingRequested",
     "TrainingRunProgressed",
-    "ModelPromoted",
-    "ModelLoadFailed",
-    "DeadLetter",
 ]
 
 
@@ -44,7 +44,7 @@ RunStage = Literal[
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _new_id() -> str:
@@ -65,7 +65,9 @@ class Record(BaseModel):
     @classmethod
     def _known_version(cls, value: int) -> int:
         if value != cls.SCHEMA_VERSION:
-            raise ValueError(f"{cls.__name__} schema_version {value} is not supported (this build reads {cls.SCHEMA_VERSION})")
+            raise ValueError(
+                f"{cls.__name__} schema_version {value} is not supported (this build reads {cls.SCHEMA_VERSION})"
+            )
         return value
 
 
@@ -121,7 +123,8 @@ class PageCleaned(Record):
     crawl_id: str
     published: datetime | None = Field(None, description="The page's own publication date, when it states one.")
     near_duplicate_of: str | None = Field(
-        None, description="URL of an earlier page with nearly the same text; sinks index it but do not send it to labeling."
+        None,
+        description="URL of an earlier page with nearly the same text; sinks index it but do not send it to labeling.",
     )
 
 

@@ -43,7 +43,9 @@ class TopicSnapshot:
         return [(record, *position) for record, position in zip(self.records, self.positions, strict=True)]
 
 
-def read_snapshot_when_kafka_is_back(settings: Settings, topic: Topic, stop: threading.Event | None = None) -> TopicSnapshot:
+def read_snapshot_when_kafka_is_back(
+    settings: Settings, topic: Topic, stop: threading.Event | None = None
+) -> TopicSnapshot:
     """`read_snapshot`, read again from the start (ctrlgpt.retry's back-off) while Kafka is away, until `stop`."""
     wait = retrying((KafkaException, bus.ServiceUnavailable), what=f"training snapshot of {topic.name}", stop=stop)
     return wait(read_snapshot, settings, topic)

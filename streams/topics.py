@@ -28,14 +28,14 @@ from streams.records import (
 )
 
 __all__ = [
-    "Topic",
-    "ContractError",
     "ALL",
-    "STAGES",
     "DOCCANO_CHANGE_TABLES",
+    "STAGES",
+    "ContractError",
+    "Topic",
+    "by_name",
     "dead_letter_topic",
     "doccano_change_topic",
-    "by_name",
 ]
 
 DAY_MS = 24 * 3600 * 1000

@@ -18,7 +18,15 @@ from streams import bus, topics
 from streams.records import PageCleaned, PageFetched
 
 __all__ = [
-    "article", "html", "raw", "publish", "ends", "start_group_at_end", "CleanReader", "start_cleaner", "stop",
+    "CleanReader",
+    "article",
+    "ends",
+    "html",
+    "publish",
+    "raw",
+    "start_cleaner",
+    "start_group_at_end",
+    "stop",
     "unique_urls",
 ]
 
@@ -52,7 +60,9 @@ def publish(settings: Settings, pages: list[PageFetched], partition: int | None 
             bus.publish(producer, topics.PAGES_RAW, page)
         else:
             producer.produce(
-                topics.PAGES_RAW.name, key=topics.PAGES_RAW.key_of(page), value=topics.PAGES_RAW.encode(page),
+                topics.PAGES_RAW.name,
+                key=topics.PAGES_RAW.key_of(page),
+                value=topics.PAGES_RAW.encode(page),
                 partition=partition,
             )
     bus.flush_or_raise(producer)
@@ -85,8 +95,11 @@ class CleanReader:
     def __init__(self, settings: Settings, crawl_id: str) -> None:
         self._crawl_id = crawl_id
         self._consumer = Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-reader-{uuid.uuid4().hex}",
-             "enable.auto.commit": False}
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"test-reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+            }
         )
         self._consumer.assign(ends(settings, topics.PAGES_CLEAN.name))
         self.pages: list[PageCleaned] = []
@@ -117,7 +130,15 @@ class CleanReader:
 
 
 def start_cleaner(app_id: str, data_dir: Path, log_path: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ctrlgpt.cli", "--set", f"cleaner_app_id={app_id}", "--set", f"data_dir={data_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "ctrlgpt.cli",
+        "--set",
+        f"cleaner_app_id={app_id}",
+        "--set",
+        f"data_dir={data_dir}",
+    ]
     with log_path.open("ab") as log_file:
         return subprocess.Popen([*command, "cleaner"], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
 

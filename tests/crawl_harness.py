@@ -16,7 +16,7 @@ from streams import topics
 from streams.records import CrawlRequested, Record
 from streams.topics import ContractError, Topic
 
-__all__ = ["start_group_at_end", "wait_until_caught_up", "read_to_end", "CrawlerThread", "letters_of"]
+__all__ = ["CrawlerThread", "letters_of", "read_to_end", "start_group_at_end", "wait_until_caught_up"]
 
 
 def _consumer(settings: Settings, group: str) -> Consumer:
@@ -25,8 +25,10 @@ def _consumer(settings: Settings, group: str) -> Consumer:
 
 def _high_watermarks(consumer: Consumer, topic: Topic) -> list[TopicPartition]:
     partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
-    return [TopicPartition(topic.name, p, consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1])
-            for p in partitions]
+    return [
+        TopicPartition(topic.name, p, consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1])
+        for p in partitions
+    ]
 
 
 def start_group_at_end(settings: Settings, group: str, topic: Topic) -> None:
@@ -90,7 +92,7 @@ class CrawlerThread:
     def _run(self, settings: Settings, group: str) -> None:
         try:
             crawler.run(settings, self.stop, group=group)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             self.error = exc
 
     def finish(self) -> None:

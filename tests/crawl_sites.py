@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["Response", "Route", "Hit", "Site", "serve", "html_page", "fixed", "slow", "then", "http_date"]
+__all__ = ["Hit", "Response", "Route", "Site", "fixed", "html_page", "http_date", "serve", "slow", "then"]
 
 Response = tuple[int, dict[str, str], bytes]
 Route = Callable[[int, dict[str, str]], Response]
@@ -96,7 +96,7 @@ def http_date(seconds_from_now: float) -> str:
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             status, headers, body = site._answer(self.path, {k.lower(): v for k, v in self.headers.items()})
             self.send_response(status)
             for name, value in headers.items():
@@ -108,7 +108,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):  # the crawler gave up on a slow or huge answer
                 pass
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet in tests
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     return Handler

@@ -38,7 +38,10 @@ def kill_service(settings: Settings, name: str) -> int:
     supervisor.rpc(settings).supervisor.stopProcess(name, False)
     _signal_group(pid, signal.SIGKILL)
     processes.wait_until(
-        lambda: processes.info(settings, name)["statename"] == "STOPPED", what=f"{name} killed", timeout=30, interval=0.1
+        lambda: processes.info(settings, name)["statename"] == "STOPPED",
+        what=f"{name} killed",
+        timeout=30,
+        interval=0.1,
     )
     return pid
 
@@ -65,7 +68,9 @@ def wait_restarted(settings: Settings, name: str, killed_pid: int, timeout: floa
     """The new pid of a worker that supervisord restarted after `killed_pid` died."""
     processes.wait_until(
         lambda: processes.running_pid(settings, name) not in (None, killed_pid),
-        what=f"{name} restarted", timeout=timeout, interval=0.1,
+        what=f"{name} restarted",
+        timeout=timeout,
+        interval=0.1,
     )
     return processes.running_pid(settings, name)
 

@@ -8,8 +8,14 @@ from models.registry import Registry, version_id
 
 
 def add_version(
-    registry: Registry, number: int, *, status: str = "candidate", parent: str | None = None, weights: bytes = b"w",
-    metrics: dict[str, float] | None = None, name: str = "expansion-policy",
+    registry: Registry,
+    number: int,
+    *,
+    status: str = "candidate",
+    parent: str | None = None,
+    weights: bytes = b"w",
+    metrics: dict[str, float] | None = None,
+    name: str = "expansion-policy",
 ) -> str:
     version = version_id(number, f"run-{number}")
     directory = registry.root / version
@@ -19,8 +25,13 @@ def add_version(
     manifest.write_manifest(
         directory,
         Manifest(
-            name=name, version=version, parent_version=parent, base_model="bootstrap", status=status,
-            metrics=metrics or {"candidate_reward_mean": float(number)}, label_offsets={"0": 10 * number},
+            name=name,
+            version=version,
+            parent_version=parent,
+            base_model="bootstrap",
+            status=status,
+            metrics=metrics or {"candidate_reward_mean": float(number)},
+            label_offsets={"0": 10 * number},
         ),
     )
     return version

@@ -44,17 +44,17 @@ from models.policy import load_policy
 from trainer import hf
 
 __all__ = [
+    "BOOTSTRAP",
     "EOS_TOKEN",
     "PAD_TOKEN",
-    "BOOTSTRAP",
-    "TinyGPT2",
-    "Policy",
     "Lora",
-    "train_tokenizer",
-    "tiny_gpt2",
+    "Policy",
+    "TinyGPT2",
     "load_pretrained",
     "prepare_base",
     "start_policy",
+    "tiny_gpt2",
+    "train_tokenizer",
 ]
 
 log = structlog.get_logger()

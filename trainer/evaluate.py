@@ -24,18 +24,18 @@ from trainer import reward
 __all__ = [
     "RESPONSE_TOKENS",
     "TEMPERATURE",
-    "Sample",
-    "Figures",
-    "TextJudge",
     "Evaluation",
     "Evaluator",
-    "sample",
+    "Figures",
+    "Sample",
+    "TextJudge",
+    "figures_of",
     "kl_to_reference",
     "perplexity",
-    "target_threshold",
     "rewards_of",
-    "figures_of",
+    "sample",
     "summarise",
+    "target_threshold",
 ]
 
 RESPONSE_TOKENS = 48

@@ -17,13 +17,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 __all__ = [
-    "trainer_arguments",
+    "is_adapter",
+    "lora_config",
+    "merged",
     "quiet",
     "quiet_libraries",
     "save",
-    "lora_config",
-    "is_adapter",
-    "merged",
+    "trainer_arguments",
 ]
 
 BATCH_SIZE = 8

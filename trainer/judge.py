@@ -26,21 +26,21 @@ from streams.records import SentimentLabel
 from trainer.data import JUDGE_PERCENT, LabelSplit, split_labels
 
 __all__ = [
+    "BUNDLED_SHA256",
+    "DECISION_PROBABILITY",
     "JUDGE_PERCENT",
     "MIN_LABELS_PER_SIDE",
-    "DECISION_PROBABILITY",
-    "BUNDLED_SHA256",
+    "Judge",
     "JudgeUnavailable",
     "LabelSplit",
-    "Judge",
-    "split_labels",
-    "has_target",
-    "require_both_sides",
-    "fit_classifier",
-    "rate_above",
     "bundled_encoder_path",
-    "load_encoder",
     "fit",
+    "fit_classifier",
+    "has_target",
+    "load_encoder",
+    "rate_above",
+    "require_both_sides",
+    "split_labels",
 ]
 
 MIN_LABELS_PER_SIDE = 2  # fewest labels with, and without, the target sentiment the judge fits on

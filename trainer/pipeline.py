@@ -29,7 +29,7 @@ from trainer.progress import ProgressCallback, ProgressReporter, RunCancelled
 from trainer.run_config import RunConfig
 from trainer.steering import Offsets, RunOutcome
 
-__all__ = ["train", "run", "main"]
+__all__ = ["main", "run", "train"]
 
 log = structlog.get_logger()
 

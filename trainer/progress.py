@@ -15,7 +15,7 @@ from transformers import (
 
 from streams.records import RunStage, TrainingRunProgressed
 
-__all__ = ["RunCancelled", "ProgressReporter", "ProgressCallback"]
+__all__ = ["ProgressCallback", "ProgressReporter", "RunCancelled"]
 
 log = structlog.get_logger()
 

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from streams.records import LabelRecorded, PageCleaned
 
-__all__ = ["At", "Selection", "latest_pages", "latest_labels", "is_new", "select", "replay_seed"]
+__all__ = ["At", "Selection", "is_new", "latest_labels", "latest_pages", "replay_seed", "select"]
 
 R = TypeVar("R")
 

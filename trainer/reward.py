@@ -34,7 +34,7 @@ from models.reward_scoring import (
 from trainer import hf
 from trainer.data import PreferencePair
 
-__all__ = ["RewardResult", "encode", "to_dataset", "train", "score", "toward"]
+__all__ = ["RewardResult", "encode", "score", "to_dataset", "toward", "train"]
 
 LEARNING_RATE = 3e-4
 

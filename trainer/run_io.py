@@ -95,7 +95,9 @@ def announce_promotion(producer: Producer, outcome: RunOutcome) -> None:
 
 
 def _promotion(outcome: RunOutcome) -> ModelPromoted:
-    return model_update(outcome.path, manifest.read_manifest(outcome.path), outcome.manifest_sha256, reason=outcome.reason)
+    return model_update(
+        outcome.path, manifest.read_manifest(outcome.path), outcome.manifest_sha256, reason=outcome.reason
+    )
 
 
 def _positioned(snapshot: TopicSnapshot, kind: type[R]) -> list[replay.At[R]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-__all__ = ["TriggerPolicy", "TriggerState", "Decision", "decide", "command_is_stale"]
+__all__ = ["Decision", "TriggerPolicy", "TriggerState", "command_is_stale", "decide"]
 
 Reason = Literal["requested", "threshold", "interval"]
 

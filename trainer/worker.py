@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import structlog
 from confluent_kafka import KafkaException, TopicPartition
@@ -39,7 +39,7 @@ from trainer.trigger import (
     decide,
 )
 
-__all__ = ["TrainingScheduler", "policy_of", "serve", "main"]
+__all__ = ["TrainingScheduler", "main", "policy_of", "serve"]
 
 log = structlog.get_logger()
 
@@ -142,7 +142,7 @@ class TrainingScheduler:
 
     def command(self, batch: list[Received], now: datetime | None = None) -> None:
         """The `write` of the commands' `bus.consume`."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         for received in batch:
             command = received.record
             if not isinstance(command, TrainingRequested):
@@ -211,7 +211,7 @@ class TrainingScheduler:
             self._start_run(run_id, cancel)
         except RunCancelled as exc:
             log.info("trainer.run_cancelled", run_id=run_id, detail=str(exc))
-        except Exception:  # noqa: BLE001 - the run reported its failure; the worker keeps consuming
+        except Exception:
             log.exception("trainer.run_failed", run_id=run_id)
         finally:
             with self._lock:
@@ -238,7 +238,7 @@ def serve(
     def loop(topic: Topic, consumer_group: str, write: Callable[[list[Received]], None]) -> None:
         try:
             consume_through_outages(settings, consumer_group, topic, write, stop)
-        except Exception:  # noqa: BLE001 - reported below, after the other loop and the run have stopped
+        except Exception:
             log.exception("trainer.consumer_failed", topic=topic.name)
             failed.append(topic.name)
             stop.set()
@@ -246,7 +246,9 @@ def serve(
     threads = [
         threading.Thread(target=loop, args=(labels, group, scheduler.write), name="labels"),
         threading.Thread(
-            target=loop, args=(commands, commands_group or groups.trainer_commands(group), scheduler.command), name="commands"
+            target=loop,
+            args=(commands, commands_group or groups.trainer_commands(group), scheduler.command),
+            name="commands",
         ),
     ]
     for thread in threads:

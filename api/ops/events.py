@@ -24,7 +24,7 @@ from streams import groups, topics
 from streams.records import ModelPromoted, TrainingRunProgressed
 from streams.topics import ContractError
 
-__all__ = ["TrainingRuns", "ModelVersions", "EventFollower"]
+__all__ = ["EventFollower", "ModelVersions", "TrainingRuns"]
 
 log = structlog.get_logger()
 
@@ -46,16 +46,31 @@ class TrainingRuns:
         self._stages[event.run_id] = event.stage
         run = self._runs.get(event.run_id)
         if run is None:
-            run = {"run_id": event.run_id, "started_at": event.created_at.isoformat(), "points": deque(maxlen=self.max_points)}
+            run = {
+                "run_id": event.run_id,
+                "started_at": event.created_at.isoformat(),
+                "points": deque(maxlen=self.max_points),
+            }
             self._runs[event.run_id] = run
             while len(self._runs) > self.max_runs:
                 self._runs.popitem(last=False)
-        run.update(stage=event.stage, updated_at=event.created_at.isoformat(), message=event.message,
-                   step=event.step, total_steps=event.total_steps)
+        run.update(
+            stage=event.stage,
+            updated_at=event.created_at.isoformat(),
+            message=event.message,
+            step=event.step,
+            total_steps=event.total_steps,
+        )
         if any(value is not None for value in (event.reward, event.kl, event.loss)):
             run["points"].append(
-                {"stage": event.stage, "step": event.step, "reward": event.reward, "kl": event.kl, "loss": event.loss,
-                 "at": event.created_at.isoformat()}
+                {
+                    "stage": event.stage,
+                    "step": event.step,
+                    "reward": event.reward,
+                    "kl": event.kl,
+                    "loss": event.loss,
+                    "at": event.created_at.isoformat(),
+                }
             )
 
     def by_stage(self) -> dict[str, int]:
@@ -82,8 +97,15 @@ class ModelVersions:
 
     def add(self, record: ModelPromoted) -> None:
         self._versions.append(
-            {"model_name": record.model_name, "version": record.version, "action": record.action, "reason": record.reason,
-             "parent_version": record.parent_version, "metrics": dict(record.metrics), "at": record.created_at.isoformat()}
+            {
+                "model_name": record.model_name,
+                "version": record.version,
+                "action": record.action,
+                "reason": record.reason,
+                "parent_version": record.parent_version,
+                "metrics": dict(record.metrics),
+                "at": record.created_at.isoformat(),
+            }
         )
 
     def all(self) -> list[dict]:
@@ -119,8 +141,9 @@ class EventFollower:
         )
         try:
             try:
-                for attempt in retrying((KafkaException, TopicsMissing), what="ops events: Kafka and topics",
-                                        stop=self._stop):
+                for attempt in retrying(
+                    (KafkaException, TopicsMissing), what="ops events: Kafka and topics", stop=self._stop
+                ):
                     with attempt:
                         self._assign(consumer, list(wanted))
             except (KafkaException, TopicsMissing):
@@ -130,7 +153,7 @@ class EventFollower:
                 try:
                     self._poll_once(consumer, wanted)
                     backoff.reset()
-                except Exception:  # noqa: BLE001 - the dashboard's follower outlives a bad round and Kafka away
+                except Exception:
                     delay = backoff.next_delay()
                     log.exception("ops.events_round_failed", retry_in_s=round(delay, 2))
                     self._stop.wait(delay)

@@ -57,10 +57,14 @@ class OpsCollector:
         labels = ["consumergroup", "topic", "partition"]
         current = GaugeMetricFamily("kafka_consumergroup_current_offset", "Committed offset of a group.", labels=labels)
         lag = GaugeMetricFamily("kafka_consumergroup_lag", "End offset minus committed offset.", labels=labels)
-        lag_sum = GaugeMetricFamily("kafka_consumergroup_lag_sum", "Lag of a group over a topic.", labels=["consumergroup", "topic"])
+        lag_sum = GaugeMetricFamily(
+            "kafka_consumergroup_lag_sum", "Lag of a group over a topic.", labels=["consumergroup", "topic"]
+        )
         members = GaugeMetricFamily("kafka_consumergroup_members", "Members of a group.", labels=["consumergroup"])
         status = StateSetMetricFamily(
-            "ctrlgpt_consumergroup_status", "Burrow-style status of a group (its worst partition).", labels=["consumergroup"]
+            "ctrlgpt_consumergroup_status",
+            "Burrow-style status of a group (its worst partition).",
+            labels=["consumergroup"],
         )
         drain = GaugeMetricFamily(
             "ctrlgpt_consumergroup_time_to_drain_seconds",
@@ -81,7 +85,9 @@ class OpsCollector:
             drain.add_metric([group.group], float("inf") if ttd is None else ttd)
         yield from (current, lag, lag_sum, members, status, drain)
 
-        records = CounterMetricFamily("ctrlgpt_topic_records", "Records appended to a pipeline topic (its end offsets).", labels=["topic"])
+        records = CounterMetricFamily(
+            "ctrlgpt_topic_records", "Records appended to a pipeline topic (its end offsets).", labels=["topic"]
+        )
         for topic, total in sorted(topic_totals(snapshot).items()):
             records.add_metric([topic], total)
         yield records
@@ -90,14 +96,18 @@ class OpsCollector:
             letters.add_metric([stage], total)
         yield letters
 
-        runs = GaugeMetricFamily("ctrlgpt_training_runs", "Training runs by the stage of their last event.", labels=["stage"])
+        runs = GaugeMetricFamily(
+            "ctrlgpt_training_runs", "Training runs by the stage of their last event.", labels=["stage"]
+        )
         _, by_stage = self._monitor.training_runs()
         for stage, count in sorted(by_stage.items()):
             runs.add_metric([stage], count)
         yield runs
 
     def _model_info(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily("ctrlgpt_model_info", "The model versions this replica serves.", labels=["model_name", "version"])
+        info = GaugeMetricFamily(
+            "ctrlgpt_model_info", "The model versions this replica serves.", labels=["model_name", "version"]
+        )
         for holder in self._holders:
             current = holder.current
             if current is not None:
@@ -115,7 +125,9 @@ class OpsCollector:
         yield fallback
 
 
-def build_registry(monitor: OpsMonitor | None, holders: ModelHolders | ModelHolder) -> tuple[CollectorRegistry, Histogram]:
+def build_registry(
+    monitor: OpsMonitor | None, holders: ModelHolders | ModelHolder
+) -> tuple[CollectorRegistry, Histogram]:
     """A registry of this app's own (not the process-global one: several apps may live in one process)."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)

@@ -36,10 +36,14 @@ async def crawl_requests_topic() -> Topic:
 class CrawlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     urls: list[str] = Field(min_length=1, max_length=MAX_SEED_URLS, description="Seed URLs, absolute http(s).")
-    max_depth: int | None = Field(None, ge=0, le=20, description="Links followed from a seed; default: the crawler's setting.")
+    max_depth: int | None = Field(
+        None, ge=0, le=20, description="Links followed from a seed; default: the crawler's setting."
+    )
     allowed_domains: list[str] = Field(default_factory=list, max_length=100, description="Extra domains in scope.")
     fetch_mode: Literal["browser", "http"] = "browser"
-    max_pages: int | None = Field(None, ge=1, description="Pages per site for this crawl; default: the crawler's setting.")
+    max_pages: int | None = Field(
+        None, ge=1, description="Pages per site for this crawl; default: the crawler's setting."
+    )
 
 
 class CrawlAccepted(BaseModel):

@@ -45,7 +45,10 @@ async def model_updates_topic() -> Topic:
 
 VERSION_ERRORS = {
     404: {"model": ErrorResponse, "description": "No such version."},
-    409: {"model": ErrorResponse, "description": "The version's status does not allow it, or its files fail their checksums."},
+    409: {
+        "model": ErrorResponse,
+        "description": "The version's status does not allow it, or its files fail their checksums.",
+    },
 }
 
 router = admin_router("models")
@@ -70,8 +73,16 @@ class VersionInfo(BaseModel):
         return cls(
             **manifest.model_dump(
                 include={
-                    "version", "name", "status", "status_reason", "parent_version", "created_at", "base_model",
-                    "target_sentiment", "metrics", "label_offsets",
+                    "version",
+                    "name",
+                    "status",
+                    "status_reason",
+                    "parent_version",
+                    "created_at",
+                    "base_model",
+                    "target_sentiment",
+                    "metrics",
+                    "label_offsets",
                 }
             ),
             current=manifest.version == current,
@@ -117,7 +128,10 @@ class ChangeResponse(BaseModel):
     @classmethod
     def of(cls, change: Change) -> ChangeResponse:
         return cls(
-            action=change.action, version=change.version, previous=change.previous, reason=change.reason,
+            action=change.action,
+            version=change.version,
+            previous=change.previous,
+            reason=change.reason,
             manifest_sha256=change.manifest_sha256,
         )
 
@@ -180,7 +194,9 @@ async def pin(
 ) -> ChangeResponse:
     body = body or PinRequest()
     with answering_errors():
-        change = await run_in_threadpool(operations.pin, settings, version, body.reason, target=body.target, topic=topic)
+        change = await run_in_threadpool(
+            operations.pin, settings, version, body.reason, target=body.target, topic=topic
+        )
     log.info("admin.pinned", version=change.version, previous=change.previous, reason=change.reason)
     return ChangeResponse.of(change)
 
@@ -206,16 +222,27 @@ async def reload(
         with answering_errors():
             record, source = await run_in_threadpool(_what_to_serve, settings, target, announced.get(name))
         if record is None:
-            results.append(Reloaded(target=target, model_name=name, action="nothing_to_serve", version=None,
-                                    previous=None, source=None))
+            results.append(
+                Reloaded(
+                    target=target, model_name=name, action="nothing_to_serve", version=None, previous=None, source=None
+                )
+            )
             continue
         outcome = await run_in_threadpool(_reload_one, settings, models.holder(target), record)
         if outcome.action == "failed":
             failures.append(await run_in_threadpool(_refuse, settings, name, record, outcome))
             continue
         log.info("admin.reloaded", model_name=name, version=outcome.version, action=outcome.action, source=source)
-        results.append(Reloaded(target=target, model_name=name, action=outcome.action, version=outcome.version,
-                                previous=outcome.previous, source=source))
+        results.append(
+            Reloaded(
+                target=target,
+                model_name=name,
+                action=outcome.action,
+                version=outcome.version,
+                previous=outcome.previous,
+                source=source,
+            )
+        )
     if failures:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="; ".join(failures))
     return ReloadResponse(models=results)
@@ -262,8 +289,13 @@ def _what_to_serve(
 def _refuse(settings: Settings, model_name: str, record: ModelPromoted, outcome: Outcome) -> str:
     """Publish the refusal as a `ModelLoadFailed` (logged if Kafka does not take it) and describe it."""
     reason = refusal_reason(record, outcome)
-    log.error("admin.reload_failed", model_name=model_name, version=record.version, error=str(outcome.error),
-              fallback=outcome.fallback)
+    log.error(
+        "admin.reload_failed",
+        model_name=model_name,
+        version=record.version,
+        error=str(outcome.error),
+        fallback=outcome.fallback,
+    )
     producer = bus.make_producer(settings)
     bus.publish(producer, topics.MODEL_LOAD_FAILURES, load_failure(settings, record, outcome, reason))
     try:

@@ -26,7 +26,8 @@ class ClassifyRequest(BaseModel):
         None, min_length=1, description="Several texts, at most `classify_max_texts`; or give `text`."
     )
     target: str | None = Field(
-        None, description="Whose version's reward model scores: one of the `targets` setting; default `target_sentiment`."
+        None,
+        description="Whose version's reward model scores: one of the `targets` setting; default `target_sentiment`.",
     )
 
     @model_validator(mode="after")

@@ -74,7 +74,9 @@ async def list_models(models: ModelsDep) -> ModelList:
         current = models.holder(target).current
         if current is not None:
             created = int(current.loaded_at.timestamp())
-            cards.append(ModelCard(id=models.model_name(target), created=created, version=current.version, target=target))
+            cards.append(
+                ModelCard(id=models.model_name(target), created=created, version=current.version, target=target)
+            )
     return ModelList(data=cards)
 
 
@@ -97,12 +99,19 @@ async def completions(
         return event_stream(chunks)
     results = await _results(tickets)
     choices = [
-        CompletionChoice(text=(params.prompt if body.echo else "") + result.completion, index=index,
-                         finish_reason=finish_reason(result))
+        CompletionChoice(
+            text=(params.prompt if body.echo else "") + result.completion,
+            index=index,
+            finish_reason=finish_reason(result),
+        )
         for index, (params, result) in enumerate(zip(requests, results))
     ]
     return CompletionResponse(
-        id=call.id, created=call.created, model=call.model, system_fingerprint=call.version, choices=choices,
+        id=call.id,
+        created=call.created,
+        model=call.model,
+        system_fingerprint=call.version,
+        choices=choices,
         usage=usage(results, body.n or 1),
     )
 
@@ -118,7 +127,8 @@ async def chat_completions(
             400,
             f"model {body.model!r} (version {served.version}) has no chat template: its tokenizer was not trained "
             "for chat. Use POST /v1/completions with a prompt instead.",
-            param="model", code="chat_template_missing",
+            param="model",
+            code="chat_template_missing",
         )
     messages = [message.model_dump() for message in body.messages]
     # Rendering runs on the event loop: it is a template, not the tokenizer's (thread-bound) encoding.
@@ -132,11 +142,17 @@ async def chat_completions(
         return event_stream(chunks)
     results = await _results(tickets)
     choices = [
-        ChatChoice(index=index, message=ChatChoiceMessage(content=result.completion), finish_reason=finish_reason(result))
+        ChatChoice(
+            index=index, message=ChatChoiceMessage(content=result.completion), finish_reason=finish_reason(result)
+        )
         for index, result in enumerate(results)
     ]
     return ChatResponse(
-        id=call.id, created=call.created, model=call.model, system_fingerprint=call.version, choices=choices,
+        id=call.id,
+        created=call.created,
+        model=call.model,
+        system_fingerprint=call.version,
+        choices=choices,
         usage=usage(results, body.n or 1),
     )
 
@@ -145,14 +161,19 @@ def _model(models: ModelHolders, name: str) -> tuple[ServedModel, str]:
     targets = {models.model_name(target): target for target in models.targets}
     if name not in targets:
         raise OpenAIError(
-            404, f"The model {name!r} does not exist; the models are: {', '.join(targets)}", param="model",
+            404,
+            f"The model {name!r} does not exist; the models are: {', '.join(targets)}",
+            param="model",
             code="model_not_found",
         )
     current = models.holder(targets[name]).current
     if current is None:
         raise OpenAIError(
-            503, f"The model {name!r} has no version loaded yet; retry once a version is promoted", kind="server_error",
-            param="model", code="model_not_loaded",
+            503,
+            f"The model {name!r} has no version loaded yet; retry once a version is promoted",
+            kind="server_error",
+            param="model",
+            code="model_not_loaded",
         )
     return current, name
 
@@ -163,8 +184,10 @@ def _check_prompt(prompt: str, settings: Settings, *, param: str) -> None:
         raise OpenAIError(400, message, param=param, code="invalid_value")
     if len(prompt) > settings.max_prompt_chars:
         raise OpenAIError(
-            400, f"{param}: a prompt is {len(prompt)} characters; at most {settings.max_prompt_chars} are accepted",
-            param=param, code="invalid_value",
+            400,
+            f"{param}: a prompt is {len(prompt)} characters; at most {settings.max_prompt_chars} are accepted",
+            param=param,
+            code="invalid_value",
         )
 
 
@@ -173,14 +196,18 @@ def _sampling(body: SamplingFields, prompts: list[str], settings: Settings) -> l
     max_tokens = body.max_tokens or DEFAULT_MAX_TOKENS
     if max_tokens > settings.max_new_tokens_limit:
         raise OpenAIError(
-            400, f"max_tokens: at most {settings.max_new_tokens_limit} tokens may be asked for", param="max_tokens",
+            400,
+            f"max_tokens: at most {settings.max_new_tokens_limit} tokens may be asked for",
+            param="max_tokens",
             code="invalid_value",
         )
     n = body.n or 1
     if len(prompts) * n > settings.completions_max_choices:
         raise OpenAIError(
-            400, f"n: {len(prompts)} prompt(s) times n={n} asks for more than {settings.completions_max_choices} choices",
-            param="n", code="invalid_value",
+            400,
+            f"n: {len(prompts)} prompt(s) times n={n} asks for more than {settings.completions_max_choices} choices",
+            param="n",
+            code="invalid_value",
         )
     stops = [body.stop] if isinstance(body.stop, str) else body.stop or []
     return [
@@ -208,7 +235,10 @@ async def _submit(
     except QueueFull as exc:
         # OpenAI's shape for too many requests: clients' retry logic knows it.
         raise OpenAIError(
-            429, str(exc), kind="rate_limit_error", code="rate_limit_exceeded",
+            429,
+            str(exc),
+            kind="rate_limit_error",
+            code="rate_limit_exceeded",
             headers={"Retry-After": str(exc.retry_after_s)},
         ) from exc
     streams = [ticket.events() for ticket in tickets]
@@ -234,5 +264,3 @@ async def _results(streams: list[AsyncIterator[Event]]) -> list[Completion]:
 
 def _include_usage(body: SamplingFields) -> bool:
     return body.stream_options is not None and body.stream_options.include_usage
-
-

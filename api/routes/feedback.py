@@ -30,8 +30,12 @@ class _Feedback(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: Utf8Text = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    target: Utf8Text | None = Field(None, description="The sentiment the text was asked for; one of the served targets.")
-    model_version: Utf8Text | None = Field(None, min_length=1, max_length=128, description="The version that wrote the text.")
+    target: Utf8Text | None = Field(
+        None, description="The sentiment the text was asked for; one of the served targets."
+    )
+    model_version: Utf8Text | None = Field(
+        None, min_length=1, max_length=128, description="The version that wrote the text."
+    )
     feedback_id: str | None = Field(
         None,
         pattern=FEEDBACK_ID_PATTERN,
@@ -83,7 +87,9 @@ async def label_publisher(request: Request) -> LabelPublisher:
     "/v1/feedback",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=FeedbackAccepted,
-    responses={503: {"model": ErrorResponse, "description": "Kafka did not take the feedback: retry (same feedback_id)."}},
+    responses={
+        503: {"model": ErrorResponse, "description": "Kafka did not take the feedback: retry (same feedback_id)."}
+    },
 )
 async def record_feedback(
     body: Feedback,
@@ -98,13 +104,17 @@ async def record_feedback(
         raise RequestValidationError(
             [{"type": "enum", "loc": ("body", "target"), "msg": f"target must be one of: {allowed}"}]
         )
-    event = label_event(body.label(), feedback_id=body.feedback_id, client_id=client_id, model_version=body.model_version)
+    event = label_event(
+        body.label(), feedback_id=body.feedback_id, client_id=client_id, model_version=body.model_version
+    )
     try:
         await run_in_threadpool(publisher.publish, event)
     except ServiceUnavailable as exc:
         log.warning("feedback.kafka_unavailable", label_id=event.label_id, error=str(exc))
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"feedback not recorded, retry: {exc}", headers={"Retry-After": "5"}
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"feedback not recorded, retry: {exc}",
+            headers={"Retry-After": "5"},
         ) from exc
     log.info("feedback.recorded", label_id=event.label_id, kind=body.kind, annotator=event.annotator)
     return FeedbackAccepted(label_id=event.label_id)

@@ -48,7 +48,10 @@ SSE_EVENT = {  # one server-sent event, as OpenAPI 3.2 describes an event stream
     responses={
         200: {"content": {EVENT_STREAM: {"itemSchema": SSE_EVENT}}, "description": "JSON, or events when streaming."},
         422: {"description": "Invalid parameters, an unknown target, or a prompt too long for the model's context."},
-        429: {"model": ErrorResponse, "description": "The generation queue is full: retry after `Retry-After` seconds."},
+        429: {
+            "model": ErrorResponse,
+            "description": "The generation queue is full: retry after `Retry-After` seconds.",
+        },
         503: {"model": ErrorResponse, "description": "No policy loaded yet for the target."},
     },
 )
@@ -92,8 +95,10 @@ async def generate_text(
 async def _stream(policy: TargetModel, started: Started, events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
     """The events of one request; closing this iterator (the client left) cancels its generation."""
     metadata = {
-        "model_version": policy.served.version, "model_name": policy.model_name,
-        "target": policy.target, "prompt_tokens": started.prompt_tokens,
+        "model_version": policy.served.version,
+        "model_name": policy.model_name,
+        "target": policy.target,
+        "prompt_tokens": started.prompt_tokens,
     }
     yield sse_event(metadata, event="metadata")
     try:
@@ -105,7 +110,7 @@ async def _stream(policy: TargetModel, started: Started, events: AsyncIterator[E
                 response = _response(policy, event).model_dump()
                 usage = {name: response.pop(name) for name in ("prompt_tokens", "completion_tokens")}
                 yield sse_event({**response, "usage": usage}, event="done")
-    except Exception as exc:  # noqa: BLE001 - the status line is sent: the failure can only be an event
+    except Exception as exc:
         log.exception("generate.stream_failed", version=policy.served.version)
         yield sse_event({"detail": f"generation failed: {type(exc).__name__}"}, event="error")
     finally:
@@ -126,7 +131,10 @@ def _response(policy: TargetModel, result: Completion) -> GenerateResponse:
 
 def _log(policy: TargetModel, result: Completion) -> None:
     log.info(
-        "generate", version=result.version, target=policy.target, prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, finish_reason=result.finish_reason,
+        "generate",
+        version=result.version,
+        target=policy.target,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        finish_reason=result.finish_reason,
     )
-

@@ -20,8 +20,16 @@ from starlette.responses import JSONResponse
 class OpenAIError(Exception):
     """An error answered in OpenAI's shape."""
 
-    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
         self.headers = headers
@@ -73,6 +81,9 @@ class OpenAIErrorResponse(BaseModel):
 ERRORS = {
     400: {"model": OpenAIErrorResponse, "description": "Invalid request (OpenAI's error shape)."},
     404: {"model": OpenAIErrorResponse, "description": "Unknown model."},
-    429: {"model": OpenAIErrorResponse, "description": "The generation queue is full: retry after `Retry-After` seconds."},
+    429: {
+        "model": OpenAIErrorResponse,
+        "description": "The generation queue is full: retry after `Retry-After` seconds.",
+    },
     503: {"model": OpenAIErrorResponse, "description": "The model has no version loaded yet."},
 }

@@ -29,8 +29,13 @@ class Call:
 
     def chunk(self, choices: list[dict], **extra: Any) -> bytes:
         body = {
-            "id": self.id, "object": self.kind if self.kind == "text_completion" else "chat.completion.chunk",
-            "created": self.created, "model": self.model, "system_fingerprint": self.version, "choices": choices, **extra,
+            "id": self.id,
+            "object": self.kind if self.kind == "text_completion" else "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.version,
+            "choices": choices,
+            **extra,
         }
         return sse_event(body)
 
@@ -48,7 +53,7 @@ async def merged(streams: list[AsyncIterator[Event]]) -> AsyncIterator[tuple[int
         try:
             async for event in events:
                 await queue.put((index, event))
-        except Exception as exc:  # noqa: BLE001 - handed to the reader, which ends the stream with it
+        except Exception as exc:
             await queue.put((index, exc))
         await queue.put((index, None))
 
@@ -97,7 +102,9 @@ async def chat_chunks(
     results: dict[int, Completion] = {}
     async for index, event in merged(streams):
         if isinstance(event, Delta):
-            yield call.chunk([{"index": index, "delta": {"content": event.text}, "logprobs": None, "finish_reason": None}])
+            yield call.chunk(
+                [{"index": index, "delta": {"content": event.text}, "logprobs": None, "finish_reason": None}]
+            )
         elif isinstance(event, Completion):
             results[index] = event
             yield call.chunk([{"index": index, "delta": {}, "logprobs": None, "finish_reason": finish_reason(event)}])

@@ -54,7 +54,9 @@ async def search_pages(
     searcher: Annotated[PageSearch, Depends(page_search)],
     q: Annotated[str, Query(min_length=1, max_length=500, pattern=r"\S", description="Words to look for.")],
     domain: Annotated[str | None, Query(min_length=1, max_length=253, description="Only pages of this host.")] = None,
-    language: Annotated[str | None, Query(min_length=2, max_length=16, description="Only pages in this language (ISO code).")] = None,
+    language: Annotated[
+        str | None, Query(min_length=2, max_length=16, description="Only pages in this language (ISO code).")
+    ] = None,
     offset: Annotated[int, Query(alias="from", ge=0, le=MAX_RESULT_WINDOW, description="Hits to skip.")] = 0,
     size: Annotated[int, Query(ge=1, le=50, description="Hits to return.")] = 10,
 ) -> SearchResponse:
@@ -67,9 +69,13 @@ async def search_pages(
     except SearchRefused as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     except ServiceUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "10"}) from exc
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "10"}
+        ) from exc
     return SearchResponse(
-        total=answer["hits"]["total"]["value"], took_ms=answer["took"], hits=[_hit(one) for one in answer["hits"]["hits"]]
+        total=answer["hits"]["total"]["value"],
+        took_ms=answer["took"],
+        hits=[_hit(one) for one in answer["hits"]["hits"]],
     )
 
 

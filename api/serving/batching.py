@@ -97,7 +97,9 @@ class QueueFull(RuntimeError):
     """The model's generation queue is full: come back after `retry_after_s` seconds."""
 
     def __init__(self, model_name: str, queued: int, retry_after_s: int) -> None:
-        super().__init__(f"the generation queue of {model_name} is full ({queued} requests wait): retry in {retry_after_s} s")
+        super().__init__(
+            f"the generation queue of {model_name} is full ({queued} requests wait): retry in {retry_after_s} s"
+        )
         self.retry_after_s = retry_after_s
 
 
@@ -199,7 +201,7 @@ class BatchWorker:
                 rows.append(Row(request.params, encode(served, request.params), request.sink))
             except PromptTooLong as exc:
                 request.sink.failed(exc)
-            except Exception as exc:  # noqa: BLE001 - one bad prompt fails its request, never the worker
+            except Exception as exc:
                 log.exception("generate.encode_failed", model_name=self.name, version=served.version)
                 request.sink.failed(exc)
         lengths = [(len(row.prompt_ids), row.params.max_new_tokens) for row in rows]
@@ -208,14 +210,17 @@ class BatchWorker:
             started = time.perf_counter()
             try:
                 run_batch(served, batch)
-            except Exception:  # noqa: BLE001 - run_batch failed its rows; the worker serves the next batch
+            except Exception:
                 log.exception("generate.batch_failed", model_name=self.name, version=served.version, rows=len(batch))
                 continue
             finally:
                 took = time.perf_counter() - started
                 self._batch_s += self.BATCH_S_WEIGHT * (took - self._batch_s)
             log.debug(
-                "generate.batch", model_name=self.name, version=served.version, rows=len(batch),
+                "generate.batch",
+                model_name=self.name,
+                version=served.version,
+                rows=len(batch),
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
 

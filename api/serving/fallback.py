@@ -61,7 +61,7 @@ def load_last_good(settings: Settings, model_name: str, refused: str, device: to
             # No announced manifest sha256 to hold it to (status changes rewrite the manifest): its files
             # are checked against the manifest they were registered with.
             served = load_version(registry.path(version), None, device=device, expected_version=version)
-        except Exception as exc:  # noqa: BLE001 - a broken candidate is skipped, the next one tried
+        except Exception as exc:
             tried[version] = f"{type(exc).__name__}: {exc}"
             log.warning("model.fallback_candidate_failed", model_name=model_name, version=version, error=str(exc))
             continue

@@ -150,7 +150,9 @@ def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
     ).to(device)
     attention_mask = pad_sequence(
         [torch.ones(len(row.prompt_ids), dtype=torch.long) for row in rows],
-        batch_first=True, padding_value=0, padding_side="left",
+        batch_first=True,
+        padding_value=0,
+        padding_side="left",
     ).to(device)
     progress = [_RowProgress(served, row) for row in rows]
     for one in progress:
@@ -169,7 +171,7 @@ def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
             if decoding.num_beams > 1:
                 output = served.model.generate(**arguments, num_beams=decoding.num_beams)
                 for index, one in enumerate(progress):
-                    one.take_all(output[index, input_ids.shape[1]:].tolist())
+                    one.take_all(output[index, input_ids.shape[1] :].tolist())
             else:
                 served.model.generate(
                     **arguments,

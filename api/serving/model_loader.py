@@ -9,7 +9,7 @@ weights that load but cannot serve, NaNs say, fail here and not on a request.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -42,7 +42,9 @@ def load_version(
     them up there: a version that does not fit the GPU fails here, while the old one keeps serving."""
     manifest = manifests.verify(version_dir, manifest_sha256)
     if expected_version is not None and manifest.version != expected_version:
-        raise VersionMismatch(f"{version_dir} holds version {manifest.version!r}, not the announced {expected_version!r}")
+        raise VersionMismatch(
+            f"{version_dir} holds version {manifest.version!r}, not the announced {expected_version!r}"
+        )
     log.info(
         "model.loading",
         version=manifest.version,
@@ -59,7 +61,7 @@ def load_version(
         model=model,
         manifest=manifest,
         path=version_dir,
-        loaded_at=datetime.now(timezone.utc),
+        loaded_at=datetime.now(UTC),
         scorer=load_scorer(version_dir, manifest, device) if has_reward_model(manifest) else None,
     )
     smoke_tokens = warm_up(served)
@@ -72,7 +74,7 @@ def warm_up(served: ServedModel) -> int:
     try:
         smoke = generate(served, WARM_UP)
         scores = served.scorer.classify([WARM_UP.prompt]) if served.scorer is not None else []
-    except Exception as exc:  # noqa: BLE001 - whatever the model raises, this version cannot serve
+    except Exception as exc:
         raise WarmUpFailed(f"version {served.version} failed its warm-up: {type(exc).__name__}: {exc}") from exc
     if not all(math.isfinite(one.score) for one in scores):
         raise WarmUpFailed(f"version {served.version}'s reward model scored the warm-up text {scores[0].score}")

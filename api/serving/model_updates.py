@@ -129,7 +129,7 @@ def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
             device=devices.of(settings),
             expected_version=record.version,
         )
-    except Exception as exc:  # noqa: BLE001 - whatever breaks a load, the old version keeps serving
+    except Exception as exc:
         return Outcome("failed", record.version, previous=current.version if current else None, error=exc)
     previous = holder.swap(served)
     return Outcome("swapped", record.version, previous=previous)
@@ -146,10 +146,16 @@ def serve(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
         return outcome
     reason = f"{record.version} refused: {type(outcome.error).__name__}: {outcome.error}"
     holder.swap(last_good.served, fallback=Fallback(refused_version=record.version, reason=reason))
-    log.warning("model.fallback", model_name=record.model_name, version=last_good.served.version,
-                refused=record.version, reason=reason)
-    return Outcome("failed", record.version, previous=outcome.previous, error=outcome.error,
-                   fallback=last_good.served.version)
+    log.warning(
+        "model.fallback",
+        model_name=record.model_name,
+        version=last_good.served.version,
+        refused=record.version,
+        reason=reason,
+    )
+    return Outcome(
+        "failed", record.version, previous=outcome.previous, error=outcome.error, fallback=last_good.served.version
+    )
 
 
 def load_failure(settings: Settings, record: ModelPromoted, outcome: Outcome, reason: str) -> ModelLoadFailed:
@@ -177,7 +183,12 @@ class ModelUpdates:
     """
 
     def __init__(
-        self, settings: Settings, models: ModelHolders, *, topic: Topic = topics.MODEL_UPDATES, poll_timeout: float = 1.0
+        self,
+        settings: Settings,
+        models: ModelHolders,
+        *,
+        topic: Topic = topics.MODEL_UPDATES,
+        poll_timeout: float = 1.0,
     ) -> None:
         self._settings = settings
         self._holders = models.by_model_name()
@@ -217,7 +228,7 @@ class ModelUpdates:
                         messages += consumer.consume(num_messages=99, timeout=0)
                     self._handle(messages, producer)
                     backoff.reset()
-                except Exception:  # noqa: BLE001 - the follower must outlive any one bad batch and Kafka away
+                except Exception:
                     delay = backoff.next_delay()
                     self._log.exception("model_updates.batch_failed", retry_in_s=round(delay, 2))
                     self._stop.wait(delay)
@@ -252,8 +263,15 @@ class ModelUpdates:
         decoded = decode_announcement(msg.value(), self._topic)
         if isinstance(decoded, Refusal):
             bus.send_dead_letter(
-                producer, STAGE, source_topic=msg.topic(), value=msg.value(), key=msg.key(),
-                partition=msg.partition(), offset=msg.offset(), reason=decoded.reason, error_type=decoded.error_type,
+                producer,
+                STAGE,
+                source_topic=msg.topic(),
+                value=msg.value(),
+                key=msg.key(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+                reason=decoded.reason,
+                error_type=decoded.error_type,
             )
             return None
         return Announcement(decoded, msg.partition(), msg.offset(), msg.key(), msg.value())
@@ -261,24 +279,39 @@ class ModelUpdates:
     def _apply(self, announcement: Announcement, holder: ModelHolder, producer: Producer) -> None:
         record = announcement.record
         self._log.info(
-            "model_updates.announced", model_name=record.model_name, version=record.version, path=record.path,
+            "model_updates.announced",
+            model_name=record.model_name,
+            version=record.version,
+            path=record.path,
             offset=announcement.offset,
         )
         outcome = serve(self._settings, holder, record)
         if outcome.action == "swapped":
-            self._log.info("model.swapped", model_name=record.model_name, version=outcome.version, previous=outcome.previous)
+            self._log.info(
+                "model.swapped", model_name=record.model_name, version=outcome.version, previous=outcome.previous
+            )
         elif outcome.action == "already_serving":
             self._log.info("model_updates.already_serving", model_name=record.model_name, version=outcome.version)
         else:
             reason = refusal_reason(record, outcome)
             self._log.error(
-                "model.load_failed", model_name=record.model_name, version=record.version,
-                serving=outcome.fallback or outcome.previous, fallback=outcome.fallback is not None,
-                error=str(outcome.error), error_type=type(outcome.error).__name__,
+                "model.load_failed",
+                model_name=record.model_name,
+                version=record.version,
+                serving=outcome.fallback or outcome.previous,
+                fallback=outcome.fallback is not None,
+                error=str(outcome.error),
+                error_type=type(outcome.error).__name__,
             )
             bus.send_dead_letter(
-                producer, STAGE, source_topic=self._topic.name, value=announcement.value, key=announcement.key,
-                partition=announcement.partition, offset=announcement.offset, reason=reason,
+                producer,
+                STAGE,
+                source_topic=self._topic.name,
+                value=announcement.value,
+                key=announcement.key,
+                partition=announcement.partition,
+                offset=announcement.offset,
+                reason=reason,
                 error_type=type(outcome.error).__name__,
             )
             bus.publish(producer, topics.MODEL_LOAD_FAILURES, load_failure(self._settings, record, outcome, reason))

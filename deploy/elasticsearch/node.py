@@ -169,7 +169,9 @@ def start(settings: Settings) -> int:
 
 
 def ready(settings: Settings) -> bool:
-    response = httpx.get(f"{settings.es_url}/_cluster/health", params={"wait_for_status": "yellow", "timeout": "2s"}, timeout=5)
+    response = httpx.get(
+        f"{settings.es_url}/_cluster/health", params={"wait_for_status": "yellow", "timeout": "2s"}, timeout=5
+    )
     return response.status_code == 200 and response.json()["status"] in ("yellow", "green")
 
 

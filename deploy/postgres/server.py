@@ -93,9 +93,23 @@ def prepare(settings: Settings) -> list[str]:
         # peer: only the postgres system user gets in over the socket (for psql below);
         # TCP on 127.0.0.1 needs a password (scram-sha-256), replication included.
         result = subprocess.run(
-            [_binary(settings, "initdb"), "-D", str(data), "-E", "UTF8", "--locale=C.UTF-8",
-             "--auth-local=peer", "--auth-host=scram-sha-256", "-U", "postgres"],
-            user=settings.postgres_user, capture_output=True, text=True, check=False, cwd=root,
+            [
+                _binary(settings, "initdb"),
+                "-D",
+                str(data),
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                "-U",
+                "postgres",
+            ],
+            user=settings.postgres_user,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=root,
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb of {data} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
@@ -119,9 +133,29 @@ def start(settings: Settings) -> int:
 def psql(settings: Settings, sql: str, *, database: str = "postgres") -> str:
     """Run `sql` as the superuser over our socket; the statements go on stdin (passwords stay off `ps`)."""
     result = subprocess.run(
-        [_binary(settings, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-         "-h", str(socket_directory(settings)), "-p", str(settings.postgres_port), "-U", "postgres", "-d", database],
-        input=sql, user=settings.postgres_user, capture_output=True, text=True, check=False, cwd=home(settings),
+        [
+            _binary(settings, "psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(socket_directory(settings)),
+            "-p",
+            str(settings.postgres_port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+        ],
+        input=sql,
+        user=settings.postgres_user,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=home(settings),
     )
     if result.returncode != 0:
         raise PostgresError(f"psql failed: {result.stderr[-2000:]}")
@@ -175,7 +209,8 @@ def database_url(settings: Settings, *, user: str, password: str) -> str:
 def _require_ready(settings: Settings) -> None:
     result = subprocess.run(
         [_binary(settings, "pg_isready"), "-q", "-h", HOST, "-p", str(settings.postgres_port)],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     if result.returncode != 0:
         raise PostgresError(f"PostgreSQL at {HOST}:{settings.postgres_port} is not accepting connections")

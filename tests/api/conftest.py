@@ -57,7 +57,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[END], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=[END], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tokenizer.train_from_iterator(SENTENCES, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=END, bos_token=END, unk_token=END)
 
@@ -66,19 +68,30 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 def make_version(tmp_path_factory, tiny_tokenizer) -> Callable[..., FixtureVersion]:
     """Factory: `make_version("v1", parent="v0")` writes a registered version in a fresh directory."""
 
-    def make(version: str, *, parent: str | None = None, name: str = "expansion-policy", seed: int = 0) -> FixtureVersion:
+    def make(
+        version: str, *, parent: str | None = None, name: str = "expansion-policy", seed: int = 0
+    ) -> FixtureVersion:
         version_dir = tmp_path_factory.mktemp("registry") / version
         policy = version_dir / "policy"
         tiny_tokenizer.save_pretrained(policy)
         config = GPT2Config(
-            vocab_size=len(tiny_tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
-            bos_token_id=tiny_tokenizer.eos_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
+            vocab_size=len(tiny_tokenizer),
+            n_positions=64,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            bos_token_id=tiny_tokenizer.eos_token_id,
+            eos_token_id=tiny_tokenizer.eos_token_id,
         )
         torch.manual_seed(seed)
         # transformers 5 writes safetensors only (model.safetensors).
         GPT2LMHeadModel(config).save_pretrained(policy)
         manifest = Manifest(
-            name=name, version=version, parent_version=parent, base_model="bootstrap", status="promoted",
+            name=name,
+            version=version,
+            parent_version=parent,
+            base_model="bootstrap",
+            status="promoted",
             metrics={"reward_mean": 0.25, "kl": 0.01},
         )
         return FixtureVersion(version, version_dir, write_manifest(version_dir, manifest))
@@ -145,8 +158,15 @@ def make_scored_version(make_version, tiny_tokenizer) -> Callable[..., FixtureVe
         tokenizer.padding_side = "left"
         tokenizer.save_pretrained(reward)
         config = GPT2Config(
-            vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2, num_labels=1,
-            bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer),
+            n_positions=64,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            num_labels=1,
+            bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
         torch.manual_seed(seed)
         GPT2ForSequenceClassification(config).save_pretrained(reward)

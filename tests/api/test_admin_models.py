@@ -26,7 +26,9 @@ def test_each_target_has_its_own_registry(admin_settings, admin_key, registry):
         only = client.get("/v1/admin/models", params={"target": "negative"}).json()["models"]
         assert [m["target"] for m in only] == ["negative"]
         assert client.get("/v1/admin/models", params={"target": "sarcastic"}).status_code == 422
-        response = client.post("/v1/admin/models/rollback", json={"version": registry.versions()[0], "target": "negative"})
+        response = client.post(
+            "/v1/admin/models/rollback", json={"version": registry.versions()[0], "target": "negative"}
+        )
         assert response.status_code == 404
 
 

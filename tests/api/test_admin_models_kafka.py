@@ -31,8 +31,12 @@ def run() -> str:
 def local(settings, tmp_path, run):
     # A model name of its own: no other replica acts on what these tests announce.
     return settings.model_copy(
-        update={"data_dir": tmp_path, "policy_name": f"test-admin-{run}", "api_replica_id": f"test-{run}",
-                "max_new_tokens_limit": 16}
+        update={
+            "data_dir": tmp_path,
+            "policy_name": f"test-admin-{run}",
+            "api_replica_id": f"test-{run}",
+            "max_new_tokens_limit": 16,
+        }
     )
 
 
@@ -91,7 +95,9 @@ def test_reload_serves_the_last_announced_version(client, settings, local, test_
             producer,
             test_topics["updates"],
             ModelPromoted(
-                model_name=name, version=announced.version, path=str(announced.path),
+                model_name=name,
+                version=announced.version,
+                path=str(announced.path),
                 manifest_sha256=announced.manifest_sha256,
             ),
         )

@@ -47,8 +47,10 @@ BURST = [  # (path, body) of each request in the burst: every generating route, 
     ("/v1/generate", {"prompt": "The cat", "max_new_tokens": 4, "stream": True}),
     ("/v1/completions", {"model": "expansion-policy-positive", "prompt": "The cat", "max_tokens": 4}),
     ("/v1/completions", {"model": "expansion-policy-positive", "prompt": "The cat", "max_tokens": 4, "stream": True}),
-    ("/v1/chat/completions",
-     {"model": "expansion-policy-positive", "messages": [{"role": "user", "content": "The cat"}], "max_tokens": 4}),
+    (
+        "/v1/chat/completions",
+        {"model": "expansion-policy-positive", "messages": [{"role": "user", "content": "The cat"}], "max_tokens": 4},
+    ),
 ] * 4
 
 
@@ -56,7 +58,9 @@ def test_a_burst_over_the_queue_bound_gets_429_with_retry_after_and_the_api_stay
     api_settings, held_model, serve_api
 ):
     served, running, release = held_model
-    settings = api_settings.model_copy(update={"generate_queue_max": QUEUE_MAX, "batch_max_size": 1, "batch_max_wait_ms": 0})
+    settings = api_settings.model_copy(
+        update={"generate_queue_max": QUEUE_MAX, "batch_max_size": 1, "batch_max_wait_ms": 0}
+    )
     holder = ModelHolder()
     holder.swap(served)
 
@@ -80,7 +84,7 @@ def test_a_burst_over_the_queue_bound_gets_429_with_retry_after_and_the_api_stay
         statuses = [answer.status_code for answer in answers]
         assert sorted(set(statuses)) == [200, 429], statuses
         assert statuses.count(200) == QUEUE_MAX
-        for (path, body), answer in zip(BURST, answers):
+        for (path, _body), answer in zip(BURST, answers):
             if answer.status_code == 200:
                 assert answer.text  # a streamed answer carries its events, a plain one its JSON
                 continue
@@ -142,7 +146,7 @@ def test_a_body_that_does_not_arrive_gets_408_and_the_connection_is_closed(api_s
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as connection:
             connection.sendall(
                 b"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n{\"prompt\": "
+                b'Content-Length: 100\r\n\r\n{"prompt": '
             )
             answer = _read_until_closed(connection)  # ends only when the server closes the connection
         assert answer.startswith(b"HTTP/1.1 408"), answer

@@ -42,7 +42,11 @@ POSITIVE, NEGATIVE, NEUTRAL = "expansion-policy-positive", "expansion-policy-neg
 def test_models_lists_each_loaded_policy_with_its_version(client):
     models = {model.id: model for model in client.models.list()}
     assert set(models) == {POSITIVE, NEGATIVE}
-    assert (models[POSITIVE].version, models[POSITIVE].target, models[POSITIVE].owned_by) == ("v1", "positive", "ctrlgpt")
+    assert (models[POSITIVE].version, models[POSITIVE].target, models[POSITIVE].owned_by) == (
+        "v1",
+        "positive",
+        "ctrlgpt",
+    )
 
 
 def test_a_completion_names_its_model_and_version(client):
@@ -57,7 +61,14 @@ def test_a_completion_names_its_model_and_version(client):
 
 
 def test_prompts_times_n_choices_in_order_each_reproducible_by_seed(client):
-    request = {"model": POSITIVE, "prompt": ["The cat", "Kafka keeps"], "n": 3, "max_tokens": 8, "seed": 5, "temperature": 1.5}
+    request = {
+        "model": POSITIVE,
+        "prompt": ["The cat", "Kafka keeps"],
+        "n": 3,
+        "max_tokens": 8,
+        "seed": 5,
+        "temperature": 1.5,
+    }
     first, again = client.completions.create(**request), client.completions.create(**request)
     assert [choice.index for choice in first.choices] == list(range(6))
     assert [choice.text for choice in first.choices] == [choice.text for choice in again.choices]
@@ -69,7 +80,9 @@ def test_prompts_times_n_choices_in_order_each_reproducible_by_seed(client):
 def test_a_stop_string_ends_the_text_before_it(client):
     free = client.completions.create(model=POSITIVE, prompt="The cat", max_tokens=12, temperature=0).choices[0].text
     assert len(free) > 4, free
-    stopped = client.completions.create(model=POSITIVE, prompt="The cat", max_tokens=12, temperature=0, stop=[free[3:5]])
+    stopped = client.completions.create(
+        model=POSITIVE, prompt="The cat", max_tokens=12, temperature=0, stop=[free[3:5]]
+    )
     assert stopped.choices[0].text == free[: free.index(free[3:5])]
     assert stopped.choices[0].finish_reason == "stop"
 
@@ -155,7 +168,9 @@ def test_chat_with_a_chat_template_answers_as_the_assistant(client):
     assert answer.choices[0].message.role == "assistant"
     streamed = "".join(
         chunk.choices[0].delta.content or ""
-        for chunk in client.chat.completions.create(model=NEGATIVE, messages=messages, max_tokens=6, seed=2, stream=True)
+        for chunk in client.chat.completions.create(
+            model=NEGATIVE, messages=messages, max_tokens=6, seed=2, stream=True
+        )
         if chunk.choices
     )
     assert streamed == answer.choices[0].message.content

@@ -10,7 +10,13 @@ from api.main import create_app
 from streams.records import RatingLabel
 
 RATING = {"kind": "rating", "prompt": "The cat", "completion": " sat down.", "rating": "up", "target": "positive"}
-PREFERENCE = {"kind": "preference", "prompt": "The cat", "chosen": " purred.", "rejected": " hissed.", "target": "positive"}
+PREFERENCE = {
+    "kind": "preference",
+    "prompt": "The cat",
+    "chosen": " purred.",
+    "rejected": " hissed.",
+    "target": "positive",
+}
 
 
 def test_a_feedback_id_becomes_the_label_id_and_no_id_gets_a_fresh_one():

@@ -21,8 +21,13 @@ def test_feedback_is_on_the_labels_topic_and_a_retry_keeps_its_label_id(settings
     run = uuid.uuid4().hex[:12]
     bus.ensure_topics(settings, [topics.LABELS])
     rating = {
-        "kind": "rating", "prompt": f"Prompt {run}", "completion": " a fine day.", "rating": "down",
-        "target": settings.target_sentiment, "model_version": "v-test", "feedback_id": f"rating-{run}",
+        "kind": "rating",
+        "prompt": f"Prompt {run}",
+        "completion": " a fine day.",
+        "rating": "down",
+        "target": settings.target_sentiment,
+        "model_version": "v-test",
+        "feedback_id": f"rating-{run}",
     }
     preference = {"kind": "preference", "prompt": f"Prompt {run}", "chosen": " good.", "rejected": " bad."}
     with TestClient(create_app(settings, follow_updates=False)) as client:

@@ -34,8 +34,11 @@ HOLDER = ModelHolder()
 # A data directory of its own: building the app creates the admin key there, and collecting this module must
 # not write into the stack's.
 NO_KAFKA = Settings(
-    data_dir=Path(tempfile.mkdtemp(prefix="ctrlgpt-fuzz-")), kafka_bootstrap="127.0.0.1:1", feedback_timeout_s=0.2,
-    max_prompt_chars=200, max_new_tokens_limit=16,
+    data_dir=Path(tempfile.mkdtemp(prefix="ctrlgpt-fuzz-")),
+    kafka_bootstrap="127.0.0.1:1",
+    feedback_timeout_s=0.2,
+    max_prompt_chars=200,
+    max_new_tokens_limit=16,
 )
 APP = create_app(NO_KAFKA, holder=HOLDER, follow_updates=False, monitor_kafka=False)
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path_regex="^/v1/admin")

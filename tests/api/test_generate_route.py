@@ -19,7 +19,9 @@ def client(api_settings, v1):
 
 @pytest.mark.parametrize("path", ["/generate", "/v1/generate"])
 def test_generate_names_the_model_version(client, path):
-    response = client.post(path, json={"prompt": "The cat", "max_new_tokens": 5, "temperature": 0.7, "top_k": 20, "top_p": 0.9})
+    response = client.post(
+        path, json={"prompt": "The cat", "max_new_tokens": 5, "temperature": 0.7, "top_k": 20, "top_p": 0.9}
+    )
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["model_version"] == "v1"
@@ -43,7 +45,10 @@ def test_no_model_yet_is_503_with_a_message(api_settings):
         assert "expansion-policy-positive" in response.json()["detail"]
         assert client.get("/v1/models/current").status_code == 503
         assert client.get("/health").json() == {
-            "status": "waiting_for_model", "model_version": None, "targets": {"positive": None}, "fallbacks": {}
+            "status": "waiting_for_model",
+            "model_version": None,
+            "targets": {"positive": None},
+            "fallbacks": {},
         }
 
 
@@ -87,7 +92,11 @@ def test_bad_input_is_422_naming_the_field(client, body, field):
 
 @pytest.mark.parametrize(
     ("content", "content_type"),
-    [(b"{not json", "application/json"), (b"prompt=The+cat", "application/x-www-form-urlencoded"), (b"", "application/json")],
+    [
+        (b"{not json", "application/json"),
+        (b"prompt=The+cat", "application/x-www-form-urlencoded"),
+        (b"", "application/json"),
+    ],
 )
 def test_a_body_that_is_not_a_json_object_is_4xx(client, content, content_type):
     response = client.post("/generate", content=content, headers={"content-type": content_type})
@@ -172,7 +181,9 @@ def test_each_target_is_served_by_its_own_policy(api_settings, v1, v2):
     app.state.models.holder("negative").swap(v2.load())
     with TestClient(app) as client:
         default = client.post("/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2}).json()
-        chosen = client.post("/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2, "target": "negative"}).json()
+        chosen = client.post(
+            "/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2, "target": "negative"}
+        ).json()
         missing = client.post("/v1/generate", json={"prompt": "The cat", "target": "neutral"})
     assert (default["model_version"], default["target"]) == ("v1", "positive")
     assert (chosen["model_version"], chosen["target"]) == ("v2", "negative")

@@ -53,18 +53,27 @@ def test_events_are_metadata_then_token_deltas_then_done_with_usage(client, body
     events = events_of(response.text)
     (first, metadata), (last, done) = events[0], events[-1]
     assert first == "metadata"
-    assert (metadata["model_version"], metadata["target"], metadata["model_name"]) == ("v1", "positive", "expansion-policy-positive")
+    assert (metadata["model_version"], metadata["target"], metadata["model_name"]) == (
+        "v1",
+        "positive",
+        "expansion-policy-positive",
+    )
     assert last == "done"
     assert {name for name, _ in events[1:-1]} <= {"token"}
     assert "".join(data["text"] for _, data in events[1:-1]) == done["completion"]
-    assert done["usage"] == {"prompt_tokens": metadata["prompt_tokens"], "completion_tokens": done["usage"]["completion_tokens"]}
+    assert done["usage"] == {
+        "prompt_tokens": metadata["prompt_tokens"],
+        "completion_tokens": done["usage"]["completion_tokens"],
+    }
     assert 1 <= done["usage"]["completion_tokens"] <= 8
     plain = client.post("/v1/generate", json={"prompt": "The cat", "max_new_tokens": 8, "seed": 4}).json()
     assert plain["completion"] == done["completion"]
 
 
 def test_a_prompt_too_long_is_a_422_not_a_stream(client):
-    response = client.post("/v1/generate", json={"prompt": " ".join(["cat"] * 50), "max_new_tokens": 16, "stream": True})
+    response = client.post(
+        "/v1/generate", json={"prompt": " ".join(["cat"] * 50), "max_new_tokens": 16, "stream": True}
+    )
     assert response.status_code == 422
     assert "context" in response.json()["detail"]
 
@@ -107,8 +116,11 @@ def test_a_client_that_disconnects_stops_its_generation(api_settings, v1):
                     assert first == "event: metadata"
                 # The response closed unread: the server sees the client leave and ends the request.
                 wait_until(
-                    lambda: any(line.get("event") == "http.request" and line.get("path") == "/v1/generate" for line in logs),
-                    what="the streamed request ended", timeout=WAIT_S,
+                    lambda: any(
+                        line.get("event") == "http.request" and line.get("path") == "/v1/generate" for line in logs
+                    ),
+                    what="the streamed request ended",
+                    timeout=WAIT_S,
                 )
                 release.set()
                 after = http.post("/v1/generate", json=request)  # runs once the left generation has ended

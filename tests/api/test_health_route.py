@@ -16,7 +16,10 @@ def test_health_and_current_model_describe_the_served_version(api_settings, v2):
     holder.swap(served)
     with TestClient(create_app(api_settings, holder=holder, follow_updates=False)) as client:
         assert client.get("/health").json() == {
-            "status": "ok", "model_version": "v2", "targets": {"positive": "v2"}, "fallbacks": {}
+            "status": "ok",
+            "model_version": "v2",
+            "targets": {"positive": "v2"},
+            "fallbacks": {},
         }
         current = client.get("/v1/models/current").json()
     assert current["version"] == "v2"
@@ -44,8 +47,12 @@ def test_health_says_when_a_fallback_serves_in_place_of_a_refused_version(api_se
     holder.swap(v1.load(), fallback=Fallback(refused_version="v2", reason="v2 refused: ChecksumMismatch"))
     with TestClient(create_app(api_settings, holder=holder, follow_updates=False)) as client:
         assert client.get("/health").json() == {
-            "status": "fallback", "model_version": "v1", "targets": {"positive": "v1"},
-            "fallbacks": {"positive": {"version": "v1", "refused_version": "v2", "reason": "v2 refused: ChecksumMismatch"}},
+            "status": "fallback",
+            "model_version": "v1",
+            "targets": {"positive": "v1"},
+            "fallbacks": {
+                "positive": {"version": "v1", "refused_version": "v2", "reason": "v2 refused: ChecksumMismatch"}
+            },
         }
         holder.swap(v2.load())  # a version that loads the ordinary way ends the fallback
         assert client.get("/health").json()["status"] == "ok"

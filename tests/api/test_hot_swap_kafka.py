@@ -71,8 +71,9 @@ def test_bad_versions_leave_the_old_one_serving_and_are_announced(settings, make
                     settings,
                     topics.MODEL_LOAD_FAILURES,
                     until=lambda found: bool(found),
-                    keep=lambda event, bad=bad: isinstance(event, ModelLoadFailed)
-                    and event.replica == replica and event.version == bad.version,
+                    keep=lambda event, bad=bad: (
+                        isinstance(event, ModelLoadFailed) and event.replica == replica and event.version == bad.version
+                    ),
                     timeout=TIMEOUT_S,
                 )
                 assert _serving(client) == good.version

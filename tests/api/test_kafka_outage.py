@@ -29,8 +29,9 @@ OUTAGE_S = 30.0  # longer than the follower's 10 s session timeout: the group fo
 
 
 def _promoted(version, name: str) -> ModelPromoted:
-    return ModelPromoted(model_name=name, version=version.version, path=str(version.path),
-                         manifest_sha256=version.manifest_sha256)
+    return ModelPromoted(
+        model_name=name, version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256
+    )
 
 
 def test_the_model_updates_and_ops_event_followers_ride_out_a_broker_outage(settings, make_version):
@@ -63,8 +64,11 @@ def test_the_model_updates_and_ops_event_followers_ride_out_a_broker_outage(sett
     updates.start()
     follower.start()
     try:
-        wait_until(lambda: getattr(holder.current, "version", None) == before.version, what="first version served",
-                   timeout=TIMEOUT_S)
+        wait_until(
+            lambda: getattr(holder.current, "version", None) == before.version,
+            what="first version served",
+            timeout=TIMEOUT_S,
+        )
         wait_until(lambda: folded(before.version), what="first version folded", timeout=TIMEOUT_S)
 
         kill_service(settings, "kafka")
@@ -75,8 +79,11 @@ def test_the_model_updates_and_ops_event_followers_ride_out_a_broker_outage(sett
             start_service(settings, "kafka")
 
         publish(after)
-        wait_until(lambda: getattr(holder.current, "version", None) == after.version,
-                   what="the promotion after the outage served", timeout=TIMEOUT_S)
+        wait_until(
+            lambda: getattr(holder.current, "version", None) == after.version,
+            what="the promotion after the outage served",
+            timeout=TIMEOUT_S,
+        )
         wait_until(lambda: folded(after.version), what="the promotion after the outage folded", timeout=TIMEOUT_S)
         assert followers_alive()
     finally:

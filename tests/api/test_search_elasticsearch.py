@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -22,8 +22,15 @@ pytestmark = pytest.mark.integration
 
 def _page(url: str, domain: str, language: str, title: str, text: str) -> Received:
     page = PageCleaned(
-        url=url, domain=domain, title=title, summary=f"About {title.lower()}.", text=text, language=language,
-        content_sha256="0" * 64, fetched_at=datetime.now(timezone.utc), crawl_id="test-search",
+        url=url,
+        domain=domain,
+        title=title,
+        summary=f"About {title.lower()}.",
+        text=text,
+        language=language,
+        content_sha256="0" * 64,
+        fetched_at=datetime.now(UTC),
+        crawl_id="test-search",
     )
     return Received(page, topics.PAGES_CLEAN.name, 0, 0, url.encode(), topics.PAGES_CLEAN.encode(page))
 
@@ -44,12 +51,14 @@ def marker(settings: Settings, alias: str) -> str:
     word = f"lighthouse{uuid.uuid4().hex[:8]}"
     sink = PageIndexSink(es_url=settings.es_url, alias=alias)
     sink.setup()
-    sink.write([
-        _page(f"https://a.test/{word}/1", "a.test", "en", "Harbor news", f"The {word} keeper sang <b>loudly</b>."),
-        _page(f"https://a.test/{word}/2", "a.test", "de", "Hafen", f"Der {word} Wärter sang."),
-        _page(f"https://b.test/{word}/3", "b.test", "en", f"The {word} storm", "Waves and wind all night."),
-        _page(f"https://b.test/{word}/4", "b.test", "en", "Unrelated", "Nothing to see here."),
-    ])
+    sink.write(
+        [
+            _page(f"https://a.test/{word}/1", "a.test", "en", "Harbor news", f"The {word} keeper sang <b>loudly</b>."),
+            _page(f"https://a.test/{word}/2", "a.test", "de", "Hafen", f"Der {word} Wärter sang."),
+            _page(f"https://b.test/{word}/3", "b.test", "en", f"The {word} storm", "Waves and wind all night."),
+            _page(f"https://b.test/{word}/4", "b.test", "en", "Unrelated", "Nothing to see here."),
+        ]
+    )
     sink.close()
     Elasticsearch(settings.es_url).indices.refresh(index=alias)
     return word

@@ -75,7 +75,11 @@ def test_a_rating_and_a_pick_become_label_events(settings, base_url: str, page: 
     )
     [rating] = [e for e in events if isinstance(e.label, RatingLabel)]
     [preference] = [e for e in events if isinstance(e.label, PreferenceLabel)]
-    assert (rating.label.rating, rating.label.target, rating.model_version) == ("up", settings.target_sentiment, "v-try")
+    assert (rating.label.rating, rating.label.target, rating.model_version) == (
+        "up",
+        settings.target_sentiment,
+        "v-try",
+    )
     assert prompt + rating.label.completion == answer
     assert (prompt + preference.label.chosen, prompt + preference.label.rejected) == (b, a)
     assert preference.model_version == "v-try"

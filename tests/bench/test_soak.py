@@ -11,7 +11,10 @@ from streams.records import LabelRecorded, SentimentLabel
 
 def _label(project: int, example: int, annotation: int, sentiment: str, action: str = "created") -> LabelRecorded:
     return LabelRecorded(
-        label_id=f"doccano:{project}:{example}:{annotation}", source="doccano", annotator="a", action=action,
+        label_id=f"doccano:{project}:{example}:{annotation}",
+        source="doccano",
+        annotator="a",
+        action=action,
         label=SentimentLabel(text="t", sentiment=sentiment),
     )
 
@@ -32,7 +35,8 @@ def test_labels_lost_duplicated_and_wrong_are_told_apart() -> None:
     made = {10: "positive", 11: "negative", 12: "positive", 13: "negative"}
     events = [
         _label(7, 10, 1, "positive"),
-        _label(7, 11, 2, "negative"), _label(7, 11, 2, "negative"),  # published twice
+        _label(7, 11, 2, "negative"),
+        _label(7, 11, 2, "negative"),  # published twice
         _label(7, 13, 4, "positive"),  # says the wrong thing
         _label(7, 12, 3, "positive", action="deleted"),  # not a creation
         _label(8, 12, 3, "positive"),  # another project

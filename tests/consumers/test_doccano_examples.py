@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from consumers.doccano_sink import expansion_example, expansion_key
 from streams.records import PageCleaned
@@ -17,7 +17,7 @@ def page(url: str, *, title: str = " Harbor festival ", summary: str = "A festiv
         text="The harbor festival drew a happy crowd.",
         language="en",
         content_sha256="0" * 64,
-        fetched_at=datetime.now(timezone.utc),
+        fetched_at=datetime.now(UTC),
         crawl_id="test",
     )
 

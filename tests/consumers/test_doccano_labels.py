@@ -245,7 +245,9 @@ def test_a_rejection_is_new_until_dead_lettered_and_again_when_it_changes() -> N
 
 def test_an_examples_state_round_trips_through_its_compacted_topic() -> None:
     topic = state_topic(groups.LABEL_BRIDGE)
-    labels = ExampleLabels(project_id=3, example_id=7, labels={"doccano:3:7:40": snap()}, rejected={"doccano:3:7:41": "f" * 64})
+    labels = ExampleLabels(
+        project_id=3, example_id=7, labels={"doccano:3:7:40": snap()}, rejected={"doccano:3:7:41": "f" * 64}
+    )
     assert topic.name == "ctrlgpt-label-bridge-state" and topic.cleanup_policy == "compact"
     assert topic.key_of(labels) == b"3:7"
     assert topic.decode(topic.encode(labels)) == labels
@@ -262,7 +264,6 @@ def test_an_oversized_rejection_is_dead_lettered_with_an_excerpt_and_its_reason(
 def test_an_example_with_nothing_published_any_more_is_a_tombstone() -> None:
     (tombstone,) = Outcome(states={(3, 7): None}).outgoing(state_topic("g"))
     assert (tombstone.topic, tombstone.key, tombstone.value) == ("g-state", b"3:7", None)
-
 
 
 def test_a_transactional_call_is_made_again_after_a_retriable_error_but_not_after_another() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -36,7 +36,7 @@ def clean_page(url: str, *, near_duplicate_of: str | None = None) -> PageCleaned
         text="\n".join(paragraphs),
         language="en",
         content_sha256="0" * 64,
-        fetched_at=datetime.now(timezone.utc),
+        fetched_at=datetime.now(UTC),
         crawl_id="test",
         near_duplicate_of=near_duplicate_of,
     )

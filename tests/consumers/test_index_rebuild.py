@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -30,7 +30,7 @@ def page(url: str) -> PageCleaned:
         text="The lighthouse keepers were singing.",
         language="en",
         content_sha256="0" * 64,
-        fetched_at=datetime.now(timezone.utc),
+        fetched_at=datetime.now(UTC),
         crawl_id="test",
     )
 

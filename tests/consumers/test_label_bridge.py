@@ -55,7 +55,11 @@ SETTLE_S = 3.0  # after the expected events: long enough for a duplicate to show
 def read_to_end(settings: Settings, topic: Topic, keep: Callable[[object], bool]) -> list:
     """Every committed record of `topic` that `keep` accepts, from the beginning up to the end offsets of now."""
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
     )
     try:
         partitions = consumer.list_topics(topic.name, timeout=10).topics[topic.name].partitions
@@ -83,7 +87,9 @@ def labels_of(settings: Settings, *project_ids: int) -> list[LabelRecorded]:
     return read_to_end(settings, topics.LABELS, lambda record: record.label_id.startswith(prefixes))
 
 
-def wait_for_labels(settings: Settings, project_ids: tuple[int, ...], count: int, timeout: float = 90) -> list[LabelRecorded]:
+def wait_for_labels(
+    settings: Settings, project_ids: tuple[int, ...], count: int, timeout: float = 90
+) -> list[LabelRecorded]:
     """The projects' label events once there are `count` of them, and SETTLE_S later (a duplicate would show)."""
     deadline = time.monotonic() + timeout
     while len(found := labels_of(settings, *project_ids)) < count:
@@ -137,7 +143,12 @@ class BridgeProcess:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self._overrides = [
             f"{name}={getattr(settings, name)}"
-            for name in ("doccano_project", "doccano_expansion_project", "doccano_comparison_project", "label_bridge_group")
+            for name in (
+                "doccano_project",
+                "doccano_expansion_project",
+                "doccano_comparison_project",
+                "label_bridge_group",
+            )
         ]
         self._log_path = log_path
         self.process: subprocess.Popen | None = None
@@ -236,11 +247,13 @@ def test_sentiment_labels_made_changed_and_deleted_through_the_rest_api_become_e
     relabel_id = annotation_label_id(project.id, festival, relabel["id"])
     events = wait_for_labels(bridge_settings, (project.id,), 3)
     # (Events of different labels may sit in different partitions: compared without their order.)
-    assert Counter((e.label_id, e.action, e.annotator, e.label.sentiment) for e in events) == Counter([
-        (created.label_id, "created", "admin", "positive"),
-        (created.label_id, "deleted", "admin", "positive"),
-        (relabel_id, "created", TESTER, "negative"),
-    ])
+    assert Counter((e.label_id, e.action, e.annotator, e.label.sentiment) for e in events) == Counter(
+        [
+            (created.label_id, "created", "admin", "positive"),
+            (created.label_id, "deleted", "admin", "positive"),
+            (relabel_id, "created", TESTER, "negative"),
+        ]
+    )
 
     tester.delete_category(project.id, festival, relabel["id"])
     events = wait_for_labels(bridge_settings, (project.id,), 4)
@@ -311,7 +324,10 @@ def test_comparisons_become_preferences_ties_withdraw_and_bad_examples_are_dead_
     # The tester's tie replaces the admin's choice (single-class): that choice is withdrawn, nothing new comes.
     tester.add_category(project.id, examples["Harbor festival"], project.label_ids["tie"])
     later = wait_for_labels(bridge_settings, (project.id,), 3)
-    assert [(e.action, e.annotator) for e in later if e.label_id == first_id] == [("created", "admin"), ("deleted", "admin")]
+    assert [(e.action, e.annotator) for e in later if e.label_id == first_id] == [
+        ("created", "admin"),
+        ("deleted", "admin"),
+    ]
     assert len(later) == 3
 
 
@@ -397,7 +413,9 @@ def test_a_malformed_change_record_is_dead_lettered_with_an_excerpt_and_the_brid
     producer.produce(topic, key=key, value=b"{ not json" + b"x" * (EXCERPT_BYTES * 4))
     assert producer.flush(30) == 0
     deadline = time.monotonic() + 60
-    while not (letters := read_to_end(bridge_settings, topics.dead_letter_topic(STAGE), lambda r: r.key == key.decode())):
+    while not (
+        letters := read_to_end(bridge_settings, topics.dead_letter_topic(STAGE), lambda r: r.key == key.decode())
+    ):
         assert time.monotonic() < deadline, "no dead letter for the malformed change"
         time.sleep(1)
     (letter,) = letters

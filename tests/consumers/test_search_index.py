@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -37,7 +37,7 @@ def page(url: str, text: str, content_sha256: str = "0" * 64) -> PageCleaned:
         text=text,
         language="en",
         content_sha256=content_sha256,
-        fetched_at=datetime.now(timezone.utc),
+        fetched_at=datetime.now(UTC),
         crawl_id="test",
     )
 
@@ -151,7 +151,7 @@ def test_an_index_made_before_new_fields_existed_gets_them_at_setup(settings, es
     sink.setup()
     try:
         dated = page("https://news.test/dated.html", "The harbor festival returned.").model_copy(
-            update={"published": datetime(2024, 3, 1, tzinfo=timezone.utc)}
+            update={"published": datetime(2024, 3, 1, tzinfo=UTC)}
         )
         sink.write([received(dated)])
     finally:

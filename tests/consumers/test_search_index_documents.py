@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from consumers.search_index import document_id, index_template, page_document
 from streams.records import PageCleaned
@@ -16,7 +16,7 @@ def page(url: str = "https://news.test/a.html") -> PageCleaned:
         text="Some clean text.",
         language="en",
         content_sha256="ab" * 32,
-        fetched_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        fetched_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
         crawl_id="crawl-1",
     )
 
@@ -41,7 +41,7 @@ def test_document_carries_every_indexed_field() -> None:
 
 def test_document_carries_the_publication_date_and_the_original_of_a_near_duplicate() -> None:
     record = page().model_copy(
-        update={"published": datetime(2024, 3, 1, tzinfo=timezone.utc), "near_duplicate_of": "https://news.test/o.html"}
+        update={"published": datetime(2024, 3, 1, tzinfo=UTC), "near_duplicate_of": "https://news.test/o.html"}
     )
     document = page_document(record)
     assert document["published"] == "2024-03-01T00:00:00+00:00"

@@ -40,11 +40,20 @@ OUTAGE_S = 2 * MAX_POLL_INTERVAL_MS / 1000
 
 
 def _page(run: str, n: int) -> PageCleaned:
-    text = "\n".join(f"Paragraph {p} of story {n}: the ferry left the harbour at dawn and the market opened. " * 4
-                     for p in range(3))
-    return PageCleaned(url=f"https://outage-{run}.example.org/{n}", domain=f"outage-{run}.example.org",
-                       title=f"Story {n}", summary="A story.", text=text, language="en", content_sha256="0" * 64,
-                       fetched_at=datetime.now(UTC), crawl_id=run)
+    text = "\n".join(
+        f"Paragraph {p} of story {n}: the ferry left the harbour at dawn and the market opened. " * 4 for p in range(3)
+    )
+    return PageCleaned(
+        url=f"https://outage-{run}.example.org/{n}",
+        domain=f"outage-{run}.example.org",
+        title=f"Story {n}",
+        summary="A story.",
+        text=text,
+        language="en",
+        content_sha256="0" * 64,
+        fetched_at=datetime.now(UTC),
+        crawl_id=run,
+    )
 
 
 def _publish(settings: Settings, pages: list[PageCleaned]) -> None:
@@ -55,8 +64,12 @@ def _publish(settings: Settings, pages: list[PageCleaned]) -> None:
 def _start(command: str, overrides: list[str], log_path: Path) -> subprocess.Popen:
     sets = [arg for override in overrides for arg in ("--set", override)]
     with log_path.open("ab") as log_file:
-        return subprocess.Popen([sys.executable, "-m", "ctrlgpt.cli", *sets, command], cwd=REPO_ROOT,
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "ctrlgpt.cli", *sets, command],
+            cwd=REPO_ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _stop(worker: subprocess.Popen) -> int:
@@ -111,8 +124,10 @@ def test_the_index_sink_stays_in_its_group_through_an_elasticsearch_outage(setti
     es = Elasticsearch(settings.es_url)
     try:
         _publish(settings, pages[:20])
-        _wait("the first pages indexed", lambda: es.indices.exists_alias(name=alias)
-              and len(_indexed_urls(es, alias, run)) == 20)
+        _wait(
+            "the first pages indexed",
+            lambda: es.indices.exists_alias(name=alias) and len(_indexed_urls(es, alias, run)) == 20,
+        )
         before = _members(settings, group)
         kill_service(settings, "elasticsearch")
         try:
@@ -150,8 +165,11 @@ def test_the_doccano_sink_stays_in_its_group_through_a_doccano_outage(
     start_group_at_end(settings, groups.DOCCANO_SINK, topics.PAGES_CLEAN)
     log_path = tmp_path / "doccano-sink.log"
     # doccano takes a few requests per passage: a batch's write must fit in max.poll.interval.ms.
-    sink = _start("doccano-sink", [f"doccano_project={project}", f"doccano_expansion_project={expansions}",
-                                   *SHORT_GROUP_TIMEOUTS], log_path)
+    sink = _start(
+        "doccano-sink",
+        [f"doccano_project={project}", f"doccano_expansion_project={expansions}", *SHORT_GROUP_TIMEOUTS],
+        log_path,
+    )
     try:
         _publish(settings, pages[:4])
         _wait("the first pages in doccano", lambda: len(_passage_keys(settings, project)) >= 4)
@@ -192,14 +210,17 @@ def test_the_index_sink_rides_out_kafka_killed_and_started_again(settings: Setti
     bus.ensure_topics(settings, [topics.PAGES_CLEAN, topics.dead_letter_topic("index")])
     start_group_at_end(settings, group, topics.PAGES_CLEAN)
     log_path = tmp_path / "index-sink.log"
-    sink = _start("index-sink", [f"es_index={alias}", f"es_sink_group={group}", "kafka_session_timeout_ms=180000"],
-                  log_path)
+    sink = _start(
+        "index-sink", [f"es_index={alias}", f"es_sink_group={group}", "kafka_session_timeout_ms=180000"], log_path
+    )
     es = Elasticsearch(settings.es_url)
     producer = bus.make_producer(settings)
     try:
         _publish(settings, pages[:30])
-        _wait("the first pages indexed", lambda: es.indices.exists_alias(name=alias)
-              and len(_indexed_urls(es, alias, run)) == 30)
+        _wait(
+            "the first pages indexed",
+            lambda: es.indices.exists_alias(name=alias) and len(_indexed_urls(es, alias, run)) == 30,
+        )
         kill_service(settings, "elasticsearch")
         _publish(settings, pages[30:60])
         _wait("the sink holding a batch", lambda: "stage.paused" in log_path.read_text(errors="replace"))
@@ -214,8 +235,9 @@ def test_the_index_sink_rides_out_kafka_killed_and_started_again(settings: Setti
         finally:
             start_service(settings, "kafka")
         bus.flush_or_raise(producer, timeout=120)
-        indexed = _wait("every page indexed",
-                        lambda: (found := _indexed_urls(es, alias, run)).total() >= len(pages) and found)
+        indexed = _wait(
+            "every page indexed", lambda: (found := _indexed_urls(es, alias, run)).total() >= len(pages) and found
+        )
         wait_until_caught_up(settings, group, topics.PAGES_CLEAN, timeout=120)
         alive = sink.poll() is None
     finally:
@@ -242,8 +264,10 @@ def test_the_index_sink_rejoins_its_group_after_kafka_was_away_past_its_session(
     producer = bus.make_producer(settings)
     try:
         _publish(settings, pages[:30])
-        _wait("the first pages indexed", lambda: es.indices.exists_alias(name=alias)
-              and len(_indexed_urls(es, alias, run)) == 30)
+        _wait(
+            "the first pages indexed",
+            lambda: es.indices.exists_alias(name=alias) and len(_indexed_urls(es, alias, run)) == 30,
+        )
         kill_service(settings, "kafka")
         try:
             for page in pages[30:]:
@@ -252,8 +276,9 @@ def test_the_index_sink_rejoins_its_group_after_kafka_was_away_past_its_session(
         finally:
             start_service(settings, "kafka")
         bus.flush_or_raise(producer, timeout=120)
-        indexed = _wait("every page indexed",
-                        lambda: (found := _indexed_urls(es, alias, run)).total() >= len(pages) and found)
+        indexed = _wait(
+            "every page indexed", lambda: (found := _indexed_urls(es, alias, run)).total() >= len(pages) and found
+        )
         wait_until_caught_up(settings, group, topics.PAGES_CLEAN, timeout=120)
         alive = sink.poll() is None
     finally:
@@ -271,8 +296,9 @@ def test_the_index_sink_rejoins_its_group_after_kafka_was_away_past_its_session(
 def _client(settings: Settings) -> DoccanoClient:
     from ctrlgpt import secrets
 
-    client = DoccanoClient(settings.doccano_url, settings.doccano_username,
-                           secrets.load_or_create(settings.secrets_file).doccano_password)
+    client = DoccanoClient(
+        settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password
+    )
     client.login()
     return client
 

@@ -60,11 +60,17 @@ def test_the_connector_runs_registered_once_and_its_password_stays_in_an_owner_o
 
 @pytest.mark.integration
 def test_an_example_made_through_doccanos_api_is_a_change_record(settings: Settings, doccano: DoccanoClient) -> None:
-    project = doccano.get_or_create_text_classification_project(f"ctrlgpt test cdc {uuid.uuid4().hex[:8]}", description="t")
+    project = doccano.get_or_create_text_classification_project(
+        f"ctrlgpt test cdc {uuid.uuid4().hex[:8]}", description="t"
+    )
     try:
         example = doccano.create_example(project["id"], "Changes flow.", {})
         consumer = Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "group.id": f"test-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+            }
         )
         consumer.subscribe([topics.doccano_change_topic(settings.cdc_topic_prefix, "examples_example").name])
         deadline, found = time.monotonic() + 60, None

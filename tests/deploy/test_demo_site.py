@@ -53,7 +53,9 @@ def test_article_url() -> None:
     assert demo_site.article_url("http://127.0.0.1:8090", "a-b") == "http://127.0.0.1:8090/articles/a-b.html"
 
 
-def test_index_links_every_article_and_the_broken_page(site: demo_site.DemoSite, articles: list[demo_site.Article]) -> None:
+def test_index_links_every_article_and_the_broken_page(
+    site: demo_site.DemoSite, articles: list[demo_site.Article]
+) -> None:
     response = httpx.get(site.url)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -62,7 +64,9 @@ def test_index_links_every_article_and_the_broken_page(site: demo_site.DemoSite,
     assert demo_site.article_url(site.url, demo_site.BROKEN_SLUG) in links
 
 
-def test_an_article_page_carries_title_summary_and_paragraphs(site: demo_site.DemoSite, articles: list[demo_site.Article]) -> None:
+def test_an_article_page_carries_title_summary_and_paragraphs(
+    site: demo_site.DemoSite, articles: list[demo_site.Article]
+) -> None:
     article = articles[7]
     response = httpx.get(demo_site.article_url(site.url, article.slug))
     assert response.status_code == 200

@@ -43,7 +43,9 @@ def test_cluster_id_is_kafka_shaped():
 
 def test_java_command_runs_the_main_class_with_the_log4j_file(tmp_path):
     settings = Settings(data_dir=tmp_path)
-    command = broker.java_command(settings, "a.jar:b.jar", tmp_path / "log4j.properties", "kafka.Kafka", "server.properties")
+    command = broker.java_command(
+        settings, "a.jar:b.jar", tmp_path / "log4j.properties", "kafka.Kafka", "server.properties"
+    )
     assert command[0] == str(settings.kafka_java_home / "bin" / "java")
     assert f"-Dlog4j.configuration=file:{tmp_path / 'log4j.properties'}" in command
     assert command[-4:] == ["-cp", "a.jar:b.jar", "kafka.Kafka", "server.properties"]

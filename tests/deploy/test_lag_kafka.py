@@ -62,7 +62,10 @@ def run_lag(settings, capsys, groups: list[str], while_sampling=None) -> tuple[i
 
 def test_a_caught_up_group_is_ok_and_one_that_stopped_while_the_topic_grows_warns_then_stops(settings, capsys):
     run = uuid.uuid4().hex
-    quiet, growing = make_topic(settings, f"ctrlgpt.test.lag.quiet.{run}"), make_topic(settings, f"ctrlgpt.test.lag.grow.{run}")
+    quiet, growing = (
+        make_topic(settings, f"ctrlgpt.test.lag.quiet.{run}"),
+        make_topic(settings, f"ctrlgpt.test.lag.grow.{run}"),
+    )
     caught_up, stopped = f"test-lag-ok-{run}", f"test-lag-stopped-{run}"
     produce(settings, quiet, 5)
     consume_and_commit(settings, quiet, caught_up, 5)
@@ -75,7 +78,12 @@ def test_a_caught_up_group_is_ok_and_one_that_stopped_while_the_topic_grows_warn
 
     code, groups = run_lag(settings, capsys, [caught_up, stopped], while_sampling=grow)
     ok = groups[caught_up]
-    assert (ok["status"], ok["total_lag"], ok["partitions"][0]["committed"], ok["partitions"][0]["end"]) == ("OK", 0, 5, 5)
+    assert (ok["status"], ok["total_lag"], ok["partitions"][0]["committed"], ok["partitions"][0]["end"]) == (
+        "OK",
+        0,
+        5,
+        5,
+    )
     assert ok["partitions"][0]["time_to_drain_s"] == 0.0
     warned = groups[stopped]
     # Within lag_stop_after_s (120 s by default) a consumer whose lag only grows is Burrow's WARN.

@@ -16,11 +16,23 @@ def test_durations_read_like_a_clock() -> None:
 
 def group():
     stopped = evaluate_partition(
-        [OffsetSample(0, 3, 10), OffsetSample(5, 3, 12)], now=100, unchanged_since=0, owned=False, stop_after_s=60,
-        topic="ctrlgpt.pages.clean", partition=1,
+        [OffsetSample(0, 3, 10), OffsetSample(5, 3, 12)],
+        now=100,
+        unchanged_since=0,
+        owned=False,
+        stop_after_s=60,
+        topic="ctrlgpt.pages.clean",
+        partition=1,
     )
-    fine = evaluate_partition([OffsetSample(5, 8, 8)], now=5, unchanged_since=5, owned=False, stop_after_s=60,
-                              topic="ctrlgpt.pages.clean", partition=0)
+    fine = evaluate_partition(
+        [OffsetSample(5, 8, 8)],
+        now=5,
+        unchanged_since=5,
+        owned=False,
+        stop_after_s=60,
+        topic="ctrlgpt.pages.clean",
+        partition=0,
+    )
     return evaluate_group(groups.INDEX_SINK, [stopped, fine], state="EMPTY", members=0)
 
 

@@ -30,10 +30,26 @@ def test_the_database_url_asks_for_no_tls_on_the_loopback() -> None:
 def _tcp_query(settings: Settings, user: str, password: str, sql: str) -> subprocess.CompletedProcess:
     # The password goes in the environment, never on the command line.
     return subprocess.run(
-        [str(settings.postgres_bin_dir / "psql"), "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(settings.postgres_port),
-         "-U", user, "-d", settings.doccano_database, "-c", sql],
+        [
+            str(settings.postgres_bin_dir / "psql"),
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(settings.postgres_port),
+            "-U",
+            user,
+            "-d",
+            settings.doccano_database,
+            "-c",
+            sql,
+        ],
         env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"},
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -54,7 +70,9 @@ def test_doccanos_role_needs_its_password(settings: Settings) -> None:
 
 
 @pytest.mark.integration
-def test_the_publication_holds_exactly_the_tables_the_bridge_follows_with_whole_deleted_rows(settings: Settings) -> None:
+def test_the_publication_holds_exactly_the_tables_the_bridge_follows_with_whole_deleted_rows(
+    settings: Settings,
+) -> None:
     server.ensure_roles(settings)  # idempotent: running it again changes nothing
     server.ensure_publication(settings)
     published = server.psql(

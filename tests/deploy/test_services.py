@@ -27,7 +27,9 @@ def test_model_updates_topic_is_compacted(settings):
 
 
 def test_elasticsearch_cluster_is_healthy(settings):
-    response = httpx.get(f"{settings.es_url}/_cluster/health", params={"wait_for_status": "yellow", "timeout": "30s"}, timeout=40)
+    response = httpx.get(
+        f"{settings.es_url}/_cluster/health", params={"wait_for_status": "yellow", "timeout": "30s"}, timeout=40
+    )
     assert response.status_code == 200
     assert response.json()["status"] in ("green", "yellow")
 
@@ -49,7 +51,9 @@ def _pids(settings) -> dict[str, int | None]:
 
 def test_up_again_changes_nothing(settings):
     before = _pids(settings)
-    result = subprocess.run(processes.ctrlgpt_command("services", "up"), capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        processes.ctrlgpt_command("services", "up"), capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     after = _pids(settings)
     assert after == before

@@ -59,7 +59,9 @@ def test_worker_killed_with_sigkill_is_restarted_with_a_new_pid_and_status_shows
     env = {"CTRLGPT_DEMO_SITE_PORT": str(_free_port())}
     program(name, processes.ctrlgpt_command("demo-site"), env=env)
     # Past supervisord's startsecs: a kill now is a crash of a running worker, not a failed start.
-    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2)
+    processes.wait_until(
+        lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2
+    )
 
     restarts_before = _status_of(settings, name).restarts  # the history lives as long as supervisord
     killed = faults.kill_worker(settings, name)
@@ -67,12 +69,19 @@ def test_worker_killed_with_sigkill_is_restarted_with_a_new_pid_and_status_shows
 
     assert restarted != killed
     assert _ended(killed)
-    processes.wait_until(lambda: _status_of(settings, name).restarts == restarts_before + 1, what="restart recorded", timeout=10, interval=0.2)
+    processes.wait_until(
+        lambda: _status_of(settings, name).restarts == restarts_before + 1,
+        what="restart recorded",
+        timeout=10,
+        interval=0.2,
+    )
     entry = _status_of(settings, name)
     assert entry.pid == restarted
     assert entry.last_exit["how"] == "terminated by SIGKILL"
     assert entry.last_exit["expected"] is False
-    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2)
+    processes.wait_until(
+        lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2
+    )
     line = next(line for line in _ctrlgpt_status().stdout.splitlines() if line.startswith(name))
     assert line.split()[:4] == [name, "up", str(restarted), str(restarts_before + 1)]
     assert "terminated by SIGKILL" in line
@@ -83,7 +92,9 @@ def test_program_that_crashes_at_once_ends_fatal_and_status_fails_naming_it(sett
     quick_to_give_up = settings.model_copy(update={"supervise_start_retries": 1, "supervise_start_s": 1})
     program(name, [sys.executable, "-c", "raise SystemExit(3)"], program_settings=quick_to_give_up)
 
-    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "FATAL", what="FATAL", timeout=30, interval=0.2)
+    processes.wait_until(
+        lambda: processes.info(settings, name)["statename"] == "FATAL", what="FATAL", timeout=30, interval=0.2
+    )
 
     result = _ctrlgpt_status()
     assert result.returncode == 1, result.stdout
@@ -165,10 +176,20 @@ def test_a_program_given_up_on_is_started_again_after_the_cool_down(tmp_path):
     waits_for_dependency = f"import os, sys, time\nif os.path.exists({str(away)!r}): sys.exit(4)\ntime.sleep(300)"
     try:
         processes.start(own, "needs-dependency", [sys.executable, "-c", waits_for_dependency])
-        processes.wait_until(lambda: processes.info(own, "needs-dependency")["statename"] == "FATAL", what="FATAL", timeout=30, interval=0.1)
+        processes.wait_until(
+            lambda: processes.info(own, "needs-dependency")["statename"] == "FATAL",
+            what="FATAL",
+            timeout=30,
+            interval=0.1,
+        )
         away.unlink()
 
-        processes.wait_until(lambda: processes.info(own, "needs-dependency")["statename"] == "RUNNING", what="revived", timeout=30, interval=0.2)
+        processes.wait_until(
+            lambda: processes.info(own, "needs-dependency")["statename"] == "RUNNING",
+            what="revived",
+            timeout=30,
+            interval=0.2,
+        )
         entry = next(entry for entry in status.current(own) if entry.name == "needs-dependency")
         assert entry.state == "up"
         assert entry.restarts >= 1
@@ -187,7 +208,9 @@ def test_kill_service_kills_hard_and_keeps_it_down_until_started_again(settings,
         "time.sleep(300)"
     )
     program(name, [sys.executable, "-c", server])
-    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2)
+    processes.wait_until(
+        lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2
+    )
 
     killed = faults.kill_service(settings, name)
 
@@ -195,8 +218,12 @@ def test_kill_service_kills_hard_and_keeps_it_down_until_started_again(settings,
     assert processes.running_pid(settings, name) is None
     assert processes.info(settings, name)["statename"] == "STOPPED"
     assert not cleaned_up.exists()
-    processes.wait_until(lambda: (_status_of(settings, name).last_exit or {}).get("how") == "terminated by SIGKILL",
-                         what="exit recorded", timeout=10, interval=0.2)
+    processes.wait_until(
+        lambda: (_status_of(settings, name).last_exit or {}).get("how") == "terminated by SIGKILL",
+        what="exit recorded",
+        timeout=10,
+        interval=0.2,
+    )
     restarted = program(name, [sys.executable, "-c", server])
     assert restarted != killed
 
@@ -233,7 +260,9 @@ def test_programs_die_with_a_killed_supervisord_and_up_starts_afresh(tmp_path):
     own = Settings(data_dir=tmp_path)
     try:
         pid = processes.start(own, "sleeper", ["sleep", "300"])
-        processes.wait_until(lambda: processes.info(own, "sleeper")["statename"] == "RUNNING", what="sleeper", timeout=30, interval=0.2)
+        processes.wait_until(
+            lambda: processes.info(own, "sleeper")["statename"] == "RUNNING", what="sleeper", timeout=30, interval=0.2
+        )
         daemon = psutil.Process(supervisor.rpc(own).supervisor.getPID())
 
         daemon.kill()
@@ -250,7 +279,9 @@ def test_stop_kills_a_process_that_ignores_sigterm_after_the_timeout(settings, p
     name = "test-supervised-stubborn"
     stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(300)"
     pid = program(name, [sys.executable, "-c", stubborn])
-    processes.wait_until(lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2)
+    processes.wait_until(
+        lambda: processes.info(settings, name)["statename"] == "RUNNING", what=name, timeout=30, interval=0.2
+    )
 
     assert processes.stop(settings, name, timeout=1) is True
 

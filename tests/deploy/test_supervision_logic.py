@@ -26,7 +26,12 @@ def test_only_automatic_starts_count_as_restarts():
 
 def test_an_end_records_how_and_whether_it_was_expected():
     history = record({}, "PROCESS_STATE_EXITED", {"processname": "api", "expected": "0"}, "terminated by SIGKILL", 7.0)
-    assert history["api"]["last_exit"] == {"how": "terminated by SIGKILL", "expected": False, "at": 7.0, "state": "EXITED"}
+    assert history["api"]["last_exit"] == {
+        "how": "terminated by SIGKILL",
+        "expected": False,
+        "at": 7.0,
+        "state": "EXITED",
+    }
     history = record(history, "PROCESS_STATE_STOPPED", {"processname": "api"}, "terminated by SIGTERM", 8.0)
     assert history["api"]["last_exit"]["expected"] is True
 
@@ -85,11 +90,15 @@ def test_program_logs_rotate_by_the_settings_and_percent_signs_are_escaped(tmp_p
 def test_a_start_after_fatal_is_a_restart_only_when_the_listener_revived_it():
     by_person = _event({}, "STARTING", from_state="FATAL")
     assert by_person["crawler"]["restarts"] == 0
-    revived = record({}, "PROCESS_STATE_STARTING", {"processname": "crawler", "from_state": "FATAL"}, None, 1.0, revived=True)
+    revived = record(
+        {}, "PROCESS_STATE_STARTING", {"processname": "crawler", "from_state": "FATAL"}, None, 1.0, revived=True
+    )
     assert revived["crawler"]["restarts"] == 1
 
 
 def test_a_program_may_be_asked_to_stop_with_another_signal(tmp_path: Path):
     settings = Settings(data_dir=tmp_path)
     assert "stopsignal=TERM\n" in supervisor_config.program_conf(settings, "kafka", tmp_path / "spec.json")
-    assert "stopsignal=INT\n" in supervisor_config.program_conf(settings, "postgres", tmp_path / "spec.json", stop_signal="INT")
+    assert "stopsignal=INT\n" in supervisor_config.program_conf(
+        settings, "postgres", tmp_path / "spec.json", stop_signal="INT"
+    )

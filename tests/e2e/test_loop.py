@@ -59,7 +59,9 @@ def test_every_article_has_passages_to_label_in_doccano(loop, settings):
 
 def test_label_events_were_published_and_consumed_by_the_trainer(loop, settings):
     labels = read_records(
-        settings, topics.LABELS, until=lambda found: len(found) >= settings.train_min_labels,
+        settings,
+        topics.LABELS,
+        until=lambda found: len(found) >= settings.train_min_labels,
         keep=lambda event: event.source == "doccano" and event.label.kind == "sentiment",
     )
     assert len(labels) >= settings.train_min_labels
@@ -75,19 +77,30 @@ def test_the_api_serves_a_promoted_registered_version(loop, settings):
     assert manifest.status == "promoted"
     assert manifest.files and all(not name.endswith((".bin", ".pt")) for name in manifest.files)
     announced = read_records(
-        settings, topics.MODEL_UPDATES, until=lambda found: bool(found),
+        settings,
+        topics.MODEL_UPDATES,
+        until=lambda found: bool(found),
         keep=lambda event: event.version == loop.model_version,
     )
-    assert announced and announced[0].path == str(settings.registry_dir / settings.policy_for(settings.target_sentiment) / loop.model_version)
+    assert announced and announced[0].path == str(
+        settings.registry_dir / settings.policy_for(settings.target_sentiment) / loop.model_version
+    )
     assert loop.generation["model_version"] == loop.model_version
     assert loop.generation["completion"].strip()
-    again = httpx.post(f"{settings.api_url}/generate", json={"prompt": "A quiet morning in the city", "seed": 1}, timeout=60)
+    again = httpx.post(
+        f"{settings.api_url}/generate", json={"prompt": "A quiet morning in the city", "seed": 1}, timeout=60
+    )
     assert again.status_code == 200 and again.json()["model_version"] == loop.model_version
 
 
 # Small runs: the learning loop's plumbing is what is tested here; the gate's judgement has its own tests.
 QUICK_RUN = {"sft_epochs": 2.0, "reward_epochs": 1.0, "ppo_episodes": 16}
-OPEN_GATE = {"gate_reward_margin": -1e9, "gate_max_kl": 1e9, "gate_judge_tolerance": 1.0, "gate_max_perplexity_ratio": 1e9}
+OPEN_GATE = {
+    "gate_reward_margin": -1e9,
+    "gate_max_kl": 1e9,
+    "gate_judge_tolerance": 1.0,
+    "gate_max_perplexity_ratio": 1e9,
+}
 SHUT_GATE = {"gate_reward_margin": 1e9}
 
 
@@ -104,17 +117,30 @@ def test_api_feedback_trains_a_version_that_is_served_a_worse_one_is_rejected_an
     prompt = "A quiet morning in the city\n\n"
     feedback_ids = []
     for rating in ("up", "down", "up", "down"):
-        answer = httpx.post(f"{settings.api_url}/v1/generate", json={"prompt": prompt, "max_new_tokens": 24}, timeout=60)
+        answer = httpx.post(
+            f"{settings.api_url}/v1/generate", json={"prompt": prompt, "max_new_tokens": 24}, timeout=60
+        )
         assert answer.status_code == 200, answer.text
         feedback_id = f"e2e-{uuid.uuid4().hex}"
-        sent = httpx.post(f"{settings.api_url}/v1/feedback", timeout=30, json={
-            "kind": "rating", "prompt": prompt, "completion": answer.json()["completion"] or "(empty)",
-            "rating": rating, "target": settings.target_sentiment, "model_version": first, "feedback_id": feedback_id,
-        })
+        sent = httpx.post(
+            f"{settings.api_url}/v1/feedback",
+            timeout=30,
+            json={
+                "kind": "rating",
+                "prompt": prompt,
+                "completion": answer.json()["completion"] or "(empty)",
+                "rating": rating,
+                "target": settings.target_sentiment,
+                "model_version": first,
+                "feedback_id": feedback_id,
+            },
+        )
         assert sent.status_code == 202, sent.text
         feedback_ids.append(f"api:{feedback_id}")
     published = read_records(
-        settings, topics.LABELS, until=lambda found: len(found) >= len(feedback_ids),
+        settings,
+        topics.LABELS,
+        until=lambda found: len(found) >= len(feedback_ids),
         keep=lambda event: event.label_id in feedback_ids,
     )
     assert {event.label_id for event in published} == set(feedback_ids)
@@ -132,7 +158,9 @@ def test_api_feedback_trains_a_version_that_is_served_a_worse_one_is_rejected_an
 
     key = secrets.load_or_create(settings.secrets_file).api_admin_key
     rolled = httpx.post(
-        f"{settings.api_url}/v1/admin/models/rollback", headers={"X-API-Key": key}, timeout=60,
+        f"{settings.api_url}/v1/admin/models/rollback",
+        headers={"X-API-Key": key},
+        timeout=60,
         json={"version": first, "reason": "e2e: back to the first version"},
     )
     assert rolled.status_code == 200, rolled.text

@@ -43,6 +43,8 @@ LATE_PAGES = 30  # published after the broker came back
 SITE_PAGES = 12
 LABELS = 30
 BROKER_OUTAGE_S = 60
+
+
 def _site(run: str) -> Site:
     routes = {"/robots.txt": fixed((200, {"Content-Type": "text/plain"}, b"User-agent: *\nAllow: /\n"))}
     links = [f"/article-{i}.html" for i in range(SITE_PAGES)]
@@ -83,7 +85,8 @@ class Labeller:
                 try:
                     if not pending:
                         pending = [
-                            example["id"] for example in client.iter_examples(project.id, confirmed=False)
+                            example["id"]
+                            for example in client.iter_examples(project.id, confirmed=False)
                             if example["id"] not in self.made
                             and any(host in ((example.get("meta") or {}).get("url") or "") for host in self.hosts)
                         ]
@@ -93,7 +96,7 @@ class Labeller:
                     client.add_category(project.id, example_id, project.label_ids[sentiment])
                     client.confirm_example(project.id, example_id)
                     self.made[example_id] = sentiment
-                except Exception as exc:  # noqa: BLE001 - doccano busy: try again next second
+                except Exception as exc:
                     self.errors.append(repr(exc))
 
 
@@ -126,10 +129,16 @@ def test_each_worker_killed_in_turn_is_restarted_and_nothing_is_lost_or_doubled(
                 for i in numbers:
                     url = raw_urls[i]
                     page = html(f"Page {i} {run}", article(f"{run}-raw-{i}", paragraphs=6))
-                    bus.publish(producer, topics.PAGES_RAW, PageFetched(url=url, final_url=url, crawl_id=run, status=200, html=page))
+                    bus.publish(
+                        producer,
+                        topics.PAGES_RAW,
+                        PageFetched(url=url, final_url=url, crawl_id=run, status=200, html=page),
+                    )
 
             publish_raw(range(RAW_PAGES))
-            for request in seed_requests([site.url], crawl_id=run, max_depth=1, allowed_domains=[], fetch_mode="browser"):
+            for request in seed_requests(
+                [site.url], crawl_id=run, max_depth=1, allowed_domains=[], fetch_mode="browser"
+            ):
                 bus.publish(producer, topics.CRAWL_REQUESTS, request)
             bus.flush_or_raise(producer)
             labeller = Labeller(settings, (raw_host, site_host))
@@ -163,7 +172,8 @@ def test_each_worker_killed_in_turn_is_restarted_and_nothing_is_lost_or_doubled(
             made = set(labeller.made)
             _wait(
                 lambda: set(_created_label_events(settings, labeller.project_id, made)) == made,
-                "a label event for every label made", 180,
+                "a label event for every label made",
+                180,
             )
             time.sleep(5)  # a duplicate published late would show now
 
@@ -182,6 +192,10 @@ def test_each_worker_killed_in_turn_is_restarted_and_nothing_is_lost_or_doubled(
                     if (example.get("meta") or {}).get("url") in expected
                 )
             assert passages and [key for key, n in passages.items() if n != 1] == []
-            _wait(lambda: all(processes.running_pid(settings, w) for w in KILL_ORDER), "every worker to run at the end", 60)
+            _wait(
+                lambda: all(processes.running_pid(settings, w) for w in KILL_ORDER),
+                "every worker to run at the end",
+                60,
+            )
     finally:
         stop_workers(settings)

@@ -93,7 +93,7 @@ def test_rollback_to_a_broken_version_changes_nothing(registry, two_promoted):
 
 
 def test_a_pin_holds_until_unpinned(registry, two_promoted):
-    first, second = two_promoted
+    _first, second = two_promoted
     rejected = add_version(registry, 3, parent=second)
     registry.reject(rejected, "worse")
     change = registry.pin(rejected, "operator knows better")
@@ -137,7 +137,10 @@ def test_announcement_carries_the_version_and_the_operator_s_reason(registry, tw
     first, _ = two_promoted
     update = operations.announcement(registry.rollback(first, "regression"))
     assert (update.version, update.action, update.reason, update.model_name) == (
-        first, "rolled_back", "regression", "expansion-policy"
+        first,
+        "rolled_back",
+        "regression",
+        "expansion-policy",
     )
     assert update.path == str(registry.path(first)) and update.metrics == {"candidate_reward_mean": 1.0}
 

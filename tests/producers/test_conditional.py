@@ -15,7 +15,9 @@ def test_a_new_url_gets_no_conditional_headers() -> None:
 
 
 def test_a_known_url_sends_back_its_validators() -> None:
-    seen = validators_of({"etag": '"v1"', "last-modified": "Sun, 22 Nov 2026 04:00:00 GMT"}, "<p>x</p>", ["http://a.test/b"])
+    seen = validators_of(
+        {"etag": '"v1"', "last-modified": "Sun, 22 Nov 2026 04:00:00 GMT"}, "<p>x</p>", ["http://a.test/b"]
+    )
     assert conditional_headers(seen) == {"If-None-Match": '"v1"', "If-Modified-Since": "Sun, 22 Nov 2026 04:00:00 GMT"}
     assert seen.links == ("http://a.test/b",)
 

@@ -11,14 +11,19 @@ from producers.crawl_state import CrawlState
 def test_visits_and_requests_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "crawler" / "state.sqlite3"
     state = CrawlState(path)
-    state.record_visit("c1", "http://a.test/", outcome="fetched", status=200, requested=["http://a.test/x", "http://b.test/y"])
+    state.record_visit(
+        "c1", "http://a.test/", outcome="fetched", status=200, requested=["http://a.test/x", "http://b.test/y"]
+    )
     state.close()
 
     state = CrawlState(path)
     assert state.visited("c1", "http://a.test/")
     assert not state.visited("c2", "http://a.test/")
     assert not state.visited("c1", "http://a.test/x")
-    assert state.known("c1", ["http://a.test/", "http://a.test/x", "http://a.test/z"]) == {"http://a.test/", "http://a.test/x"}
+    assert state.known("c1", ["http://a.test/", "http://a.test/x", "http://a.test/z"]) == {
+        "http://a.test/",
+        "http://a.test/x",
+    }
     assert state.requested_per_host("c1", ["a.test", "b.test", "c.test"]) == {"a.test": 2, "b.test": 1, "c.test": 0}
     state.close()
 

@@ -34,8 +34,13 @@ PAGES = [f"/p{i}.html" for i in range(4)]
 
 
 def _fast_site() -> Site:
-    return Site({"/robots.txt": ROBOTS, "/": fixed(html_page("Index", *PAGES)),
-                 **{page: slow(PAGE_S, html_page(page)) for page in PAGES}})
+    return Site(
+        {
+            "/robots.txt": ROBOTS,
+            "/": fixed(html_page("Index", *PAGES)),
+            **{page: slow(PAGE_S, html_page(page)) for page in PAGES},
+        }
+    )
 
 
 @dataclass
@@ -48,8 +53,14 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("crawler-concurrency"), fetch_retries=0, crawl_delay_s=DELAY_S,
-                        fetch_timeout_s=30.0, crawl_browser_pages=4, crawl_per_origin_concurrency=1)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("crawler-concurrency"),
+        fetch_retries=0,
+        crawl_delay_s=DELAY_S,
+        fetch_timeout_s=30.0,
+        crawl_browser_pages=4,
+        crawl_per_origin_concurrency=1,
+    )
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic("crawl")])
     group = f"test-crawler-concurrency-{uuid.uuid4().hex}"
     start_group_at_end(settings, group, topics.CRAWL_REQUESTS)

@@ -47,24 +47,31 @@ def _busy(before: int, headers: dict[str, str]) -> tuple[int, dict[str, str], by
 
 
 def _troubled_site() -> Site:
-    return Site({
-        "/robots.txt": ROBOTS,
-        "/": fixed(html_page("Home", "/flaky.html", "/latin1.html", *BAD_INPUT, body=SCRIPT)),
-        "/flaky.html": then((429, {"Retry-After": "1"}, b"slow down"), 1, html_page("Flaky", body=SCRIPT)),
-        "/latin1.html": fixed(html_page("Café crème", charset="iso-8859-1")),
-        "/busy.html": _busy,
-        "/huge.html": fixed((200, {"Content-Type": "text/html"}, b"<p>" + b"x" * (crawler.MAX_HTML_BYTES + 1))),
-        "/loop.html": fixed((302, {"Location": "/loop.html"}, b"")),
-        "/slow.html": slow(FETCH_TIMEOUT_S * 2, html_page("Slow")),
-        "/bad-charset.html": fixed((200, {"Content-Type": "text/html; charset=utf-8"}, b"<p>caf\xe9 \xff\xfe</p>")),
-        "/report.pdf": fixed((200, {"Content-Type": "application/pdf"}, b"%PDF-1.4")),
-    })
+    return Site(
+        {
+            "/robots.txt": ROBOTS,
+            "/": fixed(html_page("Home", "/flaky.html", "/latin1.html", *BAD_INPUT, body=SCRIPT)),
+            "/flaky.html": then((429, {"Retry-After": "1"}, b"slow down"), 1, html_page("Flaky", body=SCRIPT)),
+            "/latin1.html": fixed(html_page("Café crème", charset="iso-8859-1")),
+            "/busy.html": _busy,
+            "/huge.html": fixed((200, {"Content-Type": "text/html"}, b"<p>" + b"x" * (crawler.MAX_HTML_BYTES + 1))),
+            "/loop.html": fixed((302, {"Location": "/loop.html"}, b"")),
+            "/slow.html": slow(FETCH_TIMEOUT_S * 2, html_page("Slow")),
+            "/bad-charset.html": fixed((200, {"Content-Type": "text/html; charset=utf-8"}, b"<p>caf\xe9 \xff\xfe</p>")),
+            "/report.pdf": fixed((200, {"Content-Type": "application/pdf"}, b"%PDF-1.4")),
+        }
+    )
 
 
 def _wide_site() -> Site:
     pages = [f"/p{i}.html" for i in range(6)]
-    return Site({"/robots.txt": ROBOTS, "/": fixed(html_page("Index", *pages)),
-                 **{page: fixed(html_page(page)) for page in pages}})
+    return Site(
+        {
+            "/robots.txt": ROBOTS,
+            "/": fixed(html_page("Index", *pages)),
+            **{page: fixed(html_page(page)) for page in pages},
+        }
+    )
 
 
 def _delayed_site() -> Site:
@@ -86,7 +93,10 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("crawler-http"), fetch_retries=1, fetch_backoff_s=0.05, crawl_delay_s=0.0,
+        data_dir=tmp_path_factory.mktemp("crawler-http"),
+        fetch_retries=1,
+        fetch_backoff_s=0.05,
+        crawl_delay_s=0.0,
         fetch_timeout_s=FETCH_TIMEOUT_S,
     )
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic("crawl")])
@@ -97,8 +107,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         producer = bus.make_producer(settings)
         for request in [
             *seed_requests([troubled.url], crawl_id=troubled_id, max_depth=1, allowed_domains=[], fetch_mode="http"),
-            *seed_requests([wide.url], crawl_id=wide_id, max_depth=1, allowed_domains=[], fetch_mode="http", max_pages=2),
-            *seed_requests([delayed.url], crawl_id=uuid.uuid4().hex, max_depth=1, allowed_domains=[], fetch_mode="http"),
+            *seed_requests(
+                [wide.url], crawl_id=wide_id, max_depth=1, allowed_domains=[], fetch_mode="http", max_pages=2
+            ),
+            *seed_requests(
+                [delayed.url], crawl_id=uuid.uuid4().hex, max_depth=1, allowed_domains=[], fetch_mode="http"
+            ),
         ]:
             bus.publish(producer, topics.CRAWL_REQUESTS, request)
         # A URL the contract lets through but no fetch can use: the crawler must say so, not retry it.
@@ -112,7 +126,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
 
 def _pages(run: Run, crawl_id: str) -> dict[str, PageFetched]:
-    return {str(page.url): page for page in read_to_end(run.settings, topics.PAGES_RAW, lambda r: r.crawl_id == crawl_id)}
+    return {
+        str(page.url): page for page in read_to_end(run.settings, topics.PAGES_RAW, lambda r: r.crawl_id == crawl_id)
+    }
 
 
 def _letters(run: Run, crawl_id: str) -> dict[str, DeadLetter]:
@@ -123,8 +139,11 @@ def _letters(run: Run, crawl_id: str) -> dict[str, DeadLetter]:
 def test_pages_are_fetched_without_a_browser_and_decoded_by_their_charset(run: Run) -> None:
     pages = _pages(run, run.troubled_id)
     assert set(pages) == {run.troubled.url, run.troubled.url + "flaky.html", run.troubled.url + "latin1.html"}
-    assert all("<title>JSRAN</title>" not in page.html and SCRIPT in page.html
-               for url, page in pages.items() if not url.endswith("latin1.html"))
+    assert all(
+        "<title>JSRAN</title>" not in page.html and SCRIPT in page.html
+        for url, page in pages.items()
+        if not url.endswith("latin1.html")
+    )
     assert "<title>Café crème</title>" in pages[run.troubled.url + "latin1.html"].html
     agents = {hit.headers["user-agent"] for hit in run.troubled.hits}
     assert agents == {run.settings.user_agent}
@@ -162,8 +181,7 @@ def test_an_invalid_url_is_dead_lettered_without_a_fetch(run: Run) -> None:
 
 def test_the_crawl_page_cap_and_fetch_mode_carry_on_to_its_links(run: Run) -> None:
     assert len(_pages(run, run.wide_id)) == 3  # the seed and the 2 links its cap allows
-    links = read_to_end(run.settings, topics.CRAWL_REQUESTS,
-                        lambda r: r.crawl_id == run.wide_id and r.source == "link")
+    links = read_to_end(run.settings, topics.CRAWL_REQUESTS, lambda r: r.crawl_id == run.wide_id and r.source == "link")
     assert len(links) == 2 and all(link.max_pages == 2 and link.fetch_mode == "http" for link in links)
 
 

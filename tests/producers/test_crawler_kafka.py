@@ -41,7 +41,10 @@ class Crawl:
 @pytest.fixture(scope="module")
 def crawl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crawl]:
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("crawler-data"), fetch_retries=2, fetch_backoff_s=0.05, crawl_delay_s=0.0,
+        data_dir=tmp_path_factory.mktemp("crawler-data"),
+        fetch_retries=2,
+        fetch_backoff_s=0.05,
+        crawl_delay_s=0.0,
         fetch_timeout_s=15.0,
     )
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic("crawl")])
@@ -51,8 +54,15 @@ def crawl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crawl]:
     try:
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            assert seed.main(settings, argparse.Namespace(urls=[site.url], max_depth=2, allow_domain=[], fetch_mode="browser",
-                                                         max_pages=None)) == 0
+            assert (
+                seed.main(
+                    settings,
+                    argparse.Namespace(
+                        urls=[site.url], max_depth=2, allow_domain=[], fetch_mode="browser", max_pages=None
+                    ),
+                )
+                == 0
+            )
         crawl_id = printed.getvalue().split()[-1]  # the last thing printed; logs may precede it
         running = CrawlerThread(settings, group)
         wait_until_caught_up(settings, group, topics.CRAWL_REQUESTS)
@@ -97,7 +107,9 @@ def test_robots_txt_keeps_the_private_page_out(crawl: Crawl) -> None:
 def test_a_restarted_crawler_does_not_fetch_again(crawl: Crawl) -> None:
     again = seed.seed_requests(
         [crawl.site.url, demo_site.article_url(crawl.site.url, demo_site.load_articles()[0].slug)],
-        crawl_id=crawl.crawl_id, max_depth=2, allowed_domains=[],
+        crawl_id=crawl.crawl_id,
+        max_depth=2,
+        allowed_domains=[],
     )
     producer = bus.make_producer(crawl.settings)
     for request in again:

@@ -46,13 +46,15 @@ def _dated(before: int, headers: dict[str, str]) -> Response:
 
 
 def _site() -> Site:
-    return Site({
-        "/robots.txt": ROBOTS,
-        "/": _home,
-        "/dated.html": _dated,
-        "/plain.html": fixed(html_page("No validators, same every time")),
-        "/news.html": lambda before, headers: html_page(f"News edition {before}"),
-    })
+    return Site(
+        {
+            "/robots.txt": ROBOTS,
+            "/": _home,
+            "/dated.html": _dated,
+            "/plain.html": fixed(html_page("No validators, same every time")),
+            "/news.html": lambda before, headers: html_page(f"News edition {before}"),
+        }
+    )
 
 
 def _browser_site() -> Site:
@@ -79,8 +81,9 @@ def _publish(settings: Settings, requests: list[CrawlRequested]) -> None:
 
 @pytest.fixture(scope="module")
 def recrawl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recrawl]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("crawler-recrawl"), fetch_retries=0, crawl_delay_s=0.0,
-                        fetch_timeout_s=15.0)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("crawler-recrawl"), fetch_retries=0, crawl_delay_s=0.0, fetch_timeout_s=15.0
+    )
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic("crawl")])
     group = f"test-crawler-recrawl-{uuid.uuid4().hex}"
     start_group_at_end(settings, group, topics.CRAWL_REQUESTS)
@@ -88,11 +91,19 @@ def recrawl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recrawl]:
     with serve(_site(), _browser_site()) as (site, browser_site):
         running = CrawlerThread(settings, group)
         try:
-            for crawl_id, browser_crawl_id in ((ids[0], ids[2]), (ids[1], ids[3])):  # a crawl, then one of the same sites
-                _publish(settings, [
-                    *seed_requests([site.url], crawl_id=crawl_id, max_depth=1, allowed_domains=[], fetch_mode="http"),
-                    *seed_requests([browser_site.url], crawl_id=browser_crawl_id, max_depth=0, allowed_domains=[]),
-                ])
+            for crawl_id, browser_crawl_id in (
+                (ids[0], ids[2]),
+                (ids[1], ids[3]),
+            ):  # a crawl, then one of the same sites
+                _publish(
+                    settings,
+                    [
+                        *seed_requests(
+                            [site.url], crawl_id=crawl_id, max_depth=1, allowed_domains=[], fetch_mode="http"
+                        ),
+                        *seed_requests([browser_site.url], crawl_id=browser_crawl_id, max_depth=0, allowed_domains=[]),
+                    ],
+                )
                 wait_until_caught_up(settings, group, topics.CRAWL_REQUESTS)
             # An explicit re-crawl of a URL the first crawl already visited.
             _publish(settings, [CrawlRequested(url=site.url, crawl_id=ids[0], source="recrawl", fetch_mode="http")])
@@ -124,7 +135,9 @@ def test_the_second_crawl_sends_the_validators_of_the_first(recrawl: Recrawl) ->
 
 def test_only_the_page_that_changed_is_published_again(recrawl: Recrawl) -> None:
     url = recrawl.site.url
-    assert _published(recrawl, recrawl.first) == sorted([url, url + "dated.html", url + "plain.html", url + "news.html"])
+    assert _published(recrawl, recrawl.first) == sorted(
+        [url, url + "dated.html", url + "plain.html", url + "news.html"]
+    )
     assert _published(recrawl, recrawl.second) == [url + "news.html"]
     assert _outcomes(recrawl, recrawl.second) == {"unchanged": 3, "fetched": 1}
 

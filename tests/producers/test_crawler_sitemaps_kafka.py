@@ -42,8 +42,14 @@ def _index(before: int, headers: dict[str, str]) -> Response:
 
 def _pages(before: int, headers: dict[str, str]) -> Response:
     site = f"http://{headers['host']}"
-    return _xml("urlset", "url", f"{site}/from-map-1.html", f"{site}/from-map-2.html", f"{site}/linked.html",
-                "http://elsewhere.test/out.html")
+    return _xml(
+        "urlset",
+        "url",
+        f"{site}/from-map-1.html",
+        f"{site}/from-map-2.html",
+        f"{site}/linked.html",
+        "http://elsewhere.test/out.html",
+    )
 
 
 def _conventional(before: int, headers: dict[str, str]) -> Response:
@@ -55,15 +61,19 @@ def test_sitemap_pages_are_requested_once_in_scope_and_fetched(tmp_path_factory:
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic("crawl")])
     group = f"test-crawler-sitemaps-{uuid.uuid4().hex}"
     start_group_at_end(settings, group, topics.CRAWL_REQUESTS)
-    site = Site({
-        "/robots.txt": _robots,
-        "/maps/index.xml": _index,
-        "/maps/pages.xml": _pages,
-        "/sitemap.xml": _conventional,
-        "/": fixed(html_page("Home", "/linked.html")),
-        **{path: fixed(html_page(path)) for path in ("/linked.html", "/from-map-1.html", "/from-map-2.html",
-                                                      "/conventional.html")},
-    })
+    site = Site(
+        {
+            "/robots.txt": _robots,
+            "/maps/index.xml": _index,
+            "/maps/pages.xml": _pages,
+            "/sitemap.xml": _conventional,
+            "/": fixed(html_page("Home", "/linked.html")),
+            **{
+                path: fixed(html_page(path))
+                for path in ("/linked.html", "/from-map-1.html", "/from-map-2.html", "/conventional.html")
+            },
+        }
+    )
     crawl_id = uuid.uuid4().hex
     with serve(site):
         producer = bus.make_producer(settings)
@@ -77,8 +87,13 @@ def test_sitemap_pages_are_requested_once_in_scope_and_fetched(tmp_path_factory:
     requests = read_to_end(settings, topics.CRAWL_REQUESTS, lambda r: r.crawl_id == crawl_id)
     sources = {str(r.url).removeprefix(site.url.rstrip("/")): r.source for r in requests}
     assert Counter(str(r.url) for r in requests).most_common(1)[0][1] == 1, "a URL was requested twice"
-    assert sources == {"/": "seed", "/linked.html": "link", "/from-map-1.html": "sitemap",
-                       "/from-map-2.html": "sitemap", "/conventional.html": "sitemap"}
+    assert sources == {
+        "/": "seed",
+        "/linked.html": "link",
+        "/from-map-1.html": "sitemap",
+        "/from-map-2.html": "sitemap",
+        "/conventional.html": "sitemap",
+    }
     assert all(r.depth == 1 and r.fetch_mode == "http" for r in requests if r.source == "sitemap")
     pages = read_to_end(settings, topics.PAGES_RAW, lambda r: r.crawl_id == crawl_id)
     assert {str(page.url).removeprefix(site.url.rstrip("/")) for page in pages} == set(sources)

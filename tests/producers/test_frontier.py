@@ -26,14 +26,25 @@ def test_normalize_url(raw: str, normalized: str) -> None:
     assert frontier.normalize_url(raw) == normalized
 
 
-@pytest.mark.parametrize("bad", ["mailto:a@example.com", "ftp://example.com/x", "/relative/path", "javascript:void(0)", "http://"])
+@pytest.mark.parametrize(
+    "bad", ["mailto:a@example.com", "ftp://example.com/x", "/relative/path", "javascript:void(0)", "http://"]
+)
 def test_normalize_refuses_what_is_not_an_http_page(bad: str) -> None:
     with pytest.raises(ValueError, match="http"):
         frontier.normalize_url(bad)
 
 
-@pytest.mark.parametrize("bad", ["http://exa mple.test/", "http://a..b/", "http://-a.test/", "http://a.test:0/",
-                                 "http://a.test:99999/", "http://[::zz]/"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "http://exa mple.test/",
+        "http://a..b/",
+        "http://-a.test/",
+        "http://a.test:0/",
+        "http://a.test:99999/",
+        "http://[::zz]/",
+    ],
+)
 def test_normalize_refuses_an_invalid_host_or_port(bad: str) -> None:
     with pytest.raises(ValueError, match="(?i)invalid"):
         frontier.normalize_url(bad)
@@ -66,7 +77,9 @@ def test_a_seed_is_scoped_to_its_host_plus_allowed_domains() -> None:
 
 
 def test_a_link_request_carries_its_seeds_scope() -> None:
-    link = _request("http://cdn.example.org/x", source="link", depth=1, allowed_domains=["news.example.com", "cdn.example.org"])
+    link = _request(
+        "http://cdn.example.org/x", source="link", depth=1, allowed_domains=["news.example.com", "cdn.example.org"]
+    )
     assert frontier.scope_domains(link) == ["news.example.com", "cdn.example.org"]
 
 
@@ -125,7 +138,9 @@ Disallow: /
 def test_robots_disallows_a_path_and_gives_the_crawl_delay() -> None:
     rules = frontier.parse_robots(200, ROBOTS)
     ua = "ctrlgpt-crawler/0.1 (+https://github.com/ctrlgpt)"
-    assert frontier.robots_decision(rules, ua, "http://example.com/articles/a.html") == frontier.RobotsDecision(True, 3.0)
+    assert frontier.robots_decision(rules, ua, "http://example.com/articles/a.html") == frontier.RobotsDecision(
+        True, 3.0
+    )
     assert not frontier.robots_decision(rules, ua, "http://example.com/private/staff.html").allowed
     assert not frontier.robots_decision(rules, "badbot/1.0", "http://example.com/articles/a.html").allowed
 
@@ -168,8 +183,16 @@ def test_fetch_verdict(status: int, content_type: str, verdict: Verdict) -> None
 
 def test_next_requests_follow_new_in_scope_links_one_level_deeper() -> None:
     seed = _request("http://site.test/", max_depth=2)
-    links = ["http://site.test/", "http://site.test/a", "http://site.test/b", "http://elsewhere.test/c", "http://site.test/b"]
-    wanted, cut = frontier.next_requests(seed, links, known={"http://site.test/a"}, requested_per_host={}, max_pages=100)
+    links = [
+        "http://site.test/",
+        "http://site.test/a",
+        "http://site.test/b",
+        "http://elsewhere.test/c",
+        "http://site.test/b",
+    ]
+    wanted, cut = frontier.next_requests(
+        seed, links, known={"http://site.test/a"}, requested_per_host={}, max_pages=100
+    )
     assert cut == 0
     assert [r.url for r in wanted] == ["http://site.test/b"]
     assert all(r.depth == 1 and r.source == "link" and r.crawl_id == "c1" and r.max_depth == 2 for r in wanted)
@@ -178,7 +201,10 @@ def test_next_requests_follow_new_in_scope_links_one_level_deeper() -> None:
 
 def test_next_requests_stop_at_max_depth() -> None:
     deep = _request("http://site.test/a", depth=2, max_depth=2, source="link", allowed_domains=["site.test"])
-    assert frontier.next_requests(deep, ["http://site.test/b"], known=set(), requested_per_host={}, max_pages=100) == ([], 0)
+    assert frontier.next_requests(deep, ["http://site.test/b"], known=set(), requested_per_host={}, max_pages=100) == (
+        [],
+        0,
+    )
 
 
 def test_next_requests_respect_the_page_budget_per_host() -> None:

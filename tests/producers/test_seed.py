@@ -10,7 +10,9 @@ from producers.seed import seed_requests
 def test_seed_requests_are_normalized_deduplicated_and_scoped() -> None:
     requests = seed_requests(
         ["HTTP://Site.test/#top", "http://site.test/", "https://other.test/x"],
-        crawl_id="c9", max_depth=1, allowed_domains=["CDN.test"],
+        crawl_id="c9",
+        max_depth=1,
+        allowed_domains=["CDN.test"],
     )
     assert [r.url for r in requests] == ["http://site.test/", "https://other.test/x"]
     assert all(r.crawl_id == "c9" and r.depth == 0 and r.max_depth == 1 and r.source == "seed" for r in requests)
@@ -23,8 +25,9 @@ def test_seed_refuses_a_url_that_is_not_http() -> None:
 
 
 def test_seed_requests_carry_the_fetch_mode_and_page_cap() -> None:
-    (request,) = seed_requests(["http://ok.test/"], crawl_id="c", max_depth=1, allowed_domains=[], fetch_mode="http",
-                               max_pages=5)
+    (request,) = seed_requests(
+        ["http://ok.test/"], crawl_id="c", max_depth=1, allowed_domains=[], fetch_mode="http", max_pages=5
+    )
     assert request.fetch_mode == "http" and request.max_pages == 5
     (default,) = seed_requests(["http://ok.test/"], crawl_id="c", max_depth=1, allowed_domains=[])
     assert default.fetch_mode == "browser" and default.max_pages is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Producer
@@ -22,8 +22,15 @@ pytestmark = pytest.mark.integration
 
 def _page(url: str) -> PageCleaned:
     return PageCleaned(
-        url=url, domain="example.org", title="A title", summary="A summary.", text="Some text.",
-        language="en", content_sha256="0" * 64, fetched_at=datetime.now(timezone.utc), crawl_id="test",
+        url=url,
+        domain="example.org",
+        title="A title",
+        summary="A summary.",
+        text="Some text.",
+        language="en",
+        content_sha256="0" * 64,
+        fetched_at=datetime.now(UTC),
+        crawl_id="test",
     )
 
 
@@ -64,7 +71,8 @@ def test_consume_dead_letters_bad_records_and_waits_out_an_outage(settings):
     assert written == [good], "the good record is written once, after the outage, and the poison one never"
 
     letters = read_records(
-        settings, topics.dead_letter_topic("index"),
+        settings,
+        topics.dead_letter_topic("index"),
         until=lambda found: len(found) >= 2,
         keep=lambda letter: letter.source_topic == topic.name,
     )
@@ -122,13 +130,21 @@ def test_a_rebalance_while_paused_neither_loses_nor_doubles_the_held_records(set
                 raise bus.ServiceUnavailable("search engine down (simulated outage)")
             with lock:
                 written[name].extend(received.record.url for received in batch)
+
         return write
 
     def start(name: str) -> threading.Thread:
-        worker = threading.Thread(target=bus.consume, kwargs=dict(
-            settings=settings, group=f"test-rebalance-{run}", topic=topic, stage="index", write=writer(name),
-            stop=stop,
-        ))
+        worker = threading.Thread(
+            target=bus.consume,
+            kwargs=dict(
+                settings=settings,
+                group=f"test-rebalance-{run}",
+                topic=topic,
+                stage="index",
+                write=writer(name),
+                stop=stop,
+            ),
+        )
         worker.start()
         return worker
 
@@ -181,9 +197,17 @@ def test_paused_through_an_outage_the_stage_resumes_where_it_stopped(settings):
         if len(written) >= len(urls):
             stop.set()
 
-    worker = threading.Thread(target=bus.consume, kwargs=dict(
-        settings=settings, group=f"test-resume-{run}", topic=topic, stage="index", write=write, stop=stop,
-    ))
+    worker = threading.Thread(
+        target=bus.consume,
+        kwargs=dict(
+            settings=settings,
+            group=f"test-resume-{run}",
+            topic=topic,
+            stage="index",
+            write=write,
+            stop=stop,
+        ),
+    )
     worker.start()
     worker.join(timeout=90)
     assert not worker.is_alive(), f"{len(written)} of {len(urls)} records written"

@@ -94,14 +94,17 @@ def test_a_clean_page_too_large_for_a_message_is_rejected_with_its_size():
     good = topics.PAGES_RAW.encode(_raw_page("https://rail.example.com/night"))
     size = clean_messages([good], min_chars=100)[0].encoded_bytes
 
-    fits, too_large = clean_messages([good, good], min_chars=100, max_page_bytes=size), clean_messages(
-        [good], min_chars=100, max_page_bytes=size - 1
+    fits, too_large = (
+        clean_messages([good, good], min_chars=100, max_page_bytes=size),
+        clean_messages([good], min_chars=100, max_page_bytes=size - 1),
     )
 
     assert [type(outcome) for outcome in fits] == [Cleaned, Cleaned]
     assert too_large == [
-        Rejection(f"https://rail.example.com/night: clean page of {size} bytes, over the {size - 1} bytes a message may carry",
-                  "PageTooLarge")
+        Rejection(
+            f"https://rail.example.com/night: clean page of {size} bytes, over the {size - 1} bytes a message may carry",
+            "PageTooLarge",
+        )
     ]
 
 
@@ -178,12 +181,18 @@ def test_the_worker_cleans_raw_pages_and_dead_letters_the_rest(settings, tmp_pat
         worker = subprocess.Popen([*command, "cleaner"], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             cleaned = read_records(
-                settings, topics.PAGES_CLEAN, keep=lambda page: page.url == good,
-                until=lambda found: bool(found) or worker.poll() is not None, timeout=120,
+                settings,
+                topics.PAGES_CLEAN,
+                keep=lambda page: page.url == good,
+                until=lambda found: bool(found) or worker.poll() is not None,
+                timeout=120,
             )
             letters = read_records(
-                settings, topics.dead_letter_topic("clean"), keep=lambda letter: letter.key in (empty, malformed),
-                until=lambda found: len(found) >= 2 or worker.poll() is not None, timeout=120,
+                settings,
+                topics.dead_letter_topic("clean"),
+                keep=lambda letter: letter.key in (empty, malformed),
+                until=lambda found: len(found) >= 2 or worker.poll() is not None,
+                timeout=120,
             )
         finally:
             worker.send_signal(signal.SIGTERM)
@@ -224,7 +233,7 @@ def test_a_partition_whose_committed_offset_is_behind_its_end_is_found(settings)
     producer = bus.make_producer(settings)
     try:
         for partition, messages in ((0, 3), (1, 2), (2, 0)):
-            for n in range(messages):
+            for _n in range(messages):
                 producer.produce(topic, value=b"x", partition=partition)
         bus.flush_or_raise(producer)
         positions = bus.make_consumer(settings, group)

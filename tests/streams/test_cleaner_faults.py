@@ -91,7 +91,9 @@ def test_malformed_and_oversized_raw_records_are_dead_lettered_and_later_pages_s
         f"{run}-tombstone": None,
     }
     # A real page as large as the broker takes: cleaned (or, if its text alone would not fit, dead-lettered).
-    huge = raw(f"https://poison-{run}.example.com/huge", crawl, html("Huge", "".join(article(n, 300) for n in range(55))))
+    huge = raw(
+        f"https://poison-{run}.example.com/huge", crawl, html("Huge", "".join(article(n, 300) for n in range(55)))
+    )
     later = [raw(f"https://poison-{run}.example.com/{n}", crawl, html(f"Story {n}", article(n))) for n in range(20)]
     _raw_topics(settings)
     start_group_at_end(settings, app_id, topics.PAGES_RAW.name)

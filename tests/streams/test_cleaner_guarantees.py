@@ -37,7 +37,9 @@ def test_near_duplicates_are_marked_and_the_fingerprints_survive_a_restart(setti
     bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic("clean")])
     start_group_at_end(settings, app_id, topics.PAGES_RAW.name)
     reader = CleanReader(settings, crawl)
-    story, copy, other, later = (f"https://site-{run}.example.com/{name}" for name in ("story", "copy", "other", "later"))
+    story, copy, other, later = (
+        f"https://site-{run}.example.com/{name}" for name in ("story", "copy", "other", "later")
+    )
     text = article(1)
     edited = text.replace(text.split(" ")[40], "zebra", 1)
     log_path = tmp_path / "cleaner.log"
@@ -50,16 +52,20 @@ def test_near_duplicates_are_marked_and_the_fingerprints_survive_a_restart(setti
         reader.read_until(lambda pages: len(pages) >= 2 or worker.poll() is not None)
         publish(settings, [raw(copy, crawl, html("Copy", edited))], partition=1)
         publish(settings, [raw(story, crawl, html("Story", text))], partition=2)
-        first = list(reader.read_until(
-            lambda pages: sum(page.url == story for page in pages) >= 2 and copy in unique_urls(pages)
-            or worker.poll() is not None
-        ))
+        first = list(
+            reader.read_until(
+                lambda pages: (
+                    (sum(page.url == story for page in pages) >= 2 and copy in unique_urls(pages))
+                    or worker.poll() is not None
+                )
+            )
+        )
     finally:
         first_rc = stop(worker)
     publish(settings, [raw(later, crawl, html("Later", text))], partition=1)
     worker = start_cleaner(app_id, tmp_path / "second", log_path)
     try:
-        second = reader.read_until(lambda pages: later in unique_urls(pages) or worker.poll() is not None)[len(first):]
+        second = reader.read_until(lambda pages: later in unique_urls(pages) or worker.poll() is not None)[len(first) :]
     finally:
         second_rc = stop(worker)
         reader.close()
@@ -88,7 +94,8 @@ def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_p
     stop_index = threading.Event()
     sink = PageIndexSink(es_url=settings.es_url, alias=alias)
     indexer = threading.Thread(
-        target=bus.run_sink, args=(settings, sink),
+        target=bus.run_sink,
+        args=(settings, sink),
         kwargs={"group": f"test-index-{run}", "topic": topics.PAGES_CLEAN, "stage": "index", "stop": stop_index},
     )
     indexer.start()
@@ -105,7 +112,9 @@ def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_p
         before_restart = len(unique_urls(reader.read_to_end(settings)))
         worker = start_cleaner(app_id, tmp_path / "second", log_path)
         try:
-            cleaned = reader.read_until(lambda found: len(unique_urls(found)) >= len(pages) or worker.poll() is not None)
+            cleaned = reader.read_until(
+                lambda found: len(unique_urls(found)) >= len(pages) or worker.poll() is not None
+            )
             indexed = _wait_for_count(es, alias, crawl, len(pages))
         finally:
             restarted_rc = stop(worker)

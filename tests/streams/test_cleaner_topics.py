@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,8 +17,15 @@ from streams.records import PageCleaned
 
 def _page(url: str) -> PageCleaned:
     return PageCleaned(
-        url=url, domain="example.org", title="A title", summary="", text="Some text.", language="en",
-        content_sha256="0" * 64, fetched_at=datetime(2026, 1, 1, tzinfo=timezone.utc), crawl_id="test",
+        url=url,
+        domain="example.org",
+        title="A title",
+        summary="",
+        text="Some text.",
+        language="en",
+        content_sha256="0" * 64,
+        fetched_at=datetime(2026, 1, 1, tzinfo=UTC),
+        crawl_id="test",
     )
 
 
@@ -32,8 +39,10 @@ def test_the_internal_topic_is_the_apps_own_with_one_partition_and_not_in_the_re
 def test_a_cleaned_batch_round_trips_with_its_fingerprints():
     topic = fingerprinted_topic("test-cleaner")
     batch = PagesFingerprinted(
-        pages=[FingerprintedPage(page=_page("http://example.org/a"), simhash=2**64 - 1),
-               FingerprintedPage(page=_page("http://example.org/b"), simhash=0)]
+        pages=[
+            FingerprintedPage(page=_page("http://example.org/a"), simhash=2**64 - 1),
+            FingerprintedPage(page=_page("http://example.org/b"), simhash=0),
+        ]
     )
     assert topic.decode(topic.encode(batch)) == batch
     with pytest.raises(ValueError):

@@ -1,6 +1,6 @@
 import hashlib
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -205,7 +205,7 @@ def test_the_published_date_comes_from_the_page_metadata():
         "<head>", '<head><meta property="article:published_time" content="2024-05-17T08:30:00+00:00">'
     )
 
-    assert clean_page(fetched(html)).published == datetime(2024, 5, 17, tzinfo=timezone.utc)
+    assert clean_page(fetched(html)).published == datetime(2024, 5, 17, tzinfo=UTC)
 
 
 def test_a_page_that_states_no_date_has_none():
@@ -218,16 +218,20 @@ def test_the_demo_sites_articles_pass_with_the_date_of_their_byline():
     pages = [clean_page(fetched(render_article(a, articles), url=f"http://127.0.0.1:8090/{a.slug}")) for a in articles]
 
     assert len(pages) == len(articles)
-    assert pages[0].published == datetime(2024, 3, 1, tzinfo=timezone.utc)
+    assert pages[0].published == datetime(2024, 3, 1, tzinfo=UTC)
 
 
 def test_the_demo_sites_index_page_is_rejected_as_a_list_of_headlines():
-    with pytest.raises(PageRejected, match=r"boilerplate only: a list of 30 linked headlines holds \d+% of the main text"):
+    with pytest.raises(
+        PageRejected, match=r"boilerplate only: a list of 30 linked headlines holds \d+% of the main text"
+    ):
         clean_page(fetched(render_index(load_articles()), url="http://127.0.0.1:8090/"))
 
 
 def test_a_page_of_mostly_link_text_is_rejected():
-    links = " ".join(f'<a href="/tag/{n}">Further reading about the harbour and its boats, part {n}</a>' for n in range(12))
+    links = " ".join(
+        f'<a href="/tag/{n}">Further reading about the harbour and its boats, part {n}</a>' for n in range(12)
+    )
     html = f"<html><body><article><p>{LONG_PARAGRAPH}</p><p>{links}</p></article></body></html>"
 
     with pytest.raises(PageRejected, match=r"boilerplate only: \d+% of the main text is link text \(limit 50%\)"):

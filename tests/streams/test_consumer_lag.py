@@ -20,12 +20,20 @@ def window(*points: tuple[int, int], start: float = 0.0, step: float = 10.0) -> 
     return [OffsetSample(start + i * step, committed, end) for i, (committed, end) in enumerate(points)]
 
 
-def status_of(samples: list[OffsetSample], *, owned: bool = False, stop_after_s: float = 120.0, now: float | None = None,
-              unchanged_since: float | None = None) -> Status:
+def status_of(
+    samples: list[OffsetSample],
+    *,
+    owned: bool = False,
+    stop_after_s: float = 120.0,
+    now: float | None = None,
+    unchanged_since: float | None = None,
+) -> Status:
     now = samples[-1].at if now is None else now
     if unchanged_since is None:
         unchanged_since = next(s.at for s in samples if s.committed == samples[-1].committed)
-    return evaluate_partition(samples, now=now, unchanged_since=unchanged_since, owned=owned, stop_after_s=stop_after_s).status
+    return evaluate_partition(
+        samples, now=now, unchanged_since=unchanged_since, owned=owned, stop_after_s=stop_after_s
+    ).status
 
 
 def test_caught_up_consumer_is_ok() -> None:
@@ -96,9 +104,15 @@ def test_no_time_to_drain_when_the_log_grows_faster() -> None:
 
 
 def test_group_status_is_the_worst_partition_and_burrow_folds_errors_into_err() -> None:
-    ok = evaluate_partition(window((5, 5)), now=0, unchanged_since=0, owned=True, stop_after_s=60, topic="t", partition=0)
-    warn = evaluate_partition(window((1, 5), (1, 9)), now=10, unchanged_since=0, owned=True, stop_after_s=60, topic="t", partition=1)
-    stop = evaluate_partition(window((1, 5), (1, 9)), now=100, unchanged_since=0, owned=False, stop_after_s=60, topic="t", partition=2)
+    ok = evaluate_partition(
+        window((5, 5)), now=0, unchanged_since=0, owned=True, stop_after_s=60, topic="t", partition=0
+    )
+    warn = evaluate_partition(
+        window((1, 5), (1, 9)), now=10, unchanged_since=0, owned=True, stop_after_s=60, topic="t", partition=1
+    )
+    stop = evaluate_partition(
+        window((1, 5), (1, 9)), now=100, unchanged_since=0, owned=False, stop_after_s=60, topic="t", partition=2
+    )
     assert evaluate_group("g", [ok, warn]).status is Status.WARN
     assert evaluate_group("g", [ok, warn]).burrow_status == "WARN"
     group = evaluate_group("g", [stop, ok, warn])

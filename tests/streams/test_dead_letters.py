@@ -11,8 +11,14 @@ from streams import bus, topics
 
 def _letter(value: bytes) -> tuple[bus.Outgoing, object]:
     message = bus.dead_letter(
-        "index", source_topic="ctrlgpt.pages.clean", value=value, key=b"https://example.org/big", partition=2,
-        offset=41, reason="ctrlgpt.pages.clean: not JSON", error_type="ContractError",
+        "index",
+        source_topic="ctrlgpt.pages.clean",
+        value=value,
+        key=b"https://example.org/big",
+        partition=2,
+        offset=41,
+        reason="ctrlgpt.pages.clean: not JSON",
+        error_type="ContractError",
     )
     return message, topics.dead_letter_topic("index").decode(message.value)
 
@@ -32,7 +38,10 @@ def test_a_7_mb_original_keeps_its_reason_source_and_an_excerpt_under_the_produc
     assert (letter.truncated, letter.original_size) == (True, len(original))
     assert base64.b64decode(letter.original_base64) == original[: bus.DEAD_LETTER_EXCERPT_BYTES]
     assert (letter.source_topic, letter.partition, letter.offset, letter.key) == (
-        "ctrlgpt.pages.clean", 2, 41, "https://example.org/big"
+        "ctrlgpt.pages.clean",
+        2,
+        41,
+        "https://example.org/big",
     )
     assert letter.reason == "ctrlgpt.pages.clean: not JSON"
 

@@ -11,11 +11,21 @@ from streams import groups
 def test_the_services_groups_keep_the_names_their_offsets_are_committed_under():
     # A renamed group would start its service again from the beginning of its topics.
     assert (
-        groups.CRAWLER, groups.CLEANER, groups.INDEX_SINK, groups.DOCCANO_SINK, groups.LABEL_BRIDGE, groups.TRAINER,
+        groups.CRAWLER,
+        groups.CLEANER,
+        groups.INDEX_SINK,
+        groups.DOCCANO_SINK,
+        groups.LABEL_BRIDGE,
+        groups.TRAINER,
         groups.CONNECT,
     ) == (
-        "ctrlgpt-crawler", "ctrlgpt-cleaner", "ctrlgpt-index", "ctrlgpt-doccano", "ctrlgpt-label-bridge",
-        "ctrlgpt-trainer", "ctrlgpt-connect",
+        "ctrlgpt-crawler",
+        "ctrlgpt-cleaner",
+        "ctrlgpt-index",
+        "ctrlgpt-doccano",
+        "ctrlgpt-label-bridge",
+        "ctrlgpt-trainer",
+        "ctrlgpt-connect",
     )
     assert groups.trainer_commands(groups.TRAINER) == "ctrlgpt-trainer-commands"
     assert groups.api_replica("replica-a") == "ctrlgpt-api-replica-a"
@@ -33,8 +43,15 @@ def test_the_settings_that_rename_a_group_default_to_its_constant():
 def test_the_lag_report_selects_every_group_of_ctrlgpt_by_default():
     selected = re.compile(Settings.model_fields["ops_groups"].default)
     names = [
-        groups.CRAWLER, groups.CLEANER, groups.INDEX_SINK, groups.DOCCANO_SINK, groups.LABEL_BRIDGE, groups.TRAINER,
-        groups.CONNECT, groups.trainer_commands(groups.TRAINER), groups.api_replica("host-8080"),
+        groups.CRAWLER,
+        groups.CLEANER,
+        groups.INDEX_SINK,
+        groups.DOCCANO_SINK,
+        groups.LABEL_BRIDGE,
+        groups.TRAINER,
+        groups.CONNECT,
+        groups.trainer_commands(groups.TRAINER),
+        groups.api_replica("host-8080"),
     ]
     assert all(selected.match(name) for name in names)
 

@@ -59,7 +59,9 @@ def _produce(settings: Settings, topic: Topic, values: list[bytes], key: bytes) 
 def _letters(settings: Settings, stage: str, source: Topic, positions: list[tuple[int, int]]) -> list[DeadLetter]:
     wanted = set(positions)
     return read_records(
-        settings, topics.dead_letter_topic(stage), until=lambda found: len(found) >= len(wanted),
+        settings,
+        topics.dead_letter_topic(stage),
+        until=lambda found: len(found) >= len(wanted),
         keep=lambda letter: letter.source_topic == source.name and (letter.partition, letter.offset) in wanted,
         timeout=120,
     )
@@ -82,7 +84,7 @@ def _running(target: Callable[[threading.Event], None]) -> Iterator[threading.Ev
     def run() -> None:
         try:
             target(stop)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -97,10 +99,20 @@ def _running(target: Callable[[threading.Event], None]) -> Iterator[threading.Ev
 
 
 def _page(url: str, crawl_id: str) -> PageCleaned:
-    text = "\n".join(f"Paragraph {n} of a page that is good to label, about harbours and ferries at dawn." * 3
-                     for n in range(3))
-    return PageCleaned(url=url, domain="example.org", title="A good page", summary="Good.", text=text,
-                       language="en", content_sha256="0" * 64, fetched_at=datetime.now(UTC), crawl_id=crawl_id)
+    text = "\n".join(
+        f"Paragraph {n} of a page that is good to label, about harbours and ferries at dawn." * 3 for n in range(3)
+    )
+    return PageCleaned(
+        url=url,
+        domain="example.org",
+        title="A good page",
+        summary="Good.",
+        text=text,
+        language="en",
+        content_sha256="0" * 64,
+        fetched_at=datetime.now(UTC),
+        crawl_id=crawl_id,
+    )
 
 
 def _publish_poison_then_good(settings: Settings, topic: Topic, good: bytes, key: bytes) -> tuple[list, list[int]]:
@@ -118,12 +130,16 @@ def test_the_index_sink_dead_letters_poison_and_indexes_the_next_page(settings: 
     sink = PageIndexSink(es_url=settings.es_url, alias=alias)
     es = Elasticsearch(settings.es_url)
     try:
-        with _running(lambda stop: bus.run_sink(settings, sink, group=group, topic=topics.PAGES_CLEAN,
-                                                stage="index", stop=stop)):
+        with _running(
+            lambda stop: bus.run_sink(settings, sink, group=group, topic=topics.PAGES_CLEAN, stage="index", stop=stop)
+        ):
             letters = _letters(settings, "index", topics.PAGES_CLEAN, positions)
             indexed = retrying(AssertionError, what="the good page indexed", give_up_after_s=60, max_delay_s=1)(
-                lambda: es.get(index=alias, id=document_id(url)) if es.exists(index=alias, id=document_id(url))
-                else _fail("not indexed yet")
+                lambda: (
+                    es.get(index=alias, id=document_id(url))
+                    if es.exists(index=alias, id=document_id(url))
+                    else _fail("not indexed yet")
+                )
             )
     finally:
         es.options(ignore_status=404).indices.delete(index=sink.first_index)
@@ -142,12 +158,15 @@ def test_the_doccano_sink_dead_letters_poison_and_sends_the_next_page(settings: 
     good = topics.PAGES_CLEAN.encode(_page(url, run))
     positions, sizes = _publish_poison_then_good(settings, topics.PAGES_CLEAN, good, url.encode())
     sink = PassageSink(
-        doccano_url=settings.doccano_url, username=settings.doccano_username,
+        doccano_url=settings.doccano_url,
+        username=settings.doccano_username,
         password=secrets.load_or_create(settings.secrets_file).doccano_password,
-        project_name=f"test poison {run}", expansion_project_name=f"test poison expansions {run}",
+        project_name=f"test poison {run}",
+        expansion_project_name=f"test poison expansions {run}",
     )
-    with _running(lambda stop: bus.run_sink(settings, sink, group=group, topic=topics.PAGES_CLEAN,
-                                            stage="doccano", stop=stop)):
+    with _running(
+        lambda stop: bus.run_sink(settings, sink, group=group, topic=topics.PAGES_CLEAN, stage="doccano", stop=stop)
+    ):
         letters = _letters(settings, "doccano", topics.PAGES_CLEAN, positions)
         expansions = retrying(AssertionError, what="the good page in doccano", give_up_after_s=60, max_delay_s=1)(
             lambda: _expansion_keys(settings, sink) or _fail("no expansion yet")
@@ -163,8 +182,12 @@ def test_the_crawler_dead_letters_poison_and_crawls_the_next_request(settings: S
     group = f"test-poison-crawl-{run}"
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic("crawl")])
     start_group_at_end(settings, group, topics.CRAWL_REQUESTS)
-    site = Site({"/robots.txt": fixed((200, {"Content-Type": "text/plain"}, b"User-agent: *\nCrawl-delay: 0\n")),
-                 "/": fixed(html_page("Good"))})
+    site = Site(
+        {
+            "/robots.txt": fixed((200, {"Content-Type": "text/plain"}, b"User-agent: *\nCrawl-delay: 0\n")),
+            "/": fixed(html_page("Good")),
+        }
+    )
     with serve(site):
         request = CrawlRequested(url=site.url, crawl_id=run, max_depth=0, fetch_mode="http")
         positions, sizes = _publish_poison_then_good(
@@ -174,8 +197,10 @@ def test_the_crawler_dead_letters_poison_and_crawls_the_next_request(settings: S
         try:
             letters = _letters(settings, "crawl", topics.CRAWL_REQUESTS, positions)
             fetched = retrying(AssertionError, what="the good request crawled", give_up_after_s=60, max_delay_s=1)(
-                lambda: read_to_end(settings, topics.PAGES_RAW, lambda page: page.crawl_id == run)
-                or _fail("not crawled yet")
+                lambda: (
+                    read_to_end(settings, topics.PAGES_RAW, lambda page: page.crawl_id == run)
+                    or _fail("not crawled yet")
+                )
             )
         finally:
             crawler.finish()
@@ -207,7 +232,8 @@ def _delete_projects(settings: Settings, sink: PassageSink) -> None:
 
 
 def _client(settings: Settings) -> DoccanoClient:
-    client = DoccanoClient(settings.doccano_url, settings.doccano_username,
-                           secrets.load_or_create(settings.secrets_file).doccano_password)
+    client = DoccanoClient(
+        settings.doccano_url, settings.doccano_username, secrets.load_or_create(settings.secrets_file).doccano_password
+    )
     client.login()
     return client

@@ -19,7 +19,9 @@ def test_an_empty_body_is_not_judged_here():
 
 
 def test_mostly_link_text_is_boilerplate():
-    links = "<p>" + " ".join(f"<ref target='/{n}'>Another story about ferries number {n}</ref>" for n in range(10)) + "</p>"
+    links = (
+        "<p>" + " ".join(f"<ref target='/{n}'>Another story about ferries number {n}</ref>" for n in range(10)) + "</p>"
+    )
 
     assert boilerplate_reason(_body(ARTICLE_PARAGRAPH + links)) == (
         "boilerplate only: 52% of the main text is link text (limit 50%)"

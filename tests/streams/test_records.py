@@ -22,7 +22,9 @@ def test_model_updates_topic_is_compacted_and_keyed_by_model_name():
 
 def test_encode_then_decode_gives_the_same_record():
     label = LabelRecorded(
-        label_id="doccano:1:2:3", source="doccano", annotator="ann",
+        label_id="doccano:1:2:3",
+        source="doccano",
+        annotator="ann",
         label={"kind": "sentiment", "text": "What a lovely day.", "sentiment": "positive"},
     )
     decoded = topics.LABELS.decode(topics.LABELS.encode(label))
@@ -54,15 +56,24 @@ def test_decode_names_what_is_wrong(payload, reason):
 def test_label_kinds_are_validated():
     with pytest.raises(ContractError, match="label"):
         topics.LABELS.decode(
-            json.dumps({"label_id": "x", "source": "api", "annotator": "a", "label": {"kind": "mood", "text": "t"}}).encode()
+            json.dumps(
+                {"label_id": "x", "source": "api", "annotator": "a", "label": {"kind": "mood", "text": "t"}}
+            ).encode()
         )
 
 
 def test_clean_page_needs_text():
     with pytest.raises(ValueError):
         PageCleaned(
-            url="http://example.org/a", domain="example.org", title="t", summary="s", text="",
-            language="en", content_sha256="0", fetched_at="2026-01-01T00:00:00Z", crawl_id="c",
+            url="http://example.org/a",
+            domain="example.org",
+            title="t",
+            summary="s",
+            text="",
+            language="en",
+            content_sha256="0",
+            fetched_at="2026-01-01T00:00:00Z",
+            crawl_id="c",
         )
 
 
@@ -75,7 +86,11 @@ def test_dead_letter_topics_exist_for_every_stage():
 
 def test_a_dead_letter_of_an_unknown_stage_is_not_a_dead_letter():
     letter = {
-        "stage": "cleaner", "source_topic": "ctrlgpt.pages.raw", "reason": "r", "error_type": "E", "original_base64": "",
+        "stage": "cleaner",
+        "source_topic": "ctrlgpt.pages.raw",
+        "reason": "r",
+        "error_type": "E",
+        "original_base64": "",
     }
     with pytest.raises(ContractError, match="stage"):
         topics.dead_letter_topic("clean").decode(json.dumps(letter).encode())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from hashlib import sha256
 
 import pytest
@@ -57,7 +57,7 @@ def pages(count: int = 30, crawl_id: str = "test-crawl") -> list[PageCleaned]:
                 text=text,
                 language="en",
                 content_sha256=sha256(text.encode()).hexdigest(),
-                fetched_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+                fetched_at=datetime(2025, 1, 1, tzinfo=UTC),
                 crawl_id=crawl_id,
             )
         )

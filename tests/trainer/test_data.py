@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streams.records import (
     ExpansionLabel,
@@ -21,7 +21,7 @@ def page(url: str, *, title: str = "A title", summary: str = "", text: str = "So
         text=text,
         language="en",
         content_sha256="0" * 64,
-        fetched_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        fetched_at=datetime(2025, 1, 1, tzinfo=UTC),
         crawl_id="c",
     )
 
@@ -55,7 +55,7 @@ def test_latest_page_per_url_wins():
 def test_held_out_split_is_deterministic_and_covers_both_sides(make_pages):
     pages = make_pages(30)
     train, held = data.split_pages(pages)
-    again_train, again_held = data.split_pages(list(reversed(pages)))
+    _again_train, again_held = data.split_pages(list(reversed(pages)))
     assert {p.url for p in held} == {p.url for p in again_held}
     assert {p.url for p in train} | {p.url for p in held} == {p.url for p in pages}
     assert not {p.url for p in train} & {p.url for p in held}

@@ -26,7 +26,16 @@ def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pag
         bus.publish(producer, topics.LABELS, event)
     bus.flush_or_raise(producer)
     quick = Settings.model_validate(
-        {**settings.model_dump(), "data_dir": tmp_path, "policy_name": f"test-{run}", "sft_epochs": 1.0, "reward_epochs": 1.0, "ppo_episodes": 8, "train_max_new_pages": 40, "train_replay_pages": 8}
+        {
+            **settings.model_dump(),
+            "data_dir": tmp_path,
+            "policy_name": f"test-{run}",
+            "sft_epochs": 1.0,
+            "reward_epochs": 1.0,
+            "ppo_episodes": 8,
+            "train_max_new_pages": 40,
+            "train_replay_pages": 8,
+        }
     )
 
     [outcome] = pipeline.run(quick, run_id=run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
 from trainer import replay
@@ -18,7 +18,7 @@ def page(name: str, text: str = "Some body text.") -> PageCleaned:
         text=text,
         language="en",
         content_sha256="0" * 64,
-        fetched_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        fetched_at=datetime(2025, 1, 1, tzinfo=UTC),
         crawl_id="c",
     )
 

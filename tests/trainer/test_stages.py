@@ -90,7 +90,7 @@ def test_promoted_policy_loads_from_safetensors_and_generates(trained):
 
 
 def test_every_stage_was_announced_in_order(trained):
-    outcome, events = trained
+    _outcome, events = trained
     stages = [event.stage for event in events]
     firsts = [stage for i, stage in enumerate(stages) if stage not in stages[:i]]
     assert firsts == ["data", "tokenizer", "sft", "reward", "ppo", "gate", "register"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -70,6 +70,6 @@ def test_policy_refuses_nonsense():
 
 
 def test_old_commands_are_stale():
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     assert command_is_stale(now - timedelta(seconds=601), now, 600)
     assert not command_is_stale(now - timedelta(seconds=5), now, 600)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -62,9 +62,7 @@ def scheduler_of(runs: Runs, clock: Clock, **policy) -> TrainingScheduler:
 
 
 def command(command: str, run_id: str | None = None, age_s: float = 0.0) -> Received:
-    record = TrainingRequested(
-        command=command, run_id=run_id, created_at=datetime.now(timezone.utc) - timedelta(seconds=age_s)
-    )
+    record = TrainingRequested(command=command, run_id=run_id, created_at=datetime.now(UTC) - timedelta(seconds=age_s))
     value = topics.TRAINING_COMMANDS.encode(record)
     return Received(record, topics.TRAINING_COMMANDS.name, 0, 0, None, value)
 

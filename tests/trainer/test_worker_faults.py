@@ -96,7 +96,9 @@ def test_kafka_away_while_labels_arrive_the_trainer_stays_up_counts_every_label_
             settings,
             topics.dead_letter_topic("train"),
             until=lambda found: {(letter.source_topic, letter.key) for letter in found} >= set(poison),
-            keep=lambda letter: isinstance(letter, DeadLetter) and letter.key is not None and letter.key.startswith(run),
+            keep=lambda letter: (
+                isinstance(letter, DeadLetter) and letter.key is not None and letter.key.startswith(run)
+            ),
             timeout=120,
         )
         alive_at_end = worker.poll() is None

@@ -57,7 +57,9 @@ def test_worker_trains_on_labels_and_commands_and_cancels_on_command(settings, m
         wait_until(lambda: len(started) == 1, what="a run started by 3 labels", timeout=TIMEOUT_S)
 
         request_training(settings, "cancel", run_id=started[0], producer=producer, topic=commands)
-        wait_until(lambda: cancelled == started and scheduler.running is None, what="the run cancelled", timeout=TIMEOUT_S)
+        wait_until(
+            lambda: cancelled == started and scheduler.running is None, what="the run cancelled", timeout=TIMEOUT_S
+        )
 
         request_training(settings, "train", reason="test", producer=producer, topic=commands)
         wait_until(lambda: len(started) == 2, what="a run started by the operator", timeout=TIMEOUT_S)

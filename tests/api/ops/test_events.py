@@ -17,7 +17,8 @@ def test_runs_keep_their_curves_and_latest_stage() -> None:
     assert newest["run_id"] == "b" and newest["stage"] == "failed"
     assert older["stage"] == "done" and older["message"] == "v0002 promoted"
     assert [(p["stage"], p["reward"], p["kl"], p["loss"]) for p in older["points"]] == [
-        ("sft", None, None, 2.0), ("ppo", 0.1, 0.01, None),
+        ("sft", None, None, 2.0),
+        ("ppo", 0.1, 0.01, None),
     ]
     assert runs.by_stage() == {"done": 1, "failed": 1}
 
@@ -33,8 +34,12 @@ def test_only_the_latest_runs_are_kept_but_every_run_is_counted() -> None:
 def test_model_versions_keep_metrics_and_actions_in_order() -> None:
     versions = ModelVersions(max_versions=2)
     for version, action in (("v1", "promoted"), ("v2", "promoted"), ("v1", "rolled_back")):
-        versions.add(ModelPromoted(version=version, path="/m", manifest_sha256="0" * 64, metrics={"reward_mean": 0.5},
-                                   action=action))
+        versions.add(
+            ModelPromoted(
+                version=version, path="/m", manifest_sha256="0" * 64, metrics={"reward_mean": 0.5}, action=action
+            )
+        )
     assert [(v["version"], v["action"], v["metrics"]) for v in versions.all()] == [
-        ("v2", "promoted", {"reward_mean": 0.5}), ("v1", "rolled_back", {"reward_mean": 0.5}),
+        ("v2", "promoted", {"reward_mean": 0.5}),
+        ("v1", "rolled_back", {"reward_mean": 0.5}),
     ]

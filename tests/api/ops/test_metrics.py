@@ -35,8 +35,15 @@ def snapshot() -> OffsetsSnapshot:
     return OffsetsSnapshot(
         taken_at=1000.0,
         end_offsets={("ctrlgpt.pages.clean", 0): 12, ("ctrlgpt.pages.clean", 1): 8, ("ctrlgpt.dlq.index", 0): 3},
-        groups=(GroupOffsets(groups.INDEX_SINK, {("ctrlgpt.pages.clean", 0): 7, ("ctrlgpt.pages.clean", 1): 8},
-                             state="STABLE", members=1, owned=frozenset({("ctrlgpt.pages.clean", 0)})),),
+        groups=(
+            GroupOffsets(
+                groups.INDEX_SINK,
+                {("ctrlgpt.pages.clean", 0): 7, ("ctrlgpt.pages.clean", 1): 8},
+                state="STABLE",
+                members=1,
+                owned=frozenset({("ctrlgpt.pages.clean", 0)}),
+            ),
+        ),
     )
 
 
@@ -56,11 +63,22 @@ def test_kafka_figures_use_kafka_exporter_names(ops_settings) -> None:
     assert got[("kafka_consumergroup_lag", frozenset({**group, "partition": "1"}.items()))] == 0.0
     assert got[("kafka_consumergroup_current_offset", frozenset({**group, "partition": "0"}.items()))] == 7.0
     assert got[("kafka_consumergroup_lag_sum", frozenset(group.items()))] == 5.0
-    assert got[("kafka_topic_partition_current_offset", frozenset({"topic": "ctrlgpt.dlq.index", "partition": "0"}.items()))] == 3.0
+    assert (
+        got[
+            (
+                "kafka_topic_partition_current_offset",
+                frozenset({"topic": "ctrlgpt.dlq.index", "partition": "0"}.items()),
+            )
+        ]
+        == 3.0
+    )
     assert got[("ctrlgpt_topic_records_total", frozenset({"topic": "ctrlgpt.pages.clean"}.items()))] == 20.0
     assert got[("ctrlgpt_dead_letters_total", frozenset({"stage": "index"}.items()))] == 3.0
-    status = {dict(labels)["ctrlgpt_consumergroup_status"]: value for (name, labels), value in got.items()
-              if name == "ctrlgpt_consumergroup_status"}
+    status = {
+        dict(labels)["ctrlgpt_consumergroup_status"]: value
+        for (name, labels), value in got.items()
+        if name == "ctrlgpt_consumergroup_status"
+    }
     assert status["OK"] == 1.0 and status["STOP"] == 0.0
     assert got[("ctrlgpt_training_runs", frozenset({"stage": "done"}.items()))] == 1.0
     assert got[("ctrlgpt_training_runs", frozenset({"stage": "ppo"}.items()))] == 1.0
@@ -95,8 +113,11 @@ def test_served_model_versions_are_exported(ops_settings, make_version) -> None:
     assert not [k for k in scrape(None, holders) if k[0] == "ctrlgpt_model_info"]
     holders.holder("positive").swap(make_version("v7", name="policy-positive").load())
     holders.holder("negative").swap(make_version("v8", name="policy-negative").load())
-    info = {dict(labels)["model_name"]: dict(labels)["version"] for name, labels in scrape(None, holders)
-            if name == "ctrlgpt_model_info"}
+    info = {
+        dict(labels)["model_name"]: dict(labels)["version"]
+        for name, labels in scrape(None, holders)
+        if name == "ctrlgpt_model_info"
+    }
     assert info == {"policy-positive": "v7", "policy-negative": "v8"}
 
 

@@ -46,7 +46,10 @@ def test_metrics_export_a_groups_lag_from_the_broker(api_settings):
     labels = frozenset({"consumergroup": group, "topic": topic.name, "partition": "0"}.items())
     assert values(text, "kafka_consumergroup_lag")[labels] == 3.0
     assert values(text, "kafka_consumergroup_current_offset")[labels] == 4.0
-    assert values(text, "kafka_topic_partition_current_offset")[frozenset({"topic": topic.name, "partition": "0"}.items())] == 7.0
+    assert (
+        values(text, "kafka_topic_partition_current_offset")[frozenset({"topic": topic.name, "partition": "0"}.items())]
+        == 7.0
+    )
     assert {dict(k)["consumergroup"] for k in values(text, "kafka_consumergroup_lag")} == {group}
     assert values(text, "ctrlgpt_dead_letters_total")  # every stage's dead-letter topic exists on the demo's broker
 

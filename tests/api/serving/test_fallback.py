@@ -21,8 +21,12 @@ def _manifest(number: int, status: str) -> Manifest:
 
 def test_candidates_are_the_promoted_versions_older_than_the_refused_one_newest_first():
     manifests = [
-        _manifest(1, "promoted"), _manifest(2, "rejected"), _manifest(3, "promoted"), _manifest(4, "rolled_back"),
-        _manifest(5, "promoted"), _manifest(6, "promoted"),
+        _manifest(1, "promoted"),
+        _manifest(2, "rejected"),
+        _manifest(3, "promoted"),
+        _manifest(4, "rolled_back"),
+        _manifest(5, "promoted"),
+        _manifest(6, "promoted"),
     ]
     refused = version_id(5, "run-5")
     assert fallback_candidates(manifests, refused) == [version_id(3, "run-3"), version_id(1, "run-1")]

@@ -45,8 +45,12 @@ def run() -> str:
 def local(settings, tmp_path, run):
     # A registry and a model name of its own: no other replica acts on what these tests announce.
     return settings.model_copy(
-        update={"data_dir": tmp_path, "policy_name": f"test-fallback-{run}", "api_replica_id": f"test-{run}",
-                "max_new_tokens_limit": 16}
+        update={
+            "data_dir": tmp_path,
+            "policy_name": f"test-fallback-{run}",
+            "api_replica_id": f"test-{run}",
+            "max_new_tokens_limit": 16,
+        }
     )
 
 
@@ -76,8 +80,12 @@ def announcement(registry: Registry, name: str, version: str) -> ModelPromoted:
 
 def load_failures(settings, replica: str, version: str) -> list[ModelLoadFailed]:
     return read_records(
-        settings, topics.MODEL_LOAD_FAILURES, until=lambda found: bool(found),
-        keep=lambda record: isinstance(record, ModelLoadFailed) and record.replica == replica and record.version == version,
+        settings,
+        topics.MODEL_LOAD_FAILURES,
+        until=lambda found: bool(found),
+        keep=lambda record: (
+            isinstance(record, ModelLoadFailed) and record.replica == replica and record.version == version
+        ),
         timeout=TIMEOUT_S,
     )
 
@@ -96,14 +104,19 @@ def test_an_api_started_on_a_corrupted_current_version_serves_the_last_good_one(
     corrupt(registry, current)  # after the announcement, before the API starts: as a disk would
     try:
         with serve_api(local, create_app(local, monitor_kafka=False)) as url:
-            wait_until(lambda: httpx.get(f"{url}/health").json()["status"] == "fallback", what="fallback served",
-                       timeout=TIMEOUT_S)
+            wait_until(
+                lambda: httpx.get(f"{url}/health").json()["status"] == "fallback",
+                what="fallback served",
+                timeout=TIMEOUT_S,
+            )
             health = httpx.get(f"{url}/health").json()
             assert health["model_version"] == good
             [fallback] = health["fallbacks"].values()
             assert (fallback["version"], fallback["refused_version"]) == (good, current)
             assert "ChecksumMismatch" in fallback["reason"]
-            answer = httpx.post(f"{url}/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2}, timeout=TIMEOUT_S)
+            answer = httpx.post(
+                f"{url}/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2}, timeout=TIMEOUT_S
+            )
             assert answer.status_code == 200 and answer.json()["model_version"] == good
         [failure] = load_failures(settings, local.api_replica_id, current)
         assert (failure.model_name, failure.serving_version, failure.error_type) == (name, good, "ChecksumMismatch")
@@ -122,7 +135,9 @@ def test_reload_refuses_a_served_version_whose_files_changed_and_publishes_the_f
     updates = Topic(f"ctrlgpt.test.reload.updates.{run}", ModelPromoted, key="model_name", partitions=1)
     bus.ensure_topics(settings, [updates, topics.MODEL_LOAD_FAILURES])
     app = create_app(local, follow_updates=False)
-    app.dependency_overrides[admin_models.model_updates_topic] = lambda: updates  # nothing announced: the registry's CURRENT
+    app.dependency_overrides[admin_models.model_updates_topic] = lambda: (
+        updates
+    )  # nothing announced: the registry's CURRENT
     with TestClient(app, headers={"X-API-Key": secrets.load_or_create(local.secrets_file).api_admin_key}) as client:
         first = client.post("/v1/admin/models/reload")
         assert first.status_code == 200 and first.json()["models"][0]["version"] == served, first.text
@@ -138,7 +153,9 @@ def test_reload_refuses_a_served_version_whose_files_changed_and_publishes_the_f
     assert (failure.serving_version, failure.error_type) == (served, "ChecksumMismatch")
 
 
-def test_malformed_and_oversized_updates_are_dead_lettered_and_a_later_promotion_is_loaded(settings, local, make_version, run):
+def test_malformed_and_oversized_updates_are_dead_lettered_and_a_later_promotion_is_loaded(
+    settings, local, make_version, run
+):
     # A private compacted topic: a broken record on the shared one would be re-read by every replica.
     topic = Topic(f"ctrlgpt.test.models.{run}", ModelPromoted, key="model_name", partitions=1, cleanup_policy="compact")
     bus.ensure_topics(settings, [topic, topics.dead_letter_topic("api")])
@@ -148,20 +165,29 @@ def test_malformed_and_oversized_updates_are_dead_lettered_and_a_later_promotion
     producer = bus.make_producer(settings)
     producer.produce(topic.name, key=name.encode(), value=b'{"version": 3, "oops": true}')
     producer.produce(topic.name, key=name.encode(), value=oversized)
-    bus.publish(producer, topic, ModelPromoted(model_name=name, version=version.version, path=str(version.path),
-                                               manifest_sha256=version.manifest_sha256))
+    bus.publish(
+        producer,
+        topic,
+        ModelPromoted(
+            model_name=name, version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256
+        ),
+    )
     bus.flush_or_raise(producer)
 
     models = ModelHolders.for_settings(local)
     updates = ModelUpdates(local, models, topic=topic)
     updates.start()
     try:
-        wait_until(lambda: models.holder("positive").current is not None, what=f"{version.version} loaded",
-                   timeout=TIMEOUT_S)
+        wait_until(
+            lambda: models.holder("positive").current is not None, what=f"{version.version} loaded", timeout=TIMEOUT_S
+        )
         assert models.holder("positive").current.version == version.version
         letters = read_records(
-            settings, topics.dead_letter_topic("api"), until=lambda found: len(found) >= 2,
-            keep=lambda letter: isinstance(letter, DeadLetter) and letter.source_topic == topic.name, timeout=TIMEOUT_S,
+            settings,
+            topics.dead_letter_topic("api"),
+            until=lambda found: len(found) >= 2,
+            keep=lambda letter: isinstance(letter, DeadLetter) and letter.source_topic == topic.name,
+            timeout=TIMEOUT_S,
         )
     finally:
         updates.stop()

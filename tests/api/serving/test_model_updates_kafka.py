@@ -59,7 +59,9 @@ def test_api_swaps_on_each_promotion_and_dead_letters_a_tampered_one(settings, m
             assert _generated_by(client) == first.version
 
             promote(second)
-            wait_until(lambda: _serving(client, second.version), what=f"API serving {second.version}", timeout=TIMEOUT_S)
+            wait_until(
+                lambda: _serving(client, second.version), what=f"API serving {second.version}", timeout=TIMEOUT_S
+            )
             assert _generated_by(client) == second.version
             assert client.get("/v1/models/current").json()["parent_version"] == first.version
 
@@ -68,7 +70,9 @@ def test_api_swaps_on_each_promotion_and_dead_letters_a_tampered_one(settings, m
                 settings,
                 topics.dead_letter_topic("api"),
                 until=lambda found: bool(found),
-                keep=lambda letter: isinstance(letter, DeadLetter) and letter.key == name and bad.version in letter.reason,
+                keep=lambda letter: (
+                    isinstance(letter, DeadLetter) and letter.key == name and bad.version in letter.reason
+                ),
                 timeout=TIMEOUT_S,
             )
             assert letters, f"no dead letter for {bad.version}"
@@ -116,7 +120,11 @@ def test_a_record_that_breaks_the_contract_is_dead_lettered_and_the_next_one_ser
 def test_one_consumer_follows_the_policy_of_every_target(settings, make_version):
     run = uuid.uuid4().hex[:12]
     api_settings = settings.model_copy(
-        update={"policy_name": f"test-policy-{run}", "targets": "positive,negative,neutral", "api_replica_id": f"test-{run}"}
+        update={
+            "policy_name": f"test-policy-{run}",
+            "targets": "positive,negative,neutral",
+            "api_replica_id": f"test-{run}",
+        }
     )
     positive, negative = make_version(f"{run}-pos", seed=1), make_version(f"{run}-neg", seed=2)
     names = {target: api_settings.policy_for(target) for target in ("positive", "negative")}
@@ -130,7 +138,8 @@ def test_one_consumer_follows_the_policy_of_every_target(settings, make_version)
             models = client.app.state.models
             wait_until(
                 lambda: models.holder("positive").current is not None and models.holder("negative").current is not None,
-                what="both targets served", timeout=TIMEOUT_S,
+                what="both targets served",
+                timeout=TIMEOUT_S,
             )
             for target, version in (("positive", positive), ("negative", negative)):
                 answer = client.post("/v1/generate", json={"prompt": "The cat", "max_new_tokens": 2, "target": target})
