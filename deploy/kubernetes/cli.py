@@ -11,11 +11,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ctrlgpt.settings import REPO_ROOT, Settings
-from deploy.kubernetes import pod, render
+from deploy.kubernetes import pod
 
 MANIFESTS_DIR = REPO_ROOT / "deploy" / "kubernetes" / "manifests"
 HEADER = "# Rendered by `ctrlgpt kube render` from the topic registry, the groups and the settings: do not edit.\n"
@@ -38,12 +39,15 @@ def _string(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _PlainDumper.add_representer(str, _string)
 
 
-def to_yaml(documents: list[render.Manifest]) -> str:
+def to_yaml(documents: list[dict[str, Any]]) -> str:
     return HEADER + yaml.dump_all(documents, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, width=120)
 
 
 def rendered_files(settings: Settings) -> dict[str, str]:
     """File name -> its YAML text: the manifests and the kustomization.yaml that lists them."""
+    # Imported here: the probe runs every 30 s in each worker's pod and needs none of the registries.
+    from deploy.kubernetes import render
+
     files = {name: to_yaml(documents) for name, documents in render.render(settings).items()}
     files["kustomization.yaml"] = to_yaml([render.kustomization(files, settings)])
     return files

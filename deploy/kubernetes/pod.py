@@ -53,10 +53,11 @@ def group_member_hosts(settings: Settings, group: str, timeout_s: float) -> list
 
 
 def probe(settings: Settings, group: str, pod_ip: str, timeout_s: float = 10.0) -> bool:
+    """Whether this pod (`pod_ip`) is a member of `group`; within the probe's timeoutSeconds (20 s)."""
     try:
         hosts = group_member_hosts(settings, group, timeout_s)
     except Exception as exc:  # Kafka away or the group unknown: not healthy, and say why
-        log.warning("kube.probe_failed", group=group, error=str(exc))
+        log.warning("kube.probe_failed", group=group, error=repr(exc))
         return False
     healthy = member_from(hosts, pod_ip)
     if not healthy:

@@ -527,7 +527,11 @@ def _ctrlgpt_pod(
         "name": command,
         "image": settings.kube_image,
         "command": ["ctrlgpt", command],
-        "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIGMAP}}, {"secretRef": {"name": OBJECT_STORE_SECRET}}],
+        "envFrom": [
+            {"configMapRef": {"name": SETTINGS_CONFIGMAP}},
+            # Optional: without it boto3 takes the pod's own identity (a service account's role, say).
+            {"secretRef": {"name": OBJECT_STORE_SECRET, "optional": True}},
+        ],
         "env": env,
         "resources": resources,
         "readinessProbe": probe,

@@ -255,3 +255,11 @@ def _secret_key_refs(node: Any) -> list[dict[str, Any]]:
     if isinstance(node, list):
         return [ref for item in node for ref in _secret_key_refs(item)]
     return []
+
+
+def test_docs_list_what_each_component_asks_for() -> None:
+    """docs/deploy.md's table is what the pods ask for: a change of RESOURCES without the docs fails."""
+    docs = (Path(render.__file__).parents[2] / "docs" / "deploy.md").read_text()
+    for name, asked in render.RESOURCES.items():
+        row = f"| {name} | {asked.cpu} / {asked.cpu_limit} | {asked.memory} / {asked.memory_limit} | {asked.disk or '-'} |"
+        assert row in docs, row
