@@ -242,8 +242,8 @@ def kafka_topic(topic: Topic, settings: Settings) -> Manifest:
     return {
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
-        # Topic names are valid resource names (lower case, dots, dashes); topicName keeps the exact one.
-        "metadata": _meta(topic.name, settings, **{"strimzi.io/cluster": KAFKA_CLUSTER}),
+        # A resource name allows no "_" (Debezium's topics are named after tables); topicName keeps the exact one.
+        "metadata": _meta(topic.name.replace("_", "-"), settings, **{"strimzi.io/cluster": KAFKA_CLUSTER}),
         "spec": {
             "topicName": topic.name,
             "partitions": partitions(topic, settings),
@@ -555,7 +555,8 @@ def _ctrlgpt_pod(
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
         "volumes": [
             {"name": "data", **data_volume},
-            {"name": "secrets", "secret": {"secretName": SECRETS, "defaultMode": 0o400}},
+            # Group-readable: the files are root's, their group the pod's fsGroup, which the services run in.
+            {"name": "secrets", "secret": {"secretName": SECRETS, "defaultMode": 0o440}},
         ],
     }
 
@@ -596,6 +597,10 @@ def worker_deployment(name: str, settings: Settings) -> Manifest:
         resources=RESOURCES[name].spec(),
         data_volume={"emptyDir": {}},
     )
+    if name == "crawler":
+        # Chromium keeps its renderers' shared memory in /dev/shm, which a container gets only 64 MiB of.
+        pod["volumes"].append({"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}})
+        pod["containers"][0]["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
     # KEDA sets the replicas of the scaled workers; the one-partition ones stay at one.
     return _deployment(f"ctrlgpt-{name}", _app_labels(name), 1, pod, settings)
 

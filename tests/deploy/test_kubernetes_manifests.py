@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -119,6 +120,19 @@ def test_every_rendered_manifest_validates(gpu: bool) -> None:
         validate(doc)
 
 
+# What the API server accepts as a resource's name (a DNS subdomain, RFC 1123).
+RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def test_every_resource_has_a_name_the_api_server_accepts_and_its_own() -> None:
+    docs = manifests(defaults())
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        assert RESOURCE_NAME.fullmatch(name) and len(name) <= 253, name
+    keys = [(doc["kind"], doc["metadata"]["name"]) for doc in docs]
+    assert len(keys) == len(set(keys))
+
+
 def _deployment() -> dict[str, Any]:
     return copy.deepcopy(by_kind(defaults(), "Deployment")["ctrlgpt-cleaner"])
 
@@ -155,17 +169,19 @@ def test_a_broken_manifest_is_rejected(broken: dict[str, Any]) -> None:
 def test_every_registry_topic_is_a_kafka_topic_with_its_layout() -> None:
     settings = defaults()
     rendered = by_kind(settings, "KafkaTopic")
-    for topic in topics.ALL:
-        spec = rendered[topic.name]["spec"]
+    by_topic = {doc["spec"]["topicName"]: doc for doc in rendered.values()}
+    for topic in render.all_topics(settings):
+        spec = by_topic[topic.name]["spec"]
         assert spec["topicName"] == topic.name
         assert spec["partitions"] == (topic.partitions or settings.topic_partitions)
         assert spec["replicas"] == 3
         assert spec["config"]["retention.ms"] == str(topic.retention_ms)
         assert spec["config"]["cleanup.policy"] == topic.cleanup_policy
         assert spec["config"]["min.insync.replicas"] == "2"
+    assert {topic.name for topic in topics.ALL} <= set(by_topic)
     for stage in topics.STAGES:
-        assert topics.dead_letter_topic(stage).name in rendered
-    assert rendered[topics.MODEL_UPDATES.name]["spec"]["config"]["cleanup.policy"] == "compact"
+        assert topics.dead_letter_topic(stage).name in by_topic
+    assert by_topic[topics.MODEL_UPDATES.name]["spec"]["config"]["cleanup.policy"] == "compact"
 
 
 def test_kafka_is_three_kraft_nodes_with_replication_three() -> None:
@@ -235,7 +251,7 @@ def test_secrets_come_from_secrets_by_name_only() -> None:
         for container in _containers(doc):
             if container["name"] == "secrets-file":  # the services' secrets file: the whole Secret, mounted
                 volumes = doc["spec"]["template"]["spec"]["volumes"]
-                assert {"name": "secrets", "secret": {"secretName": render.SECRETS, "defaultMode": 0o400}} in volumes
+                assert {"name": "secrets", "secret": {"secretName": render.SECRETS, "defaultMode": 0o440}} in volumes
         for container in _containers(doc):
             for variable in container.get("env", []):
                 name = variable["name"]
