@@ -472,7 +472,8 @@ def kafka_connect(settings: Settings) -> Manifest:
 
 def kafka_connector(settings: Settings) -> Manifest:
     """Debezium's connector as on one machine (`deploy.connect.worker`), pointed at the cluster's PostgreSQL."""
-    config = connect_worker.connector_config(settings, Path("/unused"))
+    # Its file-provider password reference (one machine's) is replaced by the environment's below.
+    config = connect_worker.connector_config(settings, secrets_file=Path(SECRETS_MOUNT))
     config.update(
         {
             "database.hostname": POSTGRES_SERVICE,
