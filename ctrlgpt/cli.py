@@ -9,6 +9,7 @@
     ctrlgpt lag [--watch]        # consumer lag per group, Burrow-style status
     ctrlgpt models list|show|compare|rollback|pin|unpin
     ctrlgpt training now|cancel  # ask the running trainer
+    ctrlgpt kube render          # the Kubernetes manifests (deploy/kubernetes/, docs/deploy.md)
     ctrlgpt --set NAME=VALUE ... # override any setting (see ctrlgpt.settings)
 
 Every service takes `(settings, args)`; each is imported only when asked for, so a command
@@ -55,6 +56,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "FastAPI: generate, completions, classify, search, feedback, admin; hot-swap on model updates.",
     ),
     "lag": ("deploy.lag", "Consumer lag per group, topic and partition, with Burrow-style status."),
+    "kube": (
+        "deploy.kubernetes.cli",
+        "Kubernetes: render the cluster's manifests; in its pods, the secrets file and the workers' probe.",
+    ),
 }
 
 
@@ -107,6 +112,22 @@ ARGUMENTS: dict[str, list[tuple[tuple[str, ...], dict]]] = {
         (("--samples",), {"type": int, "default": 3, "help": "Samples per evaluation window."}),
         (("--interval",), {"type": float, "default": 2.0, "help": "Seconds between samples."}),
         (("--json",), {"action": "store_true", "help": "Print JSON instead of a table."}),
+    ],
+    "kube": [
+        (
+            ("action",),
+            {
+                "choices": ["render", "secrets-file", "probe"],
+                "help": "render: write the manifests; secrets-file and probe: run inside the cluster's pods.",
+            },
+        ),
+        (("--out",), {"default": None, "help": "render: directory to write (default: deploy/kubernetes/manifests)."}),
+        (
+            ("--defaults",),
+            {"action": "store_true", "help": "render: the settings' defaults, ignoring CTRLGPT_* and --set."},
+        ),
+        (("--secrets-dir",), {"default": None, "help": "secrets-file: where the Secret is mounted."}),
+        (("--group",), {"default": None, "help": "probe: the consumer group this pod must be a member of."}),
     ],
 }
 

@@ -338,6 +338,30 @@ class Settings(BaseSettings):
     )
     classify_max_texts: int = Field(16, ge=1, description="Texts one POST /v1/classify may score, at most.")
 
+    # Kubernetes: what `ctrlgpt kube render` writes (deploy/kubernetes/, docs/deploy.md)
+    kube_namespace: str = Field("ctrlgpt", description="Namespace every rendered Kubernetes resource lives in.")
+    kube_image: str = Field(
+        "ctrlgpt:0.1.0", description="Container image of ctrlgpt (deploy/kubernetes/Dockerfile) the workers run."
+    )
+    kube_connect_image: str = Field(
+        "ctrlgpt-connect:0.1.0",
+        description="Image Strimzi builds Kafka Connect with Debezium into and pushes (a registry the cluster pulls from).",
+    )
+    kube_api_replicas: int = Field(3, ge=1, description="API replicas behind the API's Service.")
+    kube_storage_class: str | None = Field(
+        None, description="StorageClass of every PersistentVolumeClaim; unset: the cluster's default class."
+    )
+    kube_s3_endpoint: str = Field(
+        "https://s3.amazonaws.com",
+        description="S3-compatible endpoint of the model store, given to every pod as AWS_ENDPOINT_URL; credentials come from the Secret ctrlgpt-object-store.",
+    )
+    kube_gpu: bool = Field(
+        False, description="The trainer asks for one nvidia.com/gpu and trains on CUDA; off: it trains on CPU."
+    )
+    kube_lag_threshold: int = Field(
+        100, ge=1, description="Consumer lag per replica at which KEDA adds a replica of a worker."
+    )
+
     @property
     def secrets_file(self) -> Path:
         return self.data_dir / "secrets.json"
