@@ -110,7 +110,10 @@ class LocalStore:
         return self.uri(model_name, version)
 
     def fetch(self, model_name: str, version: str, manifest_sha256: str) -> Path:
-        return self._inside(self.root / model_name / version, model_name, version)
+        directory = self._inside(self.root / model_name / version, model_name, version)
+        if not (directory / MANIFEST).is_file():
+            raise ChecksumMismatch(f"{directory / MANIFEST} is missing")
+        return directory
 
     def _inside(self, version_dir: Path, model_name: str, version: str) -> Path:
         # Resolved: a symbolic link inside the registry that points elsewhere is elsewhere.
