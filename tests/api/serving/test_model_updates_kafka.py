@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from announced import announced
 from fastapi.testclient import TestClient
 from topic_reader import read_records
 
 from api.main import create_app
 from api.serving.model_updates import ModelUpdates
 from api.serving.served_model import ModelHolders
+from ctrlgpt.settings import Settings
 from deploy.processes import wait_until
 from streams import bus, topics
 from streams.records import DeadLetter, ModelPromoted
@@ -22,9 +24,8 @@ TIMEOUT_S = 120.0  # bound on waiting for the broker and a load; no timing is as
 
 
 def _promoted(version, model_name: str = "expansion-policy") -> ModelPromoted:
-    return ModelPromoted(
-        model_name=model_name, version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256
-    )
+    """Announced as the trainer would, into the store of the replicas under test (the stack's data directory)."""
+    return announced(Settings(), version.path, model_name=model_name)
 
 
 def _serving(client: TestClient, version: str) -> bool:
