@@ -211,10 +211,12 @@ class S3Store:
         return target
 
     def _names(self, client, model_name: str, version: str) -> set[str]:
-        """Relative names of every object under the version, its manifest excepted."""
+        """Relative names of every object under the version, its manifest and directory markers excepted
+        (s3proxy's filesystem backend lists a directory as an empty key ending in '/': no file has that name)."""
         prefix = self._key(model_name, version) + "/"
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return {item["Key"][len(prefix) :] for page in pages for item in page.get("Contents", [])} - {MANIFEST}
+        keys = (item["Key"] for page in pages for item in page.get("Contents", []))
+        return {key[len(prefix) :] for key in keys if not key.endswith("/")} - {MANIFEST}
 
     def _recorded_sha256(self, client, key: str) -> str | None:
         return client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {}).get("sha256")
