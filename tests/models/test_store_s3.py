@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterator
 
 import pytest
+from buckets import own_bucket
 from registry_versions import add_version
 
 from ctrlgpt import objectstore
@@ -19,18 +20,9 @@ NAME = "expansion-policy"
 
 
 @pytest.fixture
-def bucket(settings) -> str:
-    """A bucket of the test's own (created by the first publish), removed afterwards."""
-    name = f"test-store-{uuid.uuid4().hex[:12]}"
-    yield name
-    client = objectstore.client(settings)
-    if name not in {found["Name"] for found in client.list_buckets()["Buckets"]}:
-        return
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=name)
-    for item in (item for page in pages for item in page.get("Contents", [])):
-        if not item["Key"].endswith("/"):  # s3proxy's directory markers go with their last file
-            client.delete_object(Bucket=name, Key=item["Key"])
-    client.delete_bucket(Bucket=name)
+def bucket(settings) -> Iterator[str]:
+    with own_bucket(settings, "test-store") as name:
+        yield name
 
 
 def on_a_host_of_its_own(settings, data_dir, bucket):
