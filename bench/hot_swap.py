@@ -42,7 +42,7 @@ from transformers import GPT2Config, GPT2ForSequenceClassification
 from ctrlgpt.settings import REPO_ROOT, Settings
 from models.announcements import model_update, signing_key
 from models.layout import policy_dir, reward_dir
-from models.manifest import Manifest, write_manifest
+from models.manifest import Manifest, read_manifest, write_manifest
 from models.store import store_for
 from streams import bus, topics
 from trainer.bootstrap import tiny_gpt2, train_tokenizer
@@ -107,7 +107,8 @@ def write_versions(registry: Path, model_name: str, target: str, count: int) -> 
             target_sentiment=target,
             status="promoted",
         )
-        versions.append(Version(name, directory, write_manifest(directory, manifest), manifest))
+        sha = write_manifest(directory, manifest)
+        versions.append(Version(name, directory, sha, read_manifest(directory)))  # as written: with its checksums
     return versions
 
 
