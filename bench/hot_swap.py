@@ -5,7 +5,8 @@
 Needs Kafka (`ctrlgpt services up`). In one run:
 
 1. writes `updates + 1` real version directories (a bootstrapped tokenizer, a GPT-2 of the
-   demo's shape and a reward model, safetensors, checksummed manifest) in a temporary registry;
+   demo's shape and a reward model, safetensors, checksummed manifest) in the model registry of a
+   temporary data directory, the replica's own (its store; its secrets sign the announcements);
 2. starts `ctrlgpt api` on a free loopback port (its own replica id and a policy name of its
    own, so the demo's API never sees these versions) and announces the first version;
 3. a load generator sends `/v1/generate` requests from `concurrency` clients for
@@ -39,9 +40,10 @@ import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
 from ctrlgpt.settings import REPO_ROOT, Settings
-from models.announcements import model_update
+from models.announcements import model_update, signing_key
 from models.layout import policy_dir, reward_dir
-from models.manifest import Manifest, write_manifest
+from models.manifest import Manifest, read_manifest, write_manifest
+from models.store import store_for
 from streams import bus, topics
 from trainer.bootstrap import tiny_gpt2, train_tokenizer
 
@@ -105,7 +107,8 @@ def write_versions(registry: Path, model_name: str, target: str, count: int) -> 
             target_sentiment=target,
             status="promoted",
         )
-        versions.append(Version(name, directory, write_manifest(directory, manifest), manifest))
+        sha = write_manifest(directory, manifest)
+        versions.append(Version(name, directory, sha, read_manifest(directory)))  # as written: with its checksums
     return versions
 
 
@@ -118,6 +121,7 @@ def free_port() -> int:
 def start_api(settings: Settings, log_path: Path) -> subprocess.Popen:
     env = {
         **os.environ,
+        "CTRLGPT_DATA_DIR": str(settings.data_dir),
         "CTRLGPT_API_PORT": str(settings.api_port),
         "CTRLGPT_API_REPLICA_ID": settings.api_replica_id or "",
         "CTRLGPT_POLICY_NAME": settings.policy_name,
@@ -173,20 +177,30 @@ def percentile(values: list[float], share: float) -> float:
 async def run(args: argparse.Namespace) -> int:
     base = Settings()
     run_id = uuid.uuid4().hex[:8]
+    work = Path(tempfile.mkdtemp(prefix="ctrlgpt-hot-swap-"))
+    # The replica's own data directory: its model registry (the store it loads from) and its signing key.
     settings = base.model_copy(
-        update={"api_port": free_port(), "api_replica_id": f"bench-{run_id}", "policy_name": f"bench-policy-{run_id}"}
+        update={
+            "api_port": free_port(),
+            "api_replica_id": f"bench-{run_id}",
+            "policy_name": f"bench-policy-{run_id}",
+            "data_dir": work,
+        }
     )
     model_name = settings.policy_for(settings.target_sentiment)
     bus.ensure_topics(settings, [topics.MODEL_UPDATES, topics.MODEL_LOAD_FAILURES, topics.dead_letter_topic("api")])
     producer = bus.make_producer(settings)
-    work = Path(tempfile.mkdtemp(prefix="ctrlgpt-hot-swap-"))
     print(f"writing {args.updates + 1} versions under {work} ...", flush=True)
-    versions = write_versions(work / "models", model_name, settings.target_sentiment, args.updates + 1)
+    versions = write_versions(
+        settings.registry_dir / model_name, model_name, settings.target_sentiment, args.updates + 1
+    )
+    store, key = store_for(settings), signing_key(settings)
     api = start_api(settings, work / "api.log")
 
     def promote(version: Version) -> float:
         """Publish the promotion; returns when Kafka acknowledged it (the event's time)."""
-        record = model_update(version.path, version.manifest, version.manifest_sha256)
+        uri = store.uri(model_name, version.version)
+        record = model_update(uri, version.manifest, version.manifest_sha256, key=key)
         bus.publish(producer, topics.MODEL_UPDATES, record)
         bus.flush_or_raise(producer)
         return time.perf_counter()

@@ -1,7 +1,8 @@
 """Credentials generated at first start and kept in the data directory, owner-only.
 
-Nothing secret is hard-coded or committed: the doccano admin password and the
-API's admin key are created here once and read back by every service.
+Nothing secret is hard-coded or committed: the doccano admin password, the API's
+admin key, the object store's keys and the key that signs model announcements are
+created here once and read back by every service.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class Secrets(BaseModel):
     # releases lack them: `load_or_create` adds them once and keeps them.
     doccano_db_password: str = Field(default_factory=_password)
     cdc_db_password: str = Field(default_factory=_password)
+    # The local s3proxy's keys, and the HMAC key of model announcements (trainer and API replicas).
+    objectstore_access_key: str = Field(default_factory=lambda: _random.token_hex(10))
+    objectstore_secret_key: str = Field(default_factory=_password)
+    model_signing_key: str = Field(default_factory=lambda: _random.token_urlsafe(32))
 
 
 def load_or_create(path: Path) -> Secrets:

@@ -47,6 +47,29 @@ class Settings(BaseSettings):
         description="A consumer whose heartbeats stop for this long (killed, hung) loses its partitions to the others.",
     )
 
+    # Object store (S3-compatible) and where API replicas take model versions from
+    objectstore_url: str = Field(
+        "http://127.0.0.1:9000",
+        description="S3 endpoint: the local s3proxy that `ctrlgpt services up` starts, or a cluster's object store.",
+    )
+    objectstore_region: str = Field("us-east-1", description="Region the S3 client signs requests for.")
+    objectstore_access_key: str = Field(
+        "", description="S3 access key; empty: the one generated into the secrets file (the local s3proxy's)."
+    )
+    objectstore_secret_key: str = Field(
+        "", description="S3 secret key; empty: the one generated into the secrets file (the local s3proxy's)."
+    )
+    model_store: str = Field(
+        "",
+        description="Where model versions are published for API replicas: empty = the local model registry directory "
+        "(one machine); s3://BUCKET/PREFIX = that bucket of the object store at objectstore_url (replicas on other hosts).",
+    )
+    model_signing_key: str = Field(
+        "",
+        description="Key of the HMAC-SHA256 that signs every model announcement, shared by the trainer and every API "
+        "replica; empty: the one generated into the secrets file (set it on hosts that do not share that file).",
+    )
+
     # Elasticsearch
     es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL.")
     es_index: str = Field("ctrlgpt-pages", description="Index (alias) holding clean pages.")
@@ -369,6 +392,11 @@ class Settings(BaseSettings):
     @property
     def registry_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where an API replica keeps the versions it downloaded from an object store."""
+        return self.data_dir / "model-cache"
 
     @property
     def logs_dir(self) -> Path:

@@ -86,6 +86,15 @@ if ! classpath_ok "$connect_classpath" deploy/connect/pom.xml; then
     touch "$connect_classpath"
 fi
 
+# s3proxy, the local S3-compatible object store: the same way, its classpath remembered for deploy.objectstore.
+objectstore_classpath="$CACHE/objectstore-classpath.txt"
+if ! classpath_ok "$objectstore_classpath" deploy/objectstore/pom.xml; then
+    say "resolving s3proxy with Maven"
+    resolve=(mvn -q -B -f deploy/objectstore/pom.xml dependency:build-classpath "-Dmdep.outputFile=$objectstore_classpath")
+    "${resolve[@]}" -o >/dev/null 2>&1 || "${resolve[@]}"
+    touch "$objectstore_classpath"
+fi
+
 # Elasticsearch: the integ-test-zip from Maven Central, kept in ~/.m2.
 es_version="$(.venv/bin/python -c 'from ctrlgpt.settings import Settings; print(Settings().es_version)')"
 es_zip="$HOME/.m2/repository/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$es_version/elasticsearch-$es_version.zip"

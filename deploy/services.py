@@ -1,4 +1,4 @@
-"""`ctrlgpt services up|down|status`: Kafka, Elasticsearch and doccano on this machine.
+"""`ctrlgpt services up|down|status`: Kafka, Elasticsearch, doccano and the object store on this machine.
 
 `up` starts what is not running (Kafka first, the others while it boots), waits
 until each answers, then creates the registry's missing topics. Running it again
@@ -28,6 +28,7 @@ from deploy.connect import worker as connect
 from deploy.doccano import server as doccano
 from deploy.elasticsearch import node as elasticsearch
 from deploy.kafka import broker as kafka
+from deploy.objectstore import server as objectstore
 from deploy.postgres import server as postgres
 from streams import bus
 
@@ -47,8 +48,8 @@ class Service:
 SERVICES: tuple[Service, ...] = tuple(
     Service(module.NAME, module.start, module.ready, module.url, module.address, module.READY_TIMEOUT_S)
     # The order they start in: Kafka first; PostgreSQL before doccano, which migrates onto it;
-    # Connect last, its connector reading doccano's tables.
-    for module in (kafka, postgres, elasticsearch, doccano, connect)
+    # Connect last, its connector reading doccano's tables. The object store needs none of them.
+    for module in (kafka, objectstore, postgres, elasticsearch, doccano, connect)
 )
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.layout import MANIFEST
 
 FORMAT = "ctrlgpt-model/1"
+MANIFEST_REWRITE = "manifest.tmp"  # a status change writes the new manifest here, then renames it over the old
 Status = Literal["candidate", "promoted", "rejected", "rolled_back"]
 
 
@@ -79,13 +80,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checksum_files(version_dir: Path) -> dict[str, str]:
-    """sha256 of every file under the directory except a manifest."""
-    return {
-        str(path.relative_to(version_dir)): sha256_of(path)
+def checksum_files_names(version_dir: Path) -> list[str]:
+    """Relative paths of every file under the directory except its manifest (and the manifest being rewritten)."""
+    return [
+        str(path.relative_to(version_dir))
         for path in sorted(version_dir.rglob("*"))
-        if path.is_file() and path.name != MANIFEST
-    }
+        if path.is_file() and path.relative_to(version_dir).as_posix() not in (MANIFEST, MANIFEST_REWRITE)
+    ]
+
+
+def checksum_files(version_dir: Path) -> dict[str, str]:
+    """sha256 of every file under the directory except its manifest."""
+    return {name: sha256_of(version_dir / name) for name in checksum_files_names(version_dir)}
 
 
 def write_manifest(version_dir: Path, manifest: Manifest, *, rehash: bool = True) -> str:
@@ -96,7 +102,7 @@ def write_manifest(version_dir: Path, manifest: Manifest, *, rehash: bool = True
     if rehash:
         manifest = manifest.model_copy(update={"files": checksum_files(version_dir)})
     path = version_dir / MANIFEST
-    tmp = path.with_suffix(".tmp")
+    tmp = version_dir / MANIFEST_REWRITE
     tmp.write_text(manifest.model_dump_json(indent=2))
     tmp.replace(path)
     return sha256_of(path)
@@ -117,6 +123,10 @@ def verify(version_dir: Path, manifest_sha256: str | None = None) -> Manifest:
     if not manifest.files:
         raise ChecksumMismatch(f"{path} lists no files")
     _check_files(version_dir, manifest.files, "listed in the manifest", "its sha256 in the manifest")
+    unlisted = sorted(set(checksum_files_names(version_dir)) - set(manifest.files))
+    if unlisted:
+        # Seen: files beside a version's listed ones were never checked; a loader may read them all the same.
+        raise ChecksumMismatch(f"{version_dir} holds files its manifest does not list: {unlisted}")
     if manifest.adapter is not None:
         verify_base(manifest.adapter)
     return manifest

@@ -2,8 +2,9 @@
 
 Each target's policy has its own registry (`settings.policy_for(target)`); an operation names the
 target, `settings.target_sentiment` by default. Disk changes go through `models.registry`
-(locked, checksummed); what every replica must learn is then published on Kafka: a rollback or
-pin as a `ModelPromoted` on the compacted model-updates topic (so each API replica swaps).
+(locked, checksummed); the chosen version is then published to the model store (`models.store`:
+its manifest changed) and announced on Kafka: a rollback or pin as a signed `ModelPromoted` on
+the compacted model-updates topic (so each API replica fetches and swaps).
 Retrying an operation after a failed publish is safe: rolling back or pinning to the version
 already current announces it again. (Training commands, train now and cancel: `streams.commands`.)
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from confluent_kafka import Producer
 
 from ctrlgpt.settings import Settings
-from models.announcements import model_update
+from models.announcements import published
 from models.registry import Change, Registry, model_registry
 from streams import topics
 from streams.commands import publish_now
@@ -35,11 +36,9 @@ def registry_for(settings: Settings, target: str | None = None) -> Registry:
     return model_registry(settings.registry_dir, settings.policy_for(target))
 
 
-def announcement(change: Change) -> ModelPromoted:
-    """The model update that makes every replica serve the version an operator chose."""
-    return model_update(
-        change.path, change.manifest, change.manifest_sha256, action=change.action, reason=change.reason
-    )
+def announcement(settings: Settings, change: Change) -> ModelPromoted:
+    """Publish the version an operator chose to the model store; the model update that makes every replica serve it."""
+    return published(settings, change.path, action=change.action, reason=change.reason)
 
 
 def rollback(
@@ -69,5 +68,5 @@ def pin(
 
 
 def _announced(settings: Settings, change: Change, producer: Producer | None, topic: Topic) -> Change:
-    publish_now(settings, producer, topic, announcement(change))
+    publish_now(settings, producer, topic, announcement(settings, change))
     return change

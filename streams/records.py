@@ -199,18 +199,37 @@ class TrainingRunProgressed(Record):
 
 
 class ModelPromoted(Record):
-    """A model version became current. The topic is compacted: its last record per key is the truth."""
+    """A model version became current. The topic is compacted: its last record per key is the truth.
 
+    Schema 2: the version is named by its place in the model store (`uri`), never by a host path,
+    carries its manifest's checksums, and is signed (`models.announcements`): a replica loads only
+    what its own store holds at that place and its key authenticates.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+
+    schema_version: int = 2
     model_name: str = Field("expansion-policy", description="Compaction key: one current version per model name.")
     version: str
-    path: str = Field(description="Directory of the registered version (manifest.json inside).")
+    uri: str = Field(
+        description="The version in the model store: file:///<registry>/<model name>/<version> (local directory) "
+        "or s3://<bucket>/<prefix><model name>/<version> (object store)."
+    )
     manifest_sha256: str
+    files: dict[str, str] = Field(
+        default_factory=dict, description="The manifest's checksums: relative path -> sha256 of every file."
+    )
     parent_version: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     action: Literal["promoted", "rolled_back", "pinned"] = Field(
         "promoted", description="promoted: passed the gate; rolled_back / pinned: an operator chose this version."
     )
     reason: str = ""
+    signature: str = Field(
+        "",
+        description="HMAC-SHA256 (hex) of every other field as canonical JSON, keyed with the key the trainer and "
+        "the API replicas share (model_signing_key).",
+    )
 
 
 class ModelLoadFailed(Record):

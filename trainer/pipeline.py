@@ -122,7 +122,7 @@ def run(settings: Settings, *, run_id: str | None = None, stop: threading.Event 
             offsets=inputs.offsets,
             stop=stop,
             counts=inputs.counts,
-            on_registered=lambda outcome: run_io.announce_promotion(producer, outcome),
+            on_registered=lambda outcome: run_io.announce_promotion(settings, producer, outcome),
         )
         reporter.report(
             "done",

@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 
 from ctrlgpt.settings import Settings
 from models import manifest
-from models.announcements import model_update
+from models.announcements import published
 from streams import bus, topics
 from streams.records import LabelRecorded, ModelPromoted, PageCleaned
 from streams.snapshot import TopicSnapshot, read_snapshot_when_kafka_is_back
@@ -85,19 +85,16 @@ def trained_offsets(config: RunConfig) -> tuple[dict[str, int], dict[str, int]]:
     return current.label_offsets, current.page_offsets
 
 
-def announce_promotion(producer: Producer, outcome: RunOutcome) -> None:
-    """A promoted outcome on `topics.MODEL_UPDATES`, for the API to load; any other outcome is not announced."""
+def announce_promotion(settings: Settings, producer: Producer, outcome: RunOutcome) -> None:
+    """A promoted outcome published to the model store, then on `topics.MODEL_UPDATES` for the API to load;
+    any other outcome is neither published nor announced."""
     if outcome.status != "promoted":
         return
+    # Published whole first: a replica that reads the announcement finds every file in the store.
+    promotion: ModelPromoted = published(settings, outcome.path, reason=outcome.reason)
     # The version is registered already: its announcement waits for Kafka however long it is away,
     # or the API would never learn of it (and the next run would start from a version nobody serves).
-    bus.deliver_all(producer, [bus.Outgoing.of(topics.MODEL_UPDATES, _promotion(outcome))])
-
-
-def _promotion(outcome: RunOutcome) -> ModelPromoted:
-    return model_update(
-        outcome.path, manifest.read_manifest(outcome.path), outcome.manifest_sha256, reason=outcome.reason
-    )
+    bus.deliver_all(producer, [bus.Outgoing.of(topics.MODEL_UPDATES, promotion)])
 
 
 def _positioned(snapshot: TopicSnapshot, kind: type[R]) -> list[replay.At[R]]:

@@ -24,10 +24,11 @@ from api.serving.served_model import ModelHolder
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from models import operations
-from models.announcements import model_update
+from models.announcements import model_update, signing_key
 from models.layout import manifest_path
 from models.manifest import ChecksumMismatch, Manifest, sha256_of, verify
 from models.registry import Change
+from models.store import store_for
 from streams import bus, commands, topics
 from streams.records import ModelPromoted
 from streams.snapshot import TopicSnapshot, read_snapshot
@@ -282,7 +283,9 @@ def _what_to_serve(
     if current is None:
         return None, None
     path = registry.path(current)
-    record = model_update(path, registry.manifest(current), sha256_of(manifest_path(path)))
+    manifest = registry.manifest(current)
+    uri = store_for(settings).uri(manifest.name, current)
+    record = model_update(uri, manifest, sha256_of(manifest_path(path)), key=signing_key(settings))
     return record, "registry"
 
 

@@ -3,8 +3,12 @@
 Every replica reads the compacted topic from its beginning in its own consumer
 group and commits nothing: on start it learns the current version of every model
 name it serves (each target's policy, `settings.policy_for(target)`), then each
-promotion that follows; records of other names are skipped. A version is loaded beside the one serving and swapped in
-only once it is verified and warmed up; a version that fails to load or to warm up
+promotion that follows; records of other names are skipped. Only the registry picks what is
+served: an announcement is admitted when its signature verifies with the shared key and it names
+a version in this replica's own model store (`models.store`), which the replica fetches (from an
+object store: into its cache), checking the announced manifest and every file's sha256 and
+refusing files the manifest does not list. A version is loaded beside the one serving and swapped in
+only once it is verified and warmed up; a version refused, or that fails to load or to warm up,
 leaves the old one serving, is dead-lettered with the reason and announced as a
 `ModelLoadFailed` on the load-failures topic (which replica, which version it kept).
 A replica with nothing to serve yet (it just started) falls back to the last good
@@ -41,6 +45,9 @@ from api.serving.served_model import Fallback, ModelHolder, ModelHolders
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from models import devices
+from models.announcements import is_authentic, signing_key
+from models.manifest import ChecksumMismatch, read_manifest
+from models.store import locate, store_for
 from streams import bus, groups, topics
 from streams.records import ModelLoadFailed, ModelPromoted, Stage
 from streams.topics import ContractError, Topic
@@ -111,20 +118,38 @@ def latest_for(announcements: Sequence[Announcement], model_name: str) -> tuple[
     return mine[-1], [a.record.version for a in mine[:-1]]
 
 
-def version_dir(settings: Settings, path: str) -> Path:
-    """The announced directory; a relative path is taken under the model registry."""
-    announced = Path(path)
-    return announced if announced.is_absolute() else settings.registry_dir / announced
+class Unauthenticated(RuntimeError):
+    """An announcement whose signature does not verify with this replica's key."""
+
+
+def admitted(settings: Settings, record: ModelPromoted) -> Path:
+    """The announced version's verified local directory, fetched from this replica's model store.
+
+    Refused (raises) unless the record is signed with the shared key, names the version's place in
+    this replica's own store, and the store's manifest is the announced one, listing the announced
+    files and nothing else, every one of them intact.
+    """
+    if not record.signature or not is_authentic(record, signing_key(settings)):
+        raise Unauthenticated(
+            f"the announcement of {record.model_name} {record.version} is "
+            f"{'signed with another key or altered' if record.signature else 'unsigned'}"
+        )
+    store = store_for(settings)
+    locate(store, record.model_name, record.version, record.uri)
+    directory = store.fetch(record.model_name, record.version, record.manifest_sha256)
+    if read_manifest(directory).files != record.files:
+        raise ChecksumMismatch(f"{record.uri}'s manifest lists other files or checksums than the announcement")
+    return directory
 
 
 def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Outcome:
-    """Load the announced version and swap it in; on any failure the served version stays."""
+    """Admit the announced version, load it and swap it in; on any refusal or failure the served version stays."""
     current = holder.current
     if current is not None and current.version == record.version:
         return Outcome("already_serving", record.version, previous=record.version)
     try:
         served = load_version(
-            version_dir(settings, record.path),
+            admitted(settings, record),
             record.manifest_sha256,
             device=devices.of(settings),
             expected_version=record.version,
@@ -172,7 +197,7 @@ def load_failure(settings: Settings, record: ModelPromoted, outcome: Outcome, re
 def refusal_reason(record: ModelPromoted, outcome: Outcome) -> str:
     serving = outcome.fallback or outcome.previous or "no version"
     keeps = "serves in its place (fallback)" if outcome.fallback else "keeps serving"
-    return f"version {record.version} from {record.path} not loaded, {serving} {keeps}: {outcome.error}"
+    return f"version {record.version} from {record.uri} not loaded, {serving} {keeps}: {outcome.error}"
 
 
 class ModelUpdates:
@@ -282,7 +307,7 @@ class ModelUpdates:
             "model_updates.announced",
             model_name=record.model_name,
             version=record.version,
-            path=record.path,
+            uri=record.uri,
             offset=announcement.offset,
         )
         outcome = serve(self._settings, holder, record)

@@ -6,6 +6,7 @@ import shutil
 import uuid
 
 import pytest
+from announced import announced
 from fastapi.testclient import TestClient
 from registry_versions import add_version
 from topic_reader import read_records
@@ -90,17 +91,8 @@ def test_reload_serves_the_last_announced_version(client, settings, local, test_
     name = local.policy_for(local.target_sentiment)
     older, version = make_version(f"{run}-a", name=name), make_version(f"{run}-b", name=name, parent=f"{run}-a")
     producer = bus.make_producer(settings)
-    for announced in (older, version):
-        bus.publish(
-            producer,
-            test_topics["updates"],
-            ModelPromoted(
-                model_name=name,
-                version=announced.version,
-                path=str(announced.path),
-                manifest_sha256=announced.manifest_sha256,
-            ),
-        )
+    for fixture in (older, version):
+        bus.publish(producer, test_topics["updates"], announced(local, fixture.path, model_name=name))
     bus.flush_or_raise(producer)
 
     first = client.post("/v1/admin/models/reload")

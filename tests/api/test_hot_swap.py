@@ -8,6 +8,7 @@ import weakref
 
 import pytest
 import torch
+from announced import announced
 from safetensors.torch import load_file, save_file
 
 from api.serving.model_loader import WarmUpFailed
@@ -17,8 +18,8 @@ from models.manifest import ChecksumMismatch, read_manifest, write_manifest
 from streams.records import ModelPromoted
 
 
-def _promoted(version) -> ModelPromoted:
-    return ModelPromoted(version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256)
+def _promoted(settings, version) -> ModelPromoted:
+    return announced(settings, version.path)
 
 
 def _resigned(version):
@@ -34,7 +35,7 @@ def serving(v1):
 
 
 def test_a_corrupt_weight_file_is_refused_and_the_old_version_keeps_serving(api_settings, serving, tampered):
-    outcome = apply(api_settings, serving, _promoted(tampered("v-corrupt")))
+    outcome = apply(api_settings, serving, _promoted(api_settings, tampered("v-corrupt")))
     assert (outcome.action, outcome.previous) == ("failed", "v1")
     assert isinstance(outcome.error, ChecksumMismatch)
     assert "model.safetensors" in str(outcome.error)
@@ -46,7 +47,7 @@ def test_weights_that_load_but_cannot_generate_fail_the_warm_up(api_settings, se
     weights = version.path / "policy" / "model.safetensors"
     tensors = load_file(weights)
     save_file({name: torch.full_like(tensor, float("nan")) for name, tensor in tensors.items()}, weights)
-    outcome = apply(api_settings, serving, _promoted(_resigned(version)))
+    outcome = apply(api_settings, serving, _promoted(api_settings, _resigned(version)))
     assert outcome.action == "failed"
     assert isinstance(outcome.error, WarmUpFailed)
     assert "v-nan failed its warm-up" in str(outcome.error)
@@ -58,7 +59,7 @@ def test_a_reward_model_that_scores_nan_fails_the_warm_up(api_settings, serving,
     weights = version.path / "reward" / "model.safetensors"
     tensors = load_file(weights)
     save_file({name: torch.full_like(tensor, float("nan")) for name, tensor in tensors.items()}, weights)
-    outcome = apply(api_settings, serving, _promoted(_resigned(version)))
+    outcome = apply(api_settings, serving, _promoted(api_settings, _resigned(version)))
     assert outcome.action == "failed"
     assert isinstance(outcome.error, WarmUpFailed)
     assert "reward model scored" in str(outcome.error)
@@ -68,13 +69,13 @@ def test_a_reward_model_that_scores_nan_fails_the_warm_up(api_settings, serving,
 def test_a_config_that_does_not_load_is_refused(api_settings, serving, make_version):
     version = make_version("v-broken-config", seed=7)
     (version.path / "policy" / "config.json").write_text('{"model_type": "gpt2", "n_layer": "two"')
-    outcome = apply(api_settings, serving, _promoted(_resigned(version)))
+    outcome = apply(api_settings, serving, _promoted(api_settings, _resigned(version)))
     assert outcome.action == "failed"
     assert serving.current.version == "v1"
 
 
 def test_a_good_version_swaps_in_with_its_reward_model(api_settings, serving, make_scored_version):
-    outcome = apply(api_settings, serving, _promoted(make_scored_version("v-good", seed=8)))
+    outcome = apply(api_settings, serving, _promoted(api_settings, make_scored_version("v-good", seed=8)))
     assert (outcome.action, outcome.previous) == ("swapped", "v1")
     assert serving.current.version == "v-good"
     assert serving.current.scorer is not None
@@ -94,7 +95,7 @@ def test_the_old_version_is_freed_only_after_the_in_flight_request_lets_go(api_s
 
 
 def test_a_failure_event_names_the_replica_the_version_and_what_keeps_serving(api_settings, serving, tampered):
-    record = _promoted(tampered("v-corrupt-event"))
+    record = _promoted(api_settings, tampered("v-corrupt-event"))
     outcome = apply(api_settings, serving, record)
     event = load_failure(api_settings, record, outcome, reason="checksum")
     assert (event.version, event.model_name, event.serving_version) == ("v-corrupt-event", record.model_name, "v1")

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import torch
+from announced import announced
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file, save_file
 from topic_reader import read_records
@@ -15,7 +16,7 @@ from api.main import create_app
 from deploy.processes import wait_until
 from models.manifest import read_manifest, write_manifest
 from streams import bus, topics
-from streams.records import ModelLoadFailed, ModelPromoted
+from streams.records import ModelLoadFailed
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +54,7 @@ def test_bad_versions_leave_the_old_one_serving_and_are_announced(settings, make
     producer = bus.make_producer(settings)
 
     def promote(version) -> None:
-        record = ModelPromoted(
-            model_name=name, version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256
-        )
+        record = announced(api_settings, version.path, model_name=name)
         bus.publish(producer, topics.MODEL_UPDATES, record)
         bus.flush_or_raise(producer)
 

@@ -12,11 +12,13 @@ import time
 import uuid
 
 import pytest
+from announced import announced
 from faults import kill_service, start_service
 
 from api.ops.events import EventFollower, ModelVersions, TrainingRuns
 from api.serving.model_updates import ModelUpdates
 from api.serving.served_model import ModelHolders
+from ctrlgpt.settings import Settings
 from deploy.processes import wait_until
 from streams import bus, topics
 from streams.records import ModelPromoted
@@ -29,9 +31,8 @@ OUTAGE_S = 30.0  # longer than the follower's 10 s session timeout: the group fo
 
 
 def _promoted(version, name: str) -> ModelPromoted:
-    return ModelPromoted(
-        model_name=name, version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256
-    )
+    """Announced as the trainer would, into the store of the replicas under test (the stack's data directory)."""
+    return announced(Settings(), version.path, model_name=name)
 
 
 def test_the_model_updates_and_ops_event_followers_ride_out_a_broker_outage(settings, make_version):

@@ -11,6 +11,7 @@ from registry_versions import add_version
 
 from models import cli as models_cli
 from models import manifest, operations
+from models.announcements import is_authentic, signing_key
 from models.registry import Registry, UnknownVersion, VersionConflict, version_id
 
 
@@ -133,16 +134,23 @@ def test_listing_marks_current_and_pinned(registry, two_promoted):
     assert models_cli.format_versions([], None, None) == "no versions registered yet"
 
 
-def test_announcement_carries_the_version_and_the_operator_s_reason(registry, two_promoted):
-    first, _ = two_promoted
-    update = operations.announcement(registry.rollback(first, "regression"))
+def test_announcement_carries_the_version_and_the_operator_s_reason(settings, tmp_path):
+    local = settings.model_copy(update={"data_dir": tmp_path, "model_store": ""})
+    registry = operations.registry_for(local)
+    first = add_version(registry, 1, name=registry.root.name)
+    registry.promote(first, "first")
+    registry.promote(add_version(registry, 2, parent=first, name=registry.root.name), "second")
+    update = operations.announcement(local, registry.rollback(first, "regression"))
     assert (update.version, update.action, update.reason, update.model_name) == (
         first,
         "rolled_back",
         "regression",
-        "expansion-policy",
+        registry.root.name,
     )
-    assert update.path == str(registry.path(first)) and update.metrics == {"candidate_reward_mean": 1.0}
+    assert update.uri == f"{registry.path(first).resolve().as_uri()}" and update.metrics == {
+        "candidate_reward_mean": 1.0
+    }
+    assert update.files == registry.manifest(first).files and is_authentic(update, signing_key(local))
 
 
 def cli(settings, capsys, action: str, *versions: str, as_json: bool = False, target=None) -> tuple[int, str, str]:

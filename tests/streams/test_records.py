@@ -9,14 +9,15 @@ from streams.topics import ContractError
 
 def test_every_topic_round_trips_its_record_type():
     for topic in topics.ALL:
-        assert topic.record.SCHEMA_VERSION == 1
+        # ModelPromoted 2: a URI in the model store and the manifest's checksums, signed, in place of a host path.
+        assert topic.record.SCHEMA_VERSION == (2 if topic.record is ModelPromoted else 1)
         assert topic.name.startswith("ctrlgpt.")
     assert len({t.name for t in topics.ALL}) == len(topics.ALL)
 
 
 def test_model_updates_topic_is_compacted_and_keyed_by_model_name():
     assert topics.MODEL_UPDATES.cleanup_policy == "compact"
-    promoted = ModelPromoted(version="v0001", path="/m/v0001", manifest_sha256="ab" * 32)
+    promoted = ModelPromoted(version="v0001", uri="s3://m/expansion-policy/v0001", manifest_sha256="ab" * 32)
     assert topics.MODEL_UPDATES.key_of(promoted) == b"expansion-policy"
 
 

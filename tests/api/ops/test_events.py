@@ -36,7 +36,11 @@ def test_model_versions_keep_metrics_and_actions_in_order() -> None:
     for version, action in (("v1", "promoted"), ("v2", "promoted"), ("v1", "rolled_back")):
         versions.add(
             ModelPromoted(
-                version=version, path="/m", manifest_sha256="0" * 64, metrics={"reward_mean": 0.5}, action=action
+                version=version,
+                uri="s3://m/expansion-policy/v1",
+                manifest_sha256="0" * 64,
+                metrics={"reward_mean": 0.5},
+                action=action,
             )
         )
     assert [(v["version"], v["action"], v["metrics"]) for v in versions.all()] == [

@@ -15,6 +15,7 @@ import uuid
 
 import httpx
 import pytest
+from announced import announced
 from fastapi.testclient import TestClient
 from topic_reader import read_records
 
@@ -25,6 +26,7 @@ from api.serving.served_model import ModelHolders
 from ctrlgpt import secrets
 from deploy.processes import wait_until
 from models import manifest, operations
+from models.announcements import published
 from models.registry import Registry, version_id
 from streams import bus, topics
 from streams.records import DeadLetter, ModelLoadFailed, ModelPromoted
@@ -71,11 +73,8 @@ def corrupt(registry: Registry, version: str) -> None:
     weights.write_bytes(bytes(data))
 
 
-def announcement(registry: Registry, name: str, version: str) -> ModelPromoted:
-    path = registry.path(version)
-    return ModelPromoted(
-        model_name=name, version=version, path=str(path), manifest_sha256=manifest.sha256_of(path / manifest.MANIFEST)
-    )
+def announcement(settings, registry: Registry, version: str) -> ModelPromoted:
+    return published(settings, registry.path(version))
 
 
 def load_failures(settings, replica: str, version: str) -> list[ModelLoadFailed]:
@@ -99,7 +98,7 @@ def test_an_api_started_on_a_corrupted_current_version_serves_the_last_good_one(
     current = register(registry, make_version(f"{run}-current", name=name, seed=2), 2, run)
     bus.ensure_topics(settings, [topics.MODEL_UPDATES, topics.MODEL_LOAD_FAILURES, topics.dead_letter_topic("api")])
     producer = bus.make_producer(settings)
-    bus.publish(producer, topics.MODEL_UPDATES, announcement(registry, name, current))
+    bus.publish(producer, topics.MODEL_UPDATES, announcement(local, registry, current))
     bus.flush_or_raise(producer)
     corrupt(registry, current)  # after the announcement, before the API starts: as a disk would
     try:
@@ -168,9 +167,7 @@ def test_malformed_and_oversized_updates_are_dead_lettered_and_a_later_promotion
     bus.publish(
         producer,
         topic,
-        ModelPromoted(
-            model_name=name, version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256
-        ),
+        announced(local, version.path, model_name=name),
     )
     bus.flush_or_raise(producer)
 

@@ -5,27 +5,28 @@ from __future__ import annotations
 import socket
 
 import pytest
+from announced import announced
 from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.serving.model_updates import (
     Announcement,
+    Unauthenticated,
     apply,
     consumer_group,
     latest_for,
     replica_id,
-    version_dir,
 )
 from api.serving.served_model import ModelHolder, ModelHolders
-from models.manifest import ChecksumMismatch
+from models.announcements import model_update, sign, signing_key
+from models.manifest import ChecksumMismatch, read_manifest
+from models.store import OutsideStore
 from streams import topics
 from streams.records import ModelPromoted
 
 
-def _promoted(fixture, model_name: str = "expansion-policy") -> ModelPromoted:
-    return ModelPromoted(
-        model_name=model_name, version=fixture.version, path=str(fixture.path), manifest_sha256=fixture.manifest_sha256
-    )
+def _promoted(settings, fixture, model_name: str = "expansion-policy") -> ModelPromoted:
+    return announced(settings, fixture.path, model_name=model_name)
 
 
 def _announcement(record: ModelPromoted, offset: int) -> Announcement:
@@ -35,20 +36,20 @@ def _announcement(record: ModelPromoted, offset: int) -> Announcement:
 
 def test_apply_swaps_in_the_announced_version_then_skips_it(api_settings, v1, v2):
     holder = ModelHolder()
-    first = apply(api_settings, holder, _promoted(v1))
+    first = apply(api_settings, holder, _promoted(api_settings, v1))
     assert (first.action, first.version, first.previous) == ("swapped", "v1", None)
-    second = apply(api_settings, holder, _promoted(v2))
+    second = apply(api_settings, holder, _promoted(api_settings, v2))
     assert (second.action, second.previous) == ("swapped", "v1")
     served = holder.current
-    again = apply(api_settings, holder, _promoted(v2))
+    again = apply(api_settings, holder, _promoted(api_settings, v2))
     assert again.action == "already_serving"
     assert holder.current is served
 
 
 def test_checksum_mismatch_leaves_the_old_version_serving(api_settings, v1, tampered):
     holder = ModelHolder()
-    apply(api_settings, holder, _promoted(v1))
-    outcome = apply(api_settings, holder, _promoted(tampered("v-tampered-apply")))
+    apply(api_settings, holder, _promoted(api_settings, v1))
+    outcome = apply(api_settings, holder, _promoted(api_settings, tampered("v-tampered-apply")))
     assert outcome.action == "failed"
     assert isinstance(outcome.error, ChecksumMismatch)
     assert outcome.previous == "v1"
@@ -58,31 +59,77 @@ def test_checksum_mismatch_leaves_the_old_version_serving(api_settings, v1, tamp
     assert answer.json()["model_version"] == "v1"
 
 
-def test_a_missing_directory_leaves_the_old_version_serving(api_settings, v1):
+def test_a_version_missing_from_the_store_leaves_the_old_version_serving(api_settings, v1):
     holder = ModelHolder()
-    apply(api_settings, holder, _promoted(v1))
-    gone = ModelPromoted(version="v-gone", path="does/not/exist", manifest_sha256="0" * 64)
+    apply(api_settings, holder, _promoted(api_settings, v1))
+    record = _promoted(api_settings, v1)
+    gone = sign(
+        record.model_copy(update={"version": "v-gone", "uri": record.uri[: -len("v1")] + "v-gone"}),
+        signing_key(api_settings),
+    )
     outcome = apply(api_settings, holder, gone)
     assert outcome.action == "failed"
     assert "manifest.json is missing" in str(outcome.error)
     assert holder.current.version == "v1"
 
 
-def test_latest_for_keeps_the_last_announcement_of_the_served_name(v1, v2):
+def test_an_announcement_of_a_directory_outside_the_store_is_refused(api_settings, v1, v2):
+    """Seen: a hand-written announcement of a directory outside the registry was served. The record here is
+    even signed with the right key: the place it names is still not this replica's store."""
+    holder = ModelHolder()
+    apply(api_settings, holder, _promoted(api_settings, v1))
+    outside = model_update(v2.path.as_uri(), read_manifest(v2.path), v2.manifest_sha256, key=signing_key(api_settings))
+    outcome = apply(api_settings, holder, outside)
+    assert outcome.action == "failed" and isinstance(outcome.error, OutsideStore)
+    assert holder.current.version == "v1"
+
+
+@pytest.mark.parametrize("name, version", [("..", "v2"), ("expansion-policy", "../v2"), ("expansion-policy", ".v2")])
+def test_names_that_leave_the_store_are_refused(api_settings, v2, name, version):
+    record = _promoted(api_settings, v2)
+    forged = sign(record.model_copy(update={"model_name": name, "version": version}), signing_key(api_settings))
+    outcome = apply(api_settings, ModelHolder(), forged)
+    assert outcome.action == "failed" and isinstance(outcome.error, OutsideStore)
+
+
+def test_unsigned_altered_or_foreign_announcements_are_refused(api_settings, v1, v2):
+    holder = ModelHolder()
+    apply(api_settings, holder, _promoted(api_settings, v1))
+    genuine = _promoted(api_settings, v2)
+    refused = {
+        "unsigned": genuine.model_copy(update={"signature": ""}),
+        "altered": genuine.model_copy(update={"reason": "an edit after signing"}),
+        "another key": sign(genuine, b"not the shared key"),
+    }
+    for why, record in refused.items():
+        outcome = apply(api_settings, holder, record)
+        assert outcome.action == "failed" and isinstance(outcome.error, Unauthenticated), why
+        assert holder.current.version == "v1", why
+    assert apply(api_settings, holder, genuine).action == "swapped"
+
+
+def test_a_file_the_manifest_does_not_list_is_refused(api_settings, v1, make_version):
+    holder = ModelHolder()
+    apply(api_settings, holder, _promoted(api_settings, v1))
+    record = _promoted(api_settings, make_version("v-extra", parent="v1", seed=5))
+    placed = api_settings.registry_dir / record.model_name / record.version
+    (placed / "policy" / "extra.safetensors").write_bytes(b"not in the manifest")
+    outcome = apply(api_settings, holder, record)
+    assert outcome.action == "failed" and isinstance(outcome.error, ChecksumMismatch)
+    assert "does not list" in str(outcome.error) and "extra.safetensors" in str(outcome.error)
+    assert holder.current.version == "v1"
+
+
+def test_latest_for_keeps_the_last_announcement_of_the_served_name(api_settings, v1, v2):
     batch = [
-        _announcement(_promoted(v1), 0),
-        _announcement(_promoted(v2, model_name="another-model"), 1),
-        _announcement(_promoted(v2), 2),
+        _announcement(_promoted(api_settings, v1), 0),
+        _announcement(_promoted(api_settings, v2, model_name="another-model"), 1),
+        _announcement(_promoted(api_settings, v2), 2),
     ]
     latest, superseded = latest_for(batch, "expansion-policy")
     assert latest.offset == 2
     assert superseded == ["v1"]
     assert latest_for(batch, "unknown") == (None, [])
-
-
-def test_relative_paths_are_under_the_registry(api_settings, tmp_path):
-    assert version_dir(api_settings, "v3") == api_settings.registry_dir / "v3"
-    assert version_dir(api_settings, str(tmp_path)) == tmp_path
 
 
 def test_each_replica_has_its_own_group(api_settings):
@@ -111,9 +158,9 @@ def test_latest_for_picks_each_target_policy_from_one_batch(api_settings, v1, v2
     settings = api_settings.model_copy(update={"targets": "positive,negative"})
     names = ModelHolders.for_settings(settings).by_model_name()
     batch = [
-        _announcement(_promoted(v1, model_name="expansion-policy-negative"), 0),
-        _announcement(_promoted(v2, model_name="expansion-policy-positive"), 1),
-        _announcement(_promoted(v1, model_name="expansion-policy-positive"), 2),
+        _announcement(_promoted(api_settings, v1, model_name="expansion-policy-negative"), 0),
+        _announcement(_promoted(api_settings, v2, model_name="expansion-policy-positive"), 1),
+        _announcement(_promoted(api_settings, v1, model_name="expansion-policy-positive"), 2),
     ]
     latest = {name: latest_for(batch, name)[0].record.version for name in names}
     assert latest == {"expansion-policy-positive": "v1", "expansion-policy-negative": "v1"}

@@ -5,15 +5,19 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from announced import announced
 from fastapi.testclient import TestClient
 from topic_reader import read_records
 
 from api.main import create_app
 from api.serving.model_updates import ModelUpdates
 from api.serving.served_model import ModelHolders
+from ctrlgpt.settings import Settings
 from deploy.processes import wait_until
+from models.announcements import model_update, signing_key
+from models.manifest import read_manifest
 from streams import bus, topics
-from streams.records import DeadLetter, ModelPromoted
+from streams.records import DeadLetter, ModelLoadFailed, ModelPromoted
 from streams.topics import Topic
 
 pytestmark = pytest.mark.integration
@@ -22,9 +26,8 @@ TIMEOUT_S = 120.0  # bound on waiting for the broker and a load; no timing is as
 
 
 def _promoted(version, model_name: str = "expansion-policy") -> ModelPromoted:
-    return ModelPromoted(
-        model_name=model_name, version=version.version, path=str(version.path), manifest_sha256=version.manifest_sha256
-    )
+    """Announced as the trainer would, into the store of the replicas under test (the stack's data directory)."""
+    return announced(Settings(), version.path, model_name=model_name)
 
 
 def _serving(client: TestClient, version: str) -> bool:
@@ -150,4 +153,46 @@ def test_one_consumer_follows_the_policy_of_every_target(settings, make_version)
     finally:
         for name in names.values():
             producer.produce(topics.MODEL_UPDATES.name, key=name.encode(), value=None)
+        producer.flush(30)
+
+
+def test_announcements_the_replica_cannot_trust_are_refused_and_published_as_load_failures(settings, make_version):
+    """On the real topic: a record written by hand (unsigned, or signed with another key) and a signed record of
+    a directory outside the store each leave the served version in place and give a `ModelLoadFailed`."""
+    run = uuid.uuid4().hex[:12]
+    api_settings = settings.model_copy(
+        update={"policy_name": f"test-policy-{run}", "api_replica_id": f"test-{run}", "max_new_tokens_limit": 16}
+    )
+    name = api_settings.policy_for(api_settings.target_sentiment)
+    good, other = make_version(f"{run}-good", name=name, seed=1), make_version(f"{run}-other", name=name, seed=2)
+    genuine = _promoted(other, model_name=name)
+    untrusted = {
+        "Unauthenticated": genuine.model_copy(update={"signature": ""}),
+        "OutsideStore": model_update(
+            other.path.as_uri(), read_manifest(other.path), other.manifest_sha256, key=signing_key(api_settings)
+        ),
+    }
+    bus.ensure_topics(settings, [topics.MODEL_UPDATES, topics.MODEL_LOAD_FAILURES])
+    producer = bus.make_producer(settings)
+    try:
+        bus.publish(producer, topics.MODEL_UPDATES, _promoted(good, model_name=name))
+        bus.flush_or_raise(producer)
+        with TestClient(create_app(api_settings, monitor_kafka=False)) as client:
+            wait_until(lambda: _serving(client, good.version), what=f"API serving {good.version}", timeout=TIMEOUT_S)
+            for error_type, record in untrusted.items():  # one at a time: a later one would supersede it
+                bus.publish(producer, topics.MODEL_UPDATES, record)
+                bus.flush_or_raise(producer)
+                [failure] = read_records(
+                    settings,
+                    topics.MODEL_LOAD_FAILURES,
+                    until=lambda found: bool(found),
+                    keep=lambda r, t=error_type: (
+                        isinstance(r, ModelLoadFailed) and r.replica == f"test-{run}" and r.error_type == t
+                    ),
+                    timeout=TIMEOUT_S,
+                )
+                assert (failure.version, failure.serving_version) == (other.version, good.version)
+                assert _generated_by(client) == good.version
+    finally:
+        producer.produce(topics.MODEL_UPDATES.name, key=name.encode(), value=None)
         producer.flush(30)
