@@ -376,7 +376,7 @@ class Settings(BaseSettings):
     )
     kube_s3_endpoint: str = Field(
         "https://s3.amazonaws.com",
-        description="S3-compatible endpoint of the model store, given to every pod as AWS_ENDPOINT_URL; credentials come from the Secret ctrlgpt-object-store.",
+        description="S3-compatible endpoint of the cluster's model store (its objectstore_url; model_store defaults to s3://ctrlgpt-models/versions there); its keys are the Secret's objectstore_access_key and objectstore_secret_key.",
     )
     kube_gpu: bool = Field(
         False, description="The trainer asks for one nvidia.com/gpu and trains on CUDA; off: it trains on CPU."

@@ -48,7 +48,8 @@ DOCCANO_PORT = 8000
 API_SERVICE = "ctrlgpt-api"
 SECRETS = "ctrlgpt-secrets"  # one key per field of ctrlgpt.secrets.Secrets, plus POSTGRES_SUPERUSER_KEY
 POSTGRES_SUPERUSER_KEY = "postgres_password"
-OBJECT_STORE_SECRET = "ctrlgpt-object-store"  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+# Replicas on several hosts share versions through the object store, never a disk (models.store).
+CLUSTER_MODEL_STORE = "s3://ctrlgpt-models/versions"
 SETTINGS_CONFIGMAP = "ctrlgpt-settings"
 DATA_DIR = Path("/data")
 SECRETS_MOUNT = "/var/run/ctrlgpt-secrets"
@@ -132,6 +133,8 @@ def cluster_settings(settings: Settings) -> Settings:
         connect_url=CONNECT_URL,
         postgres_port=5432,
         api_host="0.0.0.0",  # behind the Service; the pod network is not the host's
+        objectstore_url=settings.kube_s3_endpoint,
+        model_store=settings.model_store or CLUSTER_MODEL_STORE,
     )
     return Settings.model_construct(**values)
 
@@ -175,10 +178,9 @@ def namespace(settings: Settings) -> Manifest:
 
 
 def settings_configmap(settings: Settings) -> Manifest:
-    """Every setting as its CTRLGPT_* variable (as `deploy.workers` passes them on one machine), and the
-    object store's endpoint as AWS_ENDPOINT_URL, which boto3 and s3fs read."""
+    """Every setting as its CTRLGPT_* variable, as `deploy.workers` passes them on one machine. The object
+    store's keys and the announcements' signing key are fields of the secrets file, written from the Secret."""
     data = settings_env(cluster_settings(settings))
-    data["AWS_ENDPOINT_URL"] = settings.kube_s3_endpoint
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -528,11 +530,7 @@ def _ctrlgpt_pod(
         "name": command,
         "image": settings.kube_image,
         "command": ["ctrlgpt", command],
-        "envFrom": [
-            {"configMapRef": {"name": SETTINGS_CONFIGMAP}},
-            # Optional: without it boto3 takes the pod's own identity (a service account's role, say).
-            {"secretRef": {"name": OBJECT_STORE_SECRET, "optional": True}},
-        ],
+        "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIGMAP}}],
         "env": env,
         "resources": resources,
         "readinessProbe": probe,

@@ -202,7 +202,8 @@ def test_every_setting_reaches_the_pods() -> None:
             assert f"CTRLGPT_{name.upper()}" in data, name
     assert data["CTRLGPT_KAFKA_BOOTSTRAP"] == render.KAFKA_BOOTSTRAP
     assert data["CTRLGPT_TOPIC_REPLICATION"] == "3"
-    assert data["AWS_ENDPOINT_URL"] == settings.kube_s3_endpoint
+    assert data["CTRLGPT_OBJECTSTORE_URL"] == settings.kube_s3_endpoint
+    assert data["CTRLGPT_MODEL_STORE"].startswith("s3://")  # replicas on several hosts share one store
 
 
 def test_every_worker_runs_as_a_deployment() -> None:
