@@ -268,6 +268,11 @@ def wait_for_broker(settings: Settings, timeout: float = 120.0) -> None:
         raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap} not reachable: {exc}") from exc
 
 
+def replication_config(settings: Settings) -> dict[str, str]:
+    """Topic config for the writes of acks=all producers: acknowledged once on this many replicas."""
+    return {"min.insync.replicas": str(settings.min_insync_replicas)}
+
+
 def ensure_topics(settings: Settings, wanted: Sequence[Topic] = topics.ALL) -> list[str]:
     """Create the registry's topics that do not exist yet; returns the names created."""
     wait_for_broker(settings)
@@ -277,8 +282,8 @@ def ensure_topics(settings: Settings, wanted: Sequence[Topic] = topics.ALL) -> l
         NewTopic(
             t.name,
             num_partitions=t.partitions or settings.topic_partitions,
-            replication_factor=settings.topic_replication,
-            config=t.config(),
+            replication_factor=settings.replication_factor,
+            config={**t.config(), **replication_config(settings)},
         )
         for t in wanted
         if t.name not in existing
