@@ -8,6 +8,7 @@ changes nothing. `down` stops them; their data stays under `settings.data_dir`.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import socket
 import time
@@ -166,9 +167,22 @@ def _wait_ready(settings: Settings, service: Service, pid: int) -> None:
 
 def down(settings: Settings) -> None:
     # Reverse of the start order: Kafka, which the others' users need first, goes last.
+    brokers = {service.name for service in kafka_services(settings)}
     for service in reversed(of(settings)):
-        if processes.stop(settings, service.name, timeout=60.0):
+        if service.name not in brokers and processes.stop(settings, service.name, timeout=60.0):
             log.info("service.down", name=service.name)
+    stop_kafka(settings)
+
+
+def stop_kafka(settings: Settings) -> None:
+    """Stop the Kafka nodes all at once: stopped one after the other, the last would wait out its timeout
+    for a controller quorum that left before it."""
+    names = [service.name for service in kafka_services(settings)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        stopped = pool.map(lambda name: processes.stop(settings, name, timeout=60.0), names)
+        for name, was_running in zip(names, list(stopped), strict=True):
+            if was_running:
+                log.info("service.down", name=name)
 
 
 def status_lines(settings: Settings) -> tuple[list[str], bool]:

@@ -296,7 +296,37 @@ def ensure_topics(settings: Settings, wanted: Sequence[Topic] = topics.ALL) -> l
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    wait_until_known(settings, [t.name for t in wanted])
     return created
+
+
+def wait_until_known(settings: Settings, names: Sequence[str], timeout: float = 60.0) -> None:
+    """Wait until every broker knows the topics and their leaders.
+
+    Brokers learn of a new topic from the controller a moment apart: in a cluster, a client asking
+    another broker right after the creation (faust for its changelog, a test for its leaders) would not find it.
+    """
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        brokers = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=10).brokers
+        missing = {}
+        for broker in brokers.values():
+            metadata = AdminClient({"bootstrap.servers": f"{broker.host}:{broker.port}"}).list_topics(timeout=10)
+            unknown = [
+                name
+                for name in wanted
+                if name not in metadata.topics
+                or metadata.topics[name].error is not None
+                or any(p.leader < 0 for p in metadata.topics[name].partitions.values())
+            ]
+            if unknown:
+                missing[broker.id] = unknown
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(f"topics not known to every broker within {timeout:.0f}s: {missing}")
+        time.sleep(0.2)
 
 
 def make_consumer(settings: Settings, group: str, **overrides: object) -> Consumer:

@@ -439,6 +439,7 @@ def ensure_changelog(settings: Settings, app: faust.App) -> None:
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
+    bus.wait_until_known(settings, [changelog])
     log.info("cleaner.changelog_created", topic=changelog, partitions=partitions)
 
 
