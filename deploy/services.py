@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextvars
 import functools
 import socket
 import time
@@ -178,8 +179,12 @@ def stop_kafka(settings: Settings) -> None:
     """Stop the Kafka nodes all at once: stopped one after the other, the last would wait out its timeout
     for a controller quorum that left before it."""
     names = [service.name for service in kafka_services(settings)]
+    # Each thread logs with this one's context (structlog's contextvars: the command's name).
+    contexts = [contextvars.copy_context() for _ in names]
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
-        stopped = pool.map(lambda name: processes.stop(settings, name, timeout=60.0), names)
+        stopped = pool.map(
+            lambda context, name: context.run(processes.stop, settings, name, timeout=60.0), contexts, names
+        )
         for name, was_running in zip(names, list(stopped), strict=True):
             if was_running:
                 log.info("service.down", name=name)

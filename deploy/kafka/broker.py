@@ -173,22 +173,25 @@ def prepare(settings: Settings, index: int = 0) -> list[str]:
     """Write node `index`'s configuration, format its storage once; returns its command line."""
     root = home(settings, index)
     data = root / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    properties, log4j = root / "server.properties", root / "log4j.properties"
-    properties.write_text(server_properties(settings, index, data))
-    log4j.write_text(LOG4J_PROPERTIES)
-    jars = classpath()
     voters = ",".join(f"{n.node_id}@{n.controller}" for n in nodes(settings))
     # The quorum is fixed when the storage is formatted: another cluster size needs another data dir.
     quorum_file = root / "quorum"
-    if (data / "meta.properties").exists():
-        formatted_for = quorum_file.read_text().strip() if quorum_file.exists() else voters
+    formatted = (data / "meta.properties").exists()
+    if formatted:
+        formatted_for = (
+            quorum_file.read_text().strip() if quorum_file.exists() else "1@" + nodes(settings)[0].controller
+        )
         if formatted_for != voters:
             raise RuntimeError(
                 f"{data} was formatted for the controller quorum {formatted_for}, not {voters}: "
                 "a local cluster of another size (kafka_brokers) or other ports needs a new data_dir"
             )
-    else:
+    data.mkdir(parents=True, exist_ok=True)
+    properties, log4j = root / "server.properties", root / "log4j.properties"
+    properties.write_text(server_properties(settings, index, data))
+    log4j.write_text(LOG4J_PROPERTIES)
+    jars = classpath()
+    if not formatted:
         id_file = home(settings, 0) / "cluster-id"
         id_file.parent.mkdir(parents=True, exist_ok=True)
         if not id_file.exists():

@@ -108,3 +108,13 @@ def test_java_command_runs_the_main_class_with_the_log4j_file(tmp_path):
     assert f"-Dlog4j.configuration=file:{tmp_path / 'log4j.properties'}" in command
     assert command[-4:] == ["-cp", "a.jar:b.jar", "kafka.Kafka", "server.properties"]
     assert "-Xmx1g" in command
+
+
+def test_a_data_dir_formatted_for_one_broker_refuses_a_cluster_of_three(tmp_path):
+    one = Settings(data_dir=tmp_path, kafka_bootstrap="127.0.0.1:19092", kafka_controller_port=19093)
+    (broker.home(one) / "data").mkdir(parents=True)
+    # As formatted before the quorum was written down: one node on kafka_controller_port.
+    (broker.home(one) / "data" / "meta.properties").write_text("node.id=1\n")
+    three = Settings(data_dir=tmp_path, kafka_brokers=3, kafka_bootstrap=THREE, kafka_controller_port=19093)
+    with pytest.raises(RuntimeError, match="formatted for the controller quorum 1@127.0.0.1:19093, not 1@"):
+        broker.prepare(three, 0)

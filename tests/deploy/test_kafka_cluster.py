@@ -73,6 +73,8 @@ def cluster(settings: Settings) -> Iterator[Settings]:
 def test_a_broker_killed_mid_backlog_loses_no_page_indexes_none_twice_and_gets_its_leaders_back(
     cluster: Settings, settings: Settings, tmp_path: Path
 ) -> None:
+    lines, _ = services.status_lines(cluster)
+    assert [line.split()[:2] for line in lines[:BROKERS]] == [["kafka", "up"], ["kafka-2", "up"], ["kafka-3", "up"]]
     run = uuid.uuid4().hex
     app_id, crawl, alias = f"test-cleaner-{run}", f"test-brokers-{run}", f"test-{run}"
     bus.ensure_topics(cluster, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic("clean")])
