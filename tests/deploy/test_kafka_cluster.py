@@ -104,7 +104,9 @@ def test_a_broker_killed_mid_backlog_loses_no_page_indexes_none_twice_and_gets_i
         f"kafka_bootstrap={cluster.kafka_bootstrap}",
     )
     try:
-        before_kill = len(unique_urls(reader.read_until(lambda found: len(found) >= 20 or worker.poll() is not None)))
+        before_kill = len(
+            unique_urls(reader.read_until(lambda found: len(found) >= 20 or worker.poll() is not None, timeout=120))
+        )
         # The broker that leads the raw pages' first partition (the cleaner reads it, the producers wrote it).
         victim = _leaders(admin)[(topics.PAGES_RAW.name, 0)]
         victim_name = broker.node(cluster, victim - 1).name
