@@ -320,7 +320,7 @@ def ask_for_generations(settings: Settings, log: SoakLog, stop: threading.Event)
 def memory(settings: Settings) -> dict[str, int]:
     """RSS in MiB of each service and worker, with their children (Chromium under the crawler, say)."""
     sizes = {}
-    for name in [service.name for service in services.SERVICES] + list(WORKERS):
+    for name in [service.name for service in services.of(settings)] + list(WORKERS):
         pid = processes.running_pid(settings, name)
         if pid is None:
             continue

@@ -28,13 +28,37 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python logging level of every service.")
 
     # Kafka
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
-    kafka_controller_port: int = Field(9093, description="KRaft controller port of the local broker.")
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma-separated. For a local cluster (kafka_brokers > 1) it lists every "
+        "broker, in node order: `ctrlgpt services up` starts broker n on the n-th address.",
+    )
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        description="Brokers `ctrlgpt services up` starts on this machine, one KRaft cluster (1 for the demo; 3 "
+        "tolerates one broker down). Also sets the topics' replication unless topic_replication is set.",
+    )
+    kafka_controller_port: int = Field(
+        9093,
+        description="KRaft controller port of the local broker; in a local cluster node n (from 0) uses this + 2n.",
+    )
     kafka_java_home: Path = Field(
         Path("/usr/lib/jvm/java-17-openjdk-amd64"), description="JDK that runs the local broker."
     )
     topic_partitions: int = Field(3, ge=1, description="Partitions of the data topics when ctrlgpt creates them.")
-    topic_replication: int = Field(1, ge=1, description="Replication factor when ctrlgpt creates topics.")
+    topic_replication: int | None = Field(
+        None,
+        ge=1,
+        description="Replication factor when ctrlgpt creates topics (Kafka's internal ones too, locally). "
+        "Unset: kafka_brokers, at most 3.",
+    )
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of the topics ctrlgpt creates: replicas that must have a write before "
+        "acks=all producers get it acknowledged. Unset: the replication factor minus one, at least 1.",
+    )
     kafka_max_poll_interval_ms: int = Field(
         900_000,
         ge=1,
@@ -384,6 +408,16 @@ class Settings(BaseSettings):
     kube_lag_threshold: int = Field(
         100, ge=1, description="Consumer lag per replica at which KEDA adds a replica of a worker."
     )
+
+    @property
+    def replication_factor(self) -> int:
+        """Replicas of each topic ctrlgpt creates: the setting, or what the local cluster's size gives."""
+        return self.topic_replication or min(self.kafka_brokers, 3)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """One replica may be down (a restart, a crash) while acks=all writes go on, when there are replicas to spare."""
+        return self.topic_min_insync_replicas or max(1, self.replication_factor - 1)
 
     @property
     def secrets_file(self) -> Path:

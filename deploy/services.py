@@ -1,4 +1,5 @@
-"""`ctrlgpt services up|down|status`: Kafka, Elasticsearch, doccano and the object store on this machine.
+"""`ctrlgpt services up|down|status`: Kafka (one broker or a cluster), Elasticsearch, doccano and the object store
+on this machine.
 
 `up` starts what is not running (Kafka first, the others while it boots), waits
 until each answers, then creates the registry's missing topics. Running it again
@@ -8,10 +9,14 @@ changes nothing. `down` stops them; their data stays under `settings.data_dir`.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextvars
+import functools
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import structlog
 
@@ -45,12 +50,33 @@ class Service:
     ready_timeout_s: float
 
 
-SERVICES: tuple[Service, ...] = tuple(
-    Service(module.NAME, module.start, module.ready, module.url, module.address, module.READY_TIMEOUT_S)
-    # The order they start in: Kafka first; PostgreSQL before doccano, which migrates onto it;
-    # Connect last, its connector reading doccano's tables. The object store needs none of them.
-    for module in (kafka, objectstore, postgres, elasticsearch, doccano, connect)
-)
+def _module_service(module: ModuleType) -> Service:
+    return Service(module.NAME, module.start, module.ready, module.url, module.address, module.READY_TIMEOUT_S)
+
+
+def _kafka_node(node: kafka.Node) -> Service:
+    index = node.index
+    return Service(
+        node.name,
+        functools.partial(kafka.start, index=index),
+        functools.partial(kafka.ready, index=index),
+        functools.partial(kafka.url, index=index),
+        functools.partial(kafka.address, index=index),
+        kafka.READY_TIMEOUT_S,
+    )
+
+
+def kafka_services(settings: Settings) -> list[Service]:
+    """The local Kafka cluster's nodes (`kafka_brokers` of them), each a service of its own."""
+    return [_kafka_node(node) for node in kafka.nodes(settings)]
+
+
+def of(settings: Settings) -> list[Service]:
+    """Every service, in the order they start in: Kafka first; PostgreSQL before doccano, which
+    migrates onto it; Connect last, its connector reading doccano's tables. The object store needs none of them."""
+    return kafka_services(settings) + [
+        _module_service(module) for module in (objectstore, postgres, elasticsearch, doccano, connect)
+    ]
 
 
 class ServiceFailed(RuntimeError):
@@ -58,25 +84,7 @@ class ServiceFailed(RuntimeError):
 
 
 def up(settings: Settings) -> None:
-    began = time.monotonic()
-    # Start them all in order, then wait: their boots overlap, Kafka's first.
-    pids = {}
-    for service in SERVICES:
-        if processes.running_pid(settings, service.name) is None:
-            _refuse_taken_port(settings, service)
-        try:
-            pids[service.name] = service.start(settings)
-        except Exception as exc:
-            raise ServiceFailed(f"{service.name} could not start: {exc}") from exc
-    for service in SERVICES:
-        _wait_ready(settings, service, pids[service.name])
-        log.info(
-            "service.up",
-            name=service.name,
-            pid=pids[service.name],
-            url=service.url(settings),
-            seconds=round(time.monotonic() - began, 1),
-        )
+    start(settings, of(settings))
     try:
         created = bus.ensure_topics(settings)
     except bus.ServiceUnavailable as exc:
@@ -95,6 +103,30 @@ def up(settings: Settings) -> None:
     log.info("doccano.project_ensured", name=settings.doccano_project, id=project.id)
     log.info("doccano.project_ensured", name=settings.doccano_expansion_project, id=expansion_project_id)
     log.info("doccano.project_ensured", name=settings.doccano_comparison_project, id=comparison_project.id)
+
+
+def start(settings: Settings, wanted: list[Service]) -> None:
+    """Start what is not running among `wanted`, in order, then wait until each answers."""
+    began = time.monotonic()
+    # Start them all in order, then wait: their boots overlap, Kafka's first (and a cluster's
+    # nodes elect their controller only once a majority of them runs).
+    pids = {}
+    for service in wanted:
+        if processes.running_pid(settings, service.name) is None:
+            _refuse_taken_port(settings, service)
+        try:
+            pids[service.name] = service.start(settings)
+        except Exception as exc:
+            raise ServiceFailed(f"{service.name} could not start: {exc}") from exc
+    for service in wanted:
+        _wait_ready(settings, service, pids[service.name])
+        log.info(
+            "service.up",
+            name=service.name,
+            pid=pids[service.name],
+            url=service.url(settings),
+            seconds=round(time.monotonic() - began, 1),
+        )
 
 
 def _refuse_taken_port(settings: Settings, service: Service) -> None:
@@ -138,15 +170,32 @@ def _wait_ready(settings: Settings, service: Service, pid: int) -> None:
 
 def down(settings: Settings) -> None:
     # Reverse of the start order: Kafka, which the others' users need first, goes last.
-    for service in reversed(SERVICES):
-        if processes.stop(settings, service.name, timeout=60.0):
+    brokers = {service.name for service in kafka_services(settings)}
+    for service in reversed(of(settings)):
+        if service.name not in brokers and processes.stop(settings, service.name, timeout=60.0):
             log.info("service.down", name=service.name)
+    stop_kafka(settings)
+
+
+def stop_kafka(settings: Settings) -> None:
+    """Stop the Kafka nodes all at once: stopped one after the other, the last would wait out its timeout
+    for a controller quorum that left before it."""
+    names = [service.name for service in kafka_services(settings)]
+    # Each thread logs with this one's context (structlog's contextvars: the command's name).
+    contexts = [contextvars.copy_context() for _ in names]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+        stopped = pool.map(
+            lambda context, name: context.run(processes.stop, settings, name, timeout=60.0), contexts, names
+        )
+        for name, was_running in zip(names, list(stopped), strict=True):
+            if was_running:
+                log.info("service.down", name=name)
 
 
 def status_lines(settings: Settings) -> tuple[list[str], bool]:
     """One line per service, and whether all of them are up."""
     lines, all_up = [], True
-    for service in SERVICES:
+    for service in of(settings):
         pid = processes.running_pid(settings, service.name)
         answering = False
         if pid is not None:
@@ -164,7 +213,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "up":
         try:
             up(settings)
-        except ServiceFailed as exc:
+        except (ServiceFailed, ValueError) as exc:  # ValueError: settings that name no valid local cluster
             log.error("services.failed", error=str(exc))
             print(f"error: {exc}")
             return 1

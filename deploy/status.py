@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ctrlgpt.settings import Settings
-from deploy import supervisor, supervisor_config
-from deploy.services import SERVICES
+from deploy import services, supervisor, supervisor_config
 from deploy.supervisor_events import ProgramHistory, read_history
 from deploy.workers import WORKERS
 
@@ -90,7 +89,7 @@ def format_status(statuses: Iterable[ProgramStatus]) -> list[str]:
 def current(settings: Settings) -> list[ProgramStatus]:
     infos = supervisor.rpc(settings).supervisor.getAllProcessInfo() if supervisor.answering(settings) else []
     history = read_history(supervisor_config.layout(settings).history)
-    return program_statuses(infos, history, [service.name for service in SERVICES])
+    return program_statuses(infos, history, [service.name for service in services.of(settings)])
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:

@@ -268,6 +268,11 @@ def wait_for_broker(settings: Settings, timeout: float = 120.0) -> None:
         raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap} not reachable: {exc}") from exc
 
 
+def replication_config(settings: Settings) -> dict[str, str]:
+    """Topic config for the writes of acks=all producers: acknowledged once on this many replicas."""
+    return {"min.insync.replicas": str(settings.min_insync_replicas)}
+
+
 def ensure_topics(settings: Settings, wanted: Sequence[Topic] = topics.ALL) -> list[str]:
     """Create the registry's topics that do not exist yet; returns the names created."""
     wait_for_broker(settings)
@@ -277,8 +282,8 @@ def ensure_topics(settings: Settings, wanted: Sequence[Topic] = topics.ALL) -> l
         NewTopic(
             t.name,
             num_partitions=t.partitions or settings.topic_partitions,
-            replication_factor=settings.topic_replication,
-            config=t.config(),
+            replication_factor=settings.replication_factor,
+            config={**t.config(), **replication_config(settings)},
         )
         for t in wanted
         if t.name not in existing
@@ -291,7 +296,37 @@ def ensure_topics(settings: Settings, wanted: Sequence[Topic] = topics.ALL) -> l
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    wait_until_known(settings, [t.name for t in wanted])
     return created
+
+
+def wait_until_known(settings: Settings, names: Sequence[str], timeout: float = 60.0) -> None:
+    """Wait until every broker knows the topics and their leaders.
+
+    Brokers learn of a new topic from the controller a moment apart: in a cluster, a client asking
+    another broker right after the creation (faust for its changelog, a test for its leaders) would not find it.
+    """
+    wanted = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        brokers = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(timeout=10).brokers
+        missing = {}
+        for broker in brokers.values():
+            metadata = AdminClient({"bootstrap.servers": f"{broker.host}:{broker.port}"}).list_topics(timeout=10)
+            unknown = [
+                name
+                for name in wanted
+                if name not in metadata.topics
+                or metadata.topics[name].error is not None
+                or any(p.leader < 0 for p in metadata.topics[name].partitions.values())
+            ]
+            if unknown:
+                missing[broker.id] = unknown
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(f"topics not known to every broker within {timeout:.0f}s: {missing}")
+        time.sleep(0.2)
 
 
 def make_consumer(settings: Settings, group: str, **overrides: object) -> Consumer:

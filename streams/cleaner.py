@@ -21,15 +21,16 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 import faust
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
@@ -156,6 +157,19 @@ def pack_by_size(sizes: list[int], max_bytes: int) -> list[list[int]]:
     return groups
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """faust's aiokafka producer with acks=all and idempotence always, as every ctrlgpt producer (streams.bus):
+    faust turns idempotence on only inside transactions, and a retried send after a broker failover
+    could otherwise write a clean page twice."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class IdempotentTransport(faust_aiokafka.Transport):
+    Producer = IdempotentProducer
+
+
 def make_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.cleaner_app_id,
@@ -164,7 +178,7 @@ def make_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication,
+        topic_replication_factor=settings.replication_factor,
         # Topics belong to ctrlgpt's registry (streams.topics), created through streams.bus, never by faust.
         topic_allow_declare=False,
         topic_disable_leader=True,
@@ -178,6 +192,8 @@ def make_app(settings: Settings) -> faust.App:
         # faust's default of 60 s keeps a killed worker's partitions idle that long before a rebalance.
         broker_session_timeout=settings.cleaner_session_timeout_s,
     )
+    # Before anything asks for app.transport, which would build faust's own.
+    app.transport = IdempotentTransport(app.conf.broker_consumer, app)
     fingerprinted_topic = cleaner_topics.fingerprinted_topic(settings.cleaner_app_id)
     raw_pages = app.topic(topics.PAGES_RAW.name)
     fingerprinted = app.topic(fingerprinted_topic.name)
@@ -415,14 +431,15 @@ def ensure_changelog(settings: Settings, app: faust.App) -> None:
     new = NewTopic(
         changelog,
         num_partitions=partitions,
-        replication_factor=settings.topic_replication,
-        config={"cleanup.policy": "compact"},
+        replication_factor=settings.replication_factor,
+        config={"cleanup.policy": "compact", **bus.replication_config(settings)},
     )
     try:
         admin.create_topics([new])[changelog].result()
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
+    bus.wait_until_known(settings, [changelog])
     log.info("cleaner.changelog_created", topic=changelog, partitions=partitions)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
+from elasticsearch import Elasticsearch
 
 from ctrlgpt.settings import REPO_ROOT, Settings
 from streams import bus, topics
@@ -28,6 +29,7 @@ __all__ = [
     "start_group_at_end",
     "stop",
     "unique_urls",
+    "wait_for_index_count",
 ]
 
 WORDS = (
@@ -129,16 +131,11 @@ class CleanReader:
         self._consumer.close()
 
 
-def start_cleaner(app_id: str, data_dir: Path, log_path: Path) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "ctrlgpt.cli",
-        "--set",
-        f"cleaner_app_id={app_id}",
-        "--set",
-        f"data_dir={data_dir}",
-    ]
+def start_cleaner(app_id: str, data_dir: Path, log_path: Path, *overrides: str) -> subprocess.Popen:
+    """`overrides`: more NAME=VALUE settings, e.g. another cluster's kafka_bootstrap."""
+    command = [sys.executable, "-m", "ctrlgpt.cli"]
+    for setting in (f"cleaner_app_id={app_id}", f"data_dir={data_dir}", *overrides):
+        command += ["--set", setting]
     with log_path.open("ab") as log_file:
         return subprocess.Popen([*command, "cleaner"], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
 
@@ -151,3 +148,17 @@ def stop(worker: subprocess.Popen) -> int:
 
 def unique_urls(pages: list[PageCleaned]) -> set[str]:
     return {page.url for page in pages}
+
+
+def wait_for_index_count(es: Elasticsearch, alias: str, crawl_id: str, expected: int, timeout: float = 60.0) -> int:
+    """Documents of one crawl in the index once there are `expected` of them (or the last count at the timeout)."""
+    deadline, count = time.monotonic() + timeout, -1
+    while time.monotonic() < deadline:
+        if es.indices.exists_alias(name=alias):
+            es.indices.refresh(index=alias)
+            count = es.count(index=alias, query={"term": {"crawl_id": crawl_id}})["count"]
+            if count >= expected:
+                # Settled: a later duplicate write of a page would show as a higher count, never as a second document.
+                return count
+        time.sleep(0.5)
+    return count

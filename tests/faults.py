@@ -12,15 +12,16 @@ import os
 import signal
 
 from ctrlgpt.settings import Settings
-from deploy import processes, supervisor
-from deploy.services import SERVICES, Service
+from deploy import processes, services, supervisor
+from deploy.services import Service
 
 
-def service(name: str) -> Service:
-    for candidate in SERVICES:
+def service(settings: Settings, name: str) -> Service:
+    known = services.of(settings)
+    for candidate in known:
         if candidate.name == name:
             return candidate
-    raise KeyError(f"no service named {name!r}; known: {[s.name for s in SERVICES]}")
+    raise KeyError(f"no service named {name!r}; known: {[s.name for s in known]}")
 
 
 def kill_service(settings: Settings, name: str) -> int:
@@ -48,7 +49,7 @@ def kill_service(settings: Settings, name: str) -> int:
 
 def start_service(settings: Settings, name: str, timeout: float | None = None) -> None:
     """Start the service again and wait until it answers."""
-    wanted = service(name)
+    wanted = service(settings, name)
     wanted.start(settings)
     processes.wait_until(
         lambda: wanted.ready(settings), what=name, timeout=timeout or wanted.ready_timeout_s, interval=0.5

@@ -71,10 +71,10 @@ def worker_properties(settings: Settings) -> str:
         "config.storage.topic": f"{group}-configs",
         "offset.storage.topic": f"{group}-offsets",
         "status.storage.topic": f"{group}-status",
-        # One broker: the internal topics cannot have more replicas than that.
-        "config.storage.replication.factor": "1",
-        "offset.storage.replication.factor": "1",
-        "status.storage.replication.factor": "1",
+        # Its internal topics replicated as ctrlgpt's own (one broker: one replica).
+        "config.storage.replication.factor": str(settings.replication_factor),
+        "offset.storage.replication.factor": str(settings.replication_factor),
+        "status.storage.replication.factor": str(settings.replication_factor),
         "offset.storage.partitions": "1",
         "status.storage.partitions": "1",
         "listeners": f"http://{host}:{port}",
@@ -90,6 +90,9 @@ def worker_properties(settings: Settings) -> str:
         # member; by default its connector is held for the old member for 5 minutes (seen: labels
         # stalled that long after a one-minute broker outage). A short delay reassigns it at once.
         "scheduled.rebalance.max.delay.ms": str(int(settings.connect_rebalance_delay_s * 1000)),
+        # Debezium's records as every ctrlgpt producer writes (streams.bus): on all in-sync replicas, once.
+        "producer.acks": "all",
+        "producer.enable.idempotence": "true",
         "config.providers": "file",
         "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
     }
@@ -120,7 +123,8 @@ def connector_config(settings: Settings, secrets_file: Path) -> dict[str, str]:
         # Heartbeats let the slot's position move while only other tables change, so
         # PostgreSQL can drop old WAL instead of keeping it for weeks.
         "heartbeat.interval.ms": "60000",
-        "topic.creation.default.replication.factor": "1",
+        "topic.creation.default.replication.factor": str(settings.replication_factor),
+        "topic.creation.default.min.insync.replicas": str(settings.min_insync_replicas),
         "topic.creation.default.partitions": "1",
         "errors.retry.timeout": "-1",  # PostgreSQL away: retry, never fail the task
     }

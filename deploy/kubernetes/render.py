@@ -475,13 +475,13 @@ def kafka_connect(settings: Settings) -> Manifest:
 def kafka_connector(settings: Settings) -> Manifest:
     """Debezium's connector as on one machine (`deploy.connect.worker`), pointed at the cluster's PostgreSQL."""
     # Its file-provider password reference (one machine's) is replaced by the environment's below.
-    config = connect_worker.connector_config(settings, secrets_file=Path(SECRETS_MOUNT))
+    # The cluster's settings: its change topics replicated as every other topic (3, min.insync 2).
+    config = connect_worker.connector_config(cluster_settings(settings), secrets_file=Path(SECRETS_MOUNT))
     config.update(
         {
             "database.hostname": POSTGRES_SERVICE,
             "database.port": "5432",
             "database.password": "${env:CDC_DB_PASSWORD}",
-            "topic.creation.default.replication.factor": str(KAFKA_BROKERS),
         }
     )
     connector_class = config.pop("connector.class")

@@ -280,3 +280,10 @@ def test_docs_list_what_each_component_asks_for() -> None:
     for name, asked in render.RESOURCES.items():
         row = f"| {name} | {asked.cpu} / {asked.cpu_limit} | {asked.memory} / {asked.memory_limit} | {asked.disk or '-'} |"
         assert row in docs, row
+
+
+def test_debeziums_change_topics_are_replicated_like_every_other_topic() -> None:
+    [connector] = by_kind(defaults(), "KafkaConnector").values()
+    config = connector["spec"]["config"]
+    assert config["topic.creation.default.replication.factor"] == str(render.KAFKA_BROKERS)
+    assert config["topic.creation.default.min.insync.replicas"] == str(render.MIN_INSYNC_REPLICAS)

@@ -41,11 +41,11 @@ def test_doccano_login_returns_a_token(settings):
 def test_status_reports_every_service_up(settings):
     lines, all_up = services.status_lines(settings)
     assert all_up, lines
-    assert [line.split()[:2] for line in lines] == [[service.name, "up"] for service in services.SERVICES]
+    assert [line.split()[:2] for line in lines] == [[service.name, "up"] for service in services.of(settings)]
 
 
 def _pids(settings) -> dict[str, int | None]:
-    pids = {service.name: processes.running_pid(settings, service.name) for service in services.SERVICES}
+    pids = {service.name: processes.running_pid(settings, service.name) for service in services.of(settings)}
     return {**pids, "supervisord": supervisor.rpc(settings).supervisor.getPID()}
 
 

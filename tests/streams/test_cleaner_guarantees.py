@@ -20,6 +20,7 @@ from cleaner_harness import (
     start_group_at_end,
     stop,
     unique_urls,
+    wait_for_index_count,
 )
 from confluent_kafka.admin import AdminClient
 from elasticsearch import Elasticsearch
@@ -115,7 +116,7 @@ def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_p
             cleaned = reader.read_until(
                 lambda found: len(unique_urls(found)) >= len(pages) or worker.poll() is not None
             )
-            indexed = _wait_for_count(es, alias, crawl, len(pages))
+            indexed = wait_for_index_count(es, alias, crawl, len(pages))
         finally:
             restarted_rc = stop(worker)
     finally:
@@ -133,19 +134,6 @@ def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_p
     assert unique_urls(cleaned) == {page.url for page in pages}, log
     assert indexed == len(pages), log
     assert restarted_rc == 0, log
-
-
-def _wait_for_count(es: Elasticsearch, alias: str, crawl_id: str, expected: int, timeout: float = 60.0) -> int:
-    deadline, count = time.monotonic() + timeout, -1
-    while time.monotonic() < deadline:
-        if es.indices.exists_alias(name=alias):
-            es.indices.refresh(index=alias)
-            count = es.count(index=alias, query={"term": {"crawl_id": crawl_id}})["count"]
-            if count >= expected:
-                # Settled: a later duplicate write of a page would show as a higher count, never as a second document.
-                return count
-        time.sleep(0.5)
-    return count
 
 
 @pytest.mark.delivery_guarantee
