@@ -129,7 +129,8 @@ class CleanReader:
         self._consumer.close()
 
 
-def start_cleaner(app_id: str, data_dir: Path, log_path: Path) -> subprocess.Popen:
+def start_cleaner(app_id: str, data_dir: Path, log_path: Path, *overrides: str) -> subprocess.Popen:
+    """A `ctrlgpt cleaner` process; `overrides` are more NAME=VALUE settings."""
     command = [
         sys.executable,
         "-m",
@@ -138,6 +139,7 @@ def start_cleaner(app_id: str, data_dir: Path, log_path: Path) -> subprocess.Pop
         f"cleaner_app_id={app_id}",
         "--set",
         f"data_dir={data_dir}",
+        *(argument for override in overrides for argument in ("--set", override)),
     ]
     with log_path.open("ab") as log_file:
         return subprocess.Popen([*command, "cleaner"], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
