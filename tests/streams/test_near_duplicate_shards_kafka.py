@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 
 from ctrlgpt.settings import Settings
 from streams import bus, cleaner_topics, topics
-from streams.cleaner import Cleaned, clean_messages
+from streams.cleaner import FINGERPRINTS_TABLE, Cleaned, clean_messages, ensure_changelog, make_app
 from streams.near_duplicates import band_keys, hamming, shard_of_band
 from streams.records import PageFetched
 
@@ -166,3 +166,26 @@ def test_a_worker_killed_mid_stream_leaves_every_page_its_one_verdict(settings, 
         assert {verdict[original.url], verdict[copy.url]} in ({None, original.url}, {None, copy.url}), log
     assert all(verdict[single.url] is None for single in singles), log
     assert survivor_alive and survivor_rc == 0, log
+
+
+def test_the_shard_count_can_grow_over_existing_topics_and_never_shrink(settings, tmp_path):
+    app_id = f"test-cleaner-{uuid.uuid4().hex}"
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+    def partitions(shards: int) -> dict[str, int]:
+        local = settings.with_overrides(
+            [f"cleaner_app_id={app_id}", f"data_dir={tmp_path}", f"near_duplicate_shards={shards}"]
+        )
+        ensure_changelog(local, make_app(local))
+        metadata = admin.list_topics(timeout=10).topics
+        return {name: len(topic.partitions) for name, topic in metadata.items() if name.startswith(app_id)}
+
+    internal, changelog = f"{app_id}-fingerprinted", f"{app_id}-{FINGERPRINTS_TABLE}-changelog"
+    try:
+        assert partitions(1) == {internal: 1, changelog: 1}
+        assert partitions(3) == {internal: 3, changelog: 3}
+        with pytest.raises(RuntimeError, match="shards cannot be removed"):
+            partitions(2)
+    finally:
+        for future in admin.delete_topics([internal, changelog], request_timeout=30).values():
+            future.result()

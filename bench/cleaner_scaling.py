@@ -1,0 +1,182 @@
+"""Cleaner scaling benchmark: clean-and-index pages per second with 1, 2 and 3 cleaner workers, and the CPU
+per page of each process; prints figures.
+
+    .venv/bin/python bench/cleaner_scaling.py [--configs 1x1,1x3,2x3,3x3] [--pages 600] [--slice-pages 200] [--seed 2024]
+
+Needs the local services (`ctrlgpt services up`). A configuration `WxS` is W `ctrlgpt cleaner` processes
+sharing S near-duplicate shards (`near_duplicate_shards`; `1x1` is the layout from before sharding, one
+lookup process), a faust app id of their own, plus one `ctrlgpt index-sink` into a throwaway alias. Each
+configuration starts its workers, sends one page through them (start-up not counted), then goes through a
+fresh seeded corpus (bench/ingest_corpus.py, the same seed for every configuration) a slice at a time:
+on each slice, the reference (trafilatura's extraction alone, one process, as bench/ingest.py) and then the
+pipeline (publish to `ctrlgpt.pages.raw` until every accepted page is searchable), back to back, so the
+machine's drift hits both alike. Per configuration it prints pages/s, the reference's rate, the CPU per
+page of each cleaner process, the sink, Kafka and Elasticsearch, the near duplicates the pipeline marked,
+and the load average before and after. The alias, groups and the cleaner apps' topics are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from elasticsearch import Elasticsearch
+from ingest import (
+    Timing,
+    commit_group_at_end,
+    cpu_seconds,
+    extract_only,
+    fetched,
+    indexed,
+    publish_all,
+    rate,
+    remove_bench_state,
+    start_worker,
+    stop_workers,
+    time_each,
+    wait_for,
+    warm_up,
+)
+from ingest_corpus import build_corpus
+from machine import describe as describe_machine
+from report import Report
+
+from consumers.search_index import PageIndexSink
+from ctrlgpt.settings import Settings
+from deploy import processes
+from deploy.demo_site import load_articles
+from streams import bus, topics
+from streams.cleaning import PageRejected, clean_page
+
+
+@dataclass(frozen=True)
+class Measured:
+    workers: int
+    shards: int
+    pages: int
+    reference: Timing
+    pipeline_s: float
+    cpu_s: dict[str, float]
+    near_duplicates: int
+    load_before: float
+    load_after: float
+
+
+def accepted(page: object) -> bool:
+    try:
+        clean_page(page)
+    except PageRejected:
+        return False
+    return True
+
+
+def measure(settings: Settings, es: Elasticsearch, workers: int, shards: int, args: argparse.Namespace) -> Measured:
+    run_id = uuid.uuid4().hex[:8]
+    alias, cleaner_app, sink_group = f"ctrlgpt-bench-{run_id}", f"bench-cleaner-{run_id}", f"bench-index-{run_id}"
+    articles = load_articles()
+    corpus = build_corpus(articles, args.pages, seed=args.seed)
+    host, crawl_id = f"bench-{run_id}.example.com", f"bench-{run_id}"
+    pages = [fetched(page, host, crawl_id) for page in corpus]
+    kept = [accepted(page) for page in pages]  # what the pipeline will index, found untimed
+    processes_: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="ctrlgpt-bench-") as scratch:
+        log_path = Path(scratch) / "workers.log"
+        try:
+            commit_group_at_end(settings, cleaner_app, topics.PAGES_RAW)
+            commit_group_at_end(settings, sink_group, topics.PAGES_CLEAN)
+            sink = PageIndexSink(es_url=settings.es_url, alias=alias)
+            sink.setup()
+            sink.close()
+            with log_path.open("wb") as log_file:
+                for number in range(workers):
+                    overrides = [
+                        f"cleaner_app_id={cleaner_app}",
+                        f"data_dir={scratch}/cleaner-{number}",
+                        f"near_duplicate_shards={shards}",
+                    ]
+                    processes_.append(start_worker(settings, "cleaner", overrides, log_file))
+                processes_.append(
+                    start_worker(settings, "index-sink", [f"es_index={alias}", f"es_sink_group={sink_group}"], log_file)
+                )
+                warm_up(settings, es, alias, articles, run_id, processes_)
+                for page in pages[:20]:  # the reference's imports and caches, untimed
+                    extract_only(page)
+                producer = bus.make_producer(settings)
+                producer.list_topics(topics.PAGES_RAW.name, timeout=10)
+                roles = {f"cleaner {n + 1}": proc.pid for n, proc in enumerate(processes_[:-1])}
+                roles["index sink"] = processes_[-1].pid
+                roles["Kafka"] = processes.running_pid(settings, "kafka")
+                roles["Elasticsearch"] = processes.running_pid(settings, "elasticsearch")
+                cpu_s = dict.fromkeys(roles, 0.0)
+                reference, pipeline_s = Timing(0.0, 0.0), 0.0
+                load_before = os.getloadavg()[0]
+                for low in range(0, len(pages), args.slice_pages):
+                    part = pages[low : low + args.slice_pages]
+                    reference += time_each(part, extract_only)
+                    target = sum(kept[: low + len(part)])
+                    before = {role: cpu_seconds(pid) for role, pid in roles.items()}
+                    began = time.monotonic()
+                    publish_all(producer, part)
+                    wait_for(lambda: indexed(es, alias, crawl_id) >= target, "the slice indexed", 3600, processes_)
+                    pipeline_s += time.monotonic() - began
+                    for role, pid in roles.items():
+                        cpu_s[role] += cpu_seconds(pid) - before[role]
+                load_after = os.getloadavg()[0]
+                near = es.count(index=alias, query={"exists": {"field": "near_duplicate_of"}})["count"]
+        except Exception:
+            print(f"workers' log ({log_path}):\n{log_path.read_text(errors='replace')[-5000:]}", file=sys.stderr)
+            raise
+        finally:
+            stop_workers(processes_)
+            remove_bench_state(settings, es, alias, [cleaner_app, sink_group], cleaner_app)
+    return Measured(workers, shards, len(pages), reference, pipeline_s, cpu_s, near, load_before, load_after)
+
+
+def report(figures: Report, one: Measured) -> None:
+    per_page = {role: 1000 * used / one.pages for role, used in one.cpu_s.items()}
+    cleaners = [value for role, value in per_page.items() if role.startswith("cleaner")]
+    reference_ms = 1000 * one.reference.cpu_s / one.pages
+    figures.add(
+        f"{one.workers} cleaner(s), {one.shards} shard(s)",
+        f"{rate(one.pages, one.pipeline_s):.1f} pages/s (reference {rate(one.pages, one.reference.wall_s):.1f}, "
+        f"{reference_ms:.2f} ms a page); CPU a page: cleaners {sum(cleaners):.2f} ms "
+        f"({' + '.join(f'{value:.2f}' for value in cleaners)}), "
+        + ", ".join(f"{role} {value:.2f} ms" for role, value in per_page.items() if not role.startswith("cleaner"))
+        + f"; cleaners {sum(cleaners) / reference_ms:.2f}x the reference's CPU; {one.near_duplicates} near "
+        f"duplicates; load average {one.load_before:.1f} -> {one.load_after:.1f}",
+        **{f"pages_per_s_{one.workers}x{one.shards}": rate(one.pages, one.pipeline_s)},
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="1x1,1x3,2x3,3x3", help="WORKERSxSHARDS, comma-separated.")
+    parser.add_argument("--pages", type=int, default=600, help="Corpus size per configuration (default 600).")
+    parser.add_argument("--slice-pages", type=int, default=200, help="Pages per slice (default 200).")
+    parser.add_argument("--seed", type=int, default=2024, help="Corpus seed, the same for every configuration.")
+    args = parser.parse_args()
+    settings = Settings()
+    bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic("clean")])
+    figures = Report()
+    figures.add("machine", describe_machine())
+    es = Elasticsearch(settings.es_url, request_timeout=60)
+    try:
+        for config in args.configs.split(","):
+            workers, shards = (int(part) for part in config.split("x"))
+            report(figures, measure(settings, es, workers, shards, args))
+    finally:
+        es.close()
+    print(f"\nCleaner scaling benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print(figures.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
