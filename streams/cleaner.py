@@ -451,7 +451,7 @@ def ensure_changelog(settings: Settings, app: faust.App) -> None:
     The app keeps `topic_allow_declare=False` so that faust never creates topics
     with its own settings; its internal topic (streams.cleaner_topics) and this changelog are made here.
     A shard count above the topics' partitions adds partitions to both (a deployment from before sharding
-    had one: its originals stay shard 0's); one below them is refused, since shard 0 would not own its bands.
+    had one: its originals stay shard 0's); one below them is refused, as Kafka cannot remove partitions.
     """
     shards = settings.near_duplicate_shards
     source = cleaner_topics.fingerprinted_topic(settings.cleaner_app_id, shards)
@@ -467,10 +467,17 @@ def ensure_changelog(settings: Settings, app: faust.App) -> None:
                 "removed; set CTRLGPT_NEAR_DUPLICATE_SHARDS to at least that, or use a new cleaner_app_id"
             )
     grow = [NewPartitions(name, shards) for name, partitions in existing.items() if partitions < shards]
-    if grow:
-        for name, future in admin.create_partitions(grow).items():
+    for name, future in (admin.create_partitions(grow) if grow else {}).items():
+        try:
             future.result()
-            log.info("cleaner.shards_added", topic=name, partitions=shards)
+        except KafkaException as exc:
+            # Another worker starting at the same moment may have added them first.
+            if exc.args[0].code() != KafkaError.INVALID_PARTITIONS:
+                raise
+            now = len(admin.list_topics(name, timeout=10).topics[name].partitions)
+            if now != shards:
+                raise
+        log.info("cleaner.shards_added", topic=name, partitions=shards)
     if changelog in existing:
         return
     new = NewTopic(
