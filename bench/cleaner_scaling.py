@@ -1,7 +1,7 @@
 """Cleaner scaling benchmark: clean-and-index pages per second with 1, 2 and 3 cleaner workers, and the CPU
 per page of each process; prints figures.
 
-    .venv/bin/python bench/cleaner_scaling.py [--configs 1x1,1x3,2x3,3x3] [--pages 600] [--slice-pages 200] [--seed 2024]
+    .venv/bin/python bench/cleaner_scaling.py [--configs 1x1,1x3,2x3,3x3] [--rounds 3] [--pages 600] [--slice-pages 200]
 
 Needs the local services (`ctrlgpt services up`). A configuration `WxS` is W `ctrlgpt cleaner` processes
 sharing S near-duplicate shards (`near_duplicate_shards`; `1x1` is the layout from before sharding, one
@@ -10,9 +10,12 @@ configuration starts its workers, sends one page through them (start-up not coun
 fresh seeded corpus (bench/ingest_corpus.py, the same seed for every configuration) a slice at a time:
 on each slice, the reference (trafilatura's extraction alone, one process, as bench/ingest.py) and then the
 pipeline (publish to `ctrlgpt.pages.raw` until every accepted page is searchable), back to back, so the
-machine's drift hits both alike. Per configuration it prints pages/s, the reference's rate, the CPU per
-page of each cleaner process, the sink, Kafka and Elasticsearch, the near duplicates the pipeline marked,
-and the load average before and after. The alias, groups and the cleaner apps' topics are removed at the end.
+machine's drift hits both alike. The configurations take turns, `--rounds` times (round n uses seed
+`--seed + n` for all of them). Per configuration and round it prints pages/s, the reference's rate, the CPU
+per page of each cleaner process, the sink, Kafka and Elasticsearch, the near duplicates the pipeline
+marked, whether they are the same pages naming the same originals as the first configuration's on the same
+corpus, and the load average before and after; then each configuration's medians. The alias, groups and the
+cleaner apps' topics are removed after each.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
+from urllib.parse import urlsplit
 
 from elasticsearch import Elasticsearch
 from ingest import (
@@ -64,9 +69,24 @@ class Measured:
     reference: Timing
     pipeline_s: float
     cpu_s: dict[str, float]
-    near_duplicates: int
+    verdicts: frozenset[tuple[str, str]]  # (page path, original's path) of the near duplicates marked
     load_before: float
     load_after: float
+
+    @property
+    def pages_per_s(self) -> float:
+        return rate(self.pages, self.pipeline_s)
+
+    @property
+    def reference_ms(self) -> float:
+        return 1000 * self.reference.cpu_s / self.pages
+
+    def cpu_ms(self, role: str) -> float:
+        return 1000 * self.cpu_s[role] / self.pages
+
+    @property
+    def cleaner_ms(self) -> list[float]:
+        return [self.cpu_ms(role) for role in self.cpu_s if role.startswith("cleaner")]
 
 
 def accepted(page: object) -> bool:
@@ -77,11 +97,22 @@ def accepted(page: object) -> bool:
     return True
 
 
-def measure(settings: Settings, es: Elasticsearch, workers: int, shards: int, args: argparse.Namespace) -> Measured:
+def near_duplicates(es: Elasticsearch, alias: str) -> frozenset[tuple[str, str]]:
+    hits = es.search(
+        index=alias, query={"exists": {"field": "near_duplicate_of"}}, source=["url", "near_duplicate_of"], size=10_000
+    )["hits"]["hits"]
+    return frozenset(
+        (urlsplit(hit["_source"]["url"]).path, urlsplit(hit["_source"]["near_duplicate_of"]).path) for hit in hits
+    )
+
+
+def measure(
+    settings: Settings, es: Elasticsearch, workers: int, shards: int, seed: int, args: argparse.Namespace
+) -> Measured:
     run_id = uuid.uuid4().hex[:8]
     alias, cleaner_app, sink_group = f"ctrlgpt-bench-{run_id}", f"bench-cleaner-{run_id}", f"bench-index-{run_id}"
     articles = load_articles()
-    corpus = build_corpus(articles, args.pages, seed=args.seed)
+    corpus = build_corpus(articles, args.pages, seed=seed)
     host, crawl_id = f"bench-{run_id}.example.com", f"bench-{run_id}"
     pages = [fetched(page, host, crawl_id) for page in corpus]
     kept = [accepted(page) for page in pages]  # what the pipeline will index, found untimed
@@ -129,29 +160,44 @@ def measure(settings: Settings, es: Elasticsearch, workers: int, shards: int, ar
                     for role, pid in roles.items():
                         cpu_s[role] += cpu_seconds(pid) - before[role]
                 load_after = os.getloadavg()[0]
-                near = es.count(index=alias, query={"exists": {"field": "near_duplicate_of"}})["count"]
+                es.indices.refresh(index=alias)
+                verdicts = near_duplicates(es, alias)
         except Exception:
             print(f"workers' log ({log_path}):\n{log_path.read_text(errors='replace')[-5000:]}", file=sys.stderr)
             raise
         finally:
             stop_workers(processes_)
             remove_bench_state(settings, es, alias, [cleaner_app, sink_group], cleaner_app)
-    return Measured(workers, shards, len(pages), reference, pipeline_s, cpu_s, near, load_before, load_after)
+    return Measured(workers, shards, len(pages), reference, pipeline_s, cpu_s, verdicts, load_before, load_after)
 
 
-def report(figures: Report, one: Measured) -> None:
-    per_page = {role: 1000 * used / one.pages for role, used in one.cpu_s.items()}
-    cleaners = [value for role, value in per_page.items() if role.startswith("cleaner")]
-    reference_ms = 1000 * one.reference.cpu_s / one.pages
+def describe(one: Measured, first: Measured) -> str:
+    cleaners = one.cleaner_ms
+    others = ", ".join(f"{role} {one.cpu_ms(role):.2f} ms" for role in one.cpu_s if not role.startswith("cleaner"))
+    same = "the same as" if one.verdicts == first.verdicts else "NOT the same as"
+    return (
+        f"{one.pages_per_s:.1f} pages/s (reference {rate(one.pages, one.reference.wall_s):.1f}, "
+        f"{one.reference_ms:.2f} ms a page); CPU a page: cleaners {sum(cleaners):.2f} ms "
+        f"({' + '.join(f'{value:.2f}' for value in cleaners)}) = {sum(cleaners) / one.reference_ms:.2f}x the "
+        f"reference, {others}; {len(one.verdicts)} near duplicates, {same} {first.workers}x{first.shards}'s; "
+        f"load average {one.load_before:.1f} -> {one.load_after:.1f}"
+    )
+
+
+def summarize(figures: Report, runs: list[Measured]) -> None:
+    """A configuration's medians over its rounds: pages/s, and CPU a page as a multiple of the reference's."""
     figures.add(
-        f"{one.workers} cleaner(s), {one.shards} shard(s)",
-        f"{rate(one.pages, one.pipeline_s):.1f} pages/s (reference {rate(one.pages, one.reference.wall_s):.1f}, "
-        f"{reference_ms:.2f} ms a page); CPU a page: cleaners {sum(cleaners):.2f} ms "
-        f"({' + '.join(f'{value:.2f}' for value in cleaners)}), "
-        + ", ".join(f"{role} {value:.2f} ms" for role, value in per_page.items() if not role.startswith("cleaner"))
-        + f"; cleaners {sum(cleaners) / reference_ms:.2f}x the reference's CPU; {one.near_duplicates} near "
-        f"duplicates; load average {one.load_before:.1f} -> {one.load_after:.1f}",
-        **{f"pages_per_s_{one.workers}x{one.shards}": rate(one.pages, one.pipeline_s)},
+        f"{runs[0].workers} cleaner(s), {runs[0].shards} shard(s), median of {len(runs)}",
+        f"{median(one.pages_per_s for one in runs):.1f} pages/s "
+        f"({median(one.pages_per_s / rate(one.pages, one.reference.wall_s) for one in runs):.2f}x the reference's "
+        f"rate in the same slices); CPU a page: cleaners {median(sum(one.cleaner_ms) for one in runs):.2f} ms = "
+        f"{median(sum(one.cleaner_ms) / one.reference_ms for one in runs):.2f}x the reference "
+        f"({median(one.reference_ms for one in runs):.2f} ms), each cleaner process "
+        f"{median(median(one.cleaner_ms) for one in runs):.2f} ms; Kafka "
+        f"{median(one.cpu_ms('Kafka') for one in runs):.2f} ms, Elasticsearch "
+        f"{median(one.cpu_ms('Elasticsearch') for one in runs):.2f} ms, index sink "
+        f"{median(one.cpu_ms('index sink') for one in runs):.2f} ms",
+        **{f"pages_per_s_{runs[0].workers}x{runs[0].shards}": median(one.pages_per_s for one in runs)},
     )
 
 
@@ -160,17 +206,26 @@ def main() -> int:
     parser.add_argument("--configs", default="1x1,1x3,2x3,3x3", help="WORKERSxSHARDS, comma-separated.")
     parser.add_argument("--pages", type=int, default=600, help="Corpus size per configuration (default 600).")
     parser.add_argument("--slice-pages", type=int, default=200, help="Pages per slice (default 200).")
-    parser.add_argument("--seed", type=int, default=2024, help="Corpus seed, the same for every configuration.")
+    parser.add_argument("--rounds", type=int, default=3, help="Turns of every configuration (default 3).")
+    parser.add_argument("--seed", type=int, default=2024, help="Corpus seed of the first round (default 2024).")
     args = parser.parse_args()
     settings = Settings()
     bus.ensure_topics(settings, [topics.PAGES_RAW, topics.PAGES_CLEAN, topics.dead_letter_topic("clean")])
     figures = Report()
     figures.add("machine", describe_machine())
     es = Elasticsearch(settings.es_url, request_timeout=60)
+    configs = [tuple(int(part) for part in config.split("x")) for config in args.configs.split(",")]
+    runs: dict[tuple[int, ...], list[Measured]] = {config: [] for config in configs}
     try:
-        for config in args.configs.split(","):
-            workers, shards = (int(part) for part in config.split("x"))
-            report(figures, measure(settings, es, workers, shards, args))
+        for number in range(args.rounds):
+            first = None
+            for config in configs:
+                one = measure(settings, es, config[0], config[1], args.seed + number, args)
+                first = first or one
+                runs[config].append(one)
+                figures.add(f"round {number + 1}, {config[0]} cleaner(s), {config[1]} shard(s)", describe(one, first))
+        for config in configs:
+            summarize(figures, runs[config])
     finally:
         es.close()
     print(f"\nCleaner scaling benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
