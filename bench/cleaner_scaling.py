@@ -14,7 +14,8 @@ machine's drift hits both alike. The configurations take turns, `--rounds` times
 `--seed + n` for all of them). Per configuration and round it prints pages/s, the reference's rate, the CPU
 per page of each cleaner process, the sink, Kafka and Elasticsearch, the near duplicates the pipeline
 marked, whether they are the same pages naming the same originals as the first configuration's on the same
-corpus, and the load average before and after; then each configuration's medians. The alias, groups and the
+corpus (pages published together are in flight together: of a near pair either may be the original, so the
+pairs are compared too), and the load average before and after; then each configuration's medians. The alias, groups and the
 cleaner apps' topics are removed after each.
 """
 
@@ -174,7 +175,14 @@ def measure(
 def describe(one: Measured, first: Measured) -> str:
     cleaners = one.cleaner_ms
     others = ", ".join(f"{role} {one.cpu_ms(role):.2f} ms" for role in one.cpu_s if not role.startswith("cleaner"))
-    same = "the same as" if one.verdicts == first.verdicts else "NOT the same as"
+    pairs, first_pairs = ({frozenset(pair) for pair in run.verdicts} for run in (one, first))
+    if one.verdicts == first.verdicts:
+        same = "the same as"
+    elif pairs == first_pairs:
+        # Pages of one slice are in flight together: of a near pair, either may be taken for the original.
+        same = f"the same pairs ({len(one.verdicts - first.verdicts)} the other way round) as"
+    else:
+        same = f"other pairs ({sorted(one.verdicts ^ first.verdicts)}) than"
     return (
         f"{one.pages_per_s:.1f} pages/s (reference {rate(one.pages, one.reference.wall_s):.1f}, "
         f"{one.reference_ms:.2f} ms a page); CPU a page: cleaners {sum(cleaners):.2f} ms "

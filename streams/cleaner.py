@@ -282,7 +282,19 @@ def make_app(settings: Settings) -> faust.App:
         for event in events:
             tp, offset = event.message.tp, event.message.offset
             # faust's own record of the offset it committed (the next to read); no public accessor.
-            rewind = offsets.handle(tp, offset, app.consumer._committed_offset.get(tp), now)
+            committed = app.consumer._committed_offset.get(tp)
+            if committed is None and not offsets.knows(tp):
+                # Nothing committed yet (faust also keeps a committed 0 as None): the worker began at the
+                # partition's earliest offset, and messages skipped from there must be found too (seen: a new
+                # owner of an internal partition with no commit lost its first messages to #596 unnoticed).
+                try:
+                    committed = await asyncio.to_thread(earliest_offset_retrying, positions, tp)
+                except KafkaException as exc:
+                    # Kafka away longer than a tick: track from this event, as before (a pause, never a crash).
+                    log.warning(
+                        "cleaner.earliest_offset_unknown", topic=tp.topic, partition=tp.partition, error=str(exc)
+                    )
+            rewind = offsets.handle(tp, offset, committed, now)
             if rewind is not None:
                 rewinds.setdefault(tp, rewind)
         for tp, rewind in rewinds.items():
@@ -429,6 +441,13 @@ def committed_behind_end_retrying(consumer: Consumer, partitions: list) -> dict:
     """`committed_behind_end`, retried for up to a timer's tick while Kafka is away (then its error is raised)."""
     wait = retrying(KafkaException, what="cleaner committed offsets", give_up_after_s=REWIND_RETRY_S)
     return wait(committed_behind_end, consumer, partitions)
+
+
+def earliest_offset_retrying(consumer: Consumer, tp: object) -> int:
+    """The first offset still in a partition (a faust TP), retried for up to a timer's tick while Kafka is away."""
+    wait = retrying(KafkaException, what="cleaner earliest offset", give_up_after_s=REWIND_RETRY_S)
+    low, _ = wait(consumer.get_watermark_offsets, TopicPartition(tp.topic, tp.partition), timeout=10)
+    return low
 
 
 def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
