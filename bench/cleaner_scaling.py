@@ -61,6 +61,9 @@ from deploy.demo_site import load_articles
 from streams import bus, topics
 from streams.cleaning import PageRejected, clean_page
 
+# A slice takes seconds; a page that never arrives must end the run with the workers' log, not hang it.
+SLICE_TIMEOUT_S = 600.0
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -156,7 +159,9 @@ def measure(
                     before = {role: cpu_seconds(pid) for role, pid in roles.items()}
                     began = time.monotonic()
                     publish_all(producer, part)
-                    wait_for(lambda: indexed(es, alias, crawl_id) >= target, "the slice indexed", 3600, processes_)
+                    wait_for(
+                        lambda: indexed(es, alias, crawl_id) >= target, "the slice indexed", SLICE_TIMEOUT_S, processes_
+                    )
                     pipeline_s += time.monotonic() - began
                     for role, pid in roles.items():
                         cpu_s[role] += cpu_seconds(pid) - before[role]
