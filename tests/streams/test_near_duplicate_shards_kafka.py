@@ -119,6 +119,8 @@ def test_a_pair_sharing_bands_on_one_shard_only_is_found_whichever_worker_owns_t
     assert alive == [True, True] and codes == [0, 0], log
 
 
+# A delivery guarantee as well: `make test-guarantees` runs it with the cleaner's kill -9 and hand-over tests.
+@pytest.mark.delivery_guarantee
 def test_a_worker_killed_mid_stream_leaves_every_page_its_one_verdict(settings, tmp_path):
     run = uuid.uuid4().hex
     app_id, crawl = f"test-cleaner-{run}", f"test-shards-kill-{run}"
