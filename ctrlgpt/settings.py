@@ -195,6 +195,15 @@ class Settings(BaseSettings):
     near_duplicate_max_bits: int = Field(
         6, ge=0, le=63, description="SimHash bits two pages may differ by and still be near duplicates."
     )
+    near_duplicate_shards: int = Field(
+        3,
+        ge=1,
+        le=64,
+        description=(
+            "Shards of the cleaner's near-duplicate band index: the partitions of its internal topic, so up to this "
+            "many cleaner workers share the lookups. Can grow (partitions are added at start), never shrink."
+        ),
+    )
 
     # Demo site
     demo_site_port: int = Field(8090, description="Port of the local demo website.")

@@ -1,18 +1,20 @@
 """The cleaner: a faust-streaming app from raw pages to clean pages, in two agents.
 
 `clean` turns each message of `PAGES_RAW` into a clean page with its SimHash
-(one `PagesFingerprinted` per cleaned batch, on the app's one-partition internal
+(one `PagesFingerprinted` per cleaned batch, on partition 0 of the app's internal
 topic: streams.cleaner_topics), or a dead letter on the clean stage's topic with
 the reason (not a valid record, no usable main text, boilerplate only): nothing
 is dropped silently. It scales with the raw topic's partitions and cleans in
 batches (one executor hop each).
-`mark_near_duplicates` reads that one partition, so its table sees every page
-whatever raw partition it came from: a page nearly equal to an earlier one keeps
-flowing to `PAGES_CLEAN`, marked `near_duplicate_of`. The table is backed by its
-compacted changelog topic, so a restart or a rebalance restores it. Clean pages and
-dead letters are delivered (streams.bus) before an event is acked, and faust flushes
-its own sends before it commits offsets, so a crash re-processes rather than loses a
-page (at least once; see docs/ingest.md).
+`mark_near_duplicates` reads the internal topic, one partition per near-duplicate
+shard (streams.near_duplicates): each shard looks a batch's pages up under the
+bands it owns and passes the batch on to the next partition; the last one
+publishes the pages to `PAGES_CLEAN`, a page nearly equal to an earlier one marked
+`near_duplicate_of`. The shards share one table, each writing its own partition,
+backed by its compacted changelog topic, so a restart or a rebalance restores
+it. Clean pages and dead letters are delivered (streams.bus) before an event is
+acked, and faust flushes its own sends before it commits offsets, so a crash
+re-processes rather than loses a page (at least once; see docs/ingest.md).
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ from typing import Any, cast
 import faust
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from streams import bus, cleaner_topics, topics
-from streams.cleaner_topics import FingerprintedPage, PagesFingerprinted
+from streams.cleaner_topics import FingerprintedPage, PagesFingerprinted, RetractedOriginal
 from streams.cleaning import PageRejected, clean_page
-from streams.near_duplicates import BandIndex, check_and_remember, simhashes
+from streams.near_duplicates import BandIndex, Nearest, ShardOriginals, retract, shard_step, simhashes
 from streams.partition_progress import OffsetWatch, Rewind
 from streams.records import PageCleaned, PageFetched, Stage
 from streams.topics import ContractError
@@ -52,6 +54,7 @@ __all__ = [
     "main",
     "make_app",
     "pack_by_size",
+    "retractions",
 ]
 
 STAGE: Stage = "clean"
@@ -170,6 +173,34 @@ class IdempotentTransport(faust_aiokafka.Transport):
     Producer = IdempotentProducer
 
 
+def retractions(pages: list[FingerprintedPage]) -> dict[int, list[RetractedOriginal]]:
+    """Shard -> the pages it filed as originals that a later shard found near one (to be unfiled there)."""
+    by_shard: dict[int, list[RetractedOriginal]] = {}
+    for page in pages:
+        if page.nearest_url is None:
+            continue
+        for shard in page.filed_on:
+            by_shard.setdefault(shard, []).append(RetractedOriginal(url=page.page.url, simhash=page.simhash))
+    return by_shard
+
+
+def step_on_shard(
+    page: FingerprintedPage, shard: int, originals: ShardOriginals, index: BandIndex
+) -> FingerprintedPage:
+    """The page after this shard's lookup (streams.near_duplicates.shard_step): nearest original so far, filed or not."""
+    before = None if page.nearest_url is None else Nearest(page.nearest_distance or 0, page.nearest_url)
+    nearest, filed = shard_step(originals, index, page.simhash, page.page.url, before)
+    if nearest == before and not filed:
+        return page
+    return page.model_copy(
+        update={
+            "nearest_url": nearest.url if nearest else None,
+            "nearest_distance": nearest.distance if nearest else None,
+            "filed_on": [*page.filed_on, shard] if filed and shard not in page.filed_on else page.filed_on,
+        }
+    )
+
+
 def make_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.cleaner_app_id,
@@ -194,22 +225,26 @@ def make_app(settings: Settings) -> faust.App:
     )
     # Before anything asks for app.transport, which would build faust's own.
     app.transport = IdempotentTransport(app.conf.broker_consumer, app)
-    fingerprinted_topic = cleaner_topics.fingerprinted_topic(settings.cleaner_app_id)
+    shards = settings.near_duplicate_shards
+    fingerprinted_topic = cleaner_topics.fingerprinted_topic(settings.cleaner_app_id, shards)
     raw_pages = app.topic(topics.PAGES_RAW.name)
     fingerprinted = app.topic(fingerprinted_topic.name)
-    # URL -> SimHash of every original page seen (streams.near_duplicates). One partition, as its source
-    # topic: every page meets every other; its changelog is made by main().
+    # Each shard's originals, URL -> SimHash (streams.near_duplicates.original_key), in one table partitioned
+    # as its source topic: a shard's writes go to its own changelog partition. The changelog is made by main().
     fingerprints = app.Table(
-        FINGERPRINTS_TABLE, partitions=1, schema=faust.Schema(key_serializer="json", value_serializer="json")
+        FINGERPRINTS_TABLE, partitions=shards, schema=faust.Schema(key_serializer="json", value_serializer="json")
     )
+    originals = [ShardOriginals(fingerprints, shard) for shard in range(shards)]
     # Derived from the table, in memory: rebuilt whenever faust has restored the table (start, rebalance).
-    band_index = BandIndex(settings.near_duplicate_max_bits)
+    band_indexes = [BandIndex(settings.near_duplicate_max_bits, shard=shard, shards=shards) for shard in range(shards)]
 
     @fingerprints.on_recover
     async def rebuild_band_index() -> None:
-        nonlocal band_index
-        band_index = BandIndex.of(fingerprints.items(), settings.near_duplicate_max_bits)
-        log.info("cleaner.band_index_rebuilt", originals=len(fingerprints))
+        for shard in range(shards):
+            band_indexes[shard] = BandIndex.of(
+                originals[shard].items(), settings.near_duplicate_max_bits, shard=shard, shards=shards
+            )
+        log.info("cleaner.band_index_rebuilt", originals=len(fingerprints), shards=shards)
 
     offsets: OffsetWatch = OffsetWatch(REWIND_RETRY_S, REWIND_MAX_ATTEMPTS)
     sources = {topics.PAGES_RAW.name, fingerprinted_topic.name}
@@ -263,7 +298,19 @@ def make_app(settings: Settings) -> faust.App:
         for event in events:
             tp, offset = event.message.tp, event.message.offset
             # faust's own record of the offset it committed (the next to read); no public accessor.
-            rewind = offsets.handle(tp, offset, app.consumer._committed_offset.get(tp), now)
+            committed = app.consumer._committed_offset.get(tp)
+            if committed is None and not offsets.knows(tp):
+                # Nothing committed yet (faust also keeps a committed 0 as None): the worker began at the
+                # partition's earliest offset, and messages skipped from there must be found too (seen: a new
+                # owner of an internal partition with no commit lost its first messages to #596 unnoticed).
+                try:
+                    committed = await asyncio.to_thread(earliest_offset_retrying, positions, tp)
+                except KafkaException as exc:
+                    # Kafka away longer than a tick: track from this event, as before (a pause, never a crash).
+                    log.warning(
+                        "cleaner.earliest_offset_unknown", topic=tp.topic, partition=tp.partition, error=str(exc)
+                    )
+            rewind = offsets.handle(tp, offset, committed, now)
             if rewind is not None:
                 rewinds.setdefault(tp, rewind)
         for tp, rewind in rewinds.items():
@@ -316,9 +363,7 @@ def make_app(settings: Settings) -> faust.App:
             for group in pack_by_size([page.encoded_bytes for page in cleaned], MAX_MESSAGE_BYTES - ENVELOPE_BYTES):
                 # faust flushes its producer before it commits the batch's offsets: at least once.
                 record = PagesFingerprinted(pages=[cleaned[index].page for index in group])
-                await fingerprinted.send(
-                    key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record)
-                )
+                await send_to_shard(record, 0)
             rejected = [
                 (event.message, outcome) for event, outcome in zip(events, outcomes) if isinstance(outcome, Rejection)
             ]
@@ -338,25 +383,44 @@ def make_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             await _finish_or_exit(mark(event))
 
+    async def send_to_shard(record: PagesFingerprinted, shard: int) -> None:
+        # faust flushes its producer before it commits the offsets of the event being handled: at least once.
+        await fingerprinted.send(
+            key=fingerprinted_topic.key_of(record), value=fingerprinted_topic.encode(record), partition=shard
+        )
+
     async def mark(event: faust.EventT) -> None:
         message = event.message
+        shard = message.partition
         try:
             record = cast(PagesFingerprinted, fingerprinted_topic.decode(message.value))
         except ContractError as exc:
             await send_dead_letters([(message, Rejection(str(exc), type(exc).__name__))])
         else:
-            marked = []
-            for fingerprinted_page in record.pages:
-                page = fingerprinted_page.page
-                original = check_and_remember(fingerprints, band_index, fingerprinted_page.simhash, page.url)
-                if original is not None:
-                    page = page.model_copy(update={"near_duplicate_of": original})
-                    log.info("page.near_duplicate", url=page.url, original=original)
-                marked.append(bus.Outgoing.of(topics.PAGES_CLEAN, page))
-            # Delivered before the event is acked (faust then flushes its changelog writes before it commits).
-            await asyncio.to_thread(bus.deliver_all, producer, marked, max_backoff=MAX_BACKOFF_S)
-            log.info("pages.batch_marked", pages=len(record.pages))
+            for retracted in record.retracted:
+                if retract(originals[shard], band_indexes[shard], retracted.simhash, retracted.url):
+                    log.info("page.original_retracted", url=retracted.url, shard=shard)
+            if record.pages:
+                pages = [step_on_shard(page, shard, originals[shard], band_indexes[shard]) for page in record.pages]
+                if shard + 1 < shards:
+                    await send_to_shard(record.model_copy(update={"pages": pages}), shard + 1)
+                else:
+                    await publish_marked(pages)
         await rewind_skipped([event])
+
+    async def publish_marked(pages: list[FingerprintedPage]) -> None:
+        marked = []
+        for fingerprinted_page in pages:
+            page = fingerprinted_page.page
+            if fingerprinted_page.nearest_url is not None:
+                page = page.model_copy(update={"near_duplicate_of": fingerprinted_page.nearest_url})
+                log.info("page.near_duplicate", url=page.url, original=fingerprinted_page.nearest_url)
+            marked.append(bus.Outgoing.of(topics.PAGES_CLEAN, page))
+        for shard, retracted in retractions(pages).items():
+            await send_to_shard(PagesFingerprinted(retracted=retracted), shard)
+        # Delivered before the event is acked (faust then flushes its changelog writes before it commits).
+        await asyncio.to_thread(bus.deliver_all, producer, marked, max_backoff=MAX_BACKOFF_S)
+        log.info("pages.batch_marked", pages=len(pages))
 
     return app
 
@@ -395,6 +459,13 @@ def committed_behind_end_retrying(consumer: Consumer, partitions: list) -> dict:
     return wait(committed_behind_end, consumer, partitions)
 
 
+def earliest_offset_retrying(consumer: Consumer, tp: object) -> int:
+    """The first offset still in a partition (a faust TP), retried for up to a timer's tick while Kafka is away."""
+    wait = retrying(KafkaException, what="cleaner earliest offset", give_up_after_s=REWIND_RETRY_S)
+    low, _ = wait(consumer.get_watermark_offsets, TopicPartition(tp.topic, tp.partition), timeout=10)
+    return low
+
+
 def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
     """Of `partitions` (faust TPs), those whose committed offset is behind the partition's end: tp -> committed."""
     committed = consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=10)
@@ -409,28 +480,44 @@ def committed_behind_end(consumer: Consumer, partitions: list) -> dict:
 
 
 def ensure_changelog(settings: Settings, app: faust.App) -> None:
-    """Create the fingerprint table's changelog: compacted, partitioned as the internal topic it follows.
+    """Create the internal topic and the fingerprint table's changelog, one partition per near-duplicate
+    shard (the changelog compacted), or grow them to it.
 
     The app keeps `topic_allow_declare=False` so that faust never creates topics
     with its own settings; its internal topic (streams.cleaner_topics) and this changelog are made here.
+    A shard count above the topics' partitions adds partitions to both (a deployment from before sharding
+    had one: its originals stay shard 0's); one below them is refused, as Kafka cannot remove partitions.
     """
-    source = cleaner_topics.fingerprinted_topic(settings.cleaner_app_id)
+    shards = settings.near_duplicate_shards
+    source = cleaner_topics.fingerprinted_topic(settings.cleaner_app_id, shards)
     bus.ensure_topics(settings, [source])
     changelog = app.tables[FINGERPRINTS_TABLE].changelog_topic.get_topic_name()
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     metadata = admin.list_topics(timeout=10).topics
-    partitions = len(metadata[source.name].partitions)
-    if changelog in metadata:
-        existing = len(metadata[changelog].partitions)
-        if existing != partitions:
+    existing = {name: len(metadata[name].partitions) for name in (source.name, changelog) if name in metadata}
+    for name, partitions in existing.items():
+        if partitions > shards:
             raise RuntimeError(
-                f"{changelog} has {existing} partitions but {source.name} has {partitions}: "
-                "the table must be partitioned as its source"
+                f"{name} has {partitions} partitions, more than near_duplicate_shards={shards}: shards cannot be "
+                "removed; set CTRLGPT_NEAR_DUPLICATE_SHARDS to at least that, or use a new cleaner_app_id"
             )
+    grow = [NewPartitions(name, shards) for name, partitions in existing.items() if partitions < shards]
+    for name, future in (admin.create_partitions(grow) if grow else {}).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            # Another worker starting at the same moment may have added them first.
+            if exc.args[0].code() != KafkaError.INVALID_PARTITIONS:
+                raise
+            now = len(admin.list_topics(name, timeout=10).topics[name].partitions)
+            if now != shards:
+                raise
+        log.info("cleaner.shards_added", topic=name, partitions=shards)
+    if changelog in existing:
         return
     new = NewTopic(
         changelog,
-        num_partitions=partitions,
+        num_partitions=shards,
         replication_factor=settings.replication_factor,
         config={"cleanup.policy": "compact", **bus.replication_config(settings)},
     )
@@ -440,7 +527,7 @@ def ensure_changelog(settings: Settings, app: faust.App) -> None:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
     bus.wait_until_known(settings, [changelog])
-    log.info("cleaner.changelog_created", topic=changelog, partitions=partitions)
+    log.info("cleaner.changelog_created", topic=changelog, partitions=shards)
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:

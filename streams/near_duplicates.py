@@ -13,6 +13,14 @@ The durable state is one fingerprint per original page (`originals`, URL -> SimH
 the cleaner's faust table, one changelog record per new original); the band index
 (`BandIndex`) is derived from it in memory and rebuilt from it after a restart or a
 rebalance, so the changelog carries no copy of it.
+
+Sharded (`shards` > 1): each band key belongs to one shard (`shard_of_band`), and a shard's
+`BandIndex` files pages under its own band keys only. A page visits the shards one after another
+(`ShardStep`): each looks the page up under its bands, keeps the nearest match so far, and files
+the page as an original while no shard has matched it yet. A page that a later shard matches is
+`retract`ed from the shards that filed it. Two pages with a band in common meet on that band's
+shard, which sees them one after the other: the later one finds the earlier if it was filed there,
+as with one shard. With one shard, a step is exactly `check_and_remember`.
 """
 
 from __future__ import annotations
@@ -21,11 +29,28 @@ import hashlib
 import itertools
 import re
 from array import array
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BITS", "SHINGLE_WORDS", "BandIndex", "band_keys", "check_and_remember", "hamming", "simhash", "simhashes"]
+__all__ = [
+    "BITS",
+    "SHINGLE_WORDS",
+    "BandIndex",
+    "Nearest",
+    "ShardOriginals",
+    "band_keys",
+    "check_and_remember",
+    "hamming",
+    "original_key",
+    "retract",
+    "shard_of_band",
+    "shard_of_key",
+    "shard_step",
+    "simhash",
+    "simhashes",
+]
 
 BITS = 64
 SHINGLE_WORDS = 3
@@ -121,6 +146,14 @@ def band_keys(fingerprint: int, max_distance: int) -> list[int]:
     ]
 
 
+def shard_of_band(key: int, shards: int) -> int:
+    """The shard that owns a band key: a stable hash of the key (the same in every process), modulo `shards`."""
+    if shards == 1:
+        return 0
+    digest = hashlib.blake2b(key.to_bytes(9, "little"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % shards
+
+
 class _Bucket:
     """The pages filed under one band key: fingerprints in a growable uint64 array (compared in numpy), URLs beside."""
 
@@ -153,15 +186,20 @@ class BandIndex:
     numpy (7 buckets of ~2,000 pages at a million originals, tens of microseconds).
     """
 
-    def __init__(self, max_distance: int) -> None:
+    def __init__(self, max_distance: int, *, shard: int = 0, shards: int = 1) -> None:
         band_keys(0, max_distance)  # validates the distance
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard must be between 0 and {shards - 1}, got {shard}")
         self.max_distance = max_distance
+        self.shard, self.shards = shard, shards
         self._buckets: dict[int, _Bucket] = {}
 
     @classmethod
-    def of(cls, originals: Iterable[tuple[str, int]], max_distance: int) -> BandIndex:
+    def of(
+        cls, originals: Iterable[tuple[str, int]], max_distance: int, *, shard: int = 0, shards: int = 1
+    ) -> BandIndex:
         """The index of `(url, fingerprint)` pairs."""
-        index = cls(max_distance)
+        index = cls(max_distance, shard=shard, shards=shards)
         for url, fingerprint in originals:
             index.add(url, int(fingerprint))
         return index
@@ -169,30 +207,87 @@ class BandIndex:
     def __len__(self) -> int:
         return sum(len(bucket.urls) for bucket in self._buckets.values())
 
+    def keys(self, fingerprint: int) -> list[int]:
+        """The fingerprint's band keys that this index's shard owns."""
+        keys = band_keys(fingerprint, self.max_distance)
+        if self.shards == 1:
+            return keys
+        return [key for key in keys if shard_of_band(key, self.shards) == self.shard]
+
     def add(self, url: str, fingerprint: int) -> None:
-        for key in band_keys(fingerprint, self.max_distance):
+        for key in self.keys(fingerprint):
             bucket = self._buckets.get(key)
             if bucket is None:
                 bucket = self._buckets[key] = _Bucket()
             bucket.add(fingerprint, url)
 
     def discard(self, url: str, fingerprint: int) -> None:
-        for key in band_keys(fingerprint, self.max_distance):
+        for key in self.keys(fingerprint):
             bucket = self._buckets.get(key)
             if bucket is not None:
                 bucket.discard(url)
 
     def find_original(self, fingerprint: int, url: str) -> str | None:
         """URL of the closest filed page within the distance; a page is never a duplicate of its own URL."""
-        best: tuple[int, str] | None = None
-        for key in band_keys(fingerprint, self.max_distance):
+        nearest = self.find_nearest(fingerprint, url)
+        return nearest.url if nearest else None
+
+    def find_nearest(self, fingerprint: int, url: str) -> Nearest | None:
+        """The closest filed page within the distance under this shard's bands (of equal ones, the first found)."""
+        best: Nearest | None = None
+        for key in self.keys(fingerprint):
             bucket = self._buckets.get(key)
             if bucket is None:
                 continue
             for distance, stored_url in bucket.within(fingerprint, self.max_distance):
-                if stored_url != url and (best is None or distance < best[0]):
-                    best = (distance, stored_url)
-        return best[1] if best else None
+                if stored_url != url and (best is None or distance < best.distance):
+                    best = Nearest(distance, stored_url)
+        return best
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """The closest original found so far for a page, and how many bits apart."""
+
+    distance: int
+    url: str
+
+
+def original_key(shard: int, url: str) -> str:
+    """A shard's table key for an original: shard 0's is the bare URL (the key from before sharding, so a
+    one-shard table reads on as it was), another shard's the shard number, a space, then the URL (a
+    normalized URL has no space)."""
+    return url if shard == 0 else f"{shard} {url}"
+
+
+def shard_of_key(key: str) -> tuple[int, str]:
+    """`original_key`'s inverse: (shard, url)."""
+    shard, space, url = key.partition(" ")
+    if space and shard.isdigit():
+        return int(shard), url
+    return 0, key
+
+
+class ShardOriginals(MutableMapping[str, int]):
+    """One shard's originals (URL -> fingerprint) inside the table of every shard, keyed by `original_key`."""
+
+    def __init__(self, table: MutableMapping[str, int], shard: int) -> None:
+        self._table, self._shard = table, shard
+
+    def __getitem__(self, url: str) -> int:
+        return self._table[original_key(self._shard, url)]
+
+    def __setitem__(self, url: str, fingerprint: int) -> None:
+        self._table[original_key(self._shard, url)] = fingerprint
+
+    def __delitem__(self, url: str) -> None:
+        del self._table[original_key(self._shard, url)]
+
+    def __iter__(self) -> Iterator[str]:
+        return (url for shard, url in map(shard_of_key, self._table) if shard == self._shard)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def check_and_remember(originals: MutableMapping[str, int], index: BandIndex, fingerprint: int, url: str) -> str | None:
@@ -202,12 +297,38 @@ def check_and_remember(originals: MutableMapping[str, int], index: BandIndex, fi
     `originals` is written only when the URL's fingerprint changes: a re-crawl of an unchanged page costs
     no changelog record.
     """
-    original = index.find_original(fingerprint, url)
-    if original is None:
-        previous = originals.get(url)
-        if previous != fingerprint:
-            if previous is not None:
-                index.discard(url, int(previous))
-            originals[url] = fingerprint
-            index.add(url, fingerprint)
-    return original
+    nearest, _ = shard_step(originals, index, fingerprint, url, None)
+    return nearest.url if nearest else None
+
+
+def shard_step(
+    originals: MutableMapping[str, int], index: BandIndex, fingerprint: int, url: str, nearest: Nearest | None
+) -> tuple[Nearest | None, bool]:
+    """One shard's part of a page's verdict: the nearest original so far, and whether this shard filed the page.
+
+    `nearest` is what the shards before this one found. The page is filed here (as an original, in
+    `originals` and `index`) only while no shard has matched it: once matched it is no original, and a
+    shard after the first match need not know it. Of two equally near originals the earlier shard's stays.
+    """
+    found = index.find_nearest(fingerprint, url)
+    if found is not None and (nearest is None or found.distance < nearest.distance):
+        nearest = found
+    if nearest is not None:
+        return nearest, False
+    previous = originals.get(url)
+    if previous != fingerprint:
+        if previous is not None:
+            index.discard(url, int(previous))
+        originals[url] = fingerprint
+        index.add(url, fingerprint)
+    return None, True
+
+
+def retract(originals: MutableMapping[str, int], index: BandIndex, fingerprint: int, url: str) -> bool:
+    """Unfile a page that a later shard found to be a near duplicate; False when this shard holds another
+    fingerprint for the URL (a newer fetch, filed since) or none."""
+    if originals.get(url) != fingerprint:
+        return False
+    del originals[url]
+    index.discard(url, fingerprint)
+    return True

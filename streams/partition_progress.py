@@ -92,14 +92,20 @@ class OffsetWatch(Generic[Partition]):
             partition for partition in partitions if now - self._active_at.get(partition, now) >= self.retry_after_s
         ]
 
+    def knows(self, partition: Partition) -> bool:
+        """Whether the partition's progress is tracked (from its first event since it was assigned)."""
+        return partition in self._partitions
+
     def rewound(self, partition: Partition, now: float) -> None:
         self._active_at[partition] = now
 
     def handle(self, partition: Partition, offset: int, committed: int | None, now: float) -> Rewind[Partition] | None:
         """Record an event; a Rewind when messages before it were skipped.
 
-        `committed` is the partition's committed offset (the next to read) as the worker knows it;
-        None when it does not know it (then tracking starts at the first event seen).
+        `committed` is the partition's committed offset (the next to read) as the worker knows it, or
+        where it starts reading when the group has none (the earliest offset, for `auto.offset.reset`
+        earliest); None when it does not know (then tracking starts at the first event seen, and messages
+        skipped before it go unnoticed).
         """
         self._active_at[partition] = now
         progress = self._partitions.get(partition)

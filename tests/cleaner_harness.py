@@ -132,10 +132,17 @@ class CleanReader:
 
 
 def start_cleaner(app_id: str, data_dir: Path, log_path: Path, *overrides: str) -> subprocess.Popen:
-    """`overrides`: more NAME=VALUE settings, e.g. another cluster's kafka_bootstrap."""
-    command = [sys.executable, "-m", "ctrlgpt.cli"]
-    for setting in (f"cleaner_app_id={app_id}", f"data_dir={data_dir}", *overrides):
-        command += ["--set", setting]
+    """A `ctrlgpt cleaner` process; `overrides` are more NAME=VALUE settings."""
+    command = [
+        sys.executable,
+        "-m",
+        "ctrlgpt.cli",
+        "--set",
+        f"cleaner_app_id={app_id}",
+        "--set",
+        f"data_dir={data_dir}",
+        *(argument for override in overrides for argument in ("--set", override)),
+    ]
     with log_path.open("ab") as log_file:
         return subprocess.Popen([*command, "cleaner"], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
 

@@ -29,15 +29,15 @@ def _page(url: str) -> PageCleaned:
     )
 
 
-def test_the_internal_topic_is_the_apps_own_with_one_partition_and_not_in_the_registry():
-    topic = fingerprinted_topic("test-cleaner")
-    assert (topic.name, topic.partitions, topic.record) == ("test-cleaner-fingerprinted", 1, PagesFingerprinted)
+def test_the_internal_topic_is_the_apps_own_with_a_partition_per_shard_and_not_in_the_registry():
+    topic = fingerprinted_topic("test-cleaner", 3)
+    assert (topic.name, topic.partitions, topic.record) == ("test-cleaner-fingerprinted", 3, PagesFingerprinted)
     with pytest.raises(KeyError):
         topics.by_name(topic.name)
 
 
 def test_a_cleaned_batch_round_trips_with_its_fingerprints():
-    topic = fingerprinted_topic("test-cleaner")
+    topic = fingerprinted_topic("test-cleaner", 1)
     batch = PagesFingerprinted(
         pages=[
             FingerprintedPage(page=_page("http://example.org/a"), simhash=2**64 - 1),

@@ -63,3 +63,13 @@ def test_partitions_with_no_event_for_the_wait_are_idle_until_an_event_or_a_rewi
     assert watch.idle({"a", "b"}, now=19.0) == ["a"]
     watch.forget({"a"})
     assert watch.idle({"b"}, now=30.0) == ["b"]
+
+
+def test_the_watch_says_which_partitions_it_tracks_until_they_are_revoked():
+    # The cleaner asks Kafka where a partition with no committed offset begins only before its first event.
+    watch = OffsetWatch(retry_after_s=10, max_attempts=3)
+    assert not watch.knows("p0")
+    assert [r.offset for r in feed(watch, [2, 3], committed=0)] == [0]
+    assert watch.knows("p0") and not watch.knows("p1")
+    watch.forget({"p0"})
+    assert not watch.knows("p0")
