@@ -23,7 +23,9 @@ from ctrlgpt import secrets
 from deploy.demo import LoopReport, passages_by_url, run_loop, served_version
 from deploy.demo_site import load_articles
 from deploy.workers import stop_workers
+from models.announcements import is_authentic, signing_key
 from models.manifest import read_manifest, verify
+from models.store import store_for
 from streams import topics
 from trainer import pipeline
 
@@ -82,9 +84,11 @@ def test_the_api_serves_a_promoted_registered_version(loop, settings):
         until=lambda found: bool(found),
         keep=lambda event: event.version == loop.model_version,
     )
-    assert announced and announced[0].path == str(
-        settings.registry_dir / settings.policy_for(settings.target_sentiment) / loop.model_version
-    )
+    # Signed, and naming the version by its place in the model store, never by a host path.
+    name = settings.policy_for(settings.target_sentiment)
+    assert announced and announced[0].uri == store_for(settings).uri(name, loop.model_version)
+    assert is_authentic(announced[0], signing_key(settings))
+    assert announced[0].files == manifest.files
     assert loop.generation["model_version"] == loop.model_version
     assert loop.generation["completion"].strip()
     again = httpx.post(
