@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from elasticsearch import Elasticsearch
 
+from consumers.search_index import PageIndexSink
 from ctrlgpt.settings import REPO_ROOT, Settings
 from streams import bus, topics
 from streams.records import PageCleaned, PageFetched
@@ -169,3 +171,15 @@ def wait_for_index_count(es: Elasticsearch, alias: str, crawl_id: str, expected:
                 return count
         time.sleep(0.5)
     return count
+
+
+def start_index_sink(settings: Settings, group: str, sink: PageIndexSink) -> tuple[threading.Thread, threading.Event]:
+    """`sink` run in a thread of this process on the clean pages; set the event to stop it."""
+    stop_index = threading.Event()
+    indexer = threading.Thread(
+        target=bus.run_sink,
+        args=(settings, sink),
+        kwargs={"group": group, "topic": topics.PAGES_CLEAN, "stage": "index", "stop": stop_index},
+    )
+    indexer.start()
+    return indexer, stop_index

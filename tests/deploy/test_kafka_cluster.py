@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from cleaner_harness import (
     publish,
     raw,
     start_cleaner,
+    start_index_sink,
     stop,
     unique_urls,
     wait_for_index_count,
@@ -86,14 +86,8 @@ def test_a_broker_killed_mid_backlog_loses_no_page_indexes_none_twice_and_gets_i
     pages = [raw(f"https://brokers-{run}.example.com/{n}", crawl, html(f"Story {n}", article(n))) for n in range(PAGES)]
     publish(cluster, pages)
     reader = CleanReader(cluster, crawl)
-    stop_index = threading.Event()
     sink = PageIndexSink(es_url=settings.es_url, alias=alias)
-    indexer = threading.Thread(
-        target=bus.run_sink,
-        args=(cluster, sink),
-        kwargs={"group": f"test-index-{run}", "topic": topics.PAGES_CLEAN, "stage": "index", "stop": stop_index},
-    )
-    indexer.start()
+    indexer, stop_index = start_index_sink(cluster, f"test-index-{run}", sink)
     es = Elasticsearch(settings.es_url)
     log_path = tmp_path / "cleaner.log"
     worker = start_cleaner(

@@ -4,7 +4,6 @@ no page lost or indexed twice after kill -9, and two workers handing partitions 
 from __future__ import annotations
 
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
@@ -18,6 +17,7 @@ from cleaner_harness import (
     raw,
     start_cleaner,
     start_group_at_end,
+    start_index_sink,
     stop,
     unique_urls,
     wait_for_index_count,
@@ -92,14 +92,8 @@ def test_kill_9_mid_backlog_loses_no_page_and_indexes_none_twice(settings, tmp_p
     start_group_at_end(settings, app_id, topics.PAGES_RAW.name)
     start_group_at_end(settings, f"test-index-{run}", topics.PAGES_CLEAN.name)
     reader = CleanReader(settings, crawl)
-    stop_index = threading.Event()
     sink = PageIndexSink(es_url=settings.es_url, alias=alias)
-    indexer = threading.Thread(
-        target=bus.run_sink,
-        args=(settings, sink),
-        kwargs={"group": f"test-index-{run}", "topic": topics.PAGES_CLEAN, "stage": "index", "stop": stop_index},
-    )
-    indexer.start()
+    indexer, stop_index = start_index_sink(settings, f"test-index-{run}", sink)
     es = Elasticsearch(settings.es_url)
     log_path = tmp_path / "cleaner.log"
     publish(settings, pages)
