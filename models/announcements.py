@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +26,7 @@ from models.manifest import Manifest, read_manifest, sha256_of
 from models.store import store_for
 from streams.records import ModelPromoted
 
-__all__ = ["canonical", "is_authentic", "model_update", "published", "sign", "signing_key"]
+__all__ = ["canonical", "is_authentic", "model_update", "published", "sign", "signing_key", "unannounced"]
 
 Action = Literal["promoted", "rolled_back", "pinned"]
 
@@ -84,3 +85,16 @@ def published(settings: Settings, version_dir: Path, *, action: Action = "promot
     return model_update(
         uri, manifest, sha256_of(manifest_path(version_dir)), key=signing_key(settings), action=action, reason=reason
     )
+
+
+def unannounced(current: Mapping[str, str], announced: Sequence[ModelPromoted], key: bytes) -> list[str]:
+    """The model names of `current` (name -> its registry's current version) that `announced` (a
+    model-updates topic's records, in log order) leaves unserved: the name's last record is missing,
+    fails its signature, or names another version. A replica that starts from the topic would serve
+    nothing, or the wrong version, for those names until they are announced again."""
+    last = {record.model_name: record for record in announced}
+    return [
+        name
+        for name, version in current.items()
+        if (record := last.get(name)) is None or record.version != version or not is_authentic(record, key)
+    ]

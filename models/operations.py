@@ -11,17 +11,25 @@ already current announces it again. (Training commands, train now and cancel: `s
 
 from __future__ import annotations
 
+import threading
+
+import structlog
 from confluent_kafka import Producer
 
 from ctrlgpt.settings import Settings
-from models.announcements import published
+from models.announcements import published, signing_key, unannounced
 from models.registry import Change, Registry, model_registry
 from streams import topics
 from streams.commands import publish_now
 from streams.records import ModelPromoted
+from streams.snapshot import read_snapshot_when_kafka_is_back
 from streams.topics import Topic
 
-__all__ = ["UnknownTarget", "announcement", "pin", "registry_for", "rollback"]
+__all__ = ["UnknownTarget", "announcement", "pin", "reannounce_current", "registry_for", "rollback"]
+
+log = structlog.get_logger()
+
+REANNOUNCED = "announced again: the model-updates topic held no authentic announcement of the current version"
 
 
 class UnknownTarget(ValueError):
@@ -70,3 +78,34 @@ def pin(
 def _announced(settings: Settings, change: Change, producer: Producer | None, topic: Topic) -> Change:
     publish_now(settings, producer, topic, announcement(settings, change))
     return change
+
+
+def reannounce_current(
+    settings: Settings,
+    *,
+    producer: Producer | None = None,
+    topic: Topic = topics.MODEL_UPDATES,
+    stop: threading.Event | None = None,
+) -> list[ModelPromoted]:
+    """Announce again each target's current version that `topic` does not announce authentically.
+
+    The registry picks what is served; the topic only tells the replicas. They drift apart when
+    model updates from before signed schema-2 records sit on the compacted topic (a replica
+    dead-letters them), when an announcement was forged or lost, or when the topic was recreated.
+    Announcing the current version once more is always safe: a replica already serving it keeps it.
+    """
+    registries = {settings.policy_for(target): registry_for(settings, target) for target in settings.target_list}
+    current = {name: version for name, registry in registries.items() if (version := registry.current()) is not None}
+    if not current:
+        return []
+    records = read_snapshot_when_kafka_is_back(settings, topic, stop).records
+    announced = [record for record in records if isinstance(record, ModelPromoted)]
+    updates = []
+    for name in unannounced(current, announced, signing_key(settings)):
+        registry, version = registries[name], current[name]
+        action = "pinned" if registry.pinned() == version else "promoted"
+        update = published(settings, registry.path(version), action=action, reason=REANNOUNCED)
+        publish_now(settings, producer, topic, update)
+        log.info("models.reannounced", model_name=name, version=version, action=action, uri=update.uri)
+        updates.append(update)
+    return updates

@@ -310,12 +310,25 @@ def main(settings: Settings, args: object) -> int:
         command_max_age_s=settings.train_command_max_age_s,
     )
     log.info("trainer.started", policy=str(scheduler.policy), rl_algorithm=settings.rl_algorithm)
+    announce_current_versions(settings, stop)
     if nothing_to_serve_yet_labels_waiting(settings):
         # E.g. a data directory from before per-target registries: its labels were consumed long ago,
         # so no new label would ever trigger the run that gives the API something to serve.
         scheduler.request(requested_by="trainer", reason="labels on Kafka but no version of the default target")
     serve(settings, scheduler, stop, group=settings.trainer_group)
     return 0
+
+
+def announce_current_versions(settings: Settings, stop: threading.Event) -> None:
+    """Make the model-updates topic name each target's current version, as a replica starting now needs.
+
+    Kafka away: this waits for it, as every stage does. The model store away: logged, and the worker
+    goes on with its labels (a replica keeps what it serves; the next start or promotion announces).
+    """
+    try:
+        operations.reannounce_current(settings, stop=stop)
+    except Exception:  # any store failure (boto3, a full disk) must not stop the trainer taking labels
+        log.exception("trainer.reannounce_failed")
 
 
 def nothing_to_serve_yet_labels_waiting(settings: Settings, labels: Topic = topics.LABELS) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ctrlgpt.settings import Settings
-from models.announcements import canonical, is_authentic, model_update, sign, signing_key
+from models.announcements import canonical, is_authentic, model_update, sign, signing_key, unannounced
 from models.manifest import Manifest
 
 KEY = b"shared by the trainer and the replicas"
@@ -74,3 +74,17 @@ def test_the_key_comes_from_the_setting_else_the_secrets_file(tmp_path):
     from_file = signing_key(Settings(data_dir=tmp_path))
     assert from_file and from_file == signing_key(Settings(data_dir=tmp_path))  # generated once, kept
     assert signing_key(Settings(data_dir=tmp_path, model_signing_key="given")) == b"given"
+
+
+def test_a_name_whose_last_record_is_missing_forged_or_another_version_is_unannounced():
+    current = _manifest()
+    announced = model_update(URI, current, "ab" * 32, key=KEY)
+    older = model_update(URI, current.model_copy(update={"version": "v0002-1a2b3c4d"}), "ab" * 32, key=KEY)
+    forged = announced.model_copy(update={"uri": "s3://elsewhere/x"})  # the signature no longer matches
+    name, version = current.name, current.version
+    assert unannounced({name: version}, [older, announced], KEY) == []
+    assert unannounced({name: version}, [], KEY) == [name]
+    assert unannounced({name: version}, [announced, older], KEY) == [name]  # the last record wins, as on a replica
+    assert unannounced({name: version}, [announced, forged], KEY) == [name]
+    assert unannounced({name: version}, [announced], b"another key") == [name]
+    assert unannounced({name: version, "expansion-policy": "v0001-0a0a0a0a"}, [announced], KEY) == ["expansion-policy"]
