@@ -10,7 +10,8 @@
     ctrlgpt models list|show|compare|rollback|pin|unpin
     ctrlgpt training now|cancel  # ask the running trainer
     ctrlgpt kube render          # the Kubernetes manifests (deploy/kubernetes/, docs/deploy.md)
-    ctrlgpt --set NAME=VALUE ... # override any setting (see ctrlgpt.settings)
+    ctrlgpt --set NAME=VALUE ... # override any setting (see ctrlgpt.settings), before or after the command
+    ctrlgpt --version
 
 Every service takes `(settings, args)`; each is imported only when asked for, so a command
 loads only what it runs: `ctrlgpt api` and `ctrlgpt models` import `models/` and `streams/`,
@@ -22,10 +23,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from importlib import metadata
+
+from pydantic import ValidationError
 
 from ctrlgpt import logs
-from ctrlgpt.settings import Settings
+from ctrlgpt.settings import Settings, describe_error, unknown_environment
 
 # command -> (module, help); each module has main(settings, args) -> int | None
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -136,19 +141,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ctrlgpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {metadata.version('ctrlgpt')}")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="Override a setting.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text)
         command.set_defaults(module=module)
+        # Also after the command (`ctrlgpt api --set api_port=8081`); a dest of its own, because a
+        # sub-parser's values replace the main parser's of the same name.
+        command.add_argument(
+            "--set", dest="set_after", action="append", default=[], metavar="NAME=VALUE", help="Override a setting."
+        )
         for flags, options in ARGUMENTS.get(name, []):
             command.add_argument(*flags, **options)
     return parser
 
 
+def settings_or_exit(parser: argparse.ArgumentParser, overrides: list[str]) -> Settings:
+    """The settings from CTRLGPT_* and `--set`; a bad one is a usage error (exit 2, no traceback)."""
+    for name, closest in unknown_environment(os.environ):
+        hint = f" (did you mean {closest}?)" if closest else ""
+        print(f"ctrlgpt: warning: {name} is not a setting and is ignored{hint}", file=sys.stderr)
+    try:
+        return Settings().with_overrides(overrides)
+    except ValidationError as exc:
+        parser.exit(2, f"ctrlgpt: error: {describe_error(exc)}\n")
+    except ValueError as exc:
+        parser.exit(2, f"ctrlgpt: error: {exc}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = Settings().with_overrides(args.set)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = settings_or_exit(parser, args.set + args.set_after)
     logs.configure(args.command, settings.log_level)
     service = importlib.import_module(args.module)
     return int(service.main(settings, args) or 0)

@@ -8,10 +8,12 @@ run everything offline on one machine, with all state under `data_dir`.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams import groups
@@ -470,3 +472,25 @@ class Settings(BaseSettings):
                 raise ValueError(f"--set expects NAME=VALUE with a known setting name, got {pair!r}")
             values[name] = value
         return type(self).model_validate(values)
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """`CTRLGPT_*` variables that name no setting (pydantic-settings ignores them silently), each
+    with the closest setting's variable: a misspelled variable otherwise leaves its default in force."""
+    known = [f"CTRLGPT_{name.upper()}" for name in Settings.model_fields]
+    return [
+        (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.8)), None))
+        for name in sorted(environ)
+        if name.startswith("CTRLGPT_") and name not in known
+    ]
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line per bad setting: its name, where it is set, what is wrong and the value given."""
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]) or "settings"
+        lines.append(
+            f"setting {name} (--set {name}=... or CTRLGPT_{name.upper()}): {item['msg']}, got {item.get('input')!r}"
+        )
+    return "; ".join(lines)

@@ -5,14 +5,16 @@
     ctrlgpt lag --watch                  # keep sampling; the window slides
     ctrlgpt lag --samples 5 --interval 1 --json
 
-Exit status: 0, 2 when a group is in error (Burrow's ERR: a partition STOP, STALL or
-REWIND), 1 when Kafka cannot be read.
+Exit status, the monitoring-plugin convention (Nagios, Icinga, Sensu, cron wrappers):
+0 every group OK, 1 a group WARN, 2 a group in error (Burrow's ERR: a partition STOP,
+STALL or REWIND), 3 unknown (Kafka cannot be read).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 
 import structlog
@@ -23,9 +25,11 @@ from streams.bus import ServiceUnavailable
 from streams.consumer_lag import GroupLag, LagTracker, Status
 from streams.offsets import OffsetsReader
 
-__all__ = ["format_duration", "format_report", "main", "report_json"]
+__all__ = ["exit_status", "format_duration", "format_report", "main", "report_json"]
 
 log = structlog.get_logger()
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3  # the monitoring-plugin exit statuses
 
 
 def format_duration(seconds: float | None) -> str:
@@ -92,7 +96,8 @@ def sample(
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
     if args.samples < 1 or args.interval <= 0:
-        raise SystemExit("--samples must be at least 1 and --interval above 0")
+        print("ctrlgpt lag: --samples must be at least 1 and --interval above 0", file=sys.stderr)
+        return UNKNOWN
     stop = stop_on_signals()
     reader = OffsetsReader(
         settings.kafka_bootstrap,
@@ -109,8 +114,14 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
             _print(groups, as_json=args.json)
     except ServiceUnavailable as exc:
         log.error("lag.kafka_unavailable", error=str(exc))
-        return 1
-    return 2 if any(g.burrow_status == "ERR" for g in groups) else 0
+        return UNKNOWN
+    return exit_status(groups)
+
+
+def exit_status(groups: list[GroupLag]) -> int:
+    """The worst group's, as a monitoring plugin reports it (no group: OK)."""
+    statuses = {g.burrow_status for g in groups}
+    return CRITICAL if "ERR" in statuses else WARNING if "WARN" in statuses else OK
 
 
 def _print(groups: list[GroupLag], *, as_json: bool) -> None:

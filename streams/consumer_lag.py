@@ -6,17 +6,21 @@ evaluates them with Burrow's rules, in Burrow's order:
 
 1. OK     the lag is zero now, or was zero at any sample of the window;
 2. REWIND the committed offset went backwards (an error: offsets reset or lost);
-3. STOP   the committed offset has not moved for longer than `stop_after_s` and no
-          live member of the group owns the partition (nobody consumes);
-   STALL  the same, but a live member owns it (it is there and makes no progress);
+3. STOP   no live member of the group owns the partition (nobody consumes) and its
+          committed offset has not moved across the whole window (two samples or more)
+          or for longer than `stop_after_s`;
+   STALL  a live member owns it, but the committed offset has not moved for longer than
+          `stop_after_s` (it is there and makes no progress);
 4. WARN   the lag did not decrease between any two samples of the window;
 5. OK     otherwise.
 
 Burrow reads commits from `__consumer_offsets`, with their times, and so tells STALL
 (commits keep coming, same offset) from STOP (commits stopped). Kafka's offset API
 gives no commit times, so here ownership by a live member stands in for "commits keep
-coming". A group's status is its worst partition's; `burrow_status` folds STOP, STALL
-and REWIND into Burrow's group-level ERR.
+coming". A partition nobody owns cannot move, so a window that shows it still with lag
+is STOP at once: a one-shot `ctrlgpt lag` of a few seconds reports a dead worker without
+watching for `stop_after_s`. A group's status is its worst partition's; `burrow_status`
+folds STOP, STALL and REWIND into Burrow's group-level ERR.
 """
 
 from __future__ import annotations
@@ -191,10 +195,11 @@ def _status(
     if any(b.committed < a.committed for a, b in pairs):
         return Status.REWIND, "the committed offset went backwards"
     idle = now - unchanged_since
-    if idle > stop_after_s:
-        if owned:
-            return Status.STALL, f"a live member owns it, but the committed offset has not moved for {idle:.0f}s"
+    unmoved_across_window = len(window) > 1 and all(s.committed == window[0].committed for s in window)
+    if not owned and (idle > stop_after_s or unmoved_across_window):
         return Status.STOP, f"no live member owns it and the committed offset has not moved for {idle:.0f}s"
+    if owned and idle > stop_after_s:
+        return Status.STALL, f"a live member owns it, but the committed offset has not moved for {idle:.0f}s"
     if pairs and all(b.lag >= a.lag for a, b in pairs):
         return Status.WARN, "the lag did not decrease across the window"
     return Status.OK, "the lag is decreasing"

@@ -66,15 +66,25 @@ def test_no_progress_with_a_live_owner_is_stall() -> None:
     assert status_of(samples, owned=True, stop_after_s=15.0, unchanged_since=0.0) is Status.STALL
 
 
-def test_no_progress_within_the_setting_is_only_a_warning() -> None:
+def test_a_live_owner_without_progress_within_the_setting_is_only_a_warning() -> None:
     samples = window((10, 20), (10, 25), (10, 30))
-    assert status_of(samples, stop_after_s=600.0, unchanged_since=0.0) is Status.WARN
+    assert status_of(samples, owned=True, stop_after_s=600.0, unchanged_since=0.0) is Status.WARN
 
 
-def test_stop_counts_from_when_the_offset_last_moved_not_from_the_window() -> None:
+def test_nobody_owning_a_partition_that_did_not_move_across_the_window_is_stop_at_once() -> None:
+    samples = window((10, 20), (10, 25), (10, 30), step=1.0)
+    assert status_of(samples, stop_after_s=600.0, unchanged_since=0.0) is Status.STOP
+    assert (
+        status_of(window((10, 20)), stop_after_s=600.0, unchanged_since=0.0) is Status.OK
+    )  # one sample proves nothing
+    moved = window((8, 20), (10, 25), (10, 30), step=1.0)  # it moved in the window: a member left a moment ago
+    assert status_of(moved, stop_after_s=600.0) is Status.WARN
+
+
+def test_stall_counts_from_when_the_offset_last_moved_not_from_the_window() -> None:
     samples = window((10, 20), (10, 20), start=1000.0)
-    assert status_of(samples, stop_after_s=60.0, unchanged_since=500.0) is Status.STOP
-    assert status_of(samples, stop_after_s=600.0, unchanged_since=500.0) is Status.WARN
+    assert status_of(samples, owned=True, stop_after_s=60.0, unchanged_since=500.0) is Status.STALL
+    assert status_of(samples, owned=True, stop_after_s=600.0, unchanged_since=500.0) is Status.WARN
 
 
 def test_stopped_consumer_without_lag_is_ok() -> None:
