@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # doccano
     doccano_url: str = Field("http://127.0.0.1:8000", description="doccano URL.")
     doccano_username: str = Field("admin", description="doccano admin user; its password lives in the secrets file.")
+    doccano_host: str = Field(
+        "127.0.0.1",
+        description="Interface the local doccano server binds (its port is doccano_url's); 0.0.0.0 for every interface.",
+    )
     doccano_project: str = Field("ctrlgpt sentiment", description="doccano project of passages to label for sentiment.")
     doccano_expansion_project: str = Field(
         "ctrlgpt expansions", description="doccano seq2seq project: page title and summary -> body, for review."

@@ -2,9 +2,16 @@
 
 doccano reads its database from `DATABASE_URL` (deploy.postgres: a database and a role
 of its own, the role's password in the secrets file) and keeps media under
-$DOCCANO_HOME; Django's secret key is generated once and kept there, owner-only. The
-first start migrates the schema, then makes the publication Debezium reads. The
-admin's password comes from the secrets file and is (re)applied each time the server starts.
+$DOCCANO_HOME, a directory only its owner can read; Django's secret key is generated once
+and kept there, owner-only. The first start migrates the schema, then makes the
+publication Debezium reads. The admin's password comes from the secrets file and is
+(re)applied each time the server starts, handed over on stdin: never on a command line,
+where `ps` would show it.
+
+The server is doccano's WSGI application under gunicorn, started here rather than by
+`doccano webserver`, which binds every interface (0.0.0.0) and pins gunicorn < 21: it
+binds `doccano_host` (127.0.0.1 unless set) and runs the gunicorn of the lock
+(deploy/doccano/overrides.txt).
 """
 
 from __future__ import annotations
@@ -60,6 +67,10 @@ def _environment(settings: Settings) -> dict[str, str]:
         "DOCCANO_HOME": str(directory),
         "SECRET_KEY": secret_key(directory),
         "DEBUG": "False",
+        # What `doccano webserver` sets before it starts gunicorn (backend/cli.py).
+        "STANDALONE": "True",
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "MEDIA_ROOT": str(directory / "media"),
         "DATABASE_URL": postgres.database_url(settings, user=settings.doccano_database, password=password),
         # A connection per request: after PostgreSQL restarts no worker holds a dead one.
         "DATABASE_CONN_MAX_AGE": "0",
@@ -68,11 +79,14 @@ def _environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def _doccano(settings: Settings, env: dict[str, str], *args: str) -> None:
+def _doccano(settings: Settings, env: dict[str, str], *args: str, stdin: str | None = None) -> None:
+    """Run doccano's command line (`args`), or with `args` = ("-c", CODE) Python code in doccano's venv."""
+    program = [str(VENV / "bin" / "python"), *args] if args[0] == "-c" else [str(VENV / "bin" / "doccano"), *args]
     result = subprocess.run(
-        [str(VENV / "bin" / "doccano"), *args],
+        program,
         env={**os.environ, **env},
         cwd=home(settings),
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
@@ -81,12 +95,28 @@ def _doccano(settings: Settings, env: dict[str, str], *args: str) -> None:
         raise RuntimeError(f"`doccano {args[0]}` failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
 
 
+# doccano's own `createuser` (create the admin or reset its password), with the password read
+# from stdin instead of `--password=...`. Importing backend.cli sets doccano's environment up.
+CREATE_ADMIN = """
+import argparse, sys
+from backend import cli
+cli.django.setup()
+cli.command_user_create(argparse.Namespace(username=sys.argv[1], email=sys.argv[2], password=sys.stdin.read()))
+"""
+
+
+def backend_dir() -> Path:
+    """doccano's Django project (where `config.wsgi` lives), inside its venv."""
+    return next((VENV / "lib").glob("python3*/site-packages/backend"))
+
+
 def prepare(settings: Settings) -> tuple[list[str], dict[str, str]]:
     """Create the database once and set the admin's password; returns the server's command line and environment."""
     if not (VENV / "bin" / "doccano").exists():
         raise FileNotFoundError(f"{VENV} has no doccano: run deploy/bootstrap.sh")
     directory = home(settings)
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)  # media and the secret key: the owner's only, also in a directory made before
     env = _environment(settings)
     # The mark lives beside the database it describes: a new PostgreSQL cluster is migrated anew.
     initialized = postgres.home(settings) / f"doccano-initialized-{VERSION}"
@@ -96,23 +126,19 @@ def prepare(settings: Settings) -> tuple[list[str], dict[str, str]]:
         postgres.ensure_publication(settings)
         initialized.touch()
     password = ctrlgpt_secrets.load_or_create(settings.secrets_file).doccano_password
-    # Creates the admin, or resets its password when it exists (doccano's create_admin does both).
-    # `--name=value`: a generated password may begin with "-", which argparse would take for an option.
-    _doccano(
-        settings,
-        env,
-        "createuser",
-        f"--username={settings.doccano_username}",
-        f"--password={password}",
-        f"--email={ADMIN_EMAIL}",
-    )
+    _doccano(settings, env, "-c", CREATE_ADMIN, settings.doccano_username, ADMIN_EMAIL, stdin=password)
     argv = [
-        str(VENV / "bin" / "doccano"),
-        "webserver",
-        "--port",
-        str(http_address(settings.doccano_url)[1]),
+        str(VENV / "bin" / "gunicorn"),
+        "--bind",
+        f"{settings.doccano_host}:{http_address(settings.doccano_url)[1]}",
         "--workers",
         str(WORKERS),
+        "--chdir",
+        str(backend_dir()),
+        "--capture-output",
+        "--log-level",
+        "info",
+        "config.wsgi",
     ]
     return argv, env
 
