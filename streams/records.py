@@ -1,18 +1,23 @@
 """Typed, versioned records: the payload of every topic ctrlgpt's services exchange.
 
-Every record carries `schema_version`; a consumer refuses a version it does not
-know (the record goes to the dead-letter topic) rather than guessing. A record is
-JSON on the wire, encoded and decoded only through `streams.topics`.
+Every record carries `schema_version`. Records outlive builds (labels are kept forever), so a
+reader upgrades an older version step by step through its class's `UPGRADES` (n -> n+1, on
+the record's JSON) and refuses only what it cannot read: a newer version, or an older one no
+upgrade leads from (the record goes to the dead-letter topic) rather than guessing. Each
+record's JSON schema is kept per version in tests/streams/record_schema_snapshots/: an incompatible
+change without a new version and an upgrade fails the tests. A record is JSON on the wire,
+encoded and decoded only through `streams.topics`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "CrawlRequested",
@@ -56,10 +61,32 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     SCHEMA_VERSION: ClassVar[int] = 1
+    # version n -> a function from a record's JSON object in version n to the same record in n + 1
+    UPGRADES: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
 
     schema_version: int = 1
     event_id: str = Field(default_factory=_new_id)
     created_at: datetime = Field(default_factory=_now)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgraded(cls, data: Any) -> Any:
+        """An older version's JSON, upgraded one version at a time to this build's."""
+        if not isinstance(data, dict):
+            return data
+        version = data.get("schema_version", cls.SCHEMA_VERSION)
+        if not isinstance(version, int) or version >= cls.SCHEMA_VERSION:
+            return data  # this build's, or newer (refused below)
+        while version < cls.SCHEMA_VERSION:
+            upgrade = cls.UPGRADES.get(version)
+            if upgrade is None:
+                raise ValueError(
+                    f"{cls.__name__} schema_version {version} cannot be upgraded to {cls.SCHEMA_VERSION} "
+                    f"(this build upgrades from versions {sorted(cls.UPGRADES) or 'none'})"
+                )
+            data = {**upgrade(dict(data)), "schema_version": version + 1}
+            version += 1
+        return data
 
     @field_validator("schema_version")
     @classmethod
@@ -203,7 +230,9 @@ class ModelPromoted(Record):
 
     Schema 2: the version is named by its place in the model store (`uri`), never by a host path,
     carries its manifest's checksums, and is signed (`models.announcements`): a replica loads only
-    what its own store holds at that place and its key authenticates.
+    what its own store holds at that place and its key authenticates. Schema 1 (a host path) has
+    no upgrade: no reader can sign it; the trainer announces the current versions again instead
+    (`models.operations.reannounce_current`).
     """
 
     SCHEMA_VERSION: ClassVar[int] = 2
