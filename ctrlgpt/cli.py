@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser, args.set + args.set_after)
-    logs.configure(args.command, settings.log_level)
+    logs.configure(args.command, settings.log_level, settings.log_format)
     service = importlib.import_module(args.module)
     return int(service.main(settings, args) or 0)
 

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
         REPO_ROOT / ".data", description="All state: broker logs, indices, doccano, models, secrets."
     )
     log_level: str = Field("INFO", description="Python logging level of every service.")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="Log lines on stderr: json (one object per line, for files and collectors), console (readable), "
+        "auto: console on a terminal, else json.",
+    )
 
     # Kafka
     kafka_bootstrap: str = Field(
