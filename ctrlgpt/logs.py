@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 from types import TracebackType
-from typing import Literal
+from typing import Literal, TextIO
 
 import structlog
 
@@ -35,10 +35,14 @@ def renderer(fmt: Format, stream: object = sys.stderr) -> structlog.typing.Proce
     return structlog.processors.JSONRenderer()
 
 
-def configure(service: str, level: str = "INFO", fmt: Format = "auto") -> structlog.stdlib.BoundLogger:
+def configure(
+    service: str, level: str = "INFO", fmt: Format = "auto", stream: TextIO | None = None
+) -> structlog.stdlib.BoundLogger:
+    """Every log line of this process to `stream` (default stderr) in `fmt`."""
     numeric = logging.getLevelName(level.upper())
-    handler = logging.StreamHandler(sys.stderr)
-    final = renderer(fmt, sys.stderr)
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    final = renderer(fmt, stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_SHARED,

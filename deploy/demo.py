@@ -15,6 +15,7 @@ import argparse
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,9 +24,10 @@ import httpx
 from elasticsearch import Elasticsearch
 
 from consumers.doccano_client import DoccanoClient, ensure_sentiment_project
-from ctrlgpt import secrets
+from ctrlgpt import logs, secrets
 from ctrlgpt.settings import Settings
 from deploy import services
+from deploy.demo_console import DemoConsole
 from deploy.demo_site import article_url, load_articles
 from deploy.processes import wait_until
 from deploy.scripted_annotator import annotate
@@ -34,8 +36,6 @@ from producers.seed import seed_requests
 from streams import bus, topics
 from streams.records import TrainingRunProgressed
 from streams.snapshot import read_snapshot
-
-STEPS = 9
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,8 @@ class LoopReport:
     passages_in_doccano: int
     labelled: int
     model_version: str
-    generation: dict[str, Any]
-
-
-def _progress(step: int, message: str) -> None:
-    print(f"[{step}/{STEPS}] {message}", flush=True)
+    generation: dict[str, Any]  # from the default target's policy (`target_sentiment`)
+    generations: dict[str, dict[str, Any]]  # one per target the API serves
 
 
 def served_version(settings: Settings) -> str | None:
@@ -70,6 +67,18 @@ def run_ended_since(settings: Settings, since: datetime) -> TrainingRunProgresse
         elif event.run_id in started and event.stage in ("done", "failed"):
             return event
     return None
+
+
+def latest_progress(settings: Settings, since: datetime) -> TrainingRunProgressed | None:
+    """The newest progress event of a run started after `since`."""
+    started: set[str] = set()
+    latest = None
+    for event in read_snapshot(settings, topics.TRAINING_RUNS).records:
+        if event.created_at > since and event.stage == "queued":
+            started.add(event.run_id)
+        if event.run_id in started:
+            latest = event
+    return latest
 
 
 def model_settled(settings: Settings, since: datetime) -> bool:
@@ -111,7 +120,9 @@ def passages_by_url(settings: Settings) -> dict[str, int]:
     return counts
 
 
-def _wait_counting(count: Callable[[], int], total: int, *, what: str, step: int, timeout: float) -> int:
+def _wait_counting(
+    count: Callable[[], int], total: int, *, what: str, step: int, timeout: float, console: DemoConsole
+) -> int:
     deadline, last = time.monotonic() + timeout, -1
     while True:
         try:
@@ -119,7 +130,7 @@ def _wait_counting(count: Callable[[], int], total: int, *, what: str, step: int
         except Exception:
             seen = 0
         if seen != last:
-            _progress(step, f"{what}: {seen}/{total}")
+            console.count(step, what, seen, total)
             last = seen
         if seen >= total:
             return seen
@@ -128,11 +139,29 @@ def _wait_counting(count: Callable[[], int], total: int, *, what: str, step: int
         time.sleep(2)
 
 
-def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
-    _progress(1, "starting Kafka, Elasticsearch and doccano")
+def _wait_for_training(settings: Settings, since: datetime, *, timeout: float, console: DemoConsole) -> None:
+    """Until the run on the new labels has settled, showing its stage and step as they change."""
+    deadline = time.monotonic() + timeout
+    while not model_settled(settings, since):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no training run on the new labels settled after {timeout:.0f}s; see trainer.log")
+        with suppress(Exception):  # Kafka busy for a moment: the next look shows it
+            if (event := latest_progress(settings, since)) is not None:
+                console.training(event)
+        time.sleep(3)
+
+
+def generate(settings: Settings, prompt: str, target: str) -> dict[str, Any]:
+    body = {"prompt": prompt, "max_new_tokens": 60, "seed": 0, "target": target}
+    return httpx.post(f"{settings.api_url}/generate", json=body, timeout=120).raise_for_status().json()
+
+
+def run_loop(settings: Settings, *, timeout: float = 1800.0, console: DemoConsole | None = None) -> LoopReport:
+    console = console or DemoConsole()
+    console.step(1, "starting Kafka, Elasticsearch and doccano")
     services.up(settings)
 
-    _progress(2, "starting the demo site, crawler, cleaner, sinks, label bridge, trainer and API")
+    console.step(2, "starting the demo site, crawler, cleaner, sinks, label bridge, trainer and API")
     start_workers(settings)
     wait_until(
         lambda: httpx.get(settings.demo_site_url, timeout=5).status_code == 200, what="the demo site", timeout=60
@@ -145,82 +174,69 @@ def run_loop(settings: Settings, *, timeout: float = 1800.0) -> LoopReport:
     crawl_id = f"demo-{uuid.uuid4().hex[:12]}"
     articles = load_articles()
     urls = [article_url(settings.demo_site_url, article.slug) for article in articles]
-    _progress(3, f"crawling {settings.demo_site_url} (crawl {crawl_id}) with Chromium")
+    console.step(3, f"crawling {settings.demo_site_url} (crawl {crawl_id}) with Chromium")
     producer = bus.make_producer(settings)
     for request in seed_requests([settings.demo_site_url], crawl_id=crawl_id, max_depth=1, allowed_domains=[]):
         bus.publish(producer, topics.CRAWL_REQUESTS, request)
     bus.flush_or_raise(producer)
 
-    _progress(4, "waiting for clean pages to become searchable in Elasticsearch")
+    console.step(4, "waiting for clean pages to become searchable in Elasticsearch")
     es = Elasticsearch(settings.es_url, request_timeout=30)
     pages = _wait_counting(
-        lambda: indexed_pages(es, settings, urls), len(urls), what="articles searchable", step=4, timeout=timeout
+        lambda: indexed_pages(es, settings, urls),
+        len(urls),
+        what="articles searchable",
+        step=4,
+        timeout=timeout,
+        console=console,
     )
 
-    _progress(5, "waiting for passages to reach doccano")
+    console.step(5, "waiting for passages to reach doccano")
     _wait_counting(
         lambda: len(set(urls) & set(passages_by_url(settings))),
         len(urls),
         what="articles with passages in doccano",
         step=5,
         timeout=timeout,
+        console=console,
     )
     passages = sum(passages_by_url(settings).get(url, 0) for url in urls)
 
     labels_from = datetime.now(UTC)
-    _progress(6, "the scripted annotator labels passages through doccano's REST API")
+    console.step(6, "the scripted annotator labels passages through doccano's REST API")
     report = annotate(settings, limit=10_000)
-    _progress(6, f"labelled {report.labelled} passages ({report.already_labelled} were labelled before)")
+    console.step(6, f"labelled {report.labelled} passages ({report.already_labelled} were labelled before)")
 
     expect_new = previous_version is None or report.labelled >= settings.train_min_labels
-    _progress(
+    console.step(
         7,
-        "label bridge -> label events -> trainer: SFT, reward model, PPO, gate"
+        "label bridge -> label events -> trainer: SFT, reward model, RL, gate"
         + ("" if expect_new else " (not enough new labels: keeping the served model)"),
     )
     if expect_new:
-        wait_until(
-            lambda: model_settled(settings, labels_from),
-            what="a training run on the new labels",
-            timeout=timeout,
-            interval=3,
-        )
+        _wait_for_training(settings, labels_from, timeout=timeout, console=console)
         ended = run_ended_since(settings, labels_from)
         if ended is not None and ended.stage == "failed":
             raise RuntimeError(f"training run {ended.run_id} failed: {ended.message}")
     version = served_version(settings)
     if version is None:
         raise TimeoutError("the API serves no model; see .data/logs/trainer.log")
-    _progress(8, f"the API serves model version {version}")
+    console.step(8, f"the API serves model version {version}")
 
     prompt = articles[0].title
-    generation = (
-        httpx.post(
-            f"{settings.api_url}/generate", json={"prompt": prompt, "max_new_tokens": 60, "seed": 0}, timeout=120
-        )
-        .raise_for_status()
-        .json()
+    generations = {target: generate(settings, prompt, target) for target in settings.target_list}
+    console.step(9, "done")
+    return LoopReport(
+        crawl_id, urls, pages, passages, report.labelled, version, generations[settings.target_sentiment], generations
     )
-    _progress(9, "done")
-    return LoopReport(crawl_id, urls, pages, passages, report.labelled, version, generation)
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
-    report = run_loop(settings, timeout=args.timeout)
-    print()
-    print(f"Prompt:      {load_articles()[0].title}")
-    print(f"Generation:  {report.generation['completion']!r}")
-    print(f"Model:       {report.generation['model_version']}")
-    print()
-    print(f"Try it:         {settings.api_url}/try")
-    print(f"Dashboard:      {settings.api_url}/dashboard  (Prometheus: {settings.api_url}/metrics)")
-    print(f"API docs:       {settings.api_url}/docs")
-    print(
-        f"doccano:        {settings.doccano_url}  (user {settings.doccano_username}, password in {settings.secrets_file})"
-    )
-    print(f"Elasticsearch:  {settings.es_url}/{settings.es_index}/_search?q=*")
-    print(f"Demo site:      {settings.demo_site_url}")
-    print(f"Logs:           {settings.logs_dir}")
-    print("Status:         ctrlgpt status  (every service and worker: up?, restarts, last exit)")
-    print("Stop with `make stop` (data stays).")
+    # The terminal is for the steps; the demo's own log lines go to its log file.
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.logs_dir / "demo.log").open("a") as log_file:
+        logs.configure("demo", settings.log_level, "json", stream=log_file)
+        console = DemoConsole()
+        report = run_loop(settings, timeout=args.timeout, console=console)
+        console.summary(settings, load_articles()[0].title, report.generations)
     return 0

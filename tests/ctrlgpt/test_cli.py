@@ -28,7 +28,7 @@ def test_version_prints_the_installed_version():
 def test_set_works_before_and_after_the_command(monkeypatch):
     seen: list[Settings] = []
     monkeypatch.setattr(cli, "COMMANDS", {"probe": ("tests_cli_probe", "")})
-    monkeypatch.setattr(cli.logs, "configure", lambda service, level: None)  # keeps pytest's logging as it is
+    monkeypatch.setattr(cli.logs, "configure", lambda *args, **kwargs: None)  # keeps pytest's logging as it is
     monkeypatch.setitem(sys.modules, "tests_cli_probe", type(sys)("tests_cli_probe"))
     sys.modules["tests_cli_probe"].main = lambda settings, args: seen.append(settings) or 0
     assert cli.main(["--set", "api_port=8181", "probe", "--set", "log_level=WARNING"]) == 0
