@@ -54,6 +54,9 @@ class DemoConsole:
         self.console.print()
         self.console.print(f"[bold]Prompt:[/]      {prompt}")
         for target, generation in generations.items():
+            if generation["completion"] is None:
+                self.console.print(f"[bold]{target:<12}[/] [dim](no version of this target's policy is served yet)[/]")
+                continue
             self.console.print(
                 f"[bold]{target:<12}[/] {generation['completion']!r}  [dim](model {generation['model_version']})[/]"
             )

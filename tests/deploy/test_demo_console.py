@@ -35,6 +35,7 @@ def test_steps_counts_and_the_training_run_read_as_plain_lines_without_json(sett
         {
             "positive": {"completion": " was lovely", "model_version": "v0003-aa"},
             "negative": {"completion": " was dirty", "model_version": "v0002-bb"},
+            "neutral": {"completion": None, "model_version": None},
         },
     )
     lines = out.getvalue().splitlines()
@@ -52,5 +53,6 @@ def test_steps_counts_and_the_training_run_read_as_plain_lines_without_json(sett
     ]
     assert "positive     ' was lovely'  (model v0003-aa)" in lines
     assert "negative     ' was dirty'  (model v0002-bb)" in lines
+    assert "neutral      (no version of this target's policy is served yet)" in lines
     assert any(line.startswith("Try it:") and line.endswith(f"{settings.api_url}/try") for line in lines)
     assert not [line for line in lines if line.lstrip().startswith("{")]  # no log line reaches the terminal
