@@ -40,16 +40,19 @@ if ! command -v uv >/dev/null; then
     pip install --quiet uv
 fi
 
-# The main venv: the exact lock, then ctrlgpt itself in editable mode (sync removes it).
+# The main venv: the exact lock (hashes checked), then ctrlgpt itself in editable mode (sync
+# removes it). A checkout runs the tests too, so it gets the test lock: the runtime lock plus the
+# test tools, at the same versions. CTRLGPT_LOCK=requirements.lock installs the runtime only.
+LOCK="${CTRLGPT_LOCK:-requirements-test.lock}"
 if [ ! -x .venv/bin/python ]; then
     say "creating .venv"
     uv venv --quiet --python 3.11 .venv
 fi
-if ! fresh .venv/.ctrlgpt-stamp requirements.lock pyproject.toml; then
-    say "syncing .venv with requirements.lock"
-    uv pip sync --quiet --python .venv/bin/python requirements.lock
+if ! fresh .venv/.ctrlgpt-stamp "$LOCK" pyproject.toml; then
+    say "syncing .venv with $LOCK"
+    uv pip sync --quiet --require-hashes --python .venv/bin/python "$LOCK"
     uv pip install --quiet --python .venv/bin/python --no-deps -e .
-    stamp .venv/.ctrlgpt-stamp requirements.lock pyproject.toml
+    stamp .venv/.ctrlgpt-stamp "$LOCK" pyproject.toml
 fi
 
 # doccano's own venv: its pins (Django 4, numpy<2, marshmallow<4) clash with the ML stack.
