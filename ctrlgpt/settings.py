@@ -383,6 +383,11 @@ class Settings(BaseSettings):
     ops_sample_interval_s: float = Field(
         5.0, gt=0, description="How often the API samples offsets (also how long a scrape reuses one)."
     )
+    ops_exporter_group: str = Field(
+        groups.OPS_EXPORTER,
+        description="Consumer group whose one member exports the cluster-wide Kafka series on /metrics "
+        "(the API replicas' lease); replicas of one deployment share it.",
+    )
     ops_history_samples: int = Field(
         720, ge=2, description="Lag samples the API keeps for the dashboard (720 x 5 s: one hour)."
     )

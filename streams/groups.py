@@ -18,6 +18,7 @@ __all__ = [
     "DOCCANO_SINK",
     "INDEX_SINK",
     "LABEL_BRIDGE",
+    "OPS_EXPORTER",
     "PREFIX",
     "TRAINER",
     "api_replica",
@@ -45,6 +46,9 @@ DOCCANO_SINK = "ctrlgpt-doccano"
 LABEL_BRIDGE = "ctrlgpt-label-bridge"
 # The trainer (trainer.worker) on LABELS (`trainer_group`); its commands: `trainer_commands`.
 TRAINER = "ctrlgpt-trainer"
+# The API replicas' lease on exporting the cluster-wide Kafka series (api.ops.exporter_lease): every replica
+# joins it on MODEL_UPDATES's one partition, and the member Kafka assigns that partition exports. Never commits.
+OPS_EXPORTER = "ctrlgpt-ops-exporter"
 # The Kafka Connect cluster (deploy.connect) that runs Debezium (`connect_group`): its workers' group, which
 # names Connect's internal topics; it consumes no ctrlgpt topic.
 CONNECT = "ctrlgpt-connect"

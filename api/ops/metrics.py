@@ -3,7 +3,10 @@
 Kafka metric names follow kafka-exporter (`kafka_consumergroup_lag`, ...), so its
 dashboards and alerts work unchanged. They come from `OpsMonitor.snapshot()`: cached
 for one sample interval and waited for at most `ops_kafka_timeout_s`; while Kafka
-cannot be read they are absent and `ctrlgpt_kafka_up` is 0.
+cannot be read they are absent and `ctrlgpt_kafka_up` is 0. They are the cluster's, the
+same from every replica, so only the replica holding the exporter lease
+(`api.ops.exporter_lease`, `ctrlgpt_ops_exporter` 1) exports them: a `sum()` over
+replicas counts each once. A replica's own series (its models, its requests) come from each.
 """
 
 from __future__ import annotations
@@ -44,7 +47,13 @@ class OpsCollector:
         up = GaugeMetricFamily("ctrlgpt_kafka_up", "1 if the last offsets read from Kafka succeeded in time, else 0.")
         up.add_metric([], 1.0 if snapshot is not None else 0.0)
         yield up
-        if snapshot is None or self._monitor is None:
+        exporter = GaugeMetricFamily(
+            "ctrlgpt_ops_exporter", "1 on the one replica that exports the cluster-wide Kafka series, else 0."
+        )
+        exports = self._monitor is not None and self._monitor.exports_cluster_series
+        exporter.add_metric([], 1.0 if exports else 0.0)
+        yield exporter
+        if snapshot is None or self._monitor is None or not exports:
             return
 
         topic_offset = GaugeMetricFamily(

@@ -20,6 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import structlog
 
 from api.ops.events import EventFollower, ModelVersions, TrainingRuns
+from api.ops.exporter_lease import ExporterLease
 from ctrlgpt.settings import Settings
 from streams import topics
 from streams.consumer_lag import GroupLag, LagTracker, OffsetsSnapshot
@@ -116,9 +117,19 @@ class SnapshotCache:
 class OpsMonitor:
     """Background sampling of offsets and following of training and model events, for the ops routes."""
 
-    def __init__(self, settings: Settings, read: Callable[[], OffsetsSnapshot] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        read: Callable[[], OffsetsSnapshot] | None = None,
+        lease: ExporterLease | None = None,
+    ) -> None:
+        """`read` None: offsets from the settings' Kafka, and the replicas' lease on exporting them
+        (`lease`, made here unless given); a `read` of the caller's and no lease: this one exports."""
         self.settings = settings
         self.interval_s = settings.ops_sample_interval_s
+        self._lease = (
+            lease if lease is not None or read is not None else ExporterLease(settings, settings.ops_exporter_group)
+        )
         if read is None:
             reader = OffsetsReader(
                 settings.kafka_bootstrap,
@@ -152,6 +163,13 @@ class OpsMonitor:
         self._sampler.join(timeout=self.settings.ops_kafka_timeout_s + 5)
         self._events.stop()
         self._cache.close()
+        if self._lease is not None:
+            self._lease.close()
+
+    @property
+    def exports_cluster_series(self) -> bool:
+        """Whether this replica's /metrics carries the cluster-wide series (api.ops.exporter_lease)."""
+        return self._lease is None or self._lease.held
 
     def snapshot(self) -> OffsetsSnapshot | None:
         """Fresh offsets (at most one sample interval old), or None while Kafka cannot be read."""
@@ -190,6 +208,8 @@ class OpsMonitor:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
+            if self._lease is not None:
+                self._lease.poll()
             # A scrape may have just read: reuse that only if it is much fresher than the period.
             self._cache.get(max_age_s=self.interval_s / 2)
             self._stop.wait(self.interval_s)
