@@ -52,7 +52,7 @@ from consumers.label_snapshots import (
     new_rejections,
     sentiment_snapshot,
 )
-from ctrlgpt import secrets
+from ctrlgpt import secrets, worker_metrics
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.retry import Backoff, retrying
 from ctrlgpt.settings import Settings
@@ -490,11 +490,13 @@ class Runner:
             try:
                 commit_batch(self._producer, self._consumer, outgoing, next_offsets(messages))
             except TransactionAborted as exc:
+                worker_metrics.ERRORS.labels(STAGE, type(exc).__name__).inc()
                 delay = backoff.next_delay()
                 log.warning("label_bridge.transaction_aborted", error=str(exc), retry_in_s=round(delay, 2))
                 self._stop.wait(delay)
                 continue
             self._bridge.apply(outcome)
+            worker_metrics.RECORDS.labels(STAGE).inc(len(messages))
             if outcome.events or letters or outcome.rejections:
                 log.info(
                     "label_bridge.published",

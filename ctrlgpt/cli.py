@@ -29,7 +29,7 @@ from importlib import metadata
 
 from pydantic import ValidationError
 
-from ctrlgpt import logs
+from ctrlgpt import logs, worker_metrics
 from ctrlgpt.settings import Settings, describe_error, unknown_environment
 
 # command -> (module, help); each module has main(settings, args) -> int | None
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser, args.set + args.set_after)
     logs.configure(args.command, settings.log_level, settings.log_format)
+    worker_metrics.serve(settings, args.command)
     service = importlib.import_module(args.module)
     return int(service.main(settings, args) or 0)
 

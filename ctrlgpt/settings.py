@@ -377,6 +377,15 @@ class Settings(BaseSettings):
     )
 
     # Operations: consumer lag, /metrics, the dashboard
+    worker_metrics_port: int = Field(
+        9400,
+        ge=0,
+        le=65000,
+        description="Base of the workers' own /metrics ports: each worker serves on this + its offset "
+        "(ctrlgpt.worker_metrics: crawler +1, cleaner +2, index sink +3, doccano sink +4, label bridge +5, trainer +6); "
+        "0: off.",
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Interface the workers' /metrics servers bind.")
     ops_groups: str = Field(
         f"^{groups.PREFIX}", description="Regex of the consumer groups whose lag the API samples and exports."
     )

@@ -32,6 +32,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from ctrlgpt import worker_metrics
 from ctrlgpt.retry import Backoff, retrying
 from ctrlgpt.settings import Settings
 from streams import topics
@@ -241,6 +242,7 @@ def dead_letter(
             }
         )
         message = Outgoing.of(topic, letter)
+    worker_metrics.DEAD_LETTERS.labels(stage).inc()
     log.warning(
         "dead_letter",
         stage=stage,
@@ -458,6 +460,7 @@ class _StageLoop:
             try:
                 record = self._topic.decode(msg.value())
             except ContractError as exc:
+                worker_metrics.RECORDS.labels(self._stage).inc()
                 self._letters.append(
                     dead_letter(
                         self._stage,
@@ -476,6 +479,7 @@ class _StageLoop:
     def _write_held(self) -> None:
         held = self._read.unwritten
         left = self._write_sorting(held) if held else []
+        worker_metrics.RECORDS.labels(self._stage).inc(len(held) - len(left))
         self._read.still_unwritten(left)
         try:
             deliver_all(self._producer, self._letters, stop=self._stop)
@@ -497,9 +501,11 @@ class _StageLoop:
             self._write(batch)
             return []
         except ServiceUnavailable as exc:
+            worker_metrics.ERRORS.labels(self._stage, type(exc).__name__).inc()
             self._log.warning("stage.waiting_for_service", error=str(exc), held=len(batch))
             return batch
         except Exception as exc:
+            worker_metrics.ERRORS.labels(self._stage, type(exc).__name__).inc()
             if len(batch) > 1:
                 for index, one in enumerate(batch):
                     if left := self._write_sorting([one]):
@@ -515,9 +521,11 @@ class _StageLoop:
                 self._write([one])
                 return []
             except ServiceUnavailable as exc:
+                worker_metrics.ERRORS.labels(self._stage, type(exc).__name__).inc()
                 self._log.warning("stage.waiting_for_service", error=str(exc), held=1)
                 return [one]
             except Exception as exc:
+                worker_metrics.ERRORS.labels(self._stage, type(exc).__name__).inc()
                 error = exc
         self._letters.append(
             dead_letter(

@@ -34,6 +34,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from ctrlgpt import worker_metrics
 from ctrlgpt.retry import retrying
 from ctrlgpt.settings import Settings
 from streams import bus, cleaner_topics, topics
@@ -369,6 +370,7 @@ def make_app(settings: Settings) -> faust.App:
             ]
             if rejected:
                 await send_dead_letters(rejected)
+            worker_metrics.RECORDS.labels(STAGE).inc(len(events))
             log.info("pages.batch_cleaned", events=len(events))
             await rewind_skipped(events)
 

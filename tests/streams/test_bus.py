@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Producer
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 from topic_reader import read_records
 
@@ -34,6 +35,18 @@ def _page(url: str) -> PageCleaned:
     )
 
 
+def stage_figures(stage: str) -> dict[str, float]:
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"stage": stage, **labels}) or 0.0
+
+    return {
+        "records": value("ctrlgpt_stage_records_total"),
+        "dead_letters": value("ctrlgpt_stage_dead_letters_total"),
+        "unavailable": value("ctrlgpt_stage_errors_total", error_type="ServiceUnavailable"),
+        "rejected": value("ctrlgpt_stage_errors_total", error_type="RecordRejected"),
+    }
+
+
 def test_consume_dead_letters_bad_records_and_waits_out_an_outage(settings):
     run = uuid.uuid4().hex
     topic = Topic(f"ctrlgpt.test.bus.{run}", PageCleaned, key="url", partitions=1)
@@ -49,6 +62,7 @@ def test_consume_dead_letters_bad_records_and_waits_out_an_outage(settings):
     written: list[str] = []
     outages = {"left": 2}
     stop = threading.Event()
+    before = stage_figures("index")
 
     def write(batch: list[bus.Received]) -> None:
         if outages["left"]:
@@ -82,6 +96,13 @@ def test_consume_dead_letters_bad_records_and_waits_out_an_outage(settings):
     assert base64.b64decode(by_type["ContractError"].original_base64) == b"{not json " + run.encode()
     assert by_type["RecordRejected"].reason == "this page can never be indexed"
     assert topics.PAGES_CLEAN.decode(base64.b64decode(by_type["RecordRejected"].original_base64)).url == poison
+    # The worker's own /metrics figures: three records finished (one written, two dead-lettered), two
+    # dead letters, the two outages and the rejection among the failures.
+    after = stage_figures("index")
+    assert after["records"] - before["records"] == 3
+    assert after["dead_letters"] - before["dead_letters"] == 2
+    assert after["unavailable"] - before["unavailable"] == 2
+    assert after["rejected"] - before["rejected"] >= 1
 
 
 def test_deliver_all_sends_again_what_kafka_failed_to_take_and_each_record_lands_once(settings):
