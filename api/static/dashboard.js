@@ -41,8 +41,13 @@ function fillTable(id, rows) {
 }
 
 // series: [{name, points: [[x, y], ...]}]; x and y numeric. Draws axes, one polyline per series and a legend.
-function lineChart(svg, series, { xFormat = (x) => fmt(x, 0), empty = "no data yet" } = {}) {
+// log: y on a log10(1 + y) scale (for counts >= 0), so a group climbing from 0 to 500 shows beside one at 20,000.
+function lineChart(svg, series, { xFormat = (x) => fmt(x, 0), empty = "no data yet", log = false, xLabel = "" } = {}) {
   const W = 800, H = 220, L = 60, R = 10, T = 10, B = 50;
+  const ty = log ? (y) => Math.log10(1 + Math.max(0, y)) : (y) => y;
+  const untransform = log ? (v) => Math.pow(10, v) - 1 : (v) => v;
+  series = series.map((s) => ({ ...s, points: s.points.map(([x, y]) => [x, ty(y)]) }));
+  svg.dataset.scale = log ? "log" : "linear";
   const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const nodes = [];
   if (!all.length) {
@@ -58,11 +63,14 @@ function lineChart(svg, series, { xFormat = (x) => fmt(x, 0), empty = "no data y
   const sy = (y) => H - B - ((y - y0) / (y1 - y0)) * (H - T - B);
   nodes.push(el("svg:line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
   nodes.push(el("svg:line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
-  for (const y of [y0, (y0 + y1) / 2, y1]) {
-    nodes.push(el("svg:text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end" }, fmt(y, 2)));
+  const ticks = log ? [...Array(Math.floor(y1) + 1).keys()].filter((v) => v >= y0) : [y0, (y0 + y1) / 2, y1];
+  for (const y of ticks) {
+    const label = log ? fmt(Math.round(untransform(y)), 0) : fmt(y, 2);
+    nodes.push(el("svg:text", { x: L - 6, y: sy(y) + 4, "text-anchor": "end" }, label));
   }
   nodes.push(el("svg:text", { x: L, y: H - B + 14 }, xFormat(x0)));
   nodes.push(el("svg:text", { x: W - R, y: H - B + 14, "text-anchor": "end" }, xFormat(x1)));
+  if (xLabel) nodes.push(el("svg:text", { x: (L + W - R) / 2, y: H - B + 14, "text-anchor": "middle" }, xLabel));
   series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
     const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
@@ -87,7 +95,7 @@ function renderLag(data) {
   lineChart(document.getElementById("lag-chart"), names.map((name) => ({
     name,
     points: data.points.filter((p) => name in p.groups).map((p) => [p.at, p.groups[name].lag]),
-  })), { xFormat: clock });
+  })), { xFormat: clock, log: document.getElementById("lag-log").checked });
   const last = data.points.length ? data.points[data.points.length - 1].at : null;
   const kafka = document.getElementById("kafka");
   const fresh = last !== null && data.now - last <= 3 * data.interval_s;
@@ -130,6 +138,7 @@ function renderSummary(data) {
   const served = document.getElementById("served");
   served.textContent = data.served.length
     ? `serving ${data.served.map((s) => `${s.model_name} ${s.version}`).join(", ")}` : "no model served yet";
+  renderGateChart(data.models);
   fillTable("models", [...data.models].reverse().map((m) => ({
     key: `${m.model_name}/${m.version}`,
     cells: [m.model_name, m.version, m.action, m.parent_version || "–",
@@ -150,14 +159,40 @@ function renderSummary(data) {
 let selectedRun = null;
 
 function renderCurves(runs) {
-  // The selected run, else the newest run that logged a reward or KL.
-  const run = runs.find((r) => r.run_id === selectedRun) || runs.find((r) => r.points.some((p) => p.reward !== null || p.kl !== null)) || runs[0];
+  // The selected run, else the newest run that logged a figure.
+  const run = runs.find((r) => r.run_id === selectedRun) || runs.find((r) => r.points.length) || runs[0];
   document.getElementById("curve-run").textContent = run ? run.run_id : "–";
   const pts = run ? run.points : [];
-  const curve = (key) => pts.map((p, i) => [i, p[key]]).filter(([, y]) => y !== null);
-  lineChart(document.getElementById("reward-chart"), [{ name: "reward", points: curve("reward") }], { empty: "no reward logged yet" });
-  lineChart(document.getElementById("kl-chart"), [{ name: "KL", points: curve("kl") }], { empty: "no KL logged yet" });
+  // x is the stage's own step: each stage (SFT, reward model, RL) counts its steps from the start.
+  const curve = (key, stage = null) => pts.filter((p) => p[key] !== null && (stage === null || p.stage === stage))
+    .map((p) => [p.step, p[key]]);
+  const rl = (key) => pts.filter((p) => p[key] !== null && p.stage !== "sft" && p.stage !== "reward").map((p) => [p.step, p[key]]);
+  const steps = { xLabel: "step" };
+  lineChart(document.getElementById("loss-chart"), ["sft", "reward"].map((stage) => ({
+    name: stage === "sft" ? "SFT loss" : "reward-model loss", points: curve("loss", stage),
+  })), { ...steps, empty: "no SFT or reward-model loss logged yet" });
+  lineChart(document.getElementById("reward-chart"), [{ name: "reward", points: rl("reward") }], { ...steps, empty: "no reward logged yet" });
+  lineChart(document.getElementById("kl-chart"), [{ name: "KL", points: rl("kl") }], { ...steps, empty: "no KL logged yet" });
 }
+
+function renderGateChart(models) {
+  // One gate figure (the select) across each model's versions, in the order they were announced.
+  const select = document.getElementById("gate-metric");
+  const keys = [...new Set(models.flatMap((m) => Object.keys(m.metrics)))].sort();
+  if ([...select.options].map((o) => o.value).join() !== keys.join()) {
+    const wanted = select.value || keys.find((k) => k.includes("judge")) || keys[0] || "";
+    select.replaceChildren(...keys.map((k) => el("option", { value: k }, k)));
+    if (keys.includes(wanted)) select.value = wanted;
+  }
+  const metric = select.value;
+  const names = [...new Set(models.map((m) => m.model_name))].sort();
+  lineChart(document.getElementById("gate-chart"), names.map((name) => {
+    const mine = models.filter((m) => m.model_name === name && metric in m.metrics);
+    return { name, points: mine.map((m, i) => [i + 1, m.metrics[metric]]) };
+  }), { xLabel: "version (in announcement order)", empty: "no version with gate figures yet" });
+}
+
+let lastSummary = null, lastLag = null;  // the latest answers, redrawn when a control changes
 
 async function poll() {
   try {
@@ -168,6 +203,8 @@ async function poll() {
     }));
     renderLag(lag);
     renderSummary(summary);
+    lastSummary = summary;
+    lastLag = lag;
     pollMs = Math.max(1000, lag.interval_s * 1000);
     document.getElementById("last-update").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
@@ -177,4 +214,6 @@ async function poll() {
   }
 }
 
+document.getElementById("lag-log").addEventListener("change", () => lastLag && renderLag(lastLag));
+document.getElementById("gate-metric").addEventListener("change", () => lastSummary && renderGateChart(lastSummary.models));
 poll();
