@@ -86,7 +86,10 @@ def check_temperature(temperature: float) -> float:
 
 
 class GenerateResponse(BaseModel):
-    text: str = Field(description="The prompt followed by the completion.")
+    text: str = Field(
+        description="The prompt as the version was shown it (its manifest's prompt template) and the completion, "
+        "decoded together by the tokenizer."
+    )
     completion: str
     model_version: str
     target: str = Field(description="The sentiment the policy that wrote the completion steers toward.")
