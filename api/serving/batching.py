@@ -209,11 +209,12 @@ class BatchWorker:
 
     def _generate(self, served: ServedModel, requests: list[_Request]) -> None:
         labels = (self.name, served.version)
-        rows = []
+        rows, sinks = [], []
         for request in requests:
             try:
                 sink = _MeteredSink(request.sink, request.arrived, self._metrics.time_to_first_token.labels(*labels))
                 rows.append(Row(request.params, encode(served, request.params), sink))
+                sinks.append(sink)
             except PromptTooLong as exc:
                 request.sink.failed(exc)
             except Exception as exc:
@@ -231,7 +232,7 @@ class BatchWorker:
             finally:
                 took = time.perf_counter() - started
                 self._batch_s += self.BATCH_S_WEIGHT * (took - self._batch_s)
-            tokens = sum(row.sink.tokens for row in batch if isinstance(row.sink, _MeteredSink))
+            tokens = sum(sinks[index].tokens for index in part)
             self._metrics.batch_size.labels(*labels).observe(len(batch))
             self._metrics.tokens.labels(*labels).inc(tokens)
             if took > 0:
