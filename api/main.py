@@ -39,6 +39,7 @@ from api.routes import (
 from api.security import read_admin_key
 from api.server import BodyReadTimeout, server_config
 from api.serving.batching import Batcher
+from api.serving.generation_metrics import GenerationMetrics
 from api.serving.model_updates import STAGE, ModelUpdates, replica_id
 from api.serving.served_model import ModelHolder, ModelHolders
 from api.validation import request_validation_error
@@ -69,8 +70,9 @@ def create_app(
     """
     # `holder`, when given, serves the default target (tests, a single-target replica).
     models = ModelHolders.for_settings(settings, {settings.target_sentiment: holder} if holder is not None else None)
-    batcher = Batcher(settings)
     monitor = OpsMonitor(settings) if (follow_updates if monitor_kafka is None else monitor_kafka) else None
+    registry, latency = build_registry(monitor, models)
+    batcher = Batcher(settings, GenerationMetrics(registry))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,7 +96,7 @@ def create_app(
     app.state.batcher = batcher
     app.state.ops_monitor = monitor
     app.state.admin_key = read_admin_key(settings)
-    app.state.metrics_registry, latency = build_registry(monitor, models)
+    app.state.metrics_registry = registry
     app.add_middleware(BodyReadTimeout, timeout_s=settings.api_body_timeout_s)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes(settings))
     app.add_middleware(AccessLog, latency=latency)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 from api.validation import Utf8Text
 
@@ -31,12 +31,14 @@ class GenerateRequest(BaseModel):
         ge=1,
         description=f"Tokens to generate; at most `max_new_tokens_limit`; default {DEFAULT_NEW_TOKENS} or the limit.",
     )
-    temperature: float = Field(
+    temperature: FiniteFloat = Field(
         1.0, ge=0, le=5, description="Sampling temperature; 0: greedy (always the likeliest token)."
     )
     top_k: int = Field(50, ge=0, le=100_000, description="Sample from the k most likely tokens; 0: no limit.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: the smallest set of tokens with this mass.")
-    repetition_penalty: float = Field(
+    top_p: FiniteFloat = Field(
+        1.0, gt=0, le=1, description="Nucleus sampling: the smallest set of tokens with this mass."
+    )
+    repetition_penalty: FiniteFloat = Field(
         1.0,
         ge=0.1,
         le=10,
@@ -84,7 +86,10 @@ def check_temperature(temperature: float) -> float:
 
 
 class GenerateResponse(BaseModel):
-    text: str = Field(description="The prompt followed by the completion.")
+    text: str = Field(
+        description="The prompt as the version was shown it (its manifest's prompt template) and the completion, "
+        "decoded together by the tokenizer."
+    )
     completion: str
     model_version: str
     target: str = Field(description="The sentiment the policy that wrote the completion steers toward.")

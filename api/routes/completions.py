@@ -23,7 +23,6 @@ from fastapi.sse import EventSourceResponse
 from api.deps import BatcherDep, ModelsDep, SettingsDep
 from api.routes.openai_errors import ERRORS, OpenAIError, OpenAIRoute
 from api.routes.openai_schemas import (
-    DEFAULT_MAX_TOKENS,
     ChatChoice,
     ChatChoiceMessage,
     ChatRequest,
@@ -89,6 +88,7 @@ async def completions(
         raise OpenAIError(400, "prompt: give at least one prompt", param="prompt", code="invalid_value")
     for prompt in prompts:
         _check_prompt(prompt, settings, param="prompt")
+    _refuse_unsupported(body)
     served, model_name = _model(models, body.model)
     requests = _sampling(body, prompts, settings)
     tickets = await _submit(batcher, model_name, served, requests, user=body.user)
@@ -120,6 +120,7 @@ async def completions(
 async def chat_completions(
     body: ChatRequest, models: ModelsDep, settings: SettingsDep, batcher: BatcherDep
 ) -> ChatResponse | EventSourceResponse:
+    _refuse_unsupported(body)
     served, model_name = _model(models, body.model)
     template = served.tokenizer.chat_template
     if not template:
@@ -130,7 +131,7 @@ async def chat_completions(
             param="model",
             code="chat_template_missing",
         )
-    messages = [message.model_dump() for message in body.messages]
+    messages = [message.for_template() for message in body.messages]
     # Rendering runs on the event loop: it is a template, not the tokenizer's (thread-bound) encoding.
     prompt = served.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     _check_prompt(prompt, settings, param="messages")
@@ -178,6 +179,13 @@ def _model(models: ModelHolders, name: str) -> tuple[ServedModel, str]:
     return current, name
 
 
+def _refuse_unsupported(body: SamplingFields) -> None:
+    refused = body.unsupported()
+    if refused is not None:
+        param, message = refused
+        raise OpenAIError(400, message, param=param, code="unsupported_value")
+
+
 def _check_prompt(prompt: str, settings: Settings, *, param: str) -> None:
     if not prompt.strip():
         message = f"{param}: a prompt must contain text, not only whitespace"
@@ -193,12 +201,13 @@ def _check_prompt(prompt: str, settings: Settings, *, param: str) -> None:
 
 def _sampling(body: SamplingFields, prompts: list[str], settings: Settings) -> list[SamplingParams]:
     """One `SamplingParams` per choice: prompt by prompt, n choices each."""
-    max_tokens = body.max_tokens or DEFAULT_MAX_TOKENS
+    max_tokens = body.tokens_asked
     if max_tokens > settings.max_new_tokens_limit:
+        param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
         raise OpenAIError(
             400,
-            f"max_tokens: at most {settings.max_new_tokens_limit} tokens may be asked for",
-            param="max_tokens",
+            f"{param}: at most {settings.max_new_tokens_limit} tokens may be asked for",
+            param=param,
             code="invalid_value",
         )
     n = body.n or 1

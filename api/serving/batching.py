@@ -7,6 +7,9 @@ one worker thread, so generation never runs on the event loop and a version's mo
 and tokenizer are only ever used by that thread. Rows keep their own seed, length, stop
 strings and cancellation, and each request's `Ticket` sees only its own events.
 
+Each worker records its queue, batches, tokens and each request's time to first text in
+`GenerationMetrics` (GET /metrics), labelled by model name and version.
+
 Each worker's queue is bounded (`generate_queue_max`): a request that would overflow it
 is refused at once with `QueueFull` and an estimate of when to come back (the routes
 answer 429 with Retry-After), so a burst is told to wait instead of timing out.
@@ -25,18 +28,21 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
+from prometheus_client import Histogram
 
 from api.serving.generation import (
     Completion,
     Decoding,
     PromptTooLong,
     Row,
+    RowSink,
     SamplingParams,
     context_length,
     decoding_of,
     encode,
     run_batch,
 )
+from api.serving.generation_metrics import GenerationMetrics
 from api.serving.served_model import ServedModel
 from ctrlgpt.settings import Settings
 
@@ -124,8 +130,11 @@ class BatchWorker:
     # How much each batch's duration moves the running estimate.
     BATCH_S_WEIGHT = 0.2
 
-    def __init__(self, name: str, max_size: int, max_wait_s: float, max_queued: int) -> None:
+    def __init__(
+        self, name: str, max_size: int, max_wait_s: float, max_queued: int, metrics: GenerationMetrics | None = None
+    ) -> None:
         self.name = name
+        self._metrics = metrics if metrics is not None else GenerationMetrics()
         self._max_size = max_size
         self._max_wait_s = max_wait_s
         self._max_queued = max_queued
@@ -149,6 +158,7 @@ class BatchWorker:
             if not admits(queued, len(requests), self._max_queued):
                 raise QueueFull(self.name, queued, retry_after_s(queued, self._max_size, self._batch_s))
             self._queue.extend(_Request(served, params, sink) for params, sink in requests)
+            self._metrics.queue_length.labels(self.name, served.version).inc(len(requests))
             self._changed.notify()
 
     def close(self, timeout: float = 30.0) -> None:
@@ -158,6 +168,7 @@ class BatchWorker:
             queued, self._queue = self._queue, []
             self._changed.notify()
         for request in queued:
+            self._metrics.queue_length.labels(self.name, request.served.version).dec()
             request.sink.failed(WorkerClosed("the API is shutting down"))
         self._thread.join(timeout)
 
@@ -189,16 +200,21 @@ class BatchWorker:
                         chosen = set(take_batch(keys, self._max_size))
                         batch = [request for index, request in enumerate(self._queue) if index in chosen]
                         self._queue = [request for index, request in enumerate(self._queue) if index not in chosen]
+                        # A batch holds one version (its key): it leaves that version's queue.
+                        self._metrics.queue_length.labels(self.name, batch[0].served.version).dec(len(batch))
                         return batch
                     self._changed.wait(wait)
                 else:
                     self._changed.wait()
 
     def _generate(self, served: ServedModel, requests: list[_Request]) -> None:
-        rows = []
+        labels = (self.name, served.version)
+        rows, sinks = [], []
         for request in requests:
             try:
-                rows.append(Row(request.params, encode(served, request.params), request.sink))
+                sink = _MeteredSink(request.sink, request.arrived, self._metrics.time_to_first_token.labels(*labels))
+                rows.append(Row(request.params, encode(served, request.params), sink))
+                sinks.append(sink)
             except PromptTooLong as exc:
                 request.sink.failed(exc)
             except Exception as exc:
@@ -216,6 +232,11 @@ class BatchWorker:
             finally:
                 took = time.perf_counter() - started
                 self._batch_s += self.BATCH_S_WEIGHT * (took - self._batch_s)
+            tokens = sum(sinks[index].tokens for index in part)
+            self._metrics.batch_size.labels(*labels).observe(len(batch))
+            self._metrics.tokens.labels(*labels).inc(tokens)
+            if took > 0:
+                self._metrics.tokens_per_second.labels(*labels).observe(tokens / took)
             log.debug(
                 "generate.batch",
                 model_name=self.name,
@@ -225,10 +246,45 @@ class BatchWorker:
             )
 
 
+class _MeteredSink:
+    """A request's sink that times its first text (from its arrival) and counts its tokens for the metrics."""
+
+    def __init__(self, sink: RowSink, arrived: float, time_to_first_token: Histogram) -> None:
+        self._sink = sink
+        self._arrived = arrived
+        self._time_to_first_token: Histogram | None = time_to_first_token  # None once observed
+        self.tokens = 0
+
+    @property
+    def cancelled(self) -> bool:
+        return self._sink.cancelled
+
+    def started(self, prompt_tokens: int) -> None:
+        self._sink.started(prompt_tokens)
+
+    def delta(self, text: str) -> None:
+        self._first_text()
+        self._sink.delta(text)
+
+    def finished(self, completion: Completion) -> None:
+        self._first_text()
+        self.tokens = completion.completion_tokens
+        self._sink.finished(completion)
+
+    def failed(self, error: Exception) -> None:
+        self._sink.failed(error)
+
+    def _first_text(self) -> None:
+        if self._time_to_first_token is not None:
+            self._time_to_first_token.observe(time.monotonic() - self._arrived)
+            self._time_to_first_token = None
+
+
 class Batcher:
     """The batch workers of this replica, one per model name, started on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: GenerationMetrics | None = None) -> None:
+        self._metrics = metrics if metrics is not None else GenerationMetrics()
         self._max_size = settings.batch_max_size
         self._max_wait_s = settings.batch_max_wait_ms / 1000
         self._max_queued = settings.generate_queue_max
@@ -258,7 +314,9 @@ class Batcher:
     def _worker(self, model_name: str) -> BatchWorker:
         with self._lock:
             if model_name not in self._workers:
-                self._workers[model_name] = BatchWorker(model_name, self._max_size, self._max_wait_s, self._max_queued)
+                self._workers[model_name] = BatchWorker(
+                    model_name, self._max_size, self._max_wait_s, self._max_queued, self._metrics
+                )
             return self._workers[model_name]
 
 

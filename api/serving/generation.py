@@ -27,6 +27,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
+    PreTrainedTokenizerBase,
     StoppingCriteria,
     StoppingCriteriaList,
     TemperatureLogitsWarper,
@@ -198,6 +199,21 @@ def generate(served: ServedModel, params: SamplingParams) -> Completion:
     return sink.completion
 
 
+def decoded_after(
+    tokenizer: PreTrainedTokenizerBase, prompt_ids: list[int], prompt_text: str, tokens: list[int]
+) -> str:
+    """The text `tokens` add after a prompt (`prompt_text`: its ids decoded) when both are decoded together.
+
+    As transformers' text-generation pipeline cuts a completion: decoded alone, a SentencePiece
+    completion loses its leading space ("The hotel by the lake" + "The shuttle"). A tokenizer whose
+    clean-up rewrites the seam leaves no prompt to cut: the tokens are decoded alone, then.
+    """
+    together = tokenizer.decode(prompt_ids + tokens, skip_special_tokens=True)
+    if together.startswith(prompt_text):
+        return together[len(prompt_text) :]
+    return tokenizer.decode(tokens, skip_special_tokens=True)
+
+
 def _sampling(decoding: Decoding, seeds: Sequence[int | None], device: torch.device) -> list[LogitsProcessor]:
     if not decoding.samples:
         return []
@@ -254,6 +270,10 @@ class _RowProgress:
     generated: int = 0  # tokens the model produced for this row, its end-of-text token included
     sent: int = 0  # characters of the completion already streamed
     done: bool = False
+    prompt_text: str = field(init=False)  # the prompt as shown to the model (its template), decoded
+
+    def __post_init__(self) -> None:
+        self.prompt_text = self.served.tokenizer.decode(self.row.prompt_ids, skip_special_tokens=True)
 
     @property
     def sink(self) -> RowSink:
@@ -294,7 +314,7 @@ class _RowProgress:
         self.sink.finished(
             Completion(
                 version=self.served.version,
-                text=self.row.params.prompt + text,
+                text=self.prompt_text + text,
                 completion=text,
                 prompt_tokens=len(self.row.prompt_ids),
                 completion_tokens=self.generated,
@@ -304,7 +324,7 @@ class _RowProgress:
 
     def _text(self) -> tuple[str, bool]:
         """The completion so far, cut before the first stop string; and whether one was found."""
-        text = self.served.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        text = decoded_after(self.served.tokenizer, self.row.prompt_ids, self.prompt_text, self.tokens)
         cuts = [index for stop in self.row.params.stop if (index := text.find(stop)) >= 0]
         return (text[: min(cuts)], True) if cuts else (text, False)
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
 
 from api.serving.generation import (
     Completion,
     PromptTooLong,
     Row,
     SamplingParams,
+    decoded_after,
     decoding_of,
     encode,
     generate,
@@ -83,7 +86,7 @@ def test_each_row_stops_at_its_own_max_new_tokens_and_streams_its_text(served):
     assert short.completion.finish_reason == long.completion.finish_reason == "length"
     for sink in (short, long):
         assert "".join(sink.deltas) == sink.completion.completion
-        assert sink.completion.text == PROMPTS[0] + sink.completion.completion
+        assert sink.completion.text == PROMPTS[0] + "\n\n" + sink.completion.completion  # the template's prompt
         assert sink.completion.version == "v1"
 
 
@@ -123,3 +126,30 @@ def test_decoding_keeps_only_what_changes_the_batch():
 def test_a_prompt_over_the_context_is_refused_before_generating(served):
     with pytest.raises(PromptTooLong, match="64-token context of model version v1"):
         encode(served, SamplingParams(" ".join(["cat"] * 50), max_new_tokens=16))
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_like():
+    """A BPE tokenizer with SentencePiece's Metaspace: a word-initial token decoded first loses its space."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    tokenizer.decoder = decoders.Metaspace(prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["</s>", "<unk>"])
+    tokenizer.train_from_iterator(["The hotel by the lake. The shuttle runs to the hotel."] * 5, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="</s>", unk_token="<unk>")
+
+
+def test_a_completion_is_what_the_tokenizer_decodes_after_the_prompt(sentencepiece_like):
+    prompt_ids = sentencepiece_like("The hotel by the lake")["input_ids"]
+    completion_ids = sentencepiece_like("The shuttle")["input_ids"]
+    assert sentencepiece_like.decode(completion_ids) == "The shuttle"  # alone, the space is gone
+    prompt_text = sentencepiece_like.decode(prompt_ids)
+    after = decoded_after(sentencepiece_like, prompt_ids, prompt_text, completion_ids)
+    assert after == " The shuttle"
+    assert prompt_text + after == "The hotel by the lake The shuttle"
+
+
+def test_a_byte_level_completion_decodes_the_same_alone_or_after_the_prompt(served):
+    tokenizer = served.tokenizer
+    prompt_ids, completion_ids = tokenizer("The cat\n\n")["input_ids"], tokenizer(" sat on")["input_ids"]
+    assert decoded_after(tokenizer, prompt_ids, tokenizer.decode(prompt_ids), completion_ids) == " sat on"

@@ -25,7 +25,8 @@ def test_generate_names_the_model_version(client, path):
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["model_version"] == "v1"
-    assert answer["text"] == "The cat" + answer["completion"]
+    # The prompt as the version was shown it (its template, "{prompt}\n\n"), then the completion.
+    assert answer["text"] == "The cat\n\n" + answer["completion"]
     assert answer["prompt_tokens"] > 0
     assert 1 <= answer["completion_tokens"] <= 5
 

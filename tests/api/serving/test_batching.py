@@ -123,7 +123,7 @@ def test_compatible_requests_run_as_one_batch_and_each_gets_its_own_text(served,
     assert batch_sizes == [4]
     for prompt, recorder in zip(prompts, recorders):
         assert recorder.error is None
-        assert recorder.completion.text == prompt + recorder.completion.completion
+        assert recorder.completion.text == prompt + "\n\n" + recorder.completion.completion  # the template's prompt
         assert "".join(recorder.deltas) == recorder.completion.completion
 
 
