@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams import groups
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Playwright's resource types a page's requests may be blocked by (not "document": that is the page itself).
+_BLOCKABLE = "stylesheet|image|media|font|script|texttrack|xhr|fetch|eventsource|websocket|manifest|other"
 
 
 class Settings(BaseSettings):
@@ -168,25 +170,11 @@ class Settings(BaseSettings):
         description="Page where site owners learn who runs the crawl and how to reach them, sent in the User-Agent "
         "as `(+URL)`. No default: a crawl without one warns at start and sends the product token alone.",
     )
-    crawl_blocked_resource_types: list[
-        Literal[
-            "stylesheet",
-            "image",
-            "media",
-            "font",
-            "script",
-            "texttrack",
-            "xhr",
-            "fetch",
-            "eventsource",
-            "websocket",
-            "manifest",
-            "other",
-        ]
-    ] = Field(
-        ["image", "media", "font"],
-        description="Playwright resource types the browser never requests (the crawl keeps HTML, not pictures; "
-        "each request counts against a site). The browser's favicon request is always blocked. JSON list in env.",
+    crawl_blocked_resource_types: str = Field(
+        "image,media,font",
+        pattern=rf"^\s*$|^\s*({_BLOCKABLE})\s*(,\s*({_BLOCKABLE})\s*)*$",
+        description="Playwright resource types the browser never requests, comma-separated (the crawl keeps HTML, "
+        "not pictures; each request counts against a site); empty blocks none. The favicon is always blocked.",
     )
     crawl_sitemap_max_bytes: int = Field(
         52_428_800, ge=1, description="Largest sitemap read, uncompressed (the sitemaps.org protocol's 50 MB)."

@@ -70,6 +70,7 @@ class FetchError(Exception):
 class Browser:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._blocked = frozenset(filter(None, map(str.strip, settings.crawl_blocked_resource_types.split(","))))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="browser", daemon=True)
         self._thread.start()
@@ -115,7 +116,7 @@ class Browser:
     async def _render(self, url: str, headers: Mapping[str, str]) -> Loaded:
         timeout_s = self._settings.fetch_timeout_s
         page = await self._context.new_page()
-        navigation = _Navigation(headers, timeout_s, frozenset(self._settings.crawl_blocked_resource_types))
+        navigation = _Navigation(headers, timeout_s, self._blocked)
         await page.route("**/*", navigation.handle)
         started = time.monotonic()
         try:
