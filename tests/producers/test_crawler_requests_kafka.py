@@ -1,7 +1,7 @@
 """Every request the crawler makes counts against its host, and one page is one request, however it is spelled.
 
-Redirect chains are followed by the crawler one hop at a time, each hop waiting the host's delay
-(browser and plain HTTP); the browser requests neither the favicon nor the resource types the
+Redirect chains (of pages and of sitemaps) are followed by the crawler one hop at a time, each hop
+waiting the host's delay (browser and plain HTTP); the browser requests neither the favicon nor the resource types the
 settings block; two spellings of one URL are fetched once, in the form a browser sends. The
 request times are taken by the test sites themselves. Real Kafka, real Chromium.
 """
@@ -38,11 +38,22 @@ def _redirect(status: int, to: str) -> Response:
     return status, {"Location": to, "Content-Type": "text/plain"}, b""
 
 
+def _robots(before: int, headers: dict[str, str]) -> Response:
+    robots = f"User-agent: *\nCrawl-delay: {CRAWL_DELAY_S}\nSitemap: http://{headers['host']}/old-map.xml\n"
+    return 200, {"Content-Type": "text/plain"}, robots.encode()
+
+
+def _map(before: int, headers: dict[str, str]) -> Response:
+    return 200, {"Content-Type": "text/plain"}, f"http://{headers['host']}/from-map.html\n".encode()
+
+
 def _site() -> Site:
-    robots = f"User-agent: *\nCrawl-delay: {CRAWL_DELAY_S}\n".encode()
     return Site(
         {
-            "/robots.txt": fixed((200, {"Content-Type": "text/plain"}, robots)),
+            "/robots.txt": _robots,
+            "/old-map.xml": fixed(_redirect(301, "/maps/map.txt")),
+            "/maps/map.txt": _map,
+            "/from-map.html": fixed(html_page("From the map")),
             "/start": fixed(_redirect(302, "/hop-1")),
             "/hop-1": fixed(_redirect(301, "hop-2")),
             "/hop-2": fixed(_redirect(307, "/page.html")),
@@ -112,6 +123,16 @@ def test_each_redirect_hop_waits_the_hosts_delay(run: Run, mode: str) -> None:
     assert all(gap >= CRAWL_DELAY_S for gap in gaps), gaps
     (page,) = [p for p in run.pages if p.url == site.url + "start"]
     assert page.final_url == site.url + "page.html" and "<title>Page</title>" in page.html
+
+
+@pytest.mark.parametrize("mode", ["browser", "http"])
+def test_a_sitemaps_redirect_waits_the_hosts_delay(run: Run, mode: str) -> None:
+    site = run.browser_site if mode == "browser" else run.http_site
+    moved, target = site.hits_of("/old-map.xml"), site.hits_of("/maps/map.txt")
+    assert len(moved) == len(target) == 1
+    (answered,) = [hit.at for hit in site.answered if hit.path == "/old-map.xml"]
+    assert target[0].at - answered >= CRAWL_DELAY_S
+    assert [p.url for p in run.pages if p.url == site.url + "from-map.html"] == [site.url + "from-map.html"]
 
 
 def test_the_browser_requests_neither_the_favicon_nor_blocked_resource_types(run: Run) -> None:
