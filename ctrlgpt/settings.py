@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams import groups
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Playwright's resource types a page's requests may be blocked by (not "document": that is the page itself).
+_BLOCKABLE = "stylesheet|image|media|font|script|texttrack|xhr|fetch|eventsource|websocket|manifest|other"
 
 
 class Settings(BaseSettings):
@@ -170,7 +172,23 @@ class Settings(BaseSettings):
 
     # Crawler
     user_agent: str = Field(
-        "ctrlgpt-crawler/0.1 (+https://github.com/ctrlgpt)", description="User-Agent the crawler sends."
+        "ctrlgpt-crawler/0.1",
+        description="The crawler's product token and version: the User-Agent it sends (with crawl_contact_url) and "
+        "the name robots.txt groups are matched against.",
+    )
+    crawl_contact_url: str | None = Field(
+        None,
+        description="Page where site owners learn who runs the crawl and how to reach them, sent in the User-Agent "
+        "as `(+URL)`. No default: a crawl without one warns at start and sends the product token alone.",
+    )
+    crawl_blocked_resource_types: str = Field(
+        "image,media,font",
+        pattern=rf"^\s*$|^\s*({_BLOCKABLE})\s*(,\s*({_BLOCKABLE})\s*)*$",
+        description="Playwright resource types the browser never requests, comma-separated (the crawl keeps HTML, "
+        "not pictures; each request counts against a site); empty blocks none. The favicon is always blocked.",
+    )
+    crawl_sitemap_max_bytes: int = Field(
+        52_428_800, ge=1, description="Largest sitemap read, uncompressed (the sitemaps.org protocol's 50 MB)."
     )
     chromium_path: Path = Field(Path("/usr/bin/chromium"), description="Chromium binary Playwright drives.")
     crawl_max_depth: int = Field(2, ge=0, description="Links followed from a seed, at most.")

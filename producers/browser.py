@@ -5,6 +5,10 @@ download is never used. Playwright's async API runs on the browser's own thread 
 event loop, so every Playwright object stays on one thread; `load` may be called from
 any thread and blocks until its page is done. At most `crawl_browser_pages` pages of the
 one browser context are open at once.
+
+A load is one request for the page: its redirects come back to the crawler, which follows them
+through the origin's politeness turn, and the page's own requests the crawl does not need (the
+resource types of `crawl_blocked_resource_types`, the favicon) never leave the browser.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 from playwright.async_api import APIResponse, Route, async_playwright
@@ -22,6 +27,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from ctrlgpt.settings import Settings
+from producers import identity
 
 __all__ = ["CHROMIUM_ARGS", "Browser", "FetchError", "Loaded"]
 
@@ -64,6 +70,7 @@ class FetchError(Exception):
 class Browser:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._blocked = frozenset(filter(None, map(str.strip, settings.crawl_blocked_resource_types.split(","))))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="browser", daemon=True)
         self._thread.start()
@@ -83,7 +90,9 @@ class Browser:
         self._browser = await self._playwright.chromium.launch(
             executable_path=str(self._settings.chromium_path), headless=True, args=list(CHROMIUM_ARGS)
         )
-        self._context = await self._browser.new_context(user_agent=self._settings.user_agent)
+        self._context = await self._browser.new_context(
+            user_agent=identity.user_agent(self._settings.user_agent, self._settings.crawl_contact_url)
+        )
         log.info(
             "browser.launched",
             chromium=str(self._settings.chromium_path),
@@ -92,7 +101,8 @@ class Browser:
         )
 
     def load(self, url: str, headers: Mapping[str, str]) -> Loaded:
-        """Render `url`; `headers` (conditional ones) go on its navigation requests only, and a 304 comes back as such."""
+        """Render `url`; `headers` (conditional ones) go on its navigation request only. A 304 or a redirect comes
+        back as such, with an empty page, for the crawler to act on."""
         return self._call(self._load(url, headers))
 
     async def _load(self, url: str, headers: Mapping[str, str]) -> Loaded:
@@ -106,9 +116,8 @@ class Browser:
     async def _render(self, url: str, headers: Mapping[str, str]) -> Loaded:
         timeout_s = self._settings.fetch_timeout_s
         page = await self._context.new_page()
-        conditional = _ConditionalNavigation(headers, timeout_s)
-        if headers:  # not set_extra_http_headers: that would make every image and script conditional too
-            await page.route("**/*", conditional.handle)
+        navigation = _Navigation(headers, timeout_s, self._blocked)
+        await page.route("**/*", navigation.handle)
         started = time.monotonic()
         try:
             response = await page.goto(url, wait_until="load", timeout=timeout_s * 1000)
@@ -125,22 +134,20 @@ class Browser:
         except PlaywrightTimeoutError as exc:
             raise FetchError(f"load timed out after {timeout_s:g}s", transient=True, error_type="Timeout") from exc
         except PlaywrightError as exc:
-            if conditional.not_modified is not None:  # the navigation was aborted on purpose: nothing to render
+            if navigation.answered is not None:  # the navigation was aborted on purpose: nothing to render
                 return Loaded(
-                    final_url=conditional.not_modified.url,
-                    status=304,
+                    final_url=navigation.answered.url,
+                    status=navigation.answered.status,
                     content_type="",
                     html="",
                     elapsed_ms=int((time.monotonic() - started) * 1000),
-                    headers=conditional.not_modified.headers,
+                    headers=navigation.answered.headers,
                 )
             message = exc.message.splitlines()[0] if exc.message else repr(exc)
             if "Download is starting" in message:  # Chromium downloads what it cannot render
                 raise FetchError(
                     f"not an HTML page (the browser started a download): {url}", transient=False, error_type="NotHtml"
                 ) from exc
-            if "ERR_TOO_MANY_REDIRECTS" in message:
-                raise FetchError(f"redirect loop: {message}", transient=False, error_type="RedirectLoop") from exc
             raise FetchError(f"network error: {message}", transient=True, error_type="NetworkError") from exc
         finally:
             await page.close()
@@ -161,29 +168,33 @@ class Browser:
             await self._playwright.stop()
 
 
-class _ConditionalNavigation:
-    """Sends the page's own navigation requests with conditional headers.
+class _Navigation:
+    """Routes every request of a page.
 
-    Chromium aborts a navigation answered 304 when it has no cached copy, so the request
-    is made here (`route.fetch`): a 304 is kept and the navigation aborted; any other
-    answer, redirects included, is handed to the page as it came.
+    The page's own navigation is requested here (`route.fetch`, no redirect followed) with the
+    conditional headers: a redirect or a 304 is kept and the navigation aborted (Chromium would
+    follow the one at once and abort the other without a cached copy); any other answer is handed
+    to the page as it came. Requests of a blocked resource type, and the favicon, are aborted.
     """
 
-    def __init__(self, headers: Mapping[str, str], timeout_s: float) -> None:
+    def __init__(self, headers: Mapping[str, str], timeout_s: float, blocked: frozenset[str]) -> None:
         self._headers = dict(headers)
         self._timeout_ms = timeout_s * 1000
-        self.not_modified: APIResponse | None = None
+        self._blocked = blocked
+        self.answered: APIResponse | None = None  # the redirect or 304 that ended the navigation
 
     async def handle(self, route: Route) -> None:
         request = route.request
-        if not (request.is_navigation_request() and request.frame.parent_frame is None):
-            await route.continue_()
-            return
-        response = await route.fetch(
-            headers={**request.headers, **self._headers}, max_redirects=0, timeout=self._timeout_ms
-        )
-        if response.status == 304:
-            self.not_modified = response
-            await route.abort()
+        if request.is_navigation_request() and request.frame.parent_frame is None:
+            response = await route.fetch(
+                headers={**request.headers, **self._headers}, max_redirects=0, timeout=self._timeout_ms
+            )
+            if response.status == 304 or (300 <= response.status < 400 and "location" in response.headers):
+                self.answered = response
+                await route.abort()
+            else:
+                await route.fulfill(response=response)
+        elif request.resource_type in self._blocked or urlsplit(request.url).path == "/favicon.ico":
+            await route.abort("blockedbyclient")
         else:
-            await route.fulfill(response=response)
+            await route.continue_()

@@ -1,8 +1,9 @@
 """`ctrlgpt crawler`: crawl requests -> pages (rendered by Chromium, or a plain GET) -> `PAGES_RAW`, plus new requests.
 
-Per request: skip it if this crawl already visited the URL (unless it is a re-crawl), obey
-robots.txt, wait out the origin's politeness delay or Retry-After pause, load the page
-(`fetch_mode`: the one browser, or httpx), conditionally if the URL was fetched before;
+Per request: skip it if this crawl already visited the URL (its canonical form: unless it is a
+re-crawl), obey robots.txt, wait out the origin's politeness delay or Retry-After pause, load the page
+(`fetch_mode`: the one browser, or httpx), conditionally if the URL was fetched before, following
+its redirects one hop at a time, each hop obeying robots.txt and waiting its origin's turn;
 retry what may pass (network errors, timeouts, 5xx, 429) and dead-letter what cannot
 (invalid URL, 4xx, non-HTML, robots-disallowed, too large, undecodable, redirect loops,
 retries exhausted) with the reason. A page is published unless unchanged (304, or the same
@@ -25,16 +26,17 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from urllib.robotparser import RobotFileParser
+from urllib.parse import urljoin
 
 import httpx
 import structlog
 from confluent_kafka import Producer
+from protego import Protego
 
 from ctrlgpt.lifecycle import stop_on_signals
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
-from producers import frontier, http_fetch, sitemaps
+from producers import frontier, http_fetch, identity, sitemaps
 from producers.browser import Browser, FetchError, Loaded
 from producers.conditional import Validators, conditional_headers, validators_of
 from producers.crawl_state import CrawlState
@@ -45,7 +47,7 @@ from streams import bus, groups, topics
 from streams.bus import Received, ServiceUnavailable
 from streams.records import CrawlRequested, PageFetched, Stage
 
-__all__ = ["STAGE", "Crawler", "main", "run"]
+__all__ = ["STAGE", "Crawler", "log_identity", "main", "run"]
 
 log = structlog.get_logger()
 
@@ -60,9 +62,12 @@ ROBOTS_TTL_S = 3600.0
 UNREACHABLE_COOLDOWN_S = 300.0
 # Under the 8 MiB message.max.bytes of the producers and the broker, leaving room for the record's other fields.
 MAX_HTML_BYTES = 7 * 1024 * 1024
-# Sitemap discovery reads at most this many documents (sitemaps and indexes) per seed, each at most this large.
+# Sitemap discovery reads at most this many documents (sitemaps and indexes) per seed (each at most
+# `crawl_sitemap_max_bytes`).
 MAX_SITEMAP_DOCUMENTS = 20
-MAX_SITEMAP_BYTES = 10 * 1024 * 1024
+# Redirects followed from one request, as browsers do; one more is a loop.
+MAX_REDIRECTS = 20
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # ... and spends at most this long on them, so that a batch of seeds stays within max.poll.interval.ms.
 SITEMAP_TIME_BUDGET_S = 60.0
 # How often a request waiting for its origin's turn looks whether the service is stopping.
@@ -90,10 +95,12 @@ class _OriginDown(Exception):
 
 @dataclass(frozen=True)
 class _Job:
-    """A request to fetch: its normalized URL and what an earlier crawl remembered of it."""
+    """A request to fetch: its URL (the fetch form), the canonical form it is remembered by, and what an earlier
+    crawl remembered of it."""
 
     request: CrawlRequested
     url: str
+    key: str
     previous: Validators | None
     bound: structlog.stdlib.BoundLogger
 
@@ -124,7 +131,7 @@ class Crawler:
         self._turns = threading.Condition()
         self._politeness = Politeness()
         self._unreachable = Unreachable(UNREACHABLE_COOLDOWN_S)
-        self._robots: dict[str, tuple[RobotFileParser, float]] = {}
+        self._robots: dict[str, tuple[Protego, float]] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
         self._robots_locks_lock = threading.Lock()
         self._outcomes: Counter[str] = Counter()
@@ -163,14 +170,15 @@ class Crawler:
             url = frontier.normalize_url(str(request.url))
         except ValueError as exc:
             return _Failed(f"invalid URL: {exc}", "InvalidUrl", 0)
+        key = frontier.canonical_url(url)
         bound = log.bind(crawl_id=request.crawl_id, url=url, depth=request.depth)
         # Earlier in this batch counts as visited too: its visit is recorded only after the fetches.
-        visited = (request.crawl_id, url) in seen or self._state.visited(request.crawl_id, url)
+        visited = (request.crawl_id, key) in seen or self._state.visited(request.crawl_id, key)
         if request.source != "recrawl" and visited:
             bound.info("crawl.already_visited")
             return None
-        seen.add((request.crawl_id, url))
-        return _Job(request, url, self._state.validators(url), bound)  # validators from any earlier crawl
+        seen.add((request.crawl_id, key))
+        return _Job(request, url, key, self._state.validators(key), bound)  # validators from any earlier crawl
 
     def _fetch(self, job: _Job) -> Loaded | _Failed:
         """On a pool thread: load the page, retrying what may pass; keeps track of origins that do not answer."""
@@ -188,19 +196,21 @@ class Crawler:
     def _settle(self, received: Received, job: _Job, result: Loaded | _Failed) -> None:
         if isinstance(result, _Failed):
             self._dead_letter(received, result)
-            self._state.record_visit(job.request.crawl_id, job.url, outcome="dead-lettered", status=result.status)
+            self._state.record_visit(job.request.crawl_id, job.key, outcome="dead-lettered", status=result.status)
             return
-        self._publish_fetched(job.request, job.url, result, job.previous, job.bound)
+        self._publish_fetched(job.request, job.url, job.key, result, job.previous, job.bound)
 
     def _publish_fetched(
         self,
         request: CrawlRequested,
         url: str,
+        key: str,
         loaded: Loaded,
         previous: Validators | None,
         bound: structlog.stdlib.BoundLogger,
     ) -> None:
-        """Publish the page unless it is unchanged, then the requests it leads to; then remember the visit."""
+        """Publish the page unless it is unchanged, then the requests it leads to; then remember the visit (by the
+        page's canonical URL `key`)."""
         validators = _validators_after(loaded, previous)
         unchanged = previous is not None and validators.content_hash == previous.content_hash
         if not unchanged:
@@ -219,7 +229,7 @@ class Crawler:
         bus.flush_or_raise(self._producer)
         outcome = "unchanged" if unchanged else "fetched"
         self._state.record_visit(
-            request.crawl_id, url, outcome=outcome, status=loaded.status, requested=requested, validators=validators
+            request.crawl_id, key, outcome=outcome, status=loaded.status, requested=requested, validators=validators
         )
         self._outcomes[outcome] += 1
         bound.info(
@@ -252,13 +262,14 @@ class Crawler:
     def _publish_requests(
         self, request: CrawlRequested, links: list[str], sitemap_pages: list[str], bound: structlog.stdlib.BoundLogger
     ) -> list[str]:
+        """Publish the requests a page leads to; returns their canonical URLs, to remember as requested."""
         if request.depth >= request.max_depth:
             return []
         candidates = links + sitemap_pages
         wanted, over_budget = frontier.next_requests(
             request,
             links,
-            known=self._state.known(request.crawl_id, candidates),
+            known=self._state.known(request.crawl_id, map(frontier.canonical_url, candidates)),
             requested_per_host=self._state.requested_per_host(request.crawl_id, map(frontier.host_of, candidates)),
             max_pages=request.max_pages or self._settings.crawl_max_pages,
             sitemap_urls=sitemap_pages,
@@ -271,7 +282,7 @@ class Crawler:
             )
         for link in wanted:
             bus.publish(self._producer, topics.CRAWL_REQUESTS, link)
-        return [link.url for link in wanted]
+        return [frontier.canonical_url(link.url) for link in wanted]
 
     def _load_with_retries(
         self, url: str, fetch_mode: str, headers: dict[str, str], bound: structlog.stdlib.BoundLogger
@@ -349,29 +360,53 @@ class Crawler:
             allowed=lambda page: frontier.in_scope(page, domains, request.depth + 1, request.max_depth),
             max_documents=MAX_SITEMAP_DOCUMENTS,
             max_pages=request.max_pages or self._settings.crawl_max_pages,
-            max_bytes=MAX_SITEMAP_BYTES,
+            max_bytes=self._settings.crawl_sitemap_max_bytes,
         )
         bound.info("crawl.sitemaps_read", pages=len(pages), not_read=problems)
         return pages
 
     def _fetch_sitemap(self, location: str, deadline: float) -> bytes:
-        if time.monotonic() > deadline:
-            raise sitemaps.SitemapError(f"not read: over the {SITEMAP_TIME_BUDGET_S:g}s spent on this seed's sitemaps")
-        try:
-            origin = self._take_turn(location)
+        """A sitemap document; its redirects are followed one hop at a time, each in its origin's turn, as a page's."""
+        hop = location
+        for _ in range(MAX_REDIRECTS + 1):
+            if time.monotonic() > deadline:
+                raise sitemaps.SitemapError(
+                    f"not read: over the {SITEMAP_TIME_BUDGET_S:g}s spent on this seed's sitemaps"
+                )
             try:
-                with self._http.stream("GET", location) as response:
-                    if response.status_code != 200:
-                        raise sitemaps.SitemapError(f"HTTP {response.status_code}")
-                    return http_fetch.read_capped(response, location, MAX_SITEMAP_BYTES)
-            finally:
-                self._end_turn(origin)
-        except FetchError as exc:
-            raise sitemaps.SitemapError(exc.reason) from exc
-        except httpx.HTTPError as exc:
-            raise sitemaps.SitemapError(f"network error: {exc!r}") from exc
+                origin = self._take_turn(hop)
+                try:
+                    with self._http.stream("GET", hop, follow_redirects=False) as response:
+                        target = _redirect_target(hop, response.status_code, response.headers.get("location"))
+                        if target is None:
+                            if response.status_code != 200:
+                                raise sitemaps.SitemapError(f"HTTP {response.status_code}")
+                            return http_fetch.read_capped(response, hop, self._settings.crawl_sitemap_max_bytes)
+                finally:
+                    self._end_turn(origin)
+            except FetchError as exc:
+                raise sitemaps.SitemapError(exc.reason) from exc
+            except httpx.HTTPError as exc:
+                raise sitemaps.SitemapError(f"network error: {exc!r}") from exc
+            hop = target
+        raise sitemaps.SitemapError(f"redirect loop: over {MAX_REDIRECTS} redirects")
 
     def _load_politely(self, url: str, fetch_mode: str, headers: dict[str, str]) -> Loaded:
+        """Load `url`, following its redirects here rather than in the browser or httpx: each hop obeys robots.txt
+        and waits its origin's turn like any request (a chain of redirects to one host is spaced by its delay)."""
+        hop = url
+        for _ in range(MAX_REDIRECTS + 1):
+            loaded = self._load_hop(hop, fetch_mode, headers)
+            target = _redirect_target(hop, loaded.status, loaded.headers.get("location"))
+            if target is None:
+                return loaded
+            hop = target
+        raise FetchError(
+            f"redirect loop: over {MAX_REDIRECTS} redirects from {url}", transient=False, error_type="RedirectLoop"
+        )
+
+    def _load_hop(self, url: str, fetch_mode: str, headers: dict[str, str]) -> Loaded:
+        """One request, redirects not followed, in the origin's turn."""
         origin = self._take_turn(url)
         try:
             down = self._unreachable.reason(origin, time.monotonic())
@@ -406,7 +441,7 @@ class Crawler:
             self._politeness.finish(origin, time.monotonic())
             self._turns.notify_all()
 
-    def _robots_for(self, url: str) -> RobotFileParser:
+    def _robots_for(self, url: str) -> Protego:
         """The origin's robots.txt rules, read once per origin at a time (fetches run on several threads)."""
         origin = frontier.origin_of(url)
         with self._robots_locks_lock:
@@ -414,7 +449,7 @@ class Crawler:
         with lock:
             return self._robots_cached_or_read(url, origin)
 
-    def _robots_cached_or_read(self, url: str, origin: str) -> RobotFileParser:
+    def _robots_cached_or_read(self, url: str, origin: str) -> Protego:
         cached = self._robots.get(origin)
         if cached and time.monotonic() - cached[1] < ROBOTS_TTL_S:
             return cached[0]
@@ -437,6 +472,18 @@ class Crawler:
         return rules
 
 
+def _redirect_target(url: str, status: int, location: str | None) -> str | None:
+    """Where a redirect from `url` leads (its fetch form), or None if the answer is no redirect to follow."""
+    if status not in _REDIRECT_STATUSES or not location:
+        return None
+    try:
+        return frontier.normalize_url(urljoin(url, location))
+    except ValueError as exc:
+        raise FetchError(
+            f"redirect from {url} to an invalid URL {location!r}", transient=False, error_type="InvalidRedirect"
+        ) from exc
+
+
 def _validators_after(loaded: Loaded, previous: Validators | None) -> Validators:
     """A 304 keeps the remembered page (with any validators the server renewed); anything else is new."""
     if loaded.status == 304:
@@ -449,12 +496,31 @@ def _validators_after(loaded: Loaded, previous: Validators | None) -> Validators
     return validators_of(loaded.headers, loaded.html, frontier.extract_links(loaded.html, loaded.final_url))
 
 
+def log_identity(settings: Settings) -> None:
+    """Say at start how the crawler introduces itself, and warn if site owners could not tell who runs it."""
+    agent = identity.user_agent(settings.user_agent, settings.crawl_contact_url)
+    if settings.crawl_contact_url:
+        log.info("crawler.identity", user_agent=agent)
+        return
+    log.warning(
+        "crawler.no_contact_url",
+        user_agent=agent,
+        why="site owners cannot tell who runs this crawl or how to reach them: set CTRLGPT_CRAWL_CONTACT_URL to a "
+        "page that says so; it goes in the User-Agent as (+URL)",
+    )
+
+
 def run(settings: Settings, stop: threading.Event, group: str = groups.CRAWLER) -> None:
     """Crawl until `stop` is set."""
+    log_identity(settings)
     bus.ensure_topics(settings, [topics.CRAWL_REQUESTS, topics.PAGES_RAW, topics.dead_letter_topic(STAGE)])
     state = CrawlState(settings.data_dir / "crawler" / "state.sqlite3")
+    # robots.txt follows its redirects within one fetch (RFC 9309 asks for at least five); pages and sitemaps
+    # follow none here (see _load_politely, _fetch_sitemap).
     http = httpx.Client(
-        headers={"User-Agent": settings.user_agent}, timeout=settings.fetch_timeout_s, follow_redirects=True
+        headers={"User-Agent": identity.user_agent(settings.user_agent, settings.crawl_contact_url)},
+        timeout=settings.fetch_timeout_s,
+        follow_redirects=True,
     )
     producer = bus.make_producer(settings)
     browser = Browser(settings)

@@ -1,6 +1,7 @@
 """The crawl frontier's pure rules: URL normalization, scope, link extraction, robots.txt.
 
-No I/O here: the crawler fetches, this module decides.
+No I/O here: the crawler fetches, this module decides. URLs go through w3lib (the form a URL is
+fetched in, and the canonical form a page is known by) and robots.txt through protego (RFC 9309).
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
-from urllib.robotparser import RobotFileParser
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import lxml.html
 from lxml.etree import ParserError
+from protego import Protego
+from w3lib.url import canonicalize_url, safe_url_string
 
 from streams.records import CrawlRequested
 
 __all__ = [
     "RobotsDecision",
     "Verdict",
+    "canonical_url",
     "extract_links",
     "fetch_verdict",
     "host_of",
@@ -42,12 +45,14 @@ _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 def normalize_url(url: str) -> str:
-    """One spelling per page: lowercase scheme and host, no fragment or default port, sorted query.
+    """The form a URL is fetched in: w3lib's `safe_url_string` (percent-encoded as a browser sends it, the host
+    in IDNA), lowercase scheme and host, no fragment or default port, dot segments resolved. The query stays as
+    written (`?flag` is not `?flag=` on the wire); `canonical_url` is what tells two spellings of a page apart.
 
     Raises ValueError for anything that is not an absolute http(s) URL with a valid host and port.
     """
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(safe_url_string(url.strip()))
     except ValueError as exc:  # a bracketed host that is no IP address
         raise ValueError(f"invalid URL {url!r}: {exc}") from exc
     scheme = parts.scheme.lower()
@@ -70,8 +75,29 @@ def normalize_url(url: str) -> str:
         if parts.password:
             userinfo += f":{parts.password}"
         netloc = f"{userinfo}@{netloc}"
-    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)), doseq=True)
-    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+    return urlunsplit((scheme, netloc, _without_dot_segments(parts.path) or "/", parts.query, ""))
+
+
+def _without_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4: `.` and `..` segments resolved, never above the root."""
+    segments = path.split("/")
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if len(kept) > 1:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):  # `/a/b/..` is the directory `/a/`
+        kept.append("")
+    return "/".join(kept)
+
+
+def canonical_url(url: str) -> str:
+    """The one spelling a page is known by, to de-duplicate on: w3lib's `canonicalize_url` of the fetch form
+    (sorted query, `?flag` and `?flag=` alike, `café` and `caf%C3%A9` alike). Raises ValueError like
+    `normalize_url`."""
+    return canonicalize_url(normalize_url(url), keep_blank_values=True)
 
 
 def _valid_host(host: str) -> bool:
@@ -119,7 +145,7 @@ def in_scope(url: str, domains: Iterable[str], depth: int, max_depth: int) -> bo
 
 
 def extract_links(html: str, base_url: str) -> list[str]:
-    """Absolute, normalized http(s) links of a page, in page order, without duplicates.
+    """Absolute http(s) links of a page in their fetch form, in page order, one per canonical URL.
 
     Relative links resolve against `<base href>` when the page has one, else `base_url`.
     """
@@ -129,32 +155,32 @@ def extract_links(html: str, base_url: str) -> list[str]:
         return []
     base_href = next(iter(doc.xpath("//base/@href")), None)
     base = urljoin(base_url, base_href.strip()) if base_href else base_url
-    links: dict[str, None] = {}
+    links: dict[str, str] = {}  # canonical URL -> its first fetch form
     for href in doc.xpath("//a/@href | //area/@href"):
         href = href.strip()
         if not href or href.startswith("#"):
             continue
         try:
-            links[normalize_url(urljoin(base, href))] = None
+            link = normalize_url(urljoin(base, href))
         except ValueError:  # mailto:, javascript:, tel:, malformed: not pages to crawl
             continue
-    return list(links)
+        links.setdefault(canonical_url(link), link)
+    return list(links.values())
 
 
 def robots_url(url: str) -> str:
     return origin_of(url) + "/robots.txt"
 
 
-def parse_robots(status: int, text: str) -> RobotFileParser:
-    """The rules of a robots.txt answer, per RFC 9309: a 4xx means no rules (allow everything).
+def parse_robots(status: int, text: str) -> Protego:
+    """The rules of a robots.txt answer, per RFC 9309 (protego: the longest matching rule wins, `*` and `$`
+    wildcards, fractional Crawl-delay): a 4xx means no rules (allow everything).
 
     A 5xx is not a rule at all: the caller must retry it, so it is refused here.
     """
     if status >= 500:
         raise ValueError(f"robots.txt answered {status}: retry, do not guess")
-    parser = RobotFileParser()
-    parser.parse(text.splitlines() if 200 <= status < 300 else [])
-    return parser
+    return Protego.parse(text if 200 <= status < 300 else "")
 
 
 @dataclass(frozen=True)
@@ -163,9 +189,9 @@ class RobotsDecision:
     crawl_delay_s: float | None
 
 
-def robots_decision(parser: RobotFileParser, user_agent: str, url: str) -> RobotsDecision:
-    delay = parser.crawl_delay(user_agent)
-    return RobotsDecision(parser.can_fetch(user_agent, url), float(delay) if delay is not None else None)
+def robots_decision(rules: Protego, user_agent: str, url: str) -> RobotsDecision:
+    delay = rules.crawl_delay(user_agent)
+    return RobotsDecision(rules.can_fetch(url, user_agent), float(delay) if delay is not None else None)
 
 
 def is_html(content_type: str) -> bool:
@@ -205,24 +231,25 @@ def next_requests(
     sitemap_urls: Iterable[str] = (),
 ) -> tuple[list[CrawlRequested], int]:
     """The requests a fetched page leads to, its links then its site's sitemap URLs: in scope, one
-    level deeper, not requested yet, within `max_pages` requests per host and crawl. Returns them
-    and how many the budget cut.
+    level deeper, not requested yet (`known`: canonical URLs), within `max_pages` requests per host and
+    crawl. Returns them and how many the budget cut.
     """
     depth = request.depth + 1
     domains = scope_domains(request)
     counts = dict(requested_per_host)
-    seen = set(known) | {normalize_url(request.url)}  # a page's link to itself is not new
+    seen = set(known) | {canonical_url(request.url)}  # a page's link to itself is not new
     wanted, over_budget = [], 0
     candidates = [*((url, "link") for url in links), *((url, "sitemap") for url in sitemap_urls)]
     for url, source in candidates:
-        if url in seen or not in_scope(url, domains, depth, request.max_depth):
+        canonical = canonical_url(url)
+        if canonical in seen or not in_scope(url, domains, depth, request.max_depth):
             continue
         host = host_of(url)
         if counts.get(host, 0) >= max_pages:
             over_budget += 1
             continue
         counts[host] = counts.get(host, 0) + 1
-        seen.add(url)
+        seen.add(canonical)
         wanted.append(
             CrawlRequested(
                 url=url,

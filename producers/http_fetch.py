@@ -34,21 +34,20 @@ def decode_body(body: bytes, charset: str | None) -> str:
 
 
 def fetch(client: httpx.Client, url: str, *, max_bytes: int, headers: Mapping[str, str]) -> Loaded:
-    """GET `url` with the client's User-Agent and timeout, plus `headers` (conditional ones, say).
+    """GET `url` with the client's User-Agent and timeout, plus `headers` (conditional ones, say). A redirect is
+    not followed but returned (the crawler follows it through the origin's politeness turn).
 
     Answers that are not 2xx HTML come back with an empty body.
     """
     started = time.monotonic()
     try:
-        with client.stream("GET", url, headers=dict(headers)) as response:
+        with client.stream("GET", url, headers=dict(headers), follow_redirects=False) as response:
             content_type = response.headers.get("content-type", "")
             body = b""
             if is_html(content_type) and 200 <= response.status_code < 300:
                 body = read_capped(response, url, max_bytes)
             final_url, status, charset = str(response.url), response.status_code, response.charset_encoding
             answered = dict(response.headers)
-    except httpx.TooManyRedirects as exc:
-        raise FetchError(f"redirect loop: {exc}", transient=False, error_type="RedirectLoop") from exc
     except httpx.TimeoutException as exc:
         raise FetchError(f"load timed out: {type(exc).__name__}", transient=True, error_type="Timeout") from exc
     except httpx.HTTPError as exc:

@@ -10,7 +10,7 @@ from typing import Literal
 import structlog
 
 from ctrlgpt.settings import Settings
-from producers.frontier import normalize_url
+from producers.frontier import canonical_url, normalize_url
 from streams import bus, topics
 from streams.records import CrawlRequested
 
@@ -28,8 +28,12 @@ def seed_requests(
     fetch_mode: Literal["browser", "http"] = "browser",
     max_pages: int | None = None,
 ) -> list[CrawlRequested]:
-    """One depth-0 request per distinct URL; raises ValueError naming the first URL that is not http(s)."""
-    normalized = list(dict.fromkeys(normalize_url(url) for url in urls))
+    """One depth-0 request per distinct page (canonical URL), in its fetch form; raises ValueError naming the first
+    URL that is not http(s)."""
+    pages: dict[str, str] = {}
+    for url in urls:
+        fetched = normalize_url(url)
+        pages.setdefault(canonical_url(fetched), fetched)
     domains = [d.lower().strip(".") for d in allowed_domains]
     return [
         CrawlRequested(
@@ -42,7 +46,7 @@ def seed_requests(
             fetch_mode=fetch_mode,
             max_pages=max_pages,
         )
-        for url in normalized
+        for url in pages.values()
     ]
 
 

@@ -1,6 +1,8 @@
 """Sitemaps (sitemaps.org protocol): where a site lists its pages, and reading them safely.
 
-Pure: the crawler fetches, this module says where to look and what a document lists.
+A sitemap is read as sites write them: XML `<urlset>`/`<sitemapindex>` with the 0.9 namespace,
+another one or none; a text sitemap (one URL per line); an RSS 2.0 or Atom feed (the protocol
+accepts both). Pure: the crawler fetches, this module says where to look and what a document lists.
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.robotparser import RobotFileParser
 
 from lxml import etree
+from protego import Protego
 
-from producers.frontier import normalize_url, origin_of
+from producers.frontier import canonical_url, normalize_url, origin_of
 
 __all__ = ["Sitemap", "SitemapError", "parse_sitemap", "sitemap_locations", "walk"]
 
-_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
+# The protocol's cap on one sitemap, uncompressed: 50 MB (52,428,800 bytes); the crawler's default.
+PROTOCOL_MAX_BYTES = 52_428_800
+_ATOM_NS = "{http://www.w3.org/2005/Atom}"
 # No entities, no DTDs, no network: a sitemap is untrusted input (billion laughs, XXE).
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
@@ -28,13 +32,13 @@ class SitemapError(ValueError):
 
 @dataclass(frozen=True)
 class Sitemap:
-    pages: list[str]  # a <urlset>'s page URLs, normalized
-    sitemaps: list[str]  # a <sitemapindex>'s child sitemaps, normalized
+    pages: list[str]  # the page URLs a urlset, text sitemap or feed lists, in their fetch form
+    sitemaps: list[str]  # a <sitemapindex>'s child sitemaps, in their fetch form
 
 
-def sitemap_locations(seed_url: str, robots: RobotFileParser) -> list[str]:
+def sitemap_locations(seed_url: str, robots: Protego) -> list[str]:
     """The sitemaps robots.txt names (`Sitemap:` lines), then the origin's conventional /sitemap.xml."""
-    named = robots.site_maps() or []
+    named = list(robots.sitemaps)
     locations = []
     for url in [*named, origin_of(seed_url) + "/sitemap.xml"]:
         try:
@@ -45,28 +49,72 @@ def sitemap_locations(seed_url: str, robots: RobotFileParser) -> list[str]:
 
 
 def parse_sitemap(body: bytes, *, max_bytes: int) -> Sitemap:
-    """A sitemap or sitemap index, gzipped or not; raises SitemapError saying why it cannot be read."""
+    """A sitemap, sitemap index, text sitemap or feed, gzipped or not; raises SitemapError saying why it
+    cannot be read."""
     if body[:2] == b"\x1f\x8b":
         body = _gunzip(body, max_bytes)
+    if not body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return Sitemap(_text_urls(body), [])
     try:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError as exc:
         raise SitemapError(f"not XML: {exc}") from exc
-    if root.tag == f"{_NS}urlset":
-        return Sitemap(_locs(root, "url"), [])
-    if root.tag == f"{_NS}sitemapindex":
-        return Sitemap([], _locs(root, "sitemap"))
-    raise SitemapError(f"not a sitemap: root element {root.tag!r}")
+    kind = etree.QName(root).localname  # any namespace, or none: sites omit or misspell the 0.9 one
+    if kind == "urlset":
+        return Sitemap(_urls(_texts(root, "url", "loc")), [])
+    if kind == "sitemapindex":
+        return Sitemap([], _urls(_texts(root, "sitemap", "loc")))
+    if kind == "rss":
+        channel = root.find("channel")
+        return Sitemap(_urls(_texts(root if channel is None else channel, "item", "link")), [])
+    if kind == "feed":
+        return Sitemap(_urls(_atom_links(root)), [])
+    raise SitemapError(f"not a sitemap or feed: root element {root.tag!r}")
 
 
-def _locs(root: etree._Element, entry: str) -> list[str]:
-    urls = []
-    for loc in root.iterfind(f"{_NS}{entry}/{_NS}loc"):
+def _texts(parent: etree._Element, entry: str, field: str) -> list[str]:
+    """The text of each `entry`'s `field` child, whatever their namespace."""
+    return [
+        child.text or ""
+        for element in parent
+        if isinstance(element.tag, str) and etree.QName(element).localname == entry
+        for child in element
+        if isinstance(child.tag, str) and etree.QName(child).localname == field
+    ]
+
+
+def _atom_links(feed: etree._Element) -> list[str]:
+    """Each Atom entry's page: its `<link>` without a rel or with rel="alternate" (RFC 4287 4.2.7.2)."""
+    return [
+        link.get("href", "")
+        for entry in feed.iterfind(f"{_ATOM_NS}entry")
+        for link in entry.iterfind(f"{_ATOM_NS}link")
+        if link.get("rel", "alternate") == "alternate"
+    ]
+
+
+def _text_urls(body: bytes) -> list[str]:
+    """A text sitemap: UTF-8, one URL per line (sitemaps.org); a document with none is no sitemap."""
+    try:
+        lines = body.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise SitemapError(f"text sitemap is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    urls = _urls(lines)
+    if not urls:
+        raise SitemapError("not a sitemap: neither XML nor a line that is a URL")
+    return urls
+
+
+def _urls(raw: list[str]) -> list[str]:
+    """The fetch forms of the http(s) URLs in `raw`, one per canonical URL; one bad entry does not spoil the others."""
+    urls: dict[str, str] = {}
+    for text in raw:
         try:
-            urls.append(normalize_url((loc.text or "").strip()))
-        except ValueError:  # one bad <loc> does not spoil the others
+            url = normalize_url(text.strip())
+        except ValueError:
             continue
-    return list(dict.fromkeys(urls))
+        urls.setdefault(canonical_url(url), url)
+    return list(urls.values())
 
 
 def _gunzip(body: bytes, max_bytes: int) -> bytes:

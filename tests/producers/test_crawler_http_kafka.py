@@ -146,7 +146,7 @@ def test_pages_are_fetched_without_a_browser_and_decoded_by_their_charset(run: R
     )
     assert "<title>Café crème</title>" in pages[run.troubled.url + "latin1.html"].html
     agents = {hit.headers["user-agent"] for hit in run.troubled.hits}
-    assert agents == {run.settings.user_agent}
+    assert agents == {run.settings.user_agent} == {"ctrlgpt-crawler/0.1"}  # no contact configured: no made-up one
 
 
 def test_a_429_pauses_the_host_for_its_retry_after_then_the_page_is_fetched(run: Run) -> None:
@@ -166,7 +166,8 @@ def test_bad_input_is_dead_lettered_with_its_reason(run: Run) -> None:
     assert found == BAD_INPUT
     reasons = {url.removeprefix(run.troubled.url.rstrip("/")): letter.reason for url, letter in letters.items()}
     assert "too large" in reasons["/huge.html"]
-    assert "redirect loop" in reasons["/loop.html"]
+    assert "redirect loop: over 20 redirects" in reasons["/loop.html"]
+    assert len(run.troubled.hits_of("/loop.html")) == 1 + crawler.MAX_REDIRECTS  # followed by the crawler, not retried
     assert "timed out" in reasons["/slow.html"] and letters[run.troubled.url + "slow.html"].attempts == 2
     assert "not valid utf-8" in reasons["/bad-charset.html"]
     assert "not HTML" in reasons["/report.pdf"]

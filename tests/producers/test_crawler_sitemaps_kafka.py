@@ -1,4 +1,5 @@
-"""Sitemap discovery: robots.txt's `Sitemap:` lines, indexes and /sitemap.xml lead to `source="sitemap"` requests.
+"""Sitemap discovery: robots.txt's `Sitemap:` lines, indexes and /sitemap.xml lead to `source="sitemap"` requests;
+sitemaps without the 0.9 namespace, text sitemaps and RSS/Atom feeds count, one request per page however spelled.
 
 Real Kafka, a local site on its own origin, plain-HTTP fetches.
 """
@@ -32,12 +33,31 @@ def _xml(root: str, entry: str, *urls: str) -> Response:
 
 
 def _robots(before: int, headers: dict[str, str]) -> Response:
-    body = f"User-agent: *\nCrawl-delay: 0\nSitemap: http://{headers['host']}/maps/index.xml\n"
-    return 200, {"Content-Type": "text/plain"}, body.encode()
+    maps = "".join(f"Sitemap: http://{headers['host']}/maps/{name}\n" for name in ("index.xml", "list.txt", "feed.rss"))
+    return 200, {"Content-Type": "text/plain"}, f"User-agent: *\nCrawl-delay: 0\n{maps}".encode()
+
+
+def _bare(before: int, headers: dict[str, str]) -> Response:
+    """No namespace, and spellings with dot segments: one of a page listed elsewhere, one of a new page."""
+    site = f"http://{headers['host']}"
+    body = f"<urlset><url><loc>{site}/maps/../from-map-1.html</loc></url><url><loc>{site}/./from-bare.html</loc></url></urlset>"
+    return 200, {"Content-Type": "application/xml"}, body.encode()
+
+
+def _text(before: int, headers: dict[str, str]) -> Response:
+    return 200, {"Content-Type": "text/plain"}, f"http://{headers['host']}/from-text.html\n".encode()
+
+
+def _feed(before: int, headers: dict[str, str]) -> Response:
+    item = f"<item><title>new</title><link>http://{headers['host']}/from-feed.html</link></item>"
+    return 200, {"Content-Type": "application/rss+xml"}, f'<rss version="2.0"><channel>{item}</channel></rss>'.encode()
 
 
 def _index(before: int, headers: dict[str, str]) -> Response:
-    return _xml("sitemapindex", "sitemap", f"http://{headers['host']}/maps/pages.xml", "http://elsewhere.test/x.xml")
+    site = f"http://{headers['host']}"
+    return _xml(
+        "sitemapindex", "sitemap", f"{site}/maps/pages.xml", f"{site}/maps/bare.xml", "http://elsewhere.test/x.xml"
+    )
 
 
 def _pages(before: int, headers: dict[str, str]) -> Response:
@@ -66,11 +86,22 @@ def test_sitemap_pages_are_requested_once_in_scope_and_fetched(tmp_path_factory:
             "/robots.txt": _robots,
             "/maps/index.xml": _index,
             "/maps/pages.xml": _pages,
+            "/maps/bare.xml": _bare,
+            "/maps/list.txt": _text,
+            "/maps/feed.rss": _feed,
             "/sitemap.xml": _conventional,
             "/": fixed(html_page("Home", "/linked.html")),
             **{
                 path: fixed(html_page(path))
-                for path in ("/linked.html", "/from-map-1.html", "/from-map-2.html", "/conventional.html")
+                for path in (
+                    "/linked.html",
+                    "/from-map-1.html",
+                    "/from-map-2.html",
+                    "/conventional.html",
+                    "/from-bare.html",
+                    "/from-text.html",
+                    "/from-feed.html",
+                )
             },
         }
     )
@@ -93,6 +124,9 @@ def test_sitemap_pages_are_requested_once_in_scope_and_fetched(tmp_path_factory:
         "/from-map-1.html": "sitemap",
         "/from-map-2.html": "sitemap",
         "/conventional.html": "sitemap",
+        "/from-bare.html": "sitemap",
+        "/from-text.html": "sitemap",
+        "/from-feed.html": "sitemap",
     }
     assert all(r.depth == 1 and r.fetch_mode == "http" for r in requests if r.source == "sitemap")
     pages = read_to_end(settings, topics.PAGES_RAW, lambda r: r.crawl_id == crawl_id)

@@ -17,13 +17,37 @@ from streams.records import CrawlRequested
         ("https://example.com:443/p", "https://example.com/p"),
         ("https://example.com:8443/p", "https://example.com:8443/p"),
         ("http://example.com", "http://example.com/"),
-        ("http://example.com/s?b=2&a=1&a=0", "http://example.com/s?a=0&a=1&b=2"),
+        ("http://example.com/s?b=2&a=1&a=0", "http://example.com/s?b=2&a=1&a=0"),
+        ("http://example.com/s?flag", "http://example.com/s?flag"),
         ("http://example.com/s?empty=&z=1", "http://example.com/s?empty=&z=1"),
         ("  http://example.com/Path/Keeps/Case  ", "http://example.com/Path/Keeps/Case"),
+        ("http://example.com/a/./b/../c/", "http://example.com/a/c/"),
+        ("http://example.com/../../a/..", "http://example.com/"),
+        ("http://example.com//double/./x", "http://example.com//double/x"),
+        ("http://example.com/café crème?q=ü", "http://example.com/caf%C3%A9%20cr%C3%A8me?q=%C3%BC"),
+        ("http://example.com/caf%c3%a9", "http://example.com/caf%c3%a9"),
     ],
 )
-def test_normalize_url(raw: str, normalized: str) -> None:
+def test_normalize_url_gives_the_form_to_fetch(raw: str, normalized: str) -> None:
     assert frontier.normalize_url(raw) == normalized
+
+
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        ["http://example.com/s?flag", "http://example.com/s?flag="],
+        ["http://example.com/a/./b/../c", "http://example.com/a/c", "HTTP://EXAMPLE.com:80/a/x/../c#part"],
+        ["http://example.com/café", "http://example.com/caf%C3%A9", "http://example.com/caf%c3%a9"],
+        ["http://example.com/s?b=2&a=1", "http://example.com/s?a=1&b=2"],
+    ],
+)
+def test_spellings_of_one_page_have_one_canonical_url(spellings: list[str]) -> None:
+    assert len({frontier.canonical_url(url) for url in spellings}) == 1
+
+
+def test_different_pages_keep_different_canonical_urls() -> None:
+    urls = ["http://example.com/a", "http://example.com/A", "http://example.com/a?x=1", "http://example.com/a/"]
+    assert len({frontier.canonical_url(url) for url in urls}) == len(urls)
 
 
 @pytest.mark.parametrize(
@@ -52,13 +76,15 @@ def test_normalize_refuses_an_invalid_host_or_port(bad: str) -> None:
 
 def test_normalize_keeps_real_world_hosts() -> None:
     assert frontier.normalize_url("http://my_host.test:8080/") == "http://my_host.test:8080/"
-    assert frontier.normalize_url("http://bücher.test/") == "http://bücher.test/"
+    assert frontier.normalize_url("http://bücher.test/") == "http://xn--bcher-kva.test/"
     assert frontier.normalize_url("http://[::1]:8000/") == "http://[::1]:8000/"
 
 
 def test_normalize_is_idempotent() -> None:
-    once = frontier.normalize_url("HTTPS://Shop.Example.com:443/items?sort=price&page=2#reviews")
-    assert frontier.normalize_url(once) == once == "https://shop.example.com/items?page=2&sort=price"
+    once = frontier.normalize_url("HTTPS://Shop.Example.com:443/a/../items/café?sort=price&page=2#reviews")
+    assert frontier.normalize_url(once) == once == "https://shop.example.com/items/caf%C3%A9?sort=price&page=2"
+    canonical = frontier.canonical_url(once)
+    assert frontier.canonical_url(canonical) == canonical
 
 
 def test_origin_and_robots_url() -> None:
@@ -110,9 +136,14 @@ def test_extract_links_resolves_normalizes_and_keeps_only_http() -> None:
         "http://example.com/about",
         "http://example.com/dir/contact.html",
         "http://example.com/up.html",
-        "https://other.example.org/x?a=2&b=1",
+        "https://other.example.org/x?b=1&a=2",
         "http://example.com/map-area.html",
     ]
+
+
+def test_extract_links_keeps_one_spelling_per_page() -> None:
+    html = '<a href="/café?flag">1</a><a href="/caf%C3%A9?flag=">2</a><a href="/x/../caf%c3%a9?flag">3</a>'
+    assert frontier.extract_links(html, "http://example.com/") == ["http://example.com/caf%C3%A9?flag"]
 
 
 def test_extract_links_honours_base_href() -> None:
@@ -143,6 +174,32 @@ def test_robots_disallows_a_path_and_gives_the_crawl_delay() -> None:
     )
     assert not frontier.robots_decision(rules, ua, "http://example.com/private/staff.html").allowed
     assert not frontier.robots_decision(rules, "badbot/1.0", "http://example.com/articles/a.html").allowed
+
+
+# RFC 9309 cases urllib.robotparser gets wrong (issue 16).
+def test_robots_the_longest_match_wins_over_the_first() -> None:
+    rules = frontier.parse_robots(200, "User-agent: *\nDisallow: /\nAllow: /public/\n")
+    assert frontier.robots_decision(rules, "ctrlgpt-crawler/0.1", "http://example.com/public/a").allowed
+    assert not frontier.robots_decision(rules, "ctrlgpt-crawler/0.1", "http://example.com/private/a").allowed
+
+
+def test_robots_wildcards_and_end_anchor() -> None:
+    rules = frontier.parse_robots(200, "User-agent: *\nDisallow: /*.pdf$\n")
+    assert not frontier.robots_decision(rules, "ctrlgpt-crawler/0.1", "http://example.com/a/b.pdf").allowed
+    assert frontier.robots_decision(rules, "ctrlgpt-crawler/0.1", "http://example.com/a/b.pdf?page=2").allowed
+    assert frontier.robots_decision(rules, "ctrlgpt-crawler/0.1", "http://example.com/a/b.html").allowed
+
+
+def test_robots_fractional_crawl_delay() -> None:
+    rules = frontier.parse_robots(200, "User-agent: *\nCrawl-delay: 2.5\n")
+    assert frontier.robots_decision(rules, "ctrlgpt-crawler/0.1", "http://example.com/").crawl_delay_s == 2.5
+
+
+def test_robots_group_of_the_crawlers_product_token_applies() -> None:
+    rules = frontier.parse_robots(200, "User-agent: ctrlgpt-crawler\nDisallow: /x\n\nUser-agent: *\nDisallow: /\n")
+    ua = "ctrlgpt-crawler/0.1 (+https://crawl.example.org/about)"
+    assert frontier.robots_decision(rules, ua, "http://example.com/y").allowed
+    assert not frontier.robots_decision(rules, ua, "http://example.com/x").allowed
 
 
 def test_robots_without_crawl_delay() -> None:
@@ -197,6 +254,14 @@ def test_next_requests_follow_new_in_scope_links_one_level_deeper() -> None:
     assert [r.url for r in wanted] == ["http://site.test/b"]
     assert all(r.depth == 1 and r.source == "link" and r.crawl_id == "c1" and r.max_depth == 2 for r in wanted)
     assert all(r.allowed_domains == ["site.test"] for r in wanted)
+
+
+def test_next_requests_know_a_page_by_its_canonical_url() -> None:
+    seed = _request("http://site.test/?flag", max_depth=2)
+    links = ["http://site.test/?flag=", "http://site.test/s?flag", "http://site.test/s?flag=", "http://site.test/b"]
+    known = {frontier.canonical_url("http://site.test/./b")}
+    wanted, _ = frontier.next_requests(seed, links, known=known, requested_per_host={}, max_pages=100)
+    assert [r.url for r in wanted] == ["http://site.test/s?flag"]
 
 
 def test_next_requests_stop_at_max_depth() -> None:

@@ -19,6 +19,16 @@ def test_seed_requests_are_normalized_deduplicated_and_scoped() -> None:
     assert all(r.allowed_domains == ["cdn.test"] for r in requests)
 
 
+def test_seeds_that_spell_one_page_twice_are_one_request_in_its_first_spelling() -> None:
+    requests = seed_requests(
+        ["http://site.test/a/../café?flag", "http://site.test/caf%C3%A9?flag=", "http://site.test/./caf%c3%a9?flag"],
+        crawl_id="c",
+        max_depth=1,
+        allowed_domains=[],
+    )
+    assert [r.url for r in requests] == ["http://site.test/caf%C3%A9?flag"]
+
+
 def test_seed_refuses_a_url_that_is_not_http() -> None:
     with pytest.raises(ValueError, match="ftp://x.test/"):
         seed_requests(["http://ok.test/", "ftp://x.test/"], crawl_id="c", max_depth=1, allowed_domains=[])

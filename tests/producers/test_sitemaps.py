@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
+from ctrlgpt.settings import Settings
 from producers import frontier
-from producers.sitemaps import SitemapError, parse_sitemap, sitemap_locations, walk
+from producers.sitemaps import PROTOCOL_MAX_BYTES, SitemapError, parse_sitemap, sitemap_locations, walk
 from streams.records import CrawlRequested
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
@@ -33,6 +34,59 @@ def test_a_urlset_lists_its_pages_normalized_without_duplicates_or_bad_locs() ->
     assert sitemap.pages == ["http://site.test/a", "http://site.test/b"] and sitemap.sitemaps == []
 
 
+def test_sitemap_urls_keep_their_fetch_form_one_per_canonical_url() -> None:
+    body = _urlset("http://site.test/./x/../caf%C3%A9?flag", "http://site.test/café?flag=", "http://site.test/b?flag")
+    assert parse_sitemap(body, max_bytes=10_000).pages == ["http://site.test/caf%C3%A9?flag", "http://site.test/b?flag"]
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        "<urlset>",  # no namespace
+        '<urlset xmlns="http://www.google.com/schemas/sitemap/0.84">',  # an older one
+        '<s:urlset xmlns:s="http://www.sitemaps.org/schemas/sitemap/0.9">',  # a prefixed one
+    ],
+)
+def test_a_urlset_is_read_whatever_its_namespace(root: str) -> None:
+    tag = root.split()[0].removeprefix("<").removesuffix(">")
+    prefix = tag.partition(":")[0] + ":" if ":" in tag else ""
+    body = f"{root}<{prefix}url><{prefix}loc>http://site.test/a</{prefix}loc></{prefix}url></{tag}>".encode()
+    assert parse_sitemap(body, max_bytes=10_000).pages == ["http://site.test/a"]
+
+
+def test_an_index_without_namespace_lists_its_sitemaps() -> None:
+    body = b"<sitemapindex><sitemap><loc>http://site.test/s1.xml</loc></sitemap></sitemapindex>"
+    assert parse_sitemap(body, max_bytes=10_000).sitemaps == ["http://site.test/s1.xml"]
+
+
+def test_a_text_sitemap_lists_one_url_per_line() -> None:
+    body = "\ufeffhttp://site.test/a\r\n\nhttp://site.test/café\nnot a url\nhttp://site.test/a\n".encode()
+    assert parse_sitemap(body, max_bytes=10_000).pages == ["http://site.test/a", "http://site.test/caf%C3%A9"]
+    assert parse_sitemap(gzip.compress(body), max_bytes=10_000).pages == [
+        "http://site.test/a",
+        "http://site.test/caf%C3%A9",
+    ]
+
+
+def test_an_rss_feed_lists_its_items_links() -> None:
+    body = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://site.test/</link>
+    <item><title>one</title><link>http://site.test/one.html</link></item>
+    <item><title>two</title><link> http://site.test/two.html </link></item></channel></rss>"""
+    assert parse_sitemap(body, max_bytes=10_000).pages == ["http://site.test/one.html", "http://site.test/two.html"]
+
+
+def test_an_atom_feed_lists_its_entries_alternate_links() -> None:
+    body = b"""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>
+    <link rel="self" href="http://site.test/feed.atom"/>
+    <entry><title>one</title><link href="http://site.test/one.html"/><link rel="edit" href="http://site.test/e1"/></entry>
+    <entry><title>two</title><link rel="alternate" href="http://site.test/two.html"/></entry></feed>"""
+    assert parse_sitemap(body, max_bytes=10_000).pages == ["http://site.test/one.html", "http://site.test/two.html"]
+
+
+def test_the_default_size_cap_is_the_protocols_50_mb() -> None:
+    assert Settings().crawl_sitemap_max_bytes == PROTOCOL_MAX_BYTES == 50 * 1024 * 1024
+
+
 def test_an_index_lists_its_sitemaps() -> None:
     body = f"<sitemapindex {NS}><sitemap><loc>http://site.test/s1.xml</loc></sitemap></sitemapindex>".encode()
     assert parse_sitemap(body, max_bytes=10_000).sitemaps == ["http://site.test/s1.xml"]
@@ -50,6 +104,8 @@ def test_a_gzipped_sitemap_is_read_within_its_bound() -> None:
         (b"<html><body>404</body></html>", "not a sitemap"),
         (b"<urlset", "not XML"),
         (b"\x1f\x8bnot gzip", "broken gzip"),
+        (b"no url here\nnor here", "not a sitemap"),
+        (b"http://site.test/\xff", "not UTF-8"),
     ],
 )
 def test_what_is_not_a_sitemap_is_refused_with_why(body: bytes, why: str) -> None:
