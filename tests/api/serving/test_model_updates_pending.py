@@ -1,0 +1,90 @@
+"""An announcement whose version the model store cannot give now waits, is retried, and is superseded by a newer one."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from announced import announced
+
+from api.serving.model_updates import Announcement, PendingRetries, apply
+from api.serving.served_model import ModelHolder
+from ctrlgpt.retry import FIRST_DELAY_S, MAX_DELAY_S
+from models.store import StoreUnavailable
+from streams import topics
+from streams.records import ModelPromoted
+
+
+def _announcement(settings, fixture, offset: int) -> Announcement:
+    record: ModelPromoted = announced(settings, fixture.path, model_name="expansion-policy")
+    return Announcement(record, 0, offset, topics.MODEL_UPDATES.key_of(record), topics.MODEL_UPDATES.encode(record))
+
+
+@pytest.fixture
+def v1_announced(api_settings, v1) -> Announcement:
+    return _announcement(api_settings, v1, 0)
+
+
+@pytest.fixture
+def v2_announced(api_settings, v2) -> Announcement:
+    return _announcement(api_settings, v2, 1)
+
+
+OUTAGE = StoreUnavailable("fetching s3://models/expansion-policy/v1: unavailable (EndpointConnectionError)")
+
+
+def test_a_held_announcement_is_due_after_a_back_off_that_grows_while_the_same_version_stays_away(v1_announced):
+    pending = PendingRetries()
+    assert pending.due("expansion-policy", now=0.0) is None
+    held, first = pending.hold(v1_announced, OUTAGE, now=100.0, wall=1_000.0)
+    assert (held.version, held.since, held.backoff.attempts) == ("v1", 1_000.0, 1)
+    assert "EndpointConnectionError" in held.error
+    assert 0 < first <= 2 * FIRST_DELAY_S
+    assert pending.due("expansion-policy", now=100.0 + first - 0.01) is None
+    assert pending.due("expansion-policy", now=100.0 + first) is v1_announced
+    assert pending.due("other-policy", now=10_000.0) is None  # kept per model name
+
+    delays = [pending.hold(v1_announced, OUTAGE, now=200.0, wall=2_000.0)[1] for _ in range(12)]
+    assert pending.get("expansion-policy").since == 1_000.0  # waiting since the first failure
+    assert pending.get("expansion-policy").backoff.attempts == 13
+    assert delays[-1] > first and max(delays) <= MAX_DELAY_S + FIRST_DELAY_S  # grows, capped (plus jitter)
+
+
+def test_a_newer_announcement_supersedes_the_held_one_and_another_version_starts_its_back_off_again(
+    v1_announced, v2_announced
+):
+    pending = PendingRetries()
+    for _ in range(5):
+        pending.hold(v1_announced, OUTAGE, now=0.0, wall=0.0)
+    assert pending.supersede("expansion-policy", v1_announced) is None  # the same version again: still held
+    assert pending.get("expansion-policy").backoff.attempts == 5
+    assert pending.supersede("expansion-policy", v2_announced) == "v1"
+    assert pending.get("expansion-policy") is None
+    assert pending.due("expansion-policy", now=1e9) is None  # v1 is never tried again
+
+    held, _ = pending.hold(v2_announced, OUTAGE, now=50.0, wall=50.0)
+    assert (held.version, held.backoff.attempts, held.since) == ("v2", 1, 50.0)
+    assert pending.release("expansion-policy") is held
+    assert pending.release("expansion-policy") is None
+    assert pending.due("expansion-policy", now=1e9) is None
+
+
+def test_a_store_that_is_not_listening_leaves_the_old_version_serving_and_is_no_refusal(api_settings, v1, v2):
+    with socket.socket() as probe:  # a port free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = api_settings.model_copy(
+        update={
+            "model_store": "s3://models/prod",
+            "objectstore_url": f"http://127.0.0.1:{port}",
+            "objectstore_access_key": "k",
+            "objectstore_secret_key": "s",
+        }
+    )
+    holder = ModelHolder()
+    holder.swap(v1.load())
+    served = holder.current
+    outcome = apply(away, holder, announced(away, v2.path, model_name="expansion-policy"))
+    assert (outcome.action, outcome.version, outcome.previous) == ("store_unavailable", "v2", "v1")
+    assert isinstance(outcome.error, StoreUnavailable)
+    assert holder.current is served
