@@ -234,15 +234,17 @@ def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
 
 
 def serve(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Outcome:
-    """`apply`, and when the version is refused while nothing serves, serve the last good version instead."""
+    """`apply`, and when the version is refused (or the store is unavailable for it) while nothing serves,
+    serve the last good version instead: a replica that starts during an outage of the store serves too."""
     outcome = apply(settings, holder, record)
-    if outcome.action != "failed" or holder.current is not None:
+    if outcome.action not in ("failed", "store_unavailable") or holder.current is not None:
         return outcome
     last_good = load_last_good(settings, record.model_name, record.version, devices.of(settings))
     if last_good.served is None:
         log.error("model.no_fallback", model_name=record.model_name, refused=record.version, tried=last_good.tried)
         return outcome
-    reason = f"{record.version} refused: {type(outcome.error).__name__}: {outcome.error}"
+    why = "not fetched, the model store is unavailable" if outcome.action == "store_unavailable" else "refused"
+    reason = f"{record.version} {why}: {type(outcome.error).__name__}: {outcome.error}"
     holder.swap(last_good.served, fallback=Fallback(refused_version=record.version, reason=reason))
     log.warning(
         "model.fallback",
@@ -252,7 +254,11 @@ def serve(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
         reason=reason,
     )
     return Outcome(
-        "failed", record.version, previous=outcome.previous, error=outcome.error, fallback=last_good.served.version
+        outcome.action,
+        record.version,
+        previous=outcome.previous,
+        error=outcome.error,
+        fallback=last_good.served.version,
     )
 
 
@@ -451,7 +457,7 @@ class ModelUpdates:
             "model_updates.store_unavailable",
             model_name=record.model_name,
             version=record.version,
-            serving=outcome.previous,
+            serving=outcome.fallback or outcome.previous,
             attempt=held.backoff.attempts,
             retry_in_s=round(delay, 2),
             error=held.error,

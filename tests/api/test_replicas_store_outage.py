@@ -1,7 +1,7 @@
 """The model store away is a pause for the API replicas, not a refusal.
 
-Two replicas, each `ctrlgpt api` in a process of its own with its own data directory, cache and port
-(as on two hosts), follow one model-updates topic and take versions from the real s3proxy. The
+Two replicas, each with its own data directory, cache, port and consumer group (as on two hosts),
+follow one model-updates topic and take versions from the real s3proxy. The
 object store is killed (kept down by supervisord), a version is announced: both keep serving the
 old one, retry and publish no `ModelLoadFailed` or dead letter. The store is started again: both
 swap to the announced version by themselves.
@@ -9,14 +9,9 @@ swap to the announced version by themselves.
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
-import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -24,44 +19,18 @@ from buckets import own_bucket
 from faults import kill_service, start_service
 from topic_reader import read_records
 
+from api.main import create_app
 from ctrlgpt import objectstore
-from ctrlgpt.settings import REPO_ROOT, Settings
 from deploy import processes
 from deploy.processes import wait_until
-from deploy.workers import settings_env
 from models.announcements import published
 from streams import bus, topics
 from streams.records import DeadLetter, ModelLoadFailed
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT_S = 180.0  # bound on waiting for a process to start, a download, a load; no timing is asserted
+TIMEOUT_S = 180.0  # bound on waiting for the broker, the store to start, a download, a load; no timing is asserted
 QUIET_S = 5.0  # how long the load-failures and dead-letter topics are read for records of this test
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def _replica(settings: Settings, log_path: Path) -> Iterator[str]:
-    """`ctrlgpt api` with `settings`, in a process of its own; its URL until the block ends."""
-    env = {**os.environ, **settings_env(settings)}
-    with open(log_path, "wb") as log:
-        api = subprocess.Popen(
-            [str(REPO_ROOT / ".venv" / "bin" / "ctrlgpt"), "api"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        yield settings.api_url
-    finally:
-        api.terminate()
-        try:
-            api.wait(30)
-        except subprocess.TimeoutExpired:
-            api.kill()
-            api.wait(10)
 
 
 def _health(url: str) -> dict:
@@ -77,7 +46,9 @@ def _generated_by(url: str) -> str:
     return answer.json()["model_version"]
 
 
-def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_back(settings, tmp_path, make_version):
+def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_back(
+    settings, tmp_path, make_version, serve_api
+):
     run = uuid.uuid4().hex[:12]
     keys = objectstore.credentials(settings)
     with own_bucket(settings, "test-outage") as bucket, ExitStack() as stack:
@@ -92,13 +63,7 @@ def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_b
         trainer = settings.model_copy(update={**shared, "data_dir": tmp_path / "trainer"})
         replicas = [
             settings.model_copy(
-                update={
-                    **shared,
-                    "data_dir": tmp_path / f"replica-{one}",
-                    "api_replica_id": f"test-{run}-{one}",
-                    "api_host": "127.0.0.1",
-                    "api_port": _free_port(),
-                }
+                update={**shared, "data_dir": tmp_path / f"replica-{one}", "api_replica_id": f"test-{run}-{one}"}
             )
             for one in ("a", "b")
         ]
@@ -115,7 +80,7 @@ def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_b
 
         bus.publish(producer, topics.MODEL_UPDATES, published(trainer, old.path))
         bus.flush_or_raise(producer)
-        urls = [stack.enter_context(_replica(r, tmp_path / f"{r.api_replica_id}.log")) for r in replicas]
+        urls = [stack.enter_context(serve_api(r, create_app(r, monitor_kafka=False))) for r in replicas]
         for url in urls:
             wait_until(lambda url=url: _health(url).get("model_version") == old.version, what=url, timeout=TIMEOUT_S)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 
 import pytest
 from announced import announced
 
-from api.serving.model_updates import Announcement, PendingRetries, apply
+from api.serving.model_updates import Announcement, PendingRetries, apply, serve
 from api.serving.served_model import ModelHolder
 from ctrlgpt.retry import FIRST_DELAY_S, MAX_DELAY_S
+from ctrlgpt.settings import Settings
+from models import manifest
+from models.registry import model_registry, version_id
 from models.store import StoreUnavailable
 from streams import topics
 from streams.records import ModelPromoted
@@ -69,18 +73,24 @@ def test_a_newer_announcement_supersedes_the_held_one_and_another_version_starts
     assert pending.due("expansion-policy", now=1e9) is None
 
 
-def test_a_store_that_is_not_listening_leaves_the_old_version_serving_and_is_no_refusal(api_settings, v1, v2):
-    with socket.socket() as probe:  # a port free a moment ago: nothing listens on it
+def _store_away(settings: Settings) -> Settings:
+    """`settings` with an object store on a loopback port that was free a moment ago: nothing listens on it."""
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    away = api_settings.model_copy(
+    return settings.model_copy(
         update={
             "model_store": "s3://models/prod",
             "objectstore_url": f"http://127.0.0.1:{port}",
             "objectstore_access_key": "k",
             "objectstore_secret_key": "s",
+            "model_signing_key": "a key shared by the trainer and the replicas",
         }
     )
+
+
+def test_a_store_that_is_not_listening_leaves_the_old_version_serving_and_is_no_refusal(api_settings, v1, v2):
+    away = _store_away(api_settings)
     holder = ModelHolder()
     holder.swap(v1.load())
     served = holder.current
@@ -88,3 +98,22 @@ def test_a_store_that_is_not_listening_leaves_the_old_version_serving_and_is_no_
     assert (outcome.action, outcome.version, outcome.previous) == ("store_unavailable", "v2", "v1")
     assert isinstance(outcome.error, StoreUnavailable)
     assert holder.current is served
+
+
+def test_a_replica_serving_nothing_falls_back_to_its_last_good_version_while_the_store_is_away(tmp_path, make_version):
+    replica = _store_away(Settings(data_dir=tmp_path / "replica"))
+    trainer = replica.model_copy(update={"data_dir": tmp_path / "trainer"})
+    name = "expansion-policy"
+    last_good = version_id(1, "run-1")  # promoted in the registry this replica shares with the trainer
+    registry = model_registry(replica.registry_dir, name)
+    shutil.copytree(make_version("pending-fallback-1", name=name, seed=1).path, registry.path(last_good))
+    recorded = manifest.read_manifest(registry.path(last_good))
+    manifest.write_manifest(registry.path(last_good), recorded.model_copy(update={"version": last_good}))
+
+    holder = ModelHolder()
+    record = announced(trainer, make_version("pending-fallback-2", name=name, seed=2).path, model_name=name)
+    outcome = serve(replica, holder, record)
+    assert (outcome.action, outcome.fallback) == ("store_unavailable", last_good)  # still to retry, not refused
+    assert holder.current is not None and holder.current.version == last_good
+    assert holder.fallback is not None and holder.fallback.refused_version == "pending-fallback-2"
+    assert "model store is unavailable" in holder.fallback.reason
