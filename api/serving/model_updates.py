@@ -401,8 +401,8 @@ class ModelUpdates:
         if outcome.action == "store_unavailable":
             self._wait_for_store(announcement, holder, outcome)
             return
+        holder.set_pending(None)  # settled: whatever waited for the store is loaded, refused or superseded
         if (settled := self._pending.release(record.model_name)) is not None:
-            holder.set_pending(None)
             self._log.info(
                 "model_updates.store_available",
                 model_name=record.model_name,

@@ -3,8 +3,8 @@
 Two replicas, each with its own data directory, cache, port and consumer group (as on two hosts),
 follow one model-updates topic and take versions from the real s3proxy. The
 object store is killed (kept down by supervisord), a version is announced: both keep serving the
-old one, retry and publish no `ModelLoadFailed` or dead letter. The store is started again: both
-swap to the announced version by themselves.
+old one, retry and publish no `ModelLoadFailed` or dead letter; a newer one announced meanwhile
+supersedes it. The store is started again: both swap to the newest by themselves.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_b
         name = trainer.policy_for(target)
         old = make_version(f"{run}-old", name=name, seed=1)
         new = make_version(f"{run}-new", name=name, parent=old.version, seed=2)
+        newest = make_version(f"{run}-newest", name=name, parent=new.version, seed=3)
         bus.ensure_topics(settings, [topics.MODEL_UPDATES, topics.MODEL_LOAD_FAILURES, topics.dead_letter_topic("api")])
         producer = bus.make_producer(settings)
         stack.callback(producer.flush, 30)
@@ -84,28 +85,34 @@ def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_b
         for url in urls:
             wait_until(lambda url=url: _health(url).get("model_version") == old.version, what=url, timeout=TIMEOUT_S)
 
-        announcement = published(trainer, new.path)  # in the store whole, then the store goes away
+        # Both in the store whole, then the store goes away.
+        announcements = {fixture.version: published(trainer, fixture.path) for fixture in (new, newest)}
         kill_service(settings, "objectstore")
-        bus.publish(producer, topics.MODEL_UPDATES, announcement)
-        bus.flush_or_raise(producer)
 
-        def retried_during_the_outage(url: str) -> bool:
-            return _health(url).get("pending_updates", {}).get(target, {}).get("attempts", 0) >= 2
+        def retried(url: str, version: str, attempts: int) -> bool:
+            pending = _health(url).get("pending_updates", {}).get(target, {})
+            return pending.get("version") == version and pending.get("attempts", 0) >= attempts
 
-        for url in urls:
-            wait_until(lambda url=url: retried_during_the_outage(url), what=f"{url} retrying", timeout=TIMEOUT_S)
-            health = _health(url)
-            assert (health["status"], health["model_version"]) == ("ok", old.version)
-            assert health["pending_updates"][target]["version"] == new.version
-            assert _generated_by(url) == old.version
-            metrics = httpx.get(f"{url}/metrics", timeout=30).text
-            assert f'ctrlgpt_model_update_pending_seconds{{model_name="{name}",version="{new.version}"}}' in metrics
+        for version, attempts in ((new.version, 2), (newest.version, 1)):
+            bus.publish(producer, topics.MODEL_UPDATES, announcements[version])
+            bus.flush_or_raise(producer)
+            for url in urls:
+                wait_until(
+                    lambda url=url, version=version, attempts=attempts: retried(url, version, attempts),
+                    what=f"{url} waiting for {version}",
+                    timeout=TIMEOUT_S,
+                )
+                health = _health(url)
+                assert (health["status"], health["model_version"]) == ("ok", old.version)
+                assert _generated_by(url) == old.version
+        metrics = httpx.get(f"{urls[0]}/metrics", timeout=30).text
+        assert f'ctrlgpt_model_update_pending_seconds{{model_name="{name}",version="{newest.version}"}}' in metrics
 
         start_service(settings, "objectstore")
         for url in urls:
-            wait_until(lambda url=url: _health(url).get("model_version") == new.version, what=url, timeout=TIMEOUT_S)
+            wait_until(lambda url=url: _health(url).get("model_version") == newest.version, what=url, timeout=TIMEOUT_S)
             assert _health(url)["pending_updates"] == {}
-            assert _generated_by(url) == new.version
+            assert _generated_by(url) == newest.version
 
         ids = {replica.api_replica_id for replica in replicas}
         never = lambda found: False  # noqa: E731 - read for QUIET_S: records that must not be there

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 
 import pytest
 from announced import announced
+from confluent_kafka import Message, Producer
 
-from api.serving.model_updates import Announcement, PendingRetries, apply, serve
-from api.serving.served_model import ModelHolder
+from api.serving.model_updates import Announcement, ModelUpdates, PendingRetries, apply, serve
+from api.serving.served_model import ModelHolder, ModelHolders
 from ctrlgpt.retry import FIRST_DELAY_S, MAX_DELAY_S
 from ctrlgpt.settings import Settings
 from models import manifest
@@ -117,3 +119,35 @@ def test_a_replica_serving_nothing_falls_back_to_its_last_good_version_while_the
     assert holder.current is not None and holder.current.version == last_good
     assert holder.fallback is not None and holder.fallback.refused_version == "pending-fallback-2"
     assert "model store is unavailable" in holder.fallback.reason
+
+
+def _message(record: ModelPromoted, offset: int) -> Message:
+    """The record as the follower's consumer hands it over."""
+    topic = topics.MODEL_UPDATES
+    return Message(topic=topic.name, partition=0, offset=offset, key=topic.key_of(record), value=topic.encode(record))
+
+
+def test_the_follower_holds_an_update_while_the_store_is_away_and_a_rollback_to_the_served_version_settles_it(
+    api_settings, v1, v2
+):
+    away = _store_away(api_settings)
+    models = ModelHolders.for_settings(away)
+    name, holder = next(iter(models.by_model_name().items()))
+    holder.swap(v1.load())
+    follower = ModelUpdates(away, models)
+    # No broker: nothing may be produced (no refusal, no dead letter), so none is needed.
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})
+
+    follower._handle([_message(announced(away, v2.path, model_name=name), 7)], producer)
+    assert holder.current.version == "v1"
+    assert (holder.pending.version, holder.pending.attempts) == ("v2", 1)
+    assert "unavailable" in holder.pending.reason
+
+    time.sleep(2 * FIRST_DELAY_S + 0.1)  # past the first delay (with its jitter)
+    follower._handle([], producer)  # nothing new: the held one is tried again, and waits on
+    assert (holder.pending.version, holder.pending.attempts) == ("v2", 2)
+
+    # An operator rolls back to the version serving while v2 waits: v2 is dropped, nothing waits any more.
+    follower._handle([_message(announced(away, v1.path, model_name=name, action="rolled_back"), 8)], producer)
+    assert holder.current.version == "v1" and holder.pending is None
+    assert len(producer) == 0
