@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import boto3
 import boto3.exceptions
 import botocore.exceptions
-import s3transfer.exceptions
 from botocore.config import Config
 
 from ctrlgpt import secrets
@@ -102,8 +101,8 @@ def is_transient(error: BaseException) -> bool:
     """Whether `error` says the store is away for now (retry) rather than what it holds (refuse)."""
     if isinstance(error, StoreUnavailable):
         return True
-    if isinstance(error, (boto3.exceptions.RetriesExceededError, s3transfer.exceptions.RetriesExceededError)):
-        # A download whose body kept breaking off: s3transfer retries only streaming errors.
+    if isinstance(error, boto3.exceptions.RetriesExceededError):
+        # A download whose body kept breaking off (boto3's transfers retry only streaming errors).
         return True
     if isinstance(
         error,
