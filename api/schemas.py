@@ -106,6 +106,14 @@ class FallbackInfo(BaseModel):
     reason: str = Field(description="Why it was refused.")
 
 
+class PendingUpdateInfo(BaseModel):
+    version: str = Field(description="The announced version that waits for the model store.")
+    reason: str = Field(description="The last error from the model store (unavailable: retried, not refused).")
+    since: datetime = Field(description="When the store was first found unavailable for this version.")
+    attempts: int = Field(description="Attempts to fetch it so far.")
+    next_attempt_at: datetime = Field(description="When it is tried again.")
+
+
 class HealthResponse(BaseModel):
     status: str = Field(
         description="'ok' when the default target's policy is served, 'fallback' when an older version serves it in "
@@ -117,6 +125,11 @@ class HealthResponse(BaseModel):
     )
     fallbacks: dict[str, FallbackInfo] = Field(
         default_factory=dict, description="The targets served by a fallback version, with the refused version and why."
+    )
+    pending_updates: dict[str, PendingUpdateInfo] = Field(
+        default_factory=dict,
+        description="The targets whose announced version waits for the model store, unavailable (the current "
+        "version keeps serving; the update is retried with back-off).",
     )
 
 

@@ -15,6 +15,13 @@ Two stores, chosen by the `model_store` setting:
   manifest does not list, and any file whose sha256 differs; only a verified copy is moved into
   place.
 
+A store that is away (connection refused or reset, a timeout, a 5xx, throttling; for the local
+store, a mount that went away) raises `StoreUnavailable`: a pause that the caller retries
+(`ctrlgpt.objectstore.is_transient` says which errors are). What the store answers about the
+version itself is a refusal, which no retry changes: an object missing (`MissingObjects`), a
+checksum that differs or an unlisted object (`ChecksumMismatch`), a place outside the store
+(`OutsideStore`).
+
 A version is named by its URI, computed from the store and the (model name, version) pair:
 `locate` refuses an announced URI that is not exactly that, so a replica loads nothing from
 outside its own store.
@@ -33,12 +40,14 @@ from urllib.parse import urlsplit
 import structlog
 
 from ctrlgpt import objectstore
+from ctrlgpt.objectstore import StoreUnavailable, unavailable_as_pause
 from ctrlgpt.settings import Settings
 from models.layout import MANIFEST
 from models.manifest import ChecksumMismatch, Manifest, verify
 
 __all__ = [
     "LocalStore",
+    "MissingObjects",
     "ModelStore",
     "OutsideStore",
     "S3Store",
@@ -57,8 +66,8 @@ class OutsideStore(ValueError):
     """An announced version that is not in this replica's model store (another place, a host path, '..')."""
 
 
-class StoreUnavailable(RuntimeError):
-    """The object store did not answer, or the version's objects are not there."""
+class MissingObjects(LookupError):
+    """The store answers, and the version's manifest or some of its files are not in it."""
 
 
 class ModelStore(Protocol):
@@ -110,8 +119,11 @@ class LocalStore:
         return self.uri(model_name, version)
 
     def fetch(self, model_name: str, version: str, manifest_sha256: str) -> Path:
-        directory = self._inside(self.root / model_name / version, model_name, version)
-        if not (directory / MANIFEST).is_file():
+        # The registry may be a network mount shared by several hosts: one that went away is a pause.
+        with unavailable_as_pause(f"the model registry {self.root}"):
+            directory = self._inside(self.root / model_name / version, model_name, version)
+            found = (directory / MANIFEST).is_file()
+        if not found:
             raise ChecksumMismatch(f"{directory / MANIFEST} is missing")
         return directory
 
@@ -175,11 +187,15 @@ class S3Store:
                 return target
             except ChecksumMismatch as exc:
                 log.warning("model_store.cache_stale", path=str(target), error=str(exc))
+        with unavailable_as_pause(f"fetching {self.uri(model_name, version)}"):
+            return self._download(model_name, version, manifest_sha256, target)
+
+    def _download(self, model_name: str, version: str, manifest_sha256: str, target: Path) -> Path:
         client = objectstore.client(self._settings)
         try:
             body = client.get_object(Bucket=self.bucket, Key=self._key(model_name, version, MANIFEST))["Body"].read()
-        except client.exceptions.NoSuchKey:
-            raise StoreUnavailable(f"{self.uri(model_name, version)} has no {MANIFEST}") from None
+        except (client.exceptions.NoSuchKey, client.exceptions.NoSuchBucket):
+            raise MissingObjects(f"{self.uri(model_name, version)} has no {MANIFEST}") from None
         if hashlib.sha256(body).hexdigest() != manifest_sha256:
             raise ChecksumMismatch(
                 f"{self.uri(model_name, version)}/{MANIFEST} does not match the announced sha256 {manifest_sha256}"
@@ -194,7 +210,7 @@ class S3Store:
             )
         missing = sorted(set(names) - stored)
         if missing:
-            raise StoreUnavailable(f"{self.uri(model_name, version)} lacks {missing}")
+            raise MissingObjects(f"{self.uri(model_name, version)} lacks {missing}")
         staging = self.cache_dir / model_name / f".download-{uuid.uuid4().hex}"
         try:
             staging.mkdir(parents=True)

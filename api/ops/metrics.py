@@ -12,6 +12,7 @@ replicas counts each once. A replica's own series (its models, its requests) com
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import (
@@ -36,7 +37,11 @@ class OpsCollector:
 
     def __init__(self, monitor: OpsMonitor | None, holders: ModelHolders | ModelHolder) -> None:
         self._monitor = monitor
-        self._holders = list(holders.by_model_name().values()) if isinstance(holders, ModelHolders) else [holders]
+        # A single holder's model name is known only from the version it serves.
+        self._named: dict[str | None, ModelHolder] = (
+            holders.by_model_name() if isinstance(holders, ModelHolders) else {None: holders}
+        )
+        self._holders = list(self._named.values())
 
     def describe(self) -> list[Metric]:
         return []  # no names up front: registering must not read Kafka
@@ -132,6 +137,19 @@ class OpsCollector:
             if current is not None and refused is not None:
                 fallback.add_metric([current.manifest.name, current.version, refused.refused_version], 1.0)
         yield fallback
+        pending = GaugeMetricFamily(
+            "ctrlgpt_model_update_pending_seconds",
+            "How long an announced version has waited for the model store, unavailable, while the current version "
+            "serves (retried with back-off); absent when none waits.",
+            labels=["model_name", "version"],
+        )
+        now = datetime.now(UTC)
+        for name, holder in self._named.items():
+            waiting, current = holder.pending, holder.current
+            if waiting is not None:
+                model_name = name or (current.manifest.name if current is not None else "")
+                pending.add_metric([model_name, waiting.version], (now - waiting.since).total_seconds())
+        yield pending
 
 
 def build_registry(

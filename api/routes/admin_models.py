@@ -202,7 +202,14 @@ async def pin(
     return ChangeResponse.of(change)
 
 
-@router.post("/reload", response_model=ReloadResponse, responses=VERSION_ERRORS)
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    responses={
+        **VERSION_ERRORS,
+        503: {"model": ErrorResponse, "description": "The model store is unavailable: retry after `Retry-After`."},
+    },
+)
 async def reload(
     settings: SettingsDep, models: ModelsDep, topic: Annotated[Topic, Depends(model_updates_topic)]
 ) -> ReloadResponse:
@@ -211,13 +218,15 @@ async def reload(
     The version already serving is not reloaded but its files are verified again against their checksums.
     409 when a version could not be loaded or a served version's files changed on disk (that policy keeps
     the version it serves, or falls back to the last good one if it served none; the others are reloaded);
-    each refusal is published as a `ModelLoadFailed`.
+    each refusal is published as a `ModelLoadFailed`. 503 when the model store is unavailable for a
+    version to load (no refusal: that policy keeps its version; the follower retries an announced one).
     """
     with answering_errors():
         snapshot = await run_in_threadpool(_read_updates, settings, topic)
     announced = {r.model_name: r for r in snapshot.records if isinstance(r, ModelPromoted)}  # the last per name
     results: list[Reloaded] = []
     failures: list[str] = []
+    unavailable: list[str] = []
     for target in models.targets:
         name = models.model_name(target)
         with answering_errors():
@@ -233,6 +242,12 @@ async def reload(
         if outcome.action == "failed":
             failures.append(await run_in_threadpool(_refuse, settings, name, record, outcome))
             continue
+        if outcome.action == "store_unavailable":
+            log.warning(
+                "admin.reload_store_unavailable", model_name=name, version=record.version, error=str(outcome.error)
+            )
+            unavailable.append(f"{name} {record.version}: {outcome.error}")
+            continue
         log.info("admin.reloaded", model_name=name, version=outcome.version, action=outcome.action, source=source)
         results.append(
             Reloaded(
@@ -245,7 +260,11 @@ async def reload(
             )
         )
     if failures:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail="; ".join(failures))
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="; ".join(failures + unavailable))
+    if unavailable:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="; ".join(unavailable), headers={"Retry-After": "10"}
+        )
     return ReloadResponse(models=results)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -12,6 +13,7 @@ from api.schemas import (
     ErrorResponse,
     FallbackInfo,
     HealthResponse,
+    PendingUpdateInfo,
 )
 
 router = APIRouter(tags=["health"])
@@ -28,11 +30,20 @@ async def health(holder: HolderDep, models: ModelsDep) -> HealthResponse:
             fallbacks[target] = FallbackInfo(
                 version=current.version, refused_version=fallback.refused_version, reason=fallback.reason
             )
+    pending = {
+        target: PendingUpdateInfo(**dataclasses.asdict(waiting))
+        for target in models.targets
+        if (waiting := models.holder(target).pending) is not None
+    }
     current = holder.current
     if current is None:
-        return HealthResponse(status="waiting_for_model", model_version=None, targets=served, fallbacks=fallbacks)
+        return HealthResponse(
+            status="waiting_for_model", model_version=None, targets=served, fallbacks=fallbacks, pending_updates=pending
+        )
     state = "fallback" if holder.fallback is not None else "ok"
-    return HealthResponse(status=state, model_version=current.version, targets=served, fallbacks=fallbacks)
+    return HealthResponse(
+        status=state, model_version=current.version, targets=served, fallbacks=fallbacks, pending_updates=pending
+    )
 
 
 @router.get(

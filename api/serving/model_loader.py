@@ -9,6 +9,7 @@ weights that load but cannot serve, NaNs say, fail here and not on a request.
 from __future__ import annotations
 
 import math
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from models.reward_scoring import has_reward_model
 log = structlog.get_logger()
 
 WARM_UP = SamplingParams(prompt="Hello", max_new_tokens=2, seed=0)
+
+# transformers' loading is not thread-safe (its meta-device context is global), and one process may
+# load two versions at once: the model-updates follower (retrying a version once the store is back,
+# say) while an admin reload loads another, or several apps in one process. One load at a time.
+_LOADING = threading.Lock()
 
 
 class VersionMismatch(RuntimeError):
@@ -53,8 +59,10 @@ def load_version(
         device=str(device),
     )
     # Full weights, or a LoRA adapter folded into its base (whose checksums `verify` checked too).
-    model, tokenizer = load_policy(version_dir, manifest)
-    model.to(device).eval()
+    with _LOADING:
+        model, tokenizer = load_policy(version_dir, manifest)
+        model.to(device).eval()
+        scorer = load_scorer(version_dir, manifest, device) if has_reward_model(manifest) else None
     served = ServedModel(
         version=manifest.version,
         tokenizer=tokenizer,
@@ -62,7 +70,7 @@ def load_version(
         manifest=manifest,
         path=version_dir,
         loaded_at=datetime.now(UTC),
-        scorer=load_scorer(version_dir, manifest, device) if has_reward_model(manifest) else None,
+        scorer=scorer,
     )
     smoke_tokens = warm_up(served)
     log.info("model.loaded", version=manifest.version, warm_up_tokens=smoke_tokens, scorer=served.scorer is not None)

@@ -14,6 +14,13 @@ leaves the old one serving, is dead-lettered with the reason and announced as a
 A replica with nothing to serve yet (it just started) falls back to the last good
 version instead (api/serving/fallback.py) and says so in `/health`.
 
+The model store away is a pause too, not a refusal: an announcement whose version cannot be fetched
+because the store does not answer (connection refused, a timeout, a 5xx, throttling:
+`models.store.StoreUnavailable`) leaves the old version serving without a dead letter or a
+`ModelLoadFailed`, is held per model name (`PendingRetries`) and tried again with the shared
+back-off until it loads, is refused, or a newer announcement of that name supersedes it; the
+holder's `pending` says so to `/health` and `/metrics` meanwhile.
+
 Kafka away is a pause: the consumer keeps polling (librdkafka reconnects and rejoins
 the group by itself, and every assignment is rewound to the beginning), so the
 follower never dies of it. A record that does not decode, too large ones included, is
@@ -24,8 +31,10 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -41,13 +50,13 @@ from confluent_kafka import (
 
 from api.serving.fallback import load_last_good
 from api.serving.model_loader import load_version
-from api.serving.served_model import Fallback, ModelHolder, ModelHolders
+from api.serving.served_model import Fallback, ModelHolder, ModelHolders, PendingUpdate
 from ctrlgpt.retry import Backoff
 from ctrlgpt.settings import Settings
 from models import devices
 from models.announcements import is_authentic, signing_key
 from models.manifest import ChecksumMismatch, read_manifest
-from models.store import locate, store_for
+from models.store import StoreUnavailable, locate, store_for
 from streams import bus, groups, topics
 from streams.records import ModelLoadFailed, ModelPromoted, Stage
 from streams.topics import ContractError, Topic
@@ -70,7 +79,7 @@ class Announcement:
 
 @dataclass(frozen=True)
 class Outcome:
-    action: Literal["swapped", "already_serving", "failed"]
+    action: Literal["swapped", "already_serving", "failed", "store_unavailable"]
     version: str
     previous: str | None = None
     error: Exception | None = None
@@ -118,6 +127,65 @@ def latest_for(announcements: Sequence[Announcement], model_name: str) -> tuple[
     return mine[-1], [a.record.version for a in mine[:-1]]
 
 
+@dataclass
+class Pending:
+    """An announcement held while the model store is unavailable, and when to try it again."""
+
+    announcement: Announcement
+    error: str
+    since: float  # wall clock (time.time()): when the store was first found unavailable for this version
+    due_at: float  # monotonic clock: the next attempt
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def version(self) -> str:
+        return self.announcement.record.version
+
+
+class PendingRetries:
+    """Per model name, the one announcement waiting for the model store to come back.
+
+    Held in memory only, which is enough: the follower has consumed the record already (so it must
+    be kept somewhere until it loads), and a replica that restarts reads the compacted topic from its
+    beginning again, where the latest announcement of every name still is.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Pending] = {}
+
+    def get(self, model_name: str) -> Pending | None:
+        return self._by_name.get(model_name)
+
+    def supersede(self, model_name: str, arrived: Announcement) -> str | None:
+        """A newer announcement of `model_name` arrived: drop the held one unless it names the same
+        version (whose back-off goes on); returns the version dropped."""
+        held = self._by_name.get(model_name)
+        if held is None or held.version == arrived.record.version:
+            return None
+        del self._by_name[model_name]
+        return held.version
+
+    def due(self, model_name: str, now: float) -> Announcement | None:
+        """The held announcement of `model_name`, once its next attempt is due (monotonic `now`)."""
+        held = self._by_name.get(model_name)
+        return held.announcement if held is not None and now >= held.due_at else None
+
+    def hold(self, announcement: Announcement, error: Exception, now: float, wall: float) -> tuple[Pending, float]:
+        """Keep `announcement` for another attempt; returns the slot and the delay until it is due, which grows
+        while the same version stays unfetchable and starts again from the first delay for another version."""
+        name, version = announcement.record.model_name, announcement.record.version
+        held = self._by_name.get(name)
+        if held is None or held.version != version:
+            held = self._by_name[name] = Pending(announcement, str(error), since=wall, due_at=now)
+        delay = held.backoff.next_delay()
+        held.announcement, held.error, held.due_at = announcement, str(error), now + delay
+        return held, delay
+
+    def release(self, model_name: str) -> Pending | None:
+        """The held announcement of `model_name` was settled (loaded, already serving, or refused)."""
+        return self._by_name.pop(model_name, None)
+
+
 class Unauthenticated(RuntimeError):
     """An announcement whose signature does not verify with this replica's key."""
 
@@ -143,7 +211,10 @@ def admitted(settings: Settings, record: ModelPromoted) -> Path:
 
 
 def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Outcome:
-    """Admit the announced version, load it and swap it in; on any refusal or failure the served version stays."""
+    """Admit the announced version, load it and swap it in; on any refusal or failure the served version stays.
+
+    A store that is away is not a refusal: "store_unavailable", to be tried again.
+    """
     current = holder.current
     if current is not None and current.version == record.version:
         return Outcome("already_serving", record.version, previous=record.version)
@@ -154,6 +225,8 @@ def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
             device=devices.of(settings),
             expected_version=record.version,
         )
+    except StoreUnavailable as exc:
+        return Outcome("store_unavailable", record.version, previous=current.version if current else None, error=exc)
     except Exception as exc:
         return Outcome("failed", record.version, previous=current.version if current else None, error=exc)
     previous = holder.swap(served)
@@ -161,15 +234,17 @@ def apply(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
 
 
 def serve(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Outcome:
-    """`apply`, and when the version is refused while nothing serves, serve the last good version instead."""
+    """`apply`, and when the version is refused (or the store is unavailable for it) while nothing serves,
+    serve the last good version instead: a replica that starts during an outage of the store serves too."""
     outcome = apply(settings, holder, record)
-    if outcome.action != "failed" or holder.current is not None:
+    if outcome.action not in ("failed", "store_unavailable") or holder.current is not None:
         return outcome
     last_good = load_last_good(settings, record.model_name, record.version, devices.of(settings))
     if last_good.served is None:
         log.error("model.no_fallback", model_name=record.model_name, refused=record.version, tried=last_good.tried)
         return outcome
-    reason = f"{record.version} refused: {type(outcome.error).__name__}: {outcome.error}"
+    why = "not fetched, the model store is unavailable" if outcome.action == "store_unavailable" else "refused"
+    reason = f"{record.version} {why}: {type(outcome.error).__name__}: {outcome.error}"
     holder.swap(last_good.served, fallback=Fallback(refused_version=record.version, reason=reason))
     log.warning(
         "model.fallback",
@@ -179,7 +254,11 @@ def serve(settings: Settings, holder: ModelHolder, record: ModelPromoted) -> Out
         reason=reason,
     )
     return Outcome(
-        "failed", record.version, previous=outcome.previous, error=outcome.error, fallback=last_good.served.version
+        outcome.action,
+        record.version,
+        previous=outcome.previous,
+        error=outcome.error,
+        fallback=last_good.served.version,
     )
 
 
@@ -220,6 +299,7 @@ class ModelUpdates:
         self._topic = topic
         self._poll_timeout = poll_timeout
         self._stop = threading.Event()
+        self._pending = PendingRetries()
         self._thread = threading.Thread(target=self._run, name="model-updates", daemon=True)
         self._log = log.bind(group=consumer_group(settings))
         self._log_context = structlog.contextvars.get_contextvars()  # the service name, for this thread's lines too
@@ -264,12 +344,17 @@ class ModelUpdates:
 
     def _handle(self, messages: list[Message], producer: Producer) -> None:
         announcements = [a for msg in messages if (a := self._decode(msg, producer)) is not None]
+        now = time.monotonic()
         for model_name, holder in self._holders.items():
             latest, superseded = latest_for(announcements, model_name)
+            if latest is not None and (dropped := self._pending.supersede(model_name, latest)) is not None:
+                superseded = [dropped, *superseded]  # it waited for the store; the newer one is tried now
             if superseded:
                 self._log.info("model_updates.superseded", model_name=model_name, versions=superseded)
             if latest is not None:
                 self._apply(latest, holder, producer)
+            elif (retry := self._pending.due(model_name, now)) is not None:
+                self._apply(retry, holder, producer, retry=True)
         remaining = producer.flush(10)
         if remaining:
             self._log.error("model_updates.dead_letters_undelivered", count=remaining)
@@ -301,16 +386,30 @@ class ModelUpdates:
             return None
         return Announcement(decoded, msg.partition(), msg.offset(), msg.key(), msg.value())
 
-    def _apply(self, announcement: Announcement, holder: ModelHolder, producer: Producer) -> None:
+    def _apply(
+        self, announcement: Announcement, holder: ModelHolder, producer: Producer, *, retry: bool = False
+    ) -> None:
         record = announcement.record
         self._log.info(
-            "model_updates.announced",
+            "model_updates.retrying" if retry else "model_updates.announced",
             model_name=record.model_name,
             version=record.version,
             uri=record.uri,
             offset=announcement.offset,
         )
         outcome = serve(self._settings, holder, record)
+        if outcome.action == "store_unavailable":
+            self._wait_for_store(announcement, holder, outcome)
+            return
+        holder.set_pending(None)  # settled: whatever waited for the store is loaded, refused or superseded
+        if (settled := self._pending.release(record.model_name)) is not None:
+            self._log.info(
+                "model_updates.store_available",
+                model_name=record.model_name,
+                version=record.version,
+                waited_s=round(time.time() - settled.since, 1),
+                outcome=outcome.action,
+            )
         if outcome.action == "swapped":
             self._log.info(
                 "model.swapped", model_name=record.model_name, version=outcome.version, previous=outcome.previous
@@ -340,6 +439,29 @@ class ModelUpdates:
                 error_type=type(outcome.error).__name__,
             )
             bus.publish(producer, topics.MODEL_LOAD_FAILURES, load_failure(self._settings, record, outcome, reason))
+
+    def _wait_for_store(self, announcement: Announcement, holder: ModelHolder, outcome: Outcome) -> None:
+        """Keep serving what serves, and hold the announcement for a retry: no dead letter, no ModelLoadFailed."""
+        record = announcement.record
+        held, delay = self._pending.hold(announcement, outcome.error, time.monotonic(), time.time())
+        holder.set_pending(
+            PendingUpdate(
+                version=record.version,
+                reason=held.error,
+                since=datetime.fromtimestamp(held.since, UTC),
+                attempts=held.backoff.attempts,
+                next_attempt_at=datetime.fromtimestamp(time.time() + delay, UTC),
+            )
+        )
+        self._log.warning(
+            "model_updates.store_unavailable",
+            model_name=record.model_name,
+            version=record.version,
+            serving=outcome.fallback or outcome.previous,
+            attempt=held.backoff.attempts,
+            retry_in_s=round(delay, 2),
+            error=held.error,
+        )
 
 
 def _from_beginning(consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -8,6 +8,9 @@ it finishes (plain reference counting; the holder keeps no other copy).
 A holder may serve a *fallback*: the version it should serve was refused (its files
 fail their checksums, or it does not load), so an older promoted version serves in its
 place; `/health` says which and why until a version loads the ordinary way.
+
+A holder may also have an update *pending*: a version announced while the model store was
+unavailable, which the model-updates follower keeps trying while the current one serves.
 """
 
 from __future__ import annotations
@@ -44,12 +47,24 @@ class Fallback:
     reason: str
 
 
+@dataclass(frozen=True)
+class PendingUpdate:
+    """An announced version not loaded yet because the model store is unavailable; retried until it loads."""
+
+    version: str
+    reason: str
+    since: datetime  # when the store was first found unavailable for this version
+    attempts: int
+    next_attempt_at: datetime
+
+
 class ModelHolder:
     """Holds the current `ServedModel`; `swap` replaces it in one step."""
 
     def __init__(self) -> None:
         self._current: ServedModel | None = None
         self._fallback: Fallback | None = None
+        self._pending: PendingUpdate | None = None
         self._swap_lock = threading.Lock()
 
     @property
@@ -60,6 +75,14 @@ class ModelHolder:
     def fallback(self) -> Fallback | None:
         """Set while the current version serves in place of a refused one."""
         return self._fallback
+
+    @property
+    def pending(self) -> PendingUpdate | None:
+        """Set while an announced version waits for the model store to come back."""
+        return self._pending
+
+    def set_pending(self, pending: PendingUpdate | None) -> None:
+        self._pending = pending  # one reference, replaced whole: readers see the old or the new
 
     def swap(self, new: ServedModel, *, fallback: Fallback | None = None) -> str | None:
         """Serve `new` from now on (as a fallback for a refused version, if given); returns the version it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import uuid
 
 import pytest
@@ -136,3 +137,33 @@ def test_reload_falls_back_to_the_registry_and_refuses_a_broken_version(client, 
     response = client.post("/v1/admin/models/reload")
     assert response.status_code == 409 and f"{version} keeps serving" in response.json()["detail"]
     assert client.get("/health").json()["model_version"] == version
+
+
+def test_reload_answers_503_not_a_refusal_while_the_model_store_is_away(
+    settings, local, test_topics, make_version, run
+):
+    with socket.socket() as probe:  # a port free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = local.model_copy(
+        update={
+            "model_store": "s3://models/prod",
+            "objectstore_url": f"http://127.0.0.1:{port}",
+            "objectstore_access_key": "k",
+            "objectstore_secret_key": "s",
+        }
+    )
+    name = away.policy_for(away.target_sentiment)
+    producer = bus.make_producer(settings)
+    bus.publish(
+        producer, test_topics["updates"], announced(away, make_version(f"{run}-d", name=name).path, model_name=name)
+    )
+    bus.flush_or_raise(producer)
+    app = create_app(away, follow_updates=False)
+    app.dependency_overrides[admin_models.model_updates_topic] = lambda: test_topics["updates"]
+    with TestClient(app, headers={"X-API-Key": secrets.load_or_create(away.secrets_file).api_admin_key}) as client:
+        response = client.post("/v1/admin/models/reload")
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "10"
+        assert f"{run}-d" in response.json()["detail"] and "unavailable" in response.json()["detail"]
+        assert client.get("/health").json()["model_version"] is None

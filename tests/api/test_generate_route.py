@@ -50,6 +50,7 @@ def test_no_model_yet_is_503_with_a_message(api_settings):
             "model_version": None,
             "targets": {"positive": None},
             "fallbacks": {},
+            "pending_updates": {},
         }
 
 

@@ -12,7 +12,7 @@ from ctrlgpt import objectstore
 from models import manifest
 from models.manifest import ChecksumMismatch
 from models.registry import Registry
-from models.store import S3Store, StoreUnavailable, store_for
+from models.store import MissingObjects, S3Store, store_for
 
 pytestmark = pytest.mark.integration
 
@@ -91,9 +91,9 @@ def test_a_missing_object_or_version_is_refused(trainer, replica, bucket, versio
     registry, registered, sha = version
     store_for(trainer).publish(registry.path(registered), NAME, registered)
     objectstore.client(trainer).delete_object(Bucket=bucket, Key=f"ctrlgpt/{NAME}/{registered}/policy/config.json")
-    with pytest.raises(StoreUnavailable, match="lacks"):
+    with pytest.raises(MissingObjects, match="lacks"):
         store_for(replica).fetch(NAME, registered, sha)
-    with pytest.raises(StoreUnavailable, match="has no manifest.json"):
+    with pytest.raises(MissingObjects, match="has no manifest.json"):
         store_for(replica).fetch(NAME, "v0009-00000000", sha)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.main import create_app
 from api.ops.metrics import build_registry
 from api.ops.monitor import OpsMonitor
-from api.serving.served_model import Fallback, ModelHolder, ModelHolders
+from api.serving.served_model import Fallback, ModelHolder, ModelHolders, PendingUpdate
 from streams import groups
 from streams.consumer_lag import GroupOffsets, OffsetsSnapshot
 from streams.records import TrainingRunProgressed
@@ -130,6 +131,24 @@ def test_a_fallback_version_is_exported_with_the_version_it_replaces(ops_setting
     )
     [labels] = [dict(labels) for name, labels in scrape(None, holders) if name == "ctrlgpt_model_fallback"]
     assert labels == {"model_name": "policy-positive", "version": "v6", "refused_version": "v7"}
+
+
+def test_an_update_waiting_for_the_model_store_is_exported_with_how_long_it_waited(make_version) -> None:
+    holders = ModelHolders({"positive": "policy-positive", "negative": "policy-negative"})
+    holders.holder("positive").swap(make_version("v7", name="policy-positive").load())
+    assert not [k for k in scrape(None, holders) if k[0] == "ctrlgpt_model_update_pending_seconds"]
+    since = datetime.now(UTC) - timedelta(seconds=90)
+    for target, version in (("positive", "v8"), ("negative", "v1")):  # the negative target serves nothing yet
+        holders.holder(target).set_pending(
+            PendingUpdate(version=version, reason="unavailable", since=since, attempts=4, next_attempt_at=since)
+        )
+    waited = {
+        (dict(labels)["model_name"], dict(labels)["version"]): value
+        for (name, labels), value in scrape(None, holders).items()
+        if name == "ctrlgpt_model_update_pending_seconds"
+    }
+    assert set(waited) == {("policy-positive", "v8"), ("policy-negative", "v1")}
+    assert all(90 <= seconds < 90 + 60 for seconds in waited.values())
 
 
 def test_metrics_route_times_requests_by_route_template(api_settings) -> None:
