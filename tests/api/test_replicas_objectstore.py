@@ -3,12 +3,12 @@ each with its own data directory, cache and port, the store's keys and the signi
 
 from __future__ import annotations
 
-import secrets
 import uuid
 
 import httpx
 import pytest
 from buckets import own_bucket
+from store_hosts import generated_by, trainer_and_replicas
 from topic_reader import read_records
 
 from api.main import create_app
@@ -27,34 +27,12 @@ def _serving(url: str) -> str | None:
     return httpx.get(f"{url}/health", timeout=30).json()["model_version"]
 
 
-def _generated_by(url: str) -> str:
-    answer = httpx.post(f"{url}/generate", json={"prompt": "The cat", "max_new_tokens": 2}, timeout=60)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["model_version"]
-
-
 def test_a_promotion_reaches_both_replicas_and_a_corrupted_object_is_refused_by_both(
     settings, tmp_path, make_version, serve_api
 ):
     run = uuid.uuid4().hex[:12]
-    keys = objectstore.credentials(settings)
     with own_bucket(settings, "test-replicas") as bucket:
-        # What every host is given: the store, its keys, the signing key; a model name of this test's own.
-        shared = {
-            "model_store": f"s3://{bucket}/models",
-            "objectstore_access_key": keys.access_key,
-            "objectstore_secret_key": keys.secret_key,
-            "model_signing_key": secrets.token_urlsafe(32),
-            "policy_name": f"test-replicas-{run}",
-            "max_new_tokens_limit": 16,
-        }
-        trainer = settings.model_copy(update={**shared, "data_dir": tmp_path / "trainer"})
-        replicas = [
-            settings.model_copy(
-                update={**shared, "data_dir": tmp_path / f"replica-{one}", "api_replica_id": f"test-{run}-{one}"}
-            )
-            for one in ("a", "b")
-        ]
+        trainer, replicas = trainer_and_replicas(settings, tmp_path, bucket, f"test-replicas-{run}")
         name = trainer.policy_for(trainer.target_sentiment)
         good = make_version(f"{run}-good", name=name, seed=1)
         corrupt = make_version(f"{run}-corrupt", name=name, parent=good.version, seed=2)
@@ -72,7 +50,7 @@ def test_a_promotion_reaches_both_replicas_and_a_corrupted_object_is_refused_by_
                     both_refuse_a_corrupted_object(settings, trainer, replicas, bucket, name, good, corrupt, producer)
                     for url in (url_a, url_b):
                         assert _serving(url) == good.version
-                        assert _generated_by(url) == good.version
+                        assert generated_by(url) == good.version
                 for replica in replicas:  # each downloaded the version into a cache of its own
                     assert (replica.model_cache_dir / name / good.version / "manifest.json").is_file()
         finally:

@@ -9,7 +9,6 @@ supersedes it. The store is started again: both swap to the newest by themselves
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from contextlib import ExitStack
 
@@ -17,10 +16,10 @@ import httpx
 import pytest
 from buckets import own_bucket
 from faults import kill_service, start_service
+from store_hosts import generated_by, trainer_and_replicas
 from topic_reader import read_records
 
 from api.main import create_app
-from ctrlgpt import objectstore
 from deploy import processes
 from deploy.processes import wait_until
 from models.announcements import published
@@ -40,33 +39,12 @@ def _health(url: str) -> dict:
         return {}
 
 
-def _generated_by(url: str) -> str:
-    answer = httpx.post(f"{url}/generate", json={"prompt": "The cat", "max_new_tokens": 2}, timeout=60)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["model_version"]
-
-
 def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_back(
     settings, tmp_path, make_version, serve_api
 ):
     run = uuid.uuid4().hex[:12]
-    keys = objectstore.credentials(settings)
     with own_bucket(settings, "test-outage") as bucket, ExitStack() as stack:
-        shared = {
-            "model_store": f"s3://{bucket}/models",
-            "objectstore_access_key": keys.access_key,
-            "objectstore_secret_key": keys.secret_key,
-            "model_signing_key": secrets.token_urlsafe(32),
-            "policy_name": f"test-outage-{run}",
-            "max_new_tokens_limit": 16,
-        }
-        trainer = settings.model_copy(update={**shared, "data_dir": tmp_path / "trainer"})
-        replicas = [
-            settings.model_copy(
-                update={**shared, "data_dir": tmp_path / f"replica-{one}", "api_replica_id": f"test-{run}-{one}"}
-            )
-            for one in ("a", "b")
-        ]
+        trainer, replicas = trainer_and_replicas(settings, tmp_path, bucket, f"test-outage-{run}")
         target = trainer.target_sentiment
         name = trainer.policy_for(target)
         old = make_version(f"{run}-old", name=name, seed=1)
@@ -104,7 +82,7 @@ def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_b
                 )
                 health = _health(url)
                 assert (health["status"], health["model_version"]) == ("ok", old.version)
-                assert _generated_by(url) == old.version
+                assert generated_by(url) == old.version
         metrics = httpx.get(f"{urls[0]}/metrics", timeout=30).text
         assert f'ctrlgpt_model_update_pending_seconds{{model_name="{name}",version="{newest.version}"}}' in metrics
 
@@ -112,7 +90,7 @@ def test_both_replicas_keep_serving_through_a_store_outage_and_swap_once_it_is_b
         for url in urls:
             wait_until(lambda url=url: _health(url).get("model_version") == newest.version, what=url, timeout=TIMEOUT_S)
             assert _health(url)["pending_updates"] == {}
-            assert _generated_by(url) == newest.version
+            assert generated_by(url) == newest.version
 
         ids = {replica.api_replica_id for replica in replicas}
         never = lambda found: False  # noqa: E731 - read for QUIET_S: records that must not be there
