@@ -66,7 +66,7 @@ from models import devices
 from models.policy import load_causal_lm
 from models.reward_scoring import load_reward_model
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
-from trainer import bootstrap, data, evaluate, gate, hf, judge, ppo, stages, steering
+from trainer import bootstrap, data, evaluate, gate, hf, judge, rl, stages, steering
 from trainer.progress import ProgressCallback, ProgressReporter
 from trainer.run_config import RunConfig
 
@@ -212,7 +212,7 @@ def our_ppo(
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     work_dir: Path,
-) -> tuple[ppo.PpoResult, Timing]:
+) -> tuple[rl.RlResult, Timing]:
     """The pipeline's RL stage (`steering.reinforce`, trainer/ppo.py): fresh copies from disk, progress reported
     at every update (kept in memory here instead of produced to Kafka, an asynchronous append in the pipeline)."""
     clock = StepClock()
@@ -256,7 +256,7 @@ def bare_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path, prompts:
         batched=True,
         remove_columns=["prompt"],
     )
-    batch_size = min(ppo.BATCH_SIZE, len(dataset))
+    batch_size = min(rl.BATCH_SIZE, len(dataset))
     config = PPOConfig(
         output_dir=str(work_dir),
         use_cpu=args.device.type == "cpu",  # as trainer/hf.py: the same device for both
@@ -271,8 +271,8 @@ def bare_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path, prompts:
         gradient_accumulation_steps=1,
         local_rollout_forward_batch_size=batch_size,
         num_mini_batches=1,
-        num_ppo_epochs=ppo.PPO_EPOCHS,
-        learning_rate=ppo.LEARNING_RATE,
+        num_ppo_epochs=rl.POLICY_EPOCHS,
+        learning_rate=rl.LEARNING_RATE,
         response_length=evaluate.RESPONSE_TOKENS,
         temperature=evaluate.TEMPERATURE,
         stop_token="eos",
@@ -559,7 +559,7 @@ def train_models(
 
 def time_ppo(
     args: argparse.Namespace, config: RunConfig, trained: Trained, prompts: list[str], work: Path
-) -> tuple[ppo.PpoResult, list[Timing], list[Timing]]:
+) -> tuple[rl.RlResult, list[Timing], list[Timing]]:
     """Our PPO call and the bare one, `args.repeats` times each in alternating order; our first result.
     With no repeats, our call once and no bare one: the learning figures alone, in half the time."""
     ours: list[Timing] = []

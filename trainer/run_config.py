@@ -1,6 +1,6 @@
 """What one training run is configured with, read once from the settings and frozen.
 
-    config = RunConfig.from_settings(settings)   # refuses an unknown RL algorithm, a missing GPU, bad targets
+    config = RunConfig.from_settings(settings)   # refuses a missing GPU, bad targets
 
 Every stage takes the `RunConfig` (or the few fields it needs) instead of the settings: a run cannot see a
 setting change half-way, and a benchmark builds its own with `dataclasses.replace`.
@@ -16,19 +16,18 @@ import torch
 
 from ctrlgpt.settings import Settings
 from models import devices
-from trainer import bootstrap, evaluate, ppo
+from trainer import bootstrap, evaluate, group_rl, ppo, rl
 from trainer.gate import GateBounds
 
-__all__ = ["RL_STAGES", "ReplayLimits", "RunConfig", "rl_stage"]
+__all__ = ["RL_STAGES", "ReplayLimits", "RunConfig", "kl_coef_of"]
 
-RL_STAGES: dict[str, Callable[..., ppo.PpoResult]] = {"ppo": ppo.train}
+# One per value of the rl_algorithm setting (a Literal: the settings refuse any other).
+RL_STAGES: dict[str, Callable[..., rl.RlResult]] = {"ppo": ppo.train, "rloo": group_rl.rloo, "grpo": group_rl.grpo}
 
 
-def rl_stage(algorithm: str) -> Callable[..., ppo.PpoResult]:
-    try:
-        return RL_STAGES[algorithm]
-    except KeyError:
-        raise ValueError(f"unknown rl_algorithm {algorithm!r}; known: {', '.join(sorted(RL_STAGES))}") from None
+def kl_coef_of(settings: Settings, algorithm: str) -> float:
+    """The algorithm's own KL coefficient setting: their penalties differ in kind, so each has its own scale."""
+    return {"ppo": settings.ppo_kl_coef, "rloo": settings.rloo_beta, "grpo": settings.grpo_beta}[algorithm]
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,9 @@ class RunConfig:
     sft_epochs: float
     reward_epochs: float
     rl_algorithm: str
-    rl_train: Callable[..., ppo.PpoResult]
+    rl_train: Callable[..., rl.RlResult]
     rl_episodes: int
-    kl_coef: float
+    kl_coef: float  # of rl_algorithm (`kl_coef_of`)
     gate: GateBounds
     judge_encoder: str | None
     replay: ReplayLimits
@@ -64,9 +63,9 @@ class RunConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunConfig:
-        """Refuses, before any stage, an unknown RL algorithm, device=cuda without a GPU and targets without
-        the anchor, in that order."""
-        rl_train = rl_stage(settings.rl_algorithm)
+        """Refuses, before any stage, device=cuda without a GPU and targets without the anchor, in that order
+        (the settings already refuse an unknown rl_algorithm)."""
+        rl_train = RL_STAGES[settings.rl_algorithm]
         device = devices.of(settings)
         targets = tuple(settings.target_list)
         if settings.target_sentiment not in targets:
@@ -91,7 +90,7 @@ class RunConfig:
             rl_algorithm=settings.rl_algorithm,
             rl_train=rl_train,
             rl_episodes=settings.ppo_episodes,
-            kl_coef=settings.ppo_kl_coef,
+            kl_coef=kl_coef_of(settings, settings.rl_algorithm),
             gate=GateBounds(
                 margin=settings.gate_reward_margin,
                 max_kl=settings.gate_max_kl,
