@@ -230,6 +230,13 @@ class Settings(BaseSettings):
     ppo_kl_coef: float = Field(
         0.05, ge=0, description="Weight of the per-token KL penalty to the SFT reference in PPO."
     )
+    ppo_target_kl: float | None = Field(
+        None,
+        gt=0,
+        description="Target KL to the SFT reference per response (summed over its tokens) of PPO's adaptive KL "
+        "controller (Ziegler et al. 2019): ppo_kl_coef is then its start, moved by up to 2 % per update. "
+        "Unset: the coefficient stays fixed. PPO only.",
+    )
     rloo_beta: float = Field(
         0.05,
         ge=0,

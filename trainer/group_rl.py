@@ -152,5 +152,5 @@ def _train(
     return rl.RlResult(
         model=model,
         updates=trainer.state.global_step // rl.POLICY_EPOCHS,
-        metrics=rl.last_figures(trainer.state.log_history),
+        metrics={**rl.last_figures(trainer.state.log_history), "kl_coef": float(config.beta)},
     )

@@ -30,7 +30,31 @@ with warnings.catch_warnings():
 from models.reward_scoring import load_reward_model
 from trainer import evaluate, hf, rl
 
-__all__ = ["to_dataset", "train"]
+__all__ = ["AdaptiveKl", "adapted_kl_coef", "to_dataset", "train"]
+
+# Ziegler et al. 2019 (Fine-Tuning Language Models from Human Preferences), section 2.2: the coefficient moves
+# by at most K_BETA * ERROR_CLIP (2 %) per update toward the one that keeps the KL at its target.
+K_BETA = 0.1
+ERROR_CLIP = 0.2
+
+
+def adapted_kl_coef(kl_coef: float, kl: float, target_kl: float) -> float:
+    """The next update's KL coefficient: raised while the policy's KL is above its target, lowered below it."""
+    error = min(max(kl / target_kl - 1, -ERROR_CLIP), ERROR_CLIP)
+    return kl_coef * (1 + K_BETA * error)
+
+
+class AdaptiveKl(TrainerCallback):
+    """PPO's adaptive KL controller: after each update's log, its KL (per response, summed over its tokens,
+    as PPOTrainer logs it) sets the coefficient of the next update's penalty (PPOTrainer reads
+    `args.kl_coef` at every rollout)."""
+
+    def __init__(self, target_kl: float) -> None:
+        self.target_kl = target_kl
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "objective/kl" in logs:
+            args.kl_coef = adapted_kl_coef(args.kl_coef, float(logs["objective/kl"]), self.target_kl)
 
 
 def to_dataset(prompts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> Dataset:
@@ -52,7 +76,9 @@ def train(
     device: torch.device,
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
+    target_kl: float | None = None,
 ) -> rl.RlResult:
+    """`kl_coef` fixed, or with `target_kl` its start, adapted after every update (`AdaptiveKl`)."""
     dataset = to_dataset(prompts, tokenizer)
     batch_size = min(rl.BATCH_SIZE, len(dataset))  # the trainer drops incomplete batches: never ask for more than exist
     value_model, _ = load_reward_model(reward_dir)
@@ -82,12 +108,12 @@ def train(
             reward_model=reward_model,
             value_model=value_model,
             train_dataset=dataset,
-            callbacks=list(callbacks),
+            callbacks=[*callbacks, *([AdaptiveKl(target_kl)] if target_kl is not None else [])],
         )
     hf.quiet(trainer)
     trainer.train()
     return rl.RlResult(
         model=trainer.policy_model,
         updates=trainer.state.global_step,  # PPOTrainer counts one step per batch, whatever its PPO epochs
-        metrics=rl.last_figures(trainer.state.log_history),
+        metrics={**rl.last_figures(trainer.state.log_history), "kl_coef": float(config.kl_coef)},  # adapted or not
     )

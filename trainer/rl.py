@@ -53,7 +53,8 @@ def last_figures(log_history: Sequence[Mapping[str, float]]) -> dict[str, float]
 class RlResult:
     model: PreTrainedModel
     updates: int  # batches of episodes
-    metrics: dict[str, float] = field(default_factory=dict)  # the last logged reward, KL and loss (`last_figures`)
+    # The last logged reward, KL and loss (`last_figures`), and the KL coefficient at the end.
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def prompt_ids(prompts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:

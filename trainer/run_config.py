@@ -56,6 +56,7 @@ class RunConfig:
     rl_train: Callable[..., rl.RlResult]
     rl_episodes: int
     kl_coef: float  # of rl_algorithm (`kl_coef_of`)
+    target_kl: float | None  # PPO's adaptive KL controller's target; None: a fixed coefficient
     gate: GateBounds
     judge_encoder: str | None
     replay: ReplayLimits
@@ -63,9 +64,12 @@ class RunConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunConfig:
-        """Refuses, before any stage, device=cuda without a GPU and targets without the anchor, in that order
-        (the settings already refuse an unknown rl_algorithm)."""
+        """Refuses, before any stage, an adaptive KL target for another algorithm than PPO, device=cuda without
+        a GPU and targets without the anchor, in that order (the settings already refuse an unknown
+        rl_algorithm)."""
         rl_train = RL_STAGES[settings.rl_algorithm]
+        if settings.ppo_target_kl is not None and settings.rl_algorithm != "ppo":
+            raise ValueError(f"ppo_target_kl adapts PPO's KL coefficient only, not {settings.rl_algorithm}'s beta")
         device = devices.of(settings)
         targets = tuple(settings.target_list)
         if settings.target_sentiment not in targets:
@@ -91,6 +95,7 @@ class RunConfig:
             rl_train=rl_train,
             rl_episodes=settings.ppo_episodes,
             kl_coef=kl_coef_of(settings, settings.rl_algorithm),
+            target_kl=settings.ppo_target_kl,
             gate=GateBounds(
                 margin=settings.gate_reward_margin,
                 max_kl=settings.gate_max_kl,

@@ -166,6 +166,8 @@ def reinforce(
     callbacks: Sequence[TrainerCallback] = (),
 ) -> rl.RlResult:
     """The RL stage (`config.rl_algorithm`) from `start`, with a KL penalty to `reference`."""
+    # Only PPO takes an adaptive KL target (`RunConfig.from_settings` refuses one for the others).
+    adaptive = {} if config.target_kl is None else {"target_kl": config.target_kl}
     return config.rl_train(
         start,
         reference,
@@ -179,6 +181,7 @@ def reinforce(
         device=config.device,
         work_dir=work_dir,
         callbacks=callbacks,
+        **adaptive,
     )
 
 

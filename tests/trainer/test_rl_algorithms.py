@@ -3,6 +3,8 @@ progress under the same fields, and gets its KL coefficient to trl."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from transformers import TrainerCallback
@@ -11,6 +13,7 @@ from ctrlgpt.settings import Settings
 from models.policy import load_causal_lm
 from models.reward_scoring import load_reward_model
 from trainer import bootstrap, data, group_rl, hf, ppo, rl, steering
+from trainer.ppo import AdaptiveKl, adapted_kl_coef
 from trainer.progress import ProgressCallback, ProgressReporter
 from trainer.run_config import RunConfig
 
@@ -71,7 +74,7 @@ def test_each_algorithm_runs_from_the_setting_moves_the_policy_and_reports_alike
 
     result, before, events, args = run(algorithm, models, tmp_path, **{setting: value})
 
-    assert getattr(args, coefficient) == value  # the KL leash reaches trl's config
+    assert getattr(args, coefficient) == value == result.metrics["kl_coef"]  # the KL leash reaches trl, fixed
     assert result.updates == 1
     after = result.model.state_dict()
     assert any(not torch.equal(before[name], after[name].cpu()) for name in before)
@@ -130,3 +133,31 @@ def test_a_lora_policy_trains_its_adapter_against_its_own_frozen_copy(models, tm
     assert any(not torch.equal(value, after[name].detach().cpu()) for name, value in before.items())
     saved = hf.save(result.model, tokenizer, tmp_path / "saved")
     assert (saved / "adapter_model.safetensors").is_file() and not (saved / group_rl.REFERENCE_ADAPTER).exists()
+
+
+def test_the_adaptive_kl_coefficient_follows_the_kl_toward_its_target_by_at_most_2_percent():
+    assert adapted_kl_coef(0.1, kl=2.0, target_kl=2.0) == pytest.approx(0.1)
+    assert adapted_kl_coef(0.1, kl=2.2, target_kl=2.0) == pytest.approx(0.1 * 1.01)
+    assert adapted_kl_coef(0.1, kl=1.8, target_kl=2.0) == pytest.approx(0.1 * 0.99)
+    assert adapted_kl_coef(0.1, kl=50.0, target_kl=2.0) == pytest.approx(0.1 * 1.02)
+    assert adapted_kl_coef(0.1, kl=0.0, target_kl=2.0) == pytest.approx(0.1 * 0.98)
+
+
+def test_the_controller_sets_the_next_updates_coefficient_from_ppos_logged_kl():
+    args = SimpleNamespace(kl_coef=0.05)  # PPOTrainer reads args.kl_coef at every rollout
+    controller = AdaptiveKl(target_kl=1.0)
+    controller.on_log(args, None, None, logs={"loss": 1.0})  # SFT-like logs carry no KL: nothing moves
+    assert args.kl_coef == 0.05
+    controller.on_log(args, None, None, logs={"objective/kl": 3.0})
+    assert args.kl_coef == pytest.approx(0.05 * 1.02)
+
+
+def test_a_ppo_run_with_a_target_kl_adapts_its_coefficient(models, tmp_path):
+    result, _, _, args = run("ppo", models, tmp_path, ppo_kl_coef=0.05, ppo_target_kl=1e6)
+    assert result.metrics["kl_coef"] == args.kl_coef == pytest.approx(0.05 * 0.98)  # KL far below: down 2 %
+
+
+def test_an_adaptive_kl_target_is_refused_for_rloo_and_grpo(tmp_path):
+    for algorithm in ("rloo", "grpo"):
+        with pytest.raises(ValueError, match="ppo_target_kl adapts PPO's KL coefficient only"):
+            RunConfig.from_settings(Settings(data_dir=tmp_path, rl_algorithm=algorithm, ppo_target_kl=1.0))
