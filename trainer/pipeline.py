@@ -105,7 +105,7 @@ def run(settings: Settings, *, run_id: str | None = None, stop: threading.Event 
     started = time.monotonic()
     try:
         reporter.report("queued", message=f"rl_algorithm={settings.rl_algorithm}")
-        # Configuration: an unknown algorithm, or device=cuda without a GPU, is refused before reading anything
+        # Configuration: device=cuda without a GPU, or targets without the anchor, is refused before reading anything
         config = RunConfig.from_settings(settings)
 
         # Inputs from Kafka

@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from models import layout, manifest
 from models.policy import load_adapter_policy, load_causal_lm, load_policy
 from models.registry import Registered, Registry, model_registry
-from trainer import bootstrap, data, evaluate, gate, hf, judge, ppo, reward
+from trainer import bootstrap, data, evaluate, gate, hf, judge, reward, rl
 from trainer.progress import ProgressCallback, ProgressReporter, RunCancelled
 from trainer.run_config import RunConfig
 from trainer.stages import Tuned
@@ -104,6 +104,7 @@ def steer(
     reward_dir = hf.save(judge_model, tokenizer, work_dir / f"reward-{target}")
 
     # RL, from this run's SFT policy, with it as the KL reference
+    # The stage is named "ppo" in the event contract (streams.records.RunStage) whatever the algorithm.
     reporter.report("ppo", message=f"target={target} algorithm={config.rl_algorithm}")
     reference = load_causal_lm(shared.tuned.full_dir)[0].to(config.device)
     steered = reinforce(
@@ -114,7 +115,7 @@ def steer(
         reward_dir,
         tokenizer,
         shared.training.train_prompts,
-        work_dir / f"ppo-trainer-{target}",
+        work_dir / f"rl-trainer-{target}",
         [ProgressCallback(reporter, "ppo", stop)],
     )
 
@@ -163,8 +164,10 @@ def reinforce(
     prompts: list[str],
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
-) -> ppo.PpoResult:
+) -> rl.RlResult:
     """The RL stage (`config.rl_algorithm`) from `start`, with a KL penalty to `reference`."""
+    # Only PPO takes an adaptive KL target (`RunConfig.from_settings` refuses one for the others).
+    adaptive = {} if config.target_kl is None else {"target_kl": config.target_kl}
     return config.rl_train(
         start,
         reference,
@@ -178,6 +181,7 @@ def reinforce(
         device=config.device,
         work_dir=work_dir,
         callbacks=callbacks,
+        **adaptive,
     )
 
 
@@ -297,15 +301,13 @@ def independent_judge(
         return None, str(exc)
 
 
-def _metrics(shared: Shared, steered: ppo.PpoResult, figures: dict[str, float]) -> dict[str, float]:
+def _metrics(shared: Shared, steered: rl.RlResult, figures: dict[str, float]) -> dict[str, float]:
     return {
         "sft_loss": shared.tuned.result.loss,
         "reward_loss": shared.scorer.loss,
         "reward_accuracy": shared.scorer.accuracy,
-        "ppo_updates": float(steered.updates),
-        **{
-            f"ppo_{key.split('/')[-1]}": value for key, value in steered.metrics.items() if key.startswith("objective/")
-        },
+        "rl_updates": float(steered.updates),
+        **{f"rl_{name}": value for name, value in steered.metrics.items()},  # the RL stage's last reward, KL, loss
         **figures,
         **{key: float(value) for key, value in shared.stats.items()},
     }

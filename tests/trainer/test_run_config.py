@@ -49,11 +49,6 @@ def test_full_weights_need_no_lora(tmp_path):
     assert RunConfig.from_settings(Settings(data_dir=tmp_path)).lora is None
 
 
-def test_unknown_rl_algorithm_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown rl_algorithm 'dpo'"):
-        RunConfig.from_settings(Settings(data_dir=tmp_path, rl_algorithm="dpo"))
-
-
 def test_a_run_asked_to_use_a_missing_gpu_is_refused_before_any_stage(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(devices.NoGpu):
