@@ -43,3 +43,19 @@ def test_a_version_records_the_decisions_the_references_and_the_current_figures(
     assert recorded["reference_reward_mean"] == 1.0 and recorded["current_reward_mean"] == 0.9
     first = measured(None)
     assert not any(key.startswith("current_") for key in first.figures(first.verdict(BOUNDS, pinned=None).decision))
+
+
+def test_a_version_records_the_judges_accuracy_when_there_is_a_judge():
+    judged = Measured(
+        candidate=figures(1.2, kl=0.1),
+        reference=figures(1.0),
+        current=None,
+        threshold=0.3,
+        judge_labels=20,
+        judge_unavailable=None,
+        judge_accuracy=0.85,
+    )
+    recorded = judged.figures(judged.verdict(BOUNDS, pinned=None).decision)
+    assert recorded["judge_accuracy"] == 0.85 and recorded["judge_labels"] == 20.0
+    unjudged = measured(None)
+    assert "judge_accuracy" not in unjudged.figures(unjudged.verdict(BOUNDS, pinned=None).decision)
