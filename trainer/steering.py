@@ -38,6 +38,7 @@ __all__ = [
     "RunOutcome",
     "Shared",
     "control_figures",
+    "control_gaps",
     "evaluator_for",
     "independent_judge",
     "measure",
@@ -198,17 +199,39 @@ def register(
 def control_figures(
     config: RunConfig, training: data.TrainingData, candidates: Sequence[Candidate]
 ) -> dict[str, float]:
-    """The control gap of this run's candidates toward `positive` and toward `negative`, by the reward model
-    (the product's own view), the MiniLM judge fit toward `positive` and the lexicon; {} without both."""
-    by_target = {candidate.target.strip().lower(): candidate for candidate in candidates}
+    """The control gap of this run's candidates toward `positive` and toward `negative` (`control_gaps`);
+    {} without both."""
+    by_target = {candidate.target.strip().lower(): candidate.measured for candidate in candidates}
     if not set(CONTROL_TARGETS) <= set(by_target):
         return {}
-    evaluations = [by_target[target].measured.candidate_evaluation for target in CONTROL_TARGETS]
-    if any(evaluation is None for evaluation in evaluations):
+    positive, negative = (by_target[target] for target in CONTROL_TARGETS)
+    if positive.candidate_evaluation is None or negative.candidate_evaluation is None:
         return {}
-    toward_positive, toward_negative = evaluations
+    return control_gaps(
+        config,
+        training,
+        (positive.candidate_evaluation, positive.threshold),
+        (negative.candidate_evaluation, negative.threshold),
+    )
+
+
+def control_gaps(
+    config: RunConfig,
+    training: data.TrainingData,
+    toward_positive: tuple[evaluate.Evaluation, float],
+    toward_negative: tuple[evaluate.Evaluation, float],
+) -> dict[str, float]:
+    """The control gap with its interval (`control.control_gap`) by the reward model (the product's own
+    view), the MiniLM judge fit toward `positive` and the lexicon, from each policy's evaluation and its
+    reward model's target threshold. The negative policy's reward model is the positive one turned around,
+    so its outputs off its target side are the ones the reward model calls positive."""
+    evaluations = [toward_positive[0], toward_negative[0]]
+    on_target = [
+        [value > threshold for value in evaluation.rewards]
+        for evaluation, threshold in (toward_positive, toward_negative)
+    ]
+    verdicts = {"reward": [on_target[0], [not side for side in on_target[1]]]}
     positive_judge, _ = independent_judge(config, training, CONTROL_TARGETS[0])
-    verdicts = {"reward": [_reward_positive(by_target[target]) for target in CONTROL_TARGETS]}
     for name, scorer in (("judge", positive_judge), ("lexicon", lexicon.lexicon_judge(CONTROL_TARGETS[0])[0])):
         if scorer is not None:
             verdicts[name] = [
@@ -219,22 +242,14 @@ def control_figures(
     for name, (positive, negative) in verdicts.items():
         gap = control.control_gap(
             positive,
-            [one.prompt for one in toward_positive.samples],
+            [one.prompt for one in evaluations[0].samples],
             negative,
-            [one.prompt for one in toward_negative.samples],
+            [one.prompt for one in evaluations[1].samples],
             seed=config.seed,
         )
         figures |= gap.as_metrics(f"control_gap_{name}")
     log.info("gate.control_gap", **figures)
     return figures
-
-
-def _reward_positive(candidate: Candidate) -> list[bool]:
-    """The reward model's verdict "positive" on each of the candidate's outputs: its target side, read
-    through the target (the negative policy's reward model is the positive one turned around)."""
-    evaluation = candidate.measured.candidate_evaluation
-    on_target = [value > candidate.measured.threshold for value in evaluation.rewards]
-    return on_target if candidate.target.strip().lower() == CONTROL_TARGETS[0] else [not side for side in on_target]
 
 
 def reinforce(
