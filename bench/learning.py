@@ -446,14 +446,13 @@ def report_figures(report: Report, when: str, figures: evaluate.Figures) -> None
             f"{figures.judge_target_rate:.3f}",
             **{f"{when}_judge_target_rate": figures.judge_target_rate},
         )
-    for name, value in (
-        ("target rate (lexicon judge)", figures.lexicon_target_rate),
-        ("agreement, reward model and MiniLM judge", figures.reward_judge_agreement),
-        ("agreement, reward model and lexicon judge", figures.reward_lexicon_agreement),
-        ("agreement, the two judges", figures.judges_agreement),
+    for name, key, value in (
+        ("target rate (lexicon judge)", "lexicon_target_rate", figures.lexicon_target_rate),
+        ("agreement, reward model and MiniLM judge", "reward_judge_agreement", figures.reward_judge_agreement),
+        ("agreement, reward model and lexicon judge", "reward_lexicon_agreement", figures.reward_lexicon_agreement),
+        ("agreement, the two judges", "judges_agreement", figures.judges_agreement),
     ):
         if value is not None:
-            key = name.split(" (")[-1].rstrip(")").replace(",", "").replace(" ", "_")
             report.add(f"{when}: {name}", f"{value:.3f}", **{f"{when.replace(' ', '_')}_{key}": value})
     if figures.judge_target_mean is not None:
         report.add(

@@ -119,6 +119,9 @@ def test_a_tiny_run_measures_every_figure(capsys):
             assert math.isfinite(report.figures[f"{when}_{name}"])
         assert 0 <= report.figures[f"{when}_judge_target_rate"] <= 1
         assert 0 <= report.figures[f"{when}_judge_target_mean"] <= 1
+        for name in ("lexicon_target_rate", "reward_judge_agreement", "reward_lexicon_agreement", "judges_agreement"):
+            assert 0 <= report.figures[f"{when}_{name}"] <= 1
+    assert 0 <= report.figures["judge_accuracy"] <= 1
     assert "after_kl" in report.figures and "before_kl" not in report.figures
     for name in ("rewards", "reward_target", "judge_target", "judge_probability"):
         assert report.figures[f"change_{name}_low"] <= report.figures[f"change_{name}_high"]
