@@ -162,17 +162,17 @@ def decide(
     )
     figures["reward_hacking"] = float(hacking)
     failures = [check.text for check in checks if not check.passed]
+    flagged = [hacking_text] if hacking else []
     if not failures:
-        flagged = [hacking_text] if hacking else []
         return Decision("promote_candidate", "; ".join([check.text for check in checks] + flagged), figures)
     if baseline_is_reference:
         return Decision(
             "promote_reference",
             "no version yet, the RL candidate failed the gate, so the SFT policy "
-            "is promoted as the first version: " + "; ".join(failures),
+            "is promoted as the first version: " + "; ".join(failures + flagged),
             figures,
         )
-    return Decision("reject_candidate", "; ".join(failures + ([hacking_text] if hacking else [])), figures)
+    return Decision("reject_candidate", "; ".join(failures + flagged), figures)
 
 
 def _gain(candidate: float | None, baseline: float | None) -> float | None:

@@ -177,8 +177,10 @@ def register(
     raise_if_cancelled(stop, "register")  # a cancelled run registers nothing
     reporter.report("register", message=f"target={target}")
     stored = _sft_policy(shared, candidate.reference) if verdict.stores_reference else candidate.steered.model
+    # The flag is the stored policy's: a version that stores the SFT policy in place of a flagged candidate is not.
+    hacking = bool(metrics.get("reward_hacking")) and not verdict.stores_reference
     registered = _register(
-        config, registry, run_id, target, shared, stored, candidate.reward_model, candidate.parent, metrics
+        config, registry, run_id, target, shared, stored, candidate.reward_model, candidate.parent, metrics, hacking
     )
     sha = _settle(registry, registered.version, verdict)
     reporter.report("register", message=f"{config.model_names[target]} {registered.version} {verdict.status}")
@@ -431,6 +433,7 @@ def _register(
     reward_model: PreTrainedModel,
     parent: str | None,
     metrics: dict[str, float],
+    reward_hacking: bool,
 ) -> Registered:
     """A new version of the target's policy, status candidate until `_settle`."""
     with registry.staging() as staging:
@@ -448,7 +451,7 @@ def _register(
             name=config.model_names[target],
             page_offsets=shared.offsets.pages,
             adapter=shared.policy.adapter,
-            reward_hacking=bool(metrics.get("reward_hacking")),
+            reward_hacking=reward_hacking,
         )
 
 
