@@ -175,7 +175,7 @@ def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
     """Fluency: the geometric mean over outputs of each output's perplexity under the reference model
     (temperature 1), given its prompt. Prompt and response are re-encoded with the reference's
     tokenizer, and a response its policy ended counts its end-of-text token, so that an empty answer
-    is measured too."""
+    is measured too (as is a response that decodes to no text: as the empty answer it shows)."""
     if not samples:
         raise ValueError("no samples to measure the perplexity of")
     reference.eval()
@@ -185,7 +185,8 @@ def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
         prompt_ids = tokenizer(one.prompt, add_special_tokens=False)["input_ids"][-MAX_PROMPT_TOKENS:]
         prompt_ids = prompt_ids or [tokenizer.eos_token_id]
         response_ids = tokenizer(one.response, add_special_tokens=False)["input_ids"]
-        if one.ended:
+        if one.ended or not response_ids:
+            # An empty text (ended at once, or of tokens that decode to nothing) is the empty answer it shows.
             response_ids.append(tokenizer.eos_token_id)
         response_ids = response_ids[: positions - len(prompt_ids)]
         if not response_ids:

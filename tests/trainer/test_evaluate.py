@@ -177,3 +177,13 @@ def test_the_figures_say_how_often_the_reward_model_and_each_judge_agree() -> No
     assert metrics["candidate_reward_lexicon_agreement"] == 0.5 and metrics["candidate_judges_agreement"] == 0.75
     alone = evaluate.summarise([1.0, -1.0], 0.0)
     assert alone.reward_judge_agreement is None and "candidate_judges_agreement" not in alone.as_metrics("candidate")
+
+
+def test_a_response_that_decodes_to_no_text_is_measured_as_the_empty_answer(policy, tokenizer):
+    prompt = "A title\n\n"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    empty = evaluate.Sample(prompt, "", prompt_ids, [], False)
+    ended = evaluate.Sample(prompt, "", prompt_ids, [tokenizer.eos_token_id], True)
+    assert evaluate.perplexity(policy, tokenizer, [empty]) == pytest.approx(
+        evaluate.perplexity(policy, tokenizer, [ended])
+    )
