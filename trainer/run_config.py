@@ -16,7 +16,7 @@ import torch
 
 from ctrlgpt.settings import Settings
 from models import devices
-from trainer import bootstrap, evaluate, group_rl, ppo, rl
+from trainer import bootstrap, data, evaluate, group_rl, ppo, rl
 from trainer.gate import GateBounds
 
 __all__ = ["RL_STAGES", "ReplayLimits", "RunConfig", "kl_coef_of"]
@@ -61,6 +61,7 @@ class RunConfig:
     judge_encoder: str | None
     replay: ReplayLimits
     samples_per_prompt: int = evaluate.SAMPLES_PER_PROMPT  # of the gate's evaluation, per held-out prompt
+    heldout_prompts: int = data.HELDOUT_PROMPTS  # how many held-out prompts the gate evaluates on
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunConfig:
@@ -108,4 +109,6 @@ class RunConfig:
                 replay_pages=settings.train_replay_pages,
                 replay_labels=settings.train_replay_labels,
             ),
+            samples_per_prompt=settings.gate_samples_per_prompt,
+            heldout_prompts=settings.gate_heldout_prompts,
         )

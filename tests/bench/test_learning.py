@@ -121,6 +121,9 @@ def test_a_tiny_run_measures_every_figure(capsys):
             assert math.isfinite(report.figures[f"{when}_{name}"])
         assert 0 <= report.figures[f"{when}_judge_target_rate"] <= 1
         assert 0 <= report.figures[f"{when}_judge_target_mean"] <= 1
+        for name in ("lexicon_target_rate", "reward_judge_agreement", "reward_lexicon_agreement", "judges_agreement"):
+            assert 0 <= report.figures[f"{when}_{name}"] <= 1
+    assert 0 <= report.figures["judge_accuracy"] <= 1
     assert "ppo_after_kl" in report.figures and "before_kl" not in report.figures
     for name in ("rewards", "reward_target", "judge_target", "judge_probability"):
         assert report.figures[f"ppo_change_{name}_low"] <= report.figures[f"ppo_change_{name}_high"]
@@ -155,11 +158,11 @@ def test_the_algorithms_are_compared_row_by_row():
             f"{algorithm}_update_s": 1.5,
             f"{algorithm}_run_s": 30.0,
         }
-    figures["grpo_control_gap"] = 0.25
+    figures |= {"grpo_control_gap_judge": 0.25, "grpo_control_gap_judge_low": 0.125, "grpo_control_gap_judge_high": 0.5}
     header, rule, ppo, grpo = comparison(figures, ["ppo", "grpo"]).splitlines()
     assert "control gap" in header and rule.count("---") == header.count("|") - 1
-    assert ppo == "| ppo | 0.250 -> 0.750 | 0.500 -> 0.750 | 0.1250 | 1.200 | 1.50 | 30.0 | - |"
-    assert grpo.endswith("| +0.250 |")
+    assert ppo == "| ppo | 0.250 -> 0.750 | 0.500 -> 0.750 | - | 0.1250 | 1.200 | 1.50 | 30.0 | - |"
+    assert grpo.endswith("| +0.250 [+0.125, +0.500] |")
 
 
 def test_algorithms_are_checked_and_run_in_the_order_given(capsys):

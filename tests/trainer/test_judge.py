@@ -94,3 +94,17 @@ def test_a_bundled_encoder_with_other_weights_is_refused(tmp_path, monkeypatch):
 def test_the_bundled_encoder_is_found_offline():
     path = judge.bundled_encoder_path()
     assert (path / "model.safetensors").is_file() and not list(path.rglob("*.bin"))
+
+
+def test_cross_validated_accuracy_scores_each_label_by_a_judge_that_never_saw_it():
+    rng = np.random.default_rng(0)
+    separable = np.vstack([rng.normal(1.0, 0.3, (10, 4)), rng.normal(-1.0, 0.3, (10, 4))])
+    targets = [True] * 10 + [False] * 10
+    assert judge.cross_validated_accuracy(separable, targets) == 1.0
+    # Labels that have nothing to do with the embeddings: a judge that never saw them guesses.
+    noise = rng.normal(0.0, 1.0, (40, 4))
+    assert judge.cross_validated_accuracy(noise, [i % 2 == 0 for i in range(40)]) < 0.8
+    # The fewest labels a judge fits on still give an accuracy (two folds).
+    assert 0.0 <= judge.cross_validated_accuracy(separable[[0, 1, 10, 11]], [True, True, False, False]) <= 1.0
+    with pytest.raises(judge.JudgeUnavailable):
+        judge.cross_validated_accuracy(separable[:3], [True, True, False])
