@@ -44,6 +44,9 @@ TEMPERATURE = 0.7
 SAMPLES_PER_PROMPT = 4
 DECISION_PROBABILITY = 0.5  # every judge's boundary: above it, a text is on the target side
 MAX_PROMPT_TOKENS = 64
+# Sequences per `generate` call when sampling held-out prompts: 64 prompts x 2 samples in two calls, not 64;
+# bounded so that a larger policy's batch stays within memory.
+GENERATION_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,11 @@ def sample(
     seed: int,
     samples_per_prompt: int = SAMPLES_PER_PROMPT,
 ) -> list[Sample]:
-    """Sampled responses, reproducible for a given seed, model, prompt list and device (the model's)."""
+    """Sampled responses, `samples_per_prompt` per prompt in prompt order, reproducible for a given seed,
+    model, prompt list and device (the model's). The prompts go to `generate` in batches of
+    `GENERATION_ROWS // samples_per_prompt`, left-padded (the attention mask and the position ids skip
+    the padding), each prompt sampled `samples_per_prompt` times in the same call (num_return_sequences):
+    one call per batch instead of one per prompt."""
     model.eval()
     torch.manual_seed(seed)
     encoded = [
@@ -137,15 +144,23 @@ def sample(
         for p in prompts
     ]
     config = generation_config(tokenizer)
+    config.num_return_sequences = samples_per_prompt
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    per_batch = max(1, GENERATION_ROWS // samples_per_prompt)
     samples = []
-    for prompt, ids in zip(prompts, encoded, strict=True):
-        inputs = torch.tensor([ids] * samples_per_prompt, device=model.device)
-        output = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), generation_config=config)
-        for row in output[:, len(ids) :].tolist():
-            response_ids = _cut_at_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    for start in range(0, len(prompts), per_batch):
+        batch = encoded[start : start + per_batch]
+        width = max(len(ids) for ids in batch)
+        inputs = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch], device=model.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=model.device)
+        output = model.generate(input_ids=inputs, attention_mask=mask, generation_config=config)
+        # Row r answers prompt r // samples_per_prompt of the batch (generate repeats each prompt in place).
+        for row, generated in enumerate(output[:, width:].tolist()):
+            index = start + row // samples_per_prompt
+            response_ids = _cut_at_eos(generated, tokenizer.eos_token_id, tokenizer.pad_token_id)
             text = tokenizer.decode(response_ids, skip_special_tokens=True)
             ended = bool(response_ids) and response_ids[-1] == tokenizer.eos_token_id
-            samples.append(Sample(prompt, text, ids, response_ids, ended))
+            samples.append(Sample(prompts[index], text, encoded[index], response_ids, ended))
     return samples
 
 

@@ -87,7 +87,9 @@ def train(
         )
 
         # Per target: RL and gate; then the control gap across targets; then each target's registration
-        shared = steering.Shared(training, policy, tuned, scorer, stats, offsets or Offsets({}, {}))
+        shared = steering.Shared(
+            training, policy, tuned, scorer, stats, offsets or Offsets({}, {}), steering.Judges(config, training)
+        )
 
         def register(candidates: Sequence[steering.Candidate], gap: dict[str, float]) -> list[RunOutcome]:
             outcomes = []
@@ -105,7 +107,7 @@ def train(
         except Exception:
             register(candidates, {})  # the targets already judged keep their versions, without a control gap
             raise
-        gap = steering.control_figures(config, training, candidates)
+        gap = steering.control_figures(config, training, candidates, shared.judges)
         if gap:
             reporter.report("gate", message=", ".join(f"{key}={value:.3f}" for key, value in gap.items()))
         return register(candidates, gap)

@@ -33,6 +33,7 @@ from trainer.stages import Tuned
 __all__ = [
     "CONTROL_TARGETS",
     "Candidate",
+    "Judges",
     "Measured",
     "Offsets",
     "RunOutcome",
@@ -72,6 +73,31 @@ class Shared:
     scorer: reward.RewardResult
     stats: dict[str, int]
     offsets: Offsets
+    judges: Judges  # the run's independent judges, for every target's gate and the control gap
+
+
+class Judges:
+    """A run's independent judges: the MiniLM judge fit once per target on its share of the sentiment
+    labels, its encoder loaded once and each text embedded once (`judge.Embeddings`: the labels for every
+    target's judge, each policy's outputs for its own target's judge and the control gap's)."""
+
+    def __init__(self, config: RunConfig, training: data.TrainingData) -> None:
+        self._config = config
+        self._share = judge.split_labels(training.labels.sentiment).judge
+        self._embed: judge.Embeddings | None = None
+        self._fitted: dict[str, tuple[judge.Judge | None, str | None]] = {}
+
+    def minilm(self, target: str) -> tuple[judge.Judge | None, str | None]:
+        """The MiniLM judge toward `target`, or None and why not."""
+        if target not in self._fitted:
+            try:
+                if self._embed is None:
+                    self._embed = judge.Embeddings(judge.load_encoder(self._config.judge_encoder, self._config.device))
+                self._fitted[target] = judge.fit(self._embed, self._share.values(), target), None
+            except judge.JudgeUnavailable as exc:
+                log.warning("gate.judge_unavailable", reason=str(exc), judge_labels=len(self._share))
+                self._fitted[target] = None, str(exc)
+        return self._fitted[target]
 
 
 @dataclass(frozen=True)
@@ -148,7 +174,9 @@ def steer(
     # Gate: the candidate, the SFT reference and the current version scored alike
     raise_if_cancelled(stop, "gate")
     reporter.report("gate", message=f"target={target}")
-    measured = measure(config, shared.training, steered.model, reference, judge_model, tokenizer, current_dir, target)
+    measured = measure(
+        config, shared.training, steered.model, reference, judge_model, tokenizer, current_dir, target, shared.judges
+    )
     verdict = measured.verdict(config.gate, pinned=registry.pinned())
     figures = measured.figures(verdict.decision)
     reporter.report(
@@ -200,7 +228,7 @@ def register(
 
 
 def control_figures(
-    config: RunConfig, training: data.TrainingData, candidates: Sequence[Candidate]
+    config: RunConfig, training: data.TrainingData, candidates: Sequence[Candidate], judges: Judges | None = None
 ) -> dict[str, float]:
     """The control gap of this run's candidates toward `positive` and toward `negative` (`control_gaps`);
     {} without both."""
@@ -215,6 +243,7 @@ def control_figures(
         training,
         (positive.candidate_evaluation, positive.threshold),
         (negative.candidate_evaluation, negative.threshold),
+        judges,
     )
 
 
@@ -223,18 +252,20 @@ def control_gaps(
     training: data.TrainingData,
     toward_positive: tuple[evaluate.Evaluation, float],
     toward_negative: tuple[evaluate.Evaluation, float],
+    judges: Judges | None = None,
 ) -> dict[str, float]:
     """The control gap with its interval (`control.control_gap`) by the reward model (the product's own
     view), the MiniLM judge fit toward `positive` and the lexicon, from each policy's evaluation and its
     reward model's target threshold. The negative policy's reward model is the positive one turned around,
-    so its outputs off its target side are the ones the reward model calls positive."""
+    so its outputs off its target side are the ones the reward model calls positive. `judges`: the run's
+    (`Shared.judges`), so that nothing already embedded is embedded again."""
     evaluations = [toward_positive[0], toward_negative[0]]
     on_target = [
         [value > threshold for value in evaluation.rewards]
         for evaluation, threshold in (toward_positive, toward_negative)
     ]
     verdicts = {"reward": [on_target[0], [not side for side in on_target[1]]]}
-    positive_judge, _ = independent_judge(config, training, CONTROL_TARGETS[0])
+    positive_judge, _ = (judges or Judges(config, training)).minilm(CONTROL_TARGETS[0])
     for name, scorer in (("judge", positive_judge), ("lexicon", lexicon.lexicon_judge(CONTROL_TARGETS[0])[0])):
         if scorer is not None:
             verdicts[name] = [
@@ -350,9 +381,11 @@ def measure(
     tokenizer: PreTrainedTokenizerBase,
     current_dir: Path | None,
     target: str,
+    judges: Judges | None = None,
 ) -> Measured:
-    """Score the candidate, the SFT reference and the current version (when there is one) alike."""
-    verdict, judge_unavailable = independent_judge(config, training, target)
+    """Score the candidate, the SFT reference and the current version (when there is one) alike, each
+    sampled once; `judges`: the run's (`Shared.judges`)."""
+    verdict, judge_unavailable = (judges or Judges(config, training)).minilm(target)
     by_lexicon, lexicon_unavailable = lexicon.lexicon_judge(target)
     evaluator = evaluator_for(config, training, reward_model, tokenizer, reference, verdict, target, by_lexicon)
     candidate_evaluation = evaluator.evaluate(candidate, tokenizer, kl_reference=reference)
@@ -403,14 +436,8 @@ def evaluator_for(
 def independent_judge(
     config: RunConfig, training: data.TrainingData, target: str
 ) -> tuple[judge.Judge | None, str | None]:
-    """The judge fit on its share of the sentiment labels, or None and why not."""
-    share = judge.split_labels(training.labels.sentiment).judge
-    try:
-        encoder = judge.load_encoder(config.judge_encoder, config.device)
-        return judge.fit(encoder, share.values(), target), None
-    except judge.JudgeUnavailable as exc:
-        log.warning("gate.judge_unavailable", reason=str(exc), judge_labels=len(share))
-        return None, str(exc)
+    """The judge fit on its share of the sentiment labels, or None and why not (one target's `Judges.minilm`)."""
+    return Judges(config, training).minilm(target)
 
 
 def _metrics(shared: Shared, steered: rl.RlResult, figures: dict[str, float]) -> dict[str, float]:

@@ -56,6 +56,22 @@ def test_sampling_is_reproducible_for_a_seed(policy, tokenizer):
         assert tokenizer.eos_token_id not in one.response_ids[:-1]
 
 
+def test_prompts_are_sampled_in_batches_each_as_if_alone(policy, tokenizer, monkeypatch):
+    # Near-greedy sampling: a prompt's responses then depend on the prompt alone, so a short prompt left-padded
+    # beside a long one in one generate call must answer as it does alone (attention mask and positions skip the
+    # padding), and every batch size gives the same samples in prompt order.
+    monkeypatch.setattr(evaluate, "TEMPERATURE", 1e-4)
+    prompts = ["Bad news\n\n", "A visit to the park and the good news and the bad news of the park\n\n", "Good\n\n"]
+    alone = [evaluate.sample(policy, tokenizer, [prompt], seed=5, samples_per_prompt=2) for prompt in prompts]
+    together = evaluate.sample(policy, tokenizer, prompts, seed=5, samples_per_prompt=2)
+    assert [one.prompt for one in together] == [prompt for prompt in prompts for _ in range(2)]
+    assert [one.response_ids for one in together] == [one.response_ids for run in alone for one in run]
+    assert [one.prompt_ids for one in together] == [one.prompt_ids for run in alone for one in run]
+    monkeypatch.setattr(evaluate, "GENERATION_ROWS", 2)  # one prompt per call
+    one_by_one = evaluate.sample(policy, tokenizer, prompts, seed=5, samples_per_prompt=2)
+    assert [one.response_ids for one in one_by_one] == [one.response_ids for one in together]
+
+
 def test_kl_to_itself_is_zero_and_to_another_model_is_not(policy, tokenizer):
     samples = evaluate.sample(policy, tokenizer, PROMPTS, seed=0)
     assert evaluate.kl_to_reference(policy, copy.deepcopy(policy), samples) == pytest.approx(0.0, abs=1e-6)

@@ -79,6 +79,38 @@ def test_fit_on_the_bundled_encoder_tells_target_from_the_rest(encoder):
     assert toward_negative.target_probabilities(["A horrible, hateful day with cruel people."])[0] > 0.5
 
 
+class CountingEncoder:
+    """The real encoder, recording which texts each call embeds."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts, **kwargs):
+        self.calls.append(list(texts))
+        return self.encoder.encode(texts, **kwargs)
+
+    def get_embedding_dimension(self):
+        return self.encoder.get_embedding_dimension()
+
+
+def test_each_distinct_text_is_embedded_once_in_batches(encoder):
+    counting = CountingEncoder(encoder)
+    embed = judge.Embeddings(counting)
+    first = embed(["a fine day", "a sad day", "a fine day"])
+    again = embed(["a sad day", "a dull day"])
+    assert counting.calls == [["a fine day", "a sad day"], ["a dull day"]]
+    assert first.shape == (3, 384) and np.array_equal(first[0], first[2]) and np.array_equal(first[1], again[0])
+    direct = encoder.encode(["a dull day"], normalize_embeddings=True, convert_to_numpy=True)
+    assert np.allclose(again[1], direct[0], atol=1e-5)
+    assert embed([]).shape == (0, 384) and len(counting.calls) == 2
+    # Judges fit toward two targets on the same labels share the embeddings: the labels are embedded once.
+    texts = labels(POSITIVE, "positive") + labels(NEGATIVE, "negative")
+    judge.fit(embed, texts, "positive").target_probabilities(["a fine day"])
+    judge.fit(embed, texts, "negative").target_probabilities(["a fine day"])
+    assert len(counting.calls) == 3 and len(counting.calls[2]) == len({label.text for label in texts})
+
+
 def test_fit_with_one_side_only_says_so(encoder):
     with pytest.raises(judge.JudgeUnavailable, match="has 4 with and 0 without"):
         judge.fit(encoder, labels(POSITIVE, "positive"), "positive")
