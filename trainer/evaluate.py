@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from trainer import reward
+from trainer import control, reward
 
 __all__ = [
     "RESPONSE_TOKENS",
@@ -31,6 +31,7 @@ __all__ = [
     "TextJudge",
     "figures_of",
     "kl_to_reference",
+    "on_target_side",
     "perplexity",
     "rewards_of",
     "sample",
@@ -41,7 +42,11 @@ __all__ = [
 RESPONSE_TOKENS = 48
 TEMPERATURE = 0.7
 SAMPLES_PER_PROMPT = 4
+DECISION_PROBABILITY = 0.5  # every judge's boundary: above it, a text is on the target side
 MAX_PROMPT_TOKENS = 64
+# Sequences per `generate` call when sampling held-out prompts: 64 prompts x 2 samples in two calls, not 64;
+# bounded so that a larger policy's batch stays within memory.
+GENERATION_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,11 @@ class Figures:
     perplexity: float | None = None  # fluency under the SFT reference; None when not measured
     # The judge's mean probability of the target: unlike its rate, it moves with texts that stay on one side of 0.5.
     judge_target_mean: float | None = None
+    lexicon_target_rate: float | None = None  # share the lexicon judge (AFINN) puts on the target side
+    # Share of samples two scorers put on the same side of their boundaries (`control.agreement`)
+    reward_judge_agreement: float | None = None
+    reward_lexicon_agreement: float | None = None
+    judges_agreement: float | None = None
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
         metrics = {f"{prefix}_reward_mean": self.reward_mean, f"{prefix}_target_rate": self.target_rate}
@@ -70,6 +80,10 @@ class Figures:
             "kl": self.kl,
             "judge_target_rate": self.judge_target_rate,
             "judge_target_mean": self.judge_target_mean,
+            "lexicon_target_rate": self.lexicon_target_rate,
+            "reward_judge_agreement": self.reward_judge_agreement,
+            "reward_lexicon_agreement": self.reward_lexicon_agreement,
+            "judges_agreement": self.judges_agreement,
             "perplexity": self.perplexity,
         }
         metrics.update({f"{prefix}_{name}": value for name, value in optional.items() if value is not None})
@@ -77,7 +91,7 @@ class Figures:
 
 
 class TextJudge(Protocol):
-    """The independent judge as the evaluation sees it (`trainer.judge.Judge`)."""
+    """An independent judge as the evaluation sees it (`trainer.judge.Judge`, `trainer.lexicon.LexiconJudge`)."""
 
     def target_probabilities(self, texts: Sequence[str]) -> list[float]: ...
 
@@ -118,7 +132,11 @@ def sample(
     seed: int,
     samples_per_prompt: int = SAMPLES_PER_PROMPT,
 ) -> list[Sample]:
-    """Sampled responses, reproducible for a given seed, model, prompt list and device (the model's)."""
+    """Sampled responses, `samples_per_prompt` per prompt in prompt order, reproducible for a given seed,
+    model, prompt list and device (the model's). The prompts go to `generate` in batches of
+    `GENERATION_ROWS // samples_per_prompt`, left-padded (the attention mask and the position ids skip
+    the padding), each prompt sampled `samples_per_prompt` times in the same call (num_return_sequences):
+    one call per batch instead of one per prompt."""
     model.eval()
     torch.manual_seed(seed)
     encoded = [
@@ -126,15 +144,23 @@ def sample(
         for p in prompts
     ]
     config = generation_config(tokenizer)
+    config.num_return_sequences = samples_per_prompt
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    per_batch = max(1, GENERATION_ROWS // samples_per_prompt)
     samples = []
-    for prompt, ids in zip(prompts, encoded, strict=True):
-        inputs = torch.tensor([ids] * samples_per_prompt, device=model.device)
-        output = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), generation_config=config)
-        for row in output[:, len(ids) :].tolist():
-            response_ids = _cut_at_eos(row, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    for start in range(0, len(prompts), per_batch):
+        batch = encoded[start : start + per_batch]
+        width = max(len(ids) for ids in batch)
+        inputs = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch], device=model.device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=model.device)
+        output = model.generate(input_ids=inputs, attention_mask=mask, generation_config=config)
+        # Row r answers prompt r // samples_per_prompt of the batch (generate repeats each prompt in place).
+        for row, generated in enumerate(output[:, width:].tolist()):
+            index = start + row // samples_per_prompt
+            response_ids = _cut_at_eos(generated, tokenizer.eos_token_id, tokenizer.pad_token_id)
             text = tokenizer.decode(response_ids, skip_special_tokens=True)
             ended = bool(response_ids) and response_ids[-1] == tokenizer.eos_token_id
-            samples.append(Sample(prompt, text, ids, response_ids, ended))
+            samples.append(Sample(prompts[index], text, encoded[index], response_ids, ended))
     return samples
 
 
@@ -164,7 +190,7 @@ def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
     """Fluency: the geometric mean over outputs of each output's perplexity under the reference model
     (temperature 1), given its prompt. Prompt and response are re-encoded with the reference's
     tokenizer, and a response its policy ended counts its end-of-text token, so that an empty answer
-    is measured too."""
+    is measured too (as is a response that decodes to no text: as the empty answer it shows)."""
     if not samples:
         raise ValueError("no samples to measure the perplexity of")
     reference.eval()
@@ -174,7 +200,8 @@ def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
         prompt_ids = tokenizer(one.prompt, add_special_tokens=False)["input_ids"][-MAX_PROMPT_TOKENS:]
         prompt_ids = prompt_ids or [tokenizer.eos_token_id]
         response_ids = tokenizer(one.response, add_special_tokens=False)["input_ids"]
-        if one.ended:
+        if one.ended or not response_ids:
+            # An empty text (ended at once, or of tokens that decode to nothing) is the empty answer it shows.
             response_ids.append(tokenizer.eos_token_id)
         response_ids = response_ids[: positions - len(prompt_ids)]
         if not response_ids:
@@ -233,17 +260,30 @@ def summarise(
     judge_target_rate: float | None = None,
     judge_probabilities: Sequence[float] | None = None,
     fluency: float | None = None,
+    lexicon_probabilities: Sequence[float] | None = None,
 ) -> Figures:
-    """The figures of one policy's samples from their rewards (and the judge's probabilities, when judged)."""
+    """The figures of one policy's samples from their rewards (and each judge's probabilities, when judged)."""
+    by_reward = [value > threshold for value in rewards]
+    by_judge = None if judge_probabilities is None else on_target_side(judge_probabilities)
+    by_lexicon = None if lexicon_probabilities is None else on_target_side(lexicon_probabilities)
     return Figures(
         reward_mean=fmean(rewards),
-        target_rate=sum(value > threshold for value in rewards) / len(rewards),
+        target_rate=sum(by_reward) / len(rewards),
         kl=kl,
         samples=len(rewards),
         judge_target_rate=judge_target_rate,
         perplexity=fluency,
         judge_target_mean=None if judge_probabilities is None else fmean(judge_probabilities),
+        lexicon_target_rate=None if by_lexicon is None else sum(by_lexicon) / len(by_lexicon),
+        reward_judge_agreement=None if by_judge is None else control.agreement(by_reward, by_judge),
+        reward_lexicon_agreement=None if by_lexicon is None else control.agreement(by_reward, by_lexicon),
+        judges_agreement=None if by_judge is None or by_lexicon is None else control.agreement(by_judge, by_lexicon),
     )
+
+
+def on_target_side(probabilities: Sequence[float]) -> list[bool]:
+    """Each judged sample on the target side of the judges' decision probability."""
+    return [p > DECISION_PROBABILITY for p in probabilities]
 
 
 @dataclass(frozen=True)
@@ -252,11 +292,12 @@ class Evaluation:
     samples: list[Sample]
     rewards: list[float]  # each sample's reward, in the order of `samples`
     judge_probabilities: list[float] | None = None  # each sample's probability of the target by the judge
+    lexicon_probabilities: list[float] | None = None  # ... by the lexicon judge
 
 
 class Evaluator:
     """Scores policies alike, for the gate and the benchmark: the same held-out prompts and seed, the same
-    (newest) reward model and threshold, the same SFT reference for perplexity, the same independent judge
+    (newest) reward model and threshold, the same SFT reference for perplexity, the same independent judges
     (judged on the response alone: the prompt is the same for every policy)."""
 
     def __init__(
@@ -271,6 +312,7 @@ class Evaluator:
         reference_tokenizer: PreTrainedTokenizerBase,
         judge: TextJudge | None,
         samples_per_prompt: int = SAMPLES_PER_PROMPT,
+        lexicon: TextJudge | None = None,
     ) -> None:
         self.prompts = list(prompts)
         self.seed = seed
@@ -280,6 +322,7 @@ class Evaluator:
         self.reference = reference
         self.reference_tokenizer = reference_tokenizer
         self.judge = judge
+        self.lexicon = lexicon
         self.samples_per_prompt = samples_per_prompt
 
     def evaluate(
@@ -288,7 +331,9 @@ class Evaluator:
         """`kl_reference`: measure the KL to it (the candidate's own SFT reference, same tokenizer)."""
         samples = sample(model, tokenizer, self.prompts, seed=self.seed, samples_per_prompt=self.samples_per_prompt)
         rewards = rewards_of(samples, self.reward_model, self.reward_tokenizer)
-        judged = None if self.judge is None else self.judge.target_probabilities([s.response for s in samples])
+        responses = [one.response for one in samples]
+        judged = None if self.judge is None else self.judge.target_probabilities(responses)
+        by_lexicon = None if self.lexicon is None else self.lexicon.target_probabilities(responses)
         figures = summarise(
             rewards,
             self.threshold,
@@ -296,5 +341,6 @@ class Evaluator:
             judge_target_rate=None if judged is None else self.judge.rate(judged),
             judge_probabilities=judged,
             fluency=perplexity(self.reference, self.reference_tokenizer, samples),
+            lexicon_probabilities=by_lexicon,
         )
-        return Evaluation(figures, samples, rewards, judged)
+        return Evaluation(figures, samples, rewards, judged, by_lexicon)

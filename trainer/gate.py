@@ -4,14 +4,17 @@ The candidate is promoted only if, on the same held-out prompts, all four hold a
 
     reward      its mean reward beats the baseline's by `margin` (both scored by the newest reward model)
     KL          its KL to the SFT reference stays within `max_kl`
-    judge       the independent judge's target rate does not fall below the baseline's by more than
-                `judge_tolerance` (a reward gain the judge does not see is the reward model being gamed)
+    judges      neither independent judge's target rate (the MiniLM judge's, trainer/judge.py, and the
+                AFINN lexicon's, trainer/lexicon.py) falls below the baseline's by more than
+                `judge_tolerance`: the gate never rests on one classifier
     fluency     its perplexity under the SFT reference is at most `max_perplexity_ratio` times the baseline's
 
 The baseline is the current promoted version, or, before any version exists, the SFT reference itself:
 then a candidate that fails the gate gives way to the SFT policy, promoted as the first version, so that
-there is always a model to serve. When the judge could not be fit (too few labels), its check is skipped
-and the reason says so. The decision carries every figure it was made on.
+there is always a model to serve. A judge that cannot judge (too few labels to fit the MiniLM judge, a
+target the lexicon does not know) is skipped and the reason says so. The decision carries every figure
+it was made on, and `reward_hacking` (1 or 0): the reward rose by the margin while no judge's target rate
+rose (`control.reward_hacking`); a flagged candidate may still pass, and its reason says it was flagged.
 
 `verdict` is what a run does with the decision: promote the version it registers, hold it as a candidate
 (it passed, but an operator pinned another version), or reject it; and which policy that version stores.
@@ -24,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from trainer import control
 from trainer.evaluate import Figures
 
 __all__ = ["Decision", "GateBounds", "Verdict", "decide", "verdict"]
@@ -74,6 +78,7 @@ def verdict(
     bounds: GateBounds,
     pinned: str | None,
     judge_unavailable: str | None = None,
+    lexicon_unavailable: str | None = None,
 ) -> Verdict:
     """The gate's decision, then what it means for the registry: `pinned` is the version an operator pinned."""
     decision = decide(
@@ -85,6 +90,7 @@ def verdict(
         judge_tolerance=bounds.judge_tolerance,
         max_perplexity_ratio=bounds.max_perplexity_ratio,
         judge_unavailable=judge_unavailable,
+        lexicon_unavailable=lexicon_unavailable,
     )
     if decision.promotes and pinned is not None:
         return Verdict("candidate", f"passed the gate ({decision.reason}); not promoted: {pinned} is pinned", decision)
@@ -109,8 +115,9 @@ def decide(
     judge_tolerance: float,
     max_perplexity_ratio: float,
     judge_unavailable: str | None = None,
+    lexicon_unavailable: str | None = None,
 ) -> Decision:
-    """`judge_unavailable`: why there are no judge figures, when there are none."""
+    """`judge_unavailable`, `lexicon_unavailable`: why a judge has no figures, when it has none."""
     if candidate.kl is None:
         raise ValueError("the candidate's KL to its reference was not measured")
     if candidate.perplexity is None or baseline.perplexity is None:
@@ -119,7 +126,22 @@ def decide(
     checks = [
         _reward_check(candidate, baseline, baseline_name, margin),
         _kl_check(candidate.kl, max_kl),
-        _judge_check(candidate, baseline, baseline_name, judge_tolerance, judge_unavailable),
+        _judge_check(
+            "independent judge",
+            candidate.judge_target_rate,
+            baseline.judge_target_rate,
+            baseline_name,
+            judge_tolerance,
+            judge_unavailable,
+        ),
+        _judge_check(
+            "lexicon judge",
+            candidate.lexicon_target_rate,
+            baseline.lexicon_target_rate,
+            baseline_name,
+            judge_tolerance,
+            lexicon_unavailable,
+        ),
         _fluency_check(candidate.perplexity, baseline.perplexity, baseline_name, max_perplexity_ratio),
     ]
     figures = {
@@ -130,17 +152,31 @@ def decide(
         "gate_judge_tolerance": judge_tolerance,
         "gate_max_perplexity_ratio": max_perplexity_ratio,
     }
+    hacking, hacking_text = control.reward_hacking(
+        candidate.reward_mean - baseline.reward_mean,
+        {
+            "independent judge": _gain(candidate.judge_target_rate, baseline.judge_target_rate),
+            "lexicon judge": _gain(candidate.lexicon_target_rate, baseline.lexicon_target_rate),
+        },
+        margin=margin,
+    )
+    figures["reward_hacking"] = float(hacking)
     failures = [check.text for check in checks if not check.passed]
+    flagged = [hacking_text] if hacking else []
     if not failures:
-        return Decision("promote_candidate", "; ".join(check.text for check in checks), figures)
+        return Decision("promote_candidate", "; ".join([check.text for check in checks] + flagged), figures)
     if baseline_is_reference:
         return Decision(
             "promote_reference",
             "no version yet, the RL candidate failed the gate, so the SFT policy "
-            "is promoted as the first version: " + "; ".join(failures),
+            "is promoted as the first version: " + "; ".join(failures + flagged),
             figures,
         )
-    return Decision("reject_candidate", "; ".join(failures), figures)
+    return Decision("reject_candidate", "; ".join(failures + flagged), figures)
+
+
+def _gain(candidate: float | None, baseline: float | None) -> float | None:
+    return None if candidate is None or baseline is None else candidate - baseline
 
 
 def _reward_check(candidate: Figures, baseline: Figures, baseline_name: str, margin: float) -> _Check:
@@ -165,18 +201,21 @@ def _kl_check(kl: float, max_kl: float) -> _Check:
 
 
 def _judge_check(
-    candidate: Figures, baseline: Figures, baseline_name: str, tolerance: float, unavailable: str | None
+    name: str,
+    candidate_rate: float | None,
+    baseline_rate: float | None,
+    baseline_name: str,
+    tolerance: float,
+    unavailable: str | None,
 ) -> _Check:
-    if candidate.judge_target_rate is None or baseline.judge_target_rate is None:
-        return _Check(True, f"independent judge not applied: {unavailable or 'no judge figures'}")
-    floor = baseline.judge_target_rate - tolerance
-    rates = f"judge's target rate {candidate.judge_target_rate:.3f}"
-    if candidate.judge_target_rate >= floor:
-        return _Check(True, f"{rates} >= {baseline_name}'s {baseline.judge_target_rate:.3f} - {tolerance:.3f}")
+    if candidate_rate is None or baseline_rate is None:
+        return _Check(True, f"{name} not applied: {unavailable or 'no judge figures'}")
+    rates = f"{name}'s target rate {candidate_rate:.3f}"
+    if candidate_rate >= baseline_rate - tolerance:
+        return _Check(True, f"{rates} >= {baseline_name}'s {baseline_rate:.3f} - {tolerance:.3f}")
     return _Check(
         False,
-        f"{rates} falls below {baseline_name}'s {baseline.judge_target_rate:.3f} by more than the tolerance "
-        f"{tolerance:.3f}",
+        f"{rates} falls below {baseline_name}'s {baseline_rate:.3f} by more than the tolerance {tolerance:.3f}",
     )
 
 

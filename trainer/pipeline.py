@@ -49,8 +49,10 @@ def train(
     """Every stage of a run on the given records (in log order): SFT and the reward model once,
     then RL, gate and registration once per target; registers one version per target.
 
-    `on_registered` sees each target's outcome as soon as it is registered: a promotion is
-    announced even when a later target's stages fail."""
+    Every target's version records the run's control gap (when it steered toward positive and negative),
+    so registration waits for every target's gate; when a later target's stages fail, the targets already
+    judged are registered (without the gap) before the failure is raised. `on_registered` sees each
+    target's outcome as soon as it is registered."""
     work_dir = config.runs_dir / run_id
 
     def callbacks(stage: str) -> list[ProgressCallback]:
@@ -58,7 +60,7 @@ def train(
 
     try:
         # Data: what is new, plus the replay sample, as pairs and prompts
-        training = data.build(pages, label_events, config.anchor)
+        training = data.build(pages, label_events, config.anchor, config.heldout_prompts)
         stats = training.stats() | (counts or {})
         reporter.report("data", message=", ".join(f"{key}={value}" for key, value in stats.items()))
         stages.require_enough(training)
@@ -84,13 +86,31 @@ def train(
             config, start, policy.tokenizer, training.reward_pairs, work_dir, callbacks("reward")
         )
 
-        # Per target: RL, gate, register
-        shared = steering.Shared(training, policy, tuned, scorer, stats, offsets or Offsets({}, {}))
-        outcomes = []
-        for target in config.targets:
-            outcomes.append(steering.steer(config, run_id, target, shared, reporter, work_dir, stop))
-            on_registered(outcomes[-1])
-        return outcomes
+        # Per target: RL and gate; then the control gap across targets; then each target's registration
+        shared = steering.Shared(
+            training, policy, tuned, scorer, stats, offsets or Offsets({}, {}), steering.Judges(config, training)
+        )
+
+        def register(candidates: Sequence[steering.Candidate], gap: dict[str, float]) -> list[RunOutcome]:
+            outcomes = []
+            for candidate in candidates:
+                outcomes.append(steering.register(config, run_id, candidate, shared, reporter, stop, gap))
+                on_registered(outcomes[-1])
+            return outcomes
+
+        candidates: list[steering.Candidate] = []
+        try:
+            for target in config.targets:
+                candidates.append(steering.steer(config, run_id, target, shared, reporter, work_dir, stop))
+        except RunCancelled:
+            raise
+        except Exception:
+            register(candidates, {})  # the targets already judged keep their versions, without a control gap
+            raise
+        gap = steering.control_figures(config, training, candidates, shared.judges)
+        if gap:
+            reporter.report("gate", message=", ".join(f"{key}={value:.3f}" for key, value in gap.items()))
+        return register(candidates, gap)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
@@ -105,7 +125,7 @@ def run(settings: Settings, *, run_id: str | None = None, stop: threading.Event 
     started = time.monotonic()
     try:
         reporter.report("queued", message=f"rl_algorithm={settings.rl_algorithm}")
-        # Configuration: an unknown algorithm, or device=cuda without a GPU, is refused before reading anything
+        # Configuration: device=cuda without a GPU, or targets without the anchor, is refused before reading anything
         config = RunConfig.from_settings(settings)
 
         # Inputs from Kafka

@@ -1,5 +1,5 @@
-"""Stage 3, PPO: steer the SFT policy toward the target sentiment, with a KL penalty to the SFT
-reference, with `trl.experimental.ppo.PPOTrainer`.
+"""Stage 3, PPO (rl_algorithm=ppo): steer the SFT policy toward the target sentiment, with a KL penalty
+to the SFT reference, with `trl.experimental.ppo.PPOTrainer`.
 
     result = ppo.train(policy_model, reference_model, reward_model, reward_dir, tokenizer, prompts,
                        episodes=64, kl_coef=0.05, seed=0, device=device, work_dir=Path("/tmp/ppo"))
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,30 +28,38 @@ with warnings.catch_warnings():
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from models.reward_scoring import load_reward_model
-from trainer import evaluate, hf
+from trainer import evaluate, hf, rl
 
-__all__ = ["PpoResult", "to_dataset", "train"]
+__all__ = ["AdaptiveKl", "adapted_kl_coef", "to_dataset", "train"]
 
-BATCH_SIZE = 8
-PPO_EPOCHS = 4
-LEARNING_RATE = 5e-5
+# Ziegler et al. 2019 (Fine-Tuning Language Models from Human Preferences), section 2.2: the coefficient moves
+# by at most K_BETA * ERROR_CLIP (2 %) per update toward the one that keeps the KL at its target.
+K_BETA = 0.1
+ERROR_CLIP = 0.2
 
 
-@dataclass(frozen=True)
-class PpoResult:
-    model: PreTrainedModel
-    updates: int
-    metrics: dict[str, float] = field(default_factory=dict)  # the last update's objectives
+def adapted_kl_coef(kl_coef: float, kl: float, target_kl: float) -> float:
+    """The next update's KL coefficient: raised while the policy's KL is above its target, lowered below it."""
+    error = min(max(kl / target_kl - 1, -ERROR_CLIP), ERROR_CLIP)
+    return kl_coef * (1 + K_BETA * error)
+
+
+class AdaptiveKl(TrainerCallback):
+    """PPO's adaptive KL controller: after each update's log, its KL (per response, summed over its tokens,
+    as PPOTrainer logs it) sets the coefficient of the next update's penalty (PPOTrainer reads
+    `args.kl_coef` at every rollout)."""
+
+    def __init__(self, target_kl: float) -> None:
+        self.target_kl = target_kl
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "objective/kl" in logs:
+            args.kl_coef = adapted_kl_coef(args.kl_coef, float(logs["objective/kl"]), self.target_kl)
 
 
 def to_dataset(prompts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> Dataset:
     """Tokenized prompts (no padding: the collator pads on the left), cut to their last tokens."""
-    if len(prompts) < 2:
-        raise ValueError(f"PPO needs at least 2 training prompts, got {len(prompts)}")
-    rows = [
-        tokenizer(prompt, add_special_tokens=False)["input_ids"][-evaluate.MAX_PROMPT_TOKENS :] for prompt in prompts
-    ]
-    return Dataset.from_dict({"input_ids": [ids or [tokenizer.eos_token_id] for ids in rows]})
+    return Dataset.from_dict({"input_ids": rl.prompt_ids(prompts, tokenizer)})
 
 
 def train(
@@ -69,9 +76,11 @@ def train(
     device: torch.device,
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
-) -> PpoResult:
+    target_kl: float | None = None,
+) -> rl.RlResult:
+    """`kl_coef` fixed, or with `target_kl` its start, adapted after every update (`AdaptiveKl`)."""
     dataset = to_dataset(prompts, tokenizer)
-    batch_size = min(BATCH_SIZE, len(dataset))  # the trainer drops incomplete batches: never ask for more than exist
+    batch_size = min(rl.BATCH_SIZE, len(dataset))  # the trainer drops incomplete batches: never ask for more than exist
     value_model, _ = load_reward_model(reward_dir)
     config = PPOConfig(
         **hf.trainer_arguments(work_dir, seed, device, logging_steps=1),
@@ -80,8 +89,8 @@ def train(
         gradient_accumulation_steps=1,
         local_rollout_forward_batch_size=batch_size,
         num_mini_batches=1,
-        num_ppo_epochs=PPO_EPOCHS,
-        learning_rate=LEARNING_RATE,
+        num_ppo_epochs=rl.POLICY_EPOCHS,
+        learning_rate=rl.LEARNING_RATE,
         response_length=evaluate.RESPONSE_TOKENS,
         temperature=evaluate.TEMPERATURE,
         stop_token="eos",
@@ -99,11 +108,12 @@ def train(
             reward_model=reward_model,
             value_model=value_model,
             train_dataset=dataset,
-            callbacks=list(callbacks),
+            callbacks=[*callbacks, *([AdaptiveKl(target_kl)] if target_kl is not None else [])],
         )
     hf.quiet(trainer)
     trainer.train()
-    last = trainer.state.log_history[-1] if trainer.state.log_history else {}
-    return PpoResult(
-        model=trainer.policy_model, updates=trainer.state.global_step, metrics={k: float(v) for k, v in last.items()}
+    return rl.RlResult(
+        model=trainer.policy_model,
+        updates=trainer.state.global_step,  # PPOTrainer counts one step per batch, whatever its PPO epochs
+        metrics={**rl.last_figures(trainer.state.log_history), "kl_coef": float(config.kl_coef)},  # adapted or not
     )

@@ -14,23 +14,15 @@ from transformers import (
 )
 
 from streams.records import RunStage, TrainingRunProgressed
+from trainer import rl
 
 __all__ = ["ProgressCallback", "ProgressReporter", "RunCancelled"]
 
 log = structlog.get_logger()
 
-# Which logged figure of each trainer is the stage's loss, reward and KL (SFT/reward log "loss", PPO its objectives).
-LOSS_KEYS = ("loss", "loss/policy_avg")
-REWARD_KEYS = ("objective/scores",)
-KL_KEYS = ("objective/kl",)
-
 
 class RunCancelled(RuntimeError):
     """The service is stopping: the run ends between two training steps."""
-
-
-def _first(logs: dict[str, float], keys: tuple[str, ...]) -> float | None:
-    return next((float(logs[key]) for key in keys if key in logs), None)
 
 
 class ProgressReporter:
@@ -87,17 +79,11 @@ class ProgressCallback(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kwargs: object,
     ) -> None:
-        logs = logs or {}
-        if not any(key in logs for key in LOSS_KEYS + REWARD_KEYS + KL_KEYS):
+        # Each trainer's names for them (PPO's, RLOO's, GRPO's, SFT's) mapped to the same fields.
+        figures = rl.figures(logs or {})
+        if not figures:
             return  # the closing summary (train_runtime, ...) carries no step figures
-        self.reporter.report(
-            self.stage,
-            step=state.global_step,
-            total_steps=state.max_steps,
-            loss=_first(logs, LOSS_KEYS),
-            reward=_first(logs, REWARD_KEYS),
-            kl=_first(logs, KL_KEYS),
-        )
+        self.reporter.report(self.stage, step=state.global_step, total_steps=state.max_steps, **figures)
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object

@@ -1,6 +1,6 @@
 """What one training run is configured with, read once from the settings and frozen.
 
-    config = RunConfig.from_settings(settings)   # refuses an unknown RL algorithm, a missing GPU, bad targets
+    config = RunConfig.from_settings(settings)   # refuses a missing GPU, bad targets
 
 Every stage takes the `RunConfig` (or the few fields it needs) instead of the settings: a run cannot see a
 setting change half-way, and a benchmark builds its own with `dataclasses.replace`.
@@ -16,19 +16,18 @@ import torch
 
 from ctrlgpt.settings import Settings
 from models import devices
-from trainer import bootstrap, evaluate, ppo
+from trainer import bootstrap, data, evaluate, group_rl, ppo, rl
 from trainer.gate import GateBounds
 
-__all__ = ["RL_STAGES", "ReplayLimits", "RunConfig", "rl_stage"]
+__all__ = ["RL_STAGES", "ReplayLimits", "RunConfig", "kl_coef_of"]
 
-RL_STAGES: dict[str, Callable[..., ppo.PpoResult]] = {"ppo": ppo.train}
+# One per value of the rl_algorithm setting (a Literal: the settings refuse any other).
+RL_STAGES: dict[str, Callable[..., rl.RlResult]] = {"ppo": ppo.train, "rloo": group_rl.rloo, "grpo": group_rl.grpo}
 
 
-def rl_stage(algorithm: str) -> Callable[..., ppo.PpoResult]:
-    try:
-        return RL_STAGES[algorithm]
-    except KeyError:
-        raise ValueError(f"unknown rl_algorithm {algorithm!r}; known: {', '.join(sorted(RL_STAGES))}") from None
+def kl_coef_of(settings: Settings, algorithm: str) -> float:
+    """The algorithm's own KL coefficient setting: their penalties differ in kind, so each has its own scale."""
+    return {"ppo": settings.ppo_kl_coef, "rloo": settings.rloo_beta, "grpo": settings.grpo_beta}[algorithm]
 
 
 @dataclass(frozen=True)
@@ -54,19 +53,24 @@ class RunConfig:
     sft_epochs: float
     reward_epochs: float
     rl_algorithm: str
-    rl_train: Callable[..., ppo.PpoResult]
+    rl_train: Callable[..., rl.RlResult]
     rl_episodes: int
-    kl_coef: float
+    kl_coef: float  # of rl_algorithm (`kl_coef_of`)
+    target_kl: float | None  # PPO's adaptive KL controller's target; None: a fixed coefficient
     gate: GateBounds
     judge_encoder: str | None
     replay: ReplayLimits
     samples_per_prompt: int = evaluate.SAMPLES_PER_PROMPT  # of the gate's evaluation, per held-out prompt
+    heldout_prompts: int = data.HELDOUT_PROMPTS  # how many held-out prompts the gate evaluates on
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunConfig:
-        """Refuses, before any stage, an unknown RL algorithm, device=cuda without a GPU and targets without
-        the anchor, in that order."""
-        rl_train = rl_stage(settings.rl_algorithm)
+        """Refuses, before any stage, an adaptive KL target for another algorithm than PPO, device=cuda without
+        a GPU and targets without the anchor, in that order (the settings already refuse an unknown
+        rl_algorithm)."""
+        rl_train = RL_STAGES[settings.rl_algorithm]
+        if settings.ppo_target_kl is not None and settings.rl_algorithm != "ppo":
+            raise ValueError(f"ppo_target_kl adapts PPO's KL coefficient only, not {settings.rl_algorithm}'s beta")
         device = devices.of(settings)
         targets = tuple(settings.target_list)
         if settings.target_sentiment not in targets:
@@ -91,7 +95,8 @@ class RunConfig:
             rl_algorithm=settings.rl_algorithm,
             rl_train=rl_train,
             rl_episodes=settings.ppo_episodes,
-            kl_coef=settings.ppo_kl_coef,
+            kl_coef=kl_coef_of(settings, settings.rl_algorithm),
+            target_kl=settings.ppo_target_kl,
             gate=GateBounds(
                 margin=settings.gate_reward_margin,
                 max_kl=settings.gate_max_kl,
@@ -104,4 +109,6 @@ class RunConfig:
                 replay_pages=settings.train_replay_pages,
                 replay_labels=settings.train_replay_labels,
             ),
+            samples_per_prompt=settings.gate_samples_per_prompt,
+            heldout_prompts=settings.gate_heldout_prompts,
         )

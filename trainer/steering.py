@@ -1,7 +1,12 @@
 """The per-target stages of a run: RL toward one target, the gate against that target's current version,
 and the registration of the version it gives.
 
-    outcome = steering.steer(config, run_id, target, shared, reporter, work_dir, stop)
+    candidates = [steering.steer(config, run_id, target, shared, reporter, work_dir, stop) for target in targets]
+    gap = steering.control_figures(config, shared.training, candidates)   # {} unless positive and negative
+    outcome = steering.register(config, run_id, candidates[0], shared, reporter, stop, gap)
+
+Registration waits for every target's gate so that each version records the run's control gap, which
+needs the outputs of both the positive and the negative policy.
 
 `shared` is what the shared stages (`trainer.stages`) trained once for every target. The gate's verdict is
 `gate.verdict` (pure): this module measures what it judges on and acts on what it says.
@@ -20,26 +25,34 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from models import layout, manifest
 from models.policy import load_adapter_policy, load_causal_lm, load_policy
 from models.registry import Registered, Registry, model_registry
-from trainer import bootstrap, data, evaluate, gate, hf, judge, ppo, reward
+from trainer import bootstrap, control, data, evaluate, gate, hf, judge, lexicon, reward, rl
 from trainer.progress import ProgressCallback, ProgressReporter, RunCancelled
 from trainer.run_config import RunConfig
 from trainer.stages import Tuned
 
 __all__ = [
+    "CONTROL_TARGETS",
+    "Candidate",
+    "Judges",
     "Measured",
     "Offsets",
     "RunOutcome",
     "Shared",
+    "control_figures",
+    "control_gaps",
     "evaluator_for",
     "independent_judge",
     "measure",
     "raise_if_cancelled",
+    "register",
     "registry_of",
     "reinforce",
     "steer",
 ]
 
 log = structlog.get_logger()
+
+CONTROL_TARGETS = ("positive", "negative")  # the control gap: positive rate under the first minus under the second
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,31 @@ class Shared:
     scorer: reward.RewardResult
     stats: dict[str, int]
     offsets: Offsets
+    judges: Judges  # the run's independent judges, for every target's gate and the control gap
+
+
+class Judges:
+    """A run's independent judges: the MiniLM judge fit once per target on its share of the sentiment
+    labels, its encoder loaded once and each text embedded once (`judge.Embeddings`: the labels for every
+    target's judge, each policy's outputs for its own target's judge and the control gap's)."""
+
+    def __init__(self, config: RunConfig, training: data.TrainingData) -> None:
+        self._config = config
+        self._share = judge.split_labels(training.labels.sentiment).judge
+        self._embed: judge.Embeddings | None = None
+        self._fitted: dict[str, tuple[judge.Judge | None, str | None]] = {}
+
+    def minilm(self, target: str) -> tuple[judge.Judge | None, str | None]:
+        """The MiniLM judge toward `target`, or None and why not."""
+        if target not in self._fitted:
+            try:
+                if self._embed is None:
+                    self._embed = judge.Embeddings(judge.load_encoder(self._config.judge_encoder, self._config.device))
+                self._fitted[target] = judge.fit(self._embed, self._share.values(), target), None
+            except judge.JudgeUnavailable as exc:
+                log.warning("gate.judge_unavailable", reason=str(exc), judge_labels=len(self._share))
+                self._fitted[target] = None, str(exc)
+        return self._fitted[target]
 
 
 @dataclass(frozen=True)
@@ -86,6 +124,20 @@ def raise_if_cancelled(stop: threading.Event | None, stage: str) -> None:
         raise RunCancelled(f"cancelled before {stage}")
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One target's RL policy, measured and judged by the gate, not yet registered."""
+
+    target: str
+    steered: rl.RlResult
+    reference: PreTrainedModel  # this run's SFT policy, full weights
+    reward_model: PreTrainedModel  # the run's reward model turned toward the target
+    parent: str | None  # the version this one would replace
+    measured: Measured
+    verdict: gate.Verdict
+    figures: dict[str, float]  # the gate's (`Measured.figures`)
+
+
 def steer(
     config: RunConfig,
     run_id: str,
@@ -94,8 +146,8 @@ def steer(
     reporter: ProgressReporter,
     work_dir: Path,
     stop: threading.Event | None,
-) -> RunOutcome:
-    """RL toward one target, its gate against that target's current version, and its registration."""
+) -> Candidate:
+    """RL toward one target and its gate against that target's current version; `register` records it."""
     tokenizer = shared.policy.tokenizer
     registry = registry_of(config, target)
     current_dir = registry.current_dir()
@@ -104,6 +156,7 @@ def steer(
     reward_dir = hf.save(judge_model, tokenizer, work_dir / f"reward-{target}")
 
     # RL, from this run's SFT policy, with it as the KL reference
+    # The stage is named "ppo" in the event contract (streams.records.RunStage) whatever the algorithm.
     reporter.report("ppo", message=f"target={target} algorithm={config.rl_algorithm}")
     reference = load_causal_lm(shared.tuned.full_dir)[0].to(config.device)
     steered = reinforce(
@@ -114,14 +167,16 @@ def steer(
         reward_dir,
         tokenizer,
         shared.training.train_prompts,
-        work_dir / f"ppo-trainer-{target}",
+        work_dir / f"rl-trainer-{target}",
         [ProgressCallback(reporter, "ppo", stop)],
     )
 
     # Gate: the candidate, the SFT reference and the current version scored alike
     raise_if_cancelled(stop, "gate")
     reporter.report("gate", message=f"target={target}")
-    measured = measure(config, shared.training, steered.model, reference, judge_model, tokenizer, current_dir, target)
+    measured = measure(
+        config, shared.training, steered.model, reference, judge_model, tokenizer, current_dir, target, shared.judges
+    )
     verdict = measured.verdict(config.gate, pinned=registry.pinned())
     figures = measured.figures(verdict.decision)
     reporter.report(
@@ -130,13 +185,32 @@ def steer(
         kl=figures["candidate_kl"],
         message=f"target={target} {verdict.decision.outcome}: {verdict.decision.reason}",
     )
-    metrics = _metrics(shared, steered, figures)
+    return Candidate(target, steered, reference, judge_model, parent, measured, verdict, figures)
 
-    # Register, then promote, hold or reject as the verdict says
+
+def register(
+    config: RunConfig,
+    run_id: str,
+    candidate: Candidate,
+    shared: Shared,
+    reporter: ProgressReporter,
+    stop: threading.Event | None,
+    control_figures: dict[str, float],
+) -> RunOutcome:
+    """Register the candidate's version, then promote, hold or reject it as its verdict says.
+
+    `control_figures`: the run's control gap (`control_figures`), recorded with every target's version."""
+    target, verdict = candidate.target, candidate.verdict
+    registry = registry_of(config, target)
+    metrics = _metrics(shared, candidate.steered, candidate.figures) | control_figures
     raise_if_cancelled(stop, "register")  # a cancelled run registers nothing
     reporter.report("register", message=f"target={target}")
-    stored = _sft_policy(shared, reference) if verdict.stores_reference else steered.model
-    registered = _register(config, registry, run_id, target, shared, stored, judge_model, parent, metrics)
+    stored = _sft_policy(shared, candidate.reference) if verdict.stores_reference else candidate.steered.model
+    # The flag is the stored policy's: a version that stores the SFT policy in place of a flagged candidate is not.
+    hacking = bool(metrics.get("reward_hacking")) and not verdict.stores_reference
+    registered = _register(
+        config, registry, run_id, target, shared, stored, candidate.reward_model, candidate.parent, metrics, hacking
+    )
     sha = _settle(registry, registered.version, verdict)
     reporter.report("register", message=f"{config.model_names[target]} {registered.version} {verdict.status}")
     return RunOutcome(
@@ -146,11 +220,70 @@ def steer(
         verdict.decision.reason,
         registered.path,
         sha,
-        parent,
+        candidate.parent,
         metrics,
         target=target,
         model_name=config.model_names[target],
     )
+
+
+def control_figures(
+    config: RunConfig, training: data.TrainingData, candidates: Sequence[Candidate], judges: Judges | None = None
+) -> dict[str, float]:
+    """The control gap of this run's candidates toward `positive` and toward `negative` (`control_gaps`);
+    {} without both."""
+    by_target = {candidate.target.strip().lower(): candidate.measured for candidate in candidates}
+    if not set(CONTROL_TARGETS) <= set(by_target):
+        return {}
+    positive, negative = (by_target[target] for target in CONTROL_TARGETS)
+    if positive.candidate_evaluation is None or negative.candidate_evaluation is None:
+        return {}
+    return control_gaps(
+        config,
+        training,
+        (positive.candidate_evaluation, positive.threshold),
+        (negative.candidate_evaluation, negative.threshold),
+        judges,
+    )
+
+
+def control_gaps(
+    config: RunConfig,
+    training: data.TrainingData,
+    toward_positive: tuple[evaluate.Evaluation, float],
+    toward_negative: tuple[evaluate.Evaluation, float],
+    judges: Judges | None = None,
+) -> dict[str, float]:
+    """The control gap with its interval (`control.control_gap`) by the reward model (the product's own
+    view), the MiniLM judge fit toward `positive` and the lexicon, from each policy's evaluation and its
+    reward model's target threshold. The negative policy's reward model is the positive one turned around,
+    so its outputs off its target side are the ones the reward model calls positive. `judges`: the run's
+    (`Shared.judges`), so that nothing already embedded is embedded again."""
+    evaluations = [toward_positive[0], toward_negative[0]]
+    on_target = [
+        [value > threshold for value in evaluation.rewards]
+        for evaluation, threshold in (toward_positive, toward_negative)
+    ]
+    verdicts = {"reward": [on_target[0], [not side for side in on_target[1]]]}
+    positive_judge, _ = (judges or Judges(config, training)).minilm(CONTROL_TARGETS[0])
+    for name, scorer in (("judge", positive_judge), ("lexicon", lexicon.lexicon_judge(CONTROL_TARGETS[0])[0])):
+        if scorer is not None:
+            verdicts[name] = [
+                evaluate.on_target_side(scorer.target_probabilities([one.response for one in evaluation.samples]))
+                for evaluation in evaluations
+            ]
+    figures = {}
+    for name, (positive, negative) in verdicts.items():
+        gap = control.control_gap(
+            positive,
+            [one.prompt for one in evaluations[0].samples],
+            negative,
+            [one.prompt for one in evaluations[1].samples],
+            seed=config.seed,
+        )
+        figures |= gap.as_metrics(f"control_gap_{name}")
+    log.info("gate.control_gap", **figures)
+    return figures
 
 
 def reinforce(
@@ -163,8 +296,10 @@ def reinforce(
     prompts: list[str],
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
-) -> ppo.PpoResult:
+) -> rl.RlResult:
     """The RL stage (`config.rl_algorithm`) from `start`, with a KL penalty to `reference`."""
+    # Only PPO takes an adaptive KL target (`RunConfig.from_settings` refuses one for the others).
+    adaptive = {} if config.target_kl is None else {"target_kl": config.target_kl}
     return config.rl_train(
         start,
         reference,
@@ -178,6 +313,7 @@ def reinforce(
         device=config.device,
         work_dir=work_dir,
         callbacks=callbacks,
+        **adaptive,
     )
 
 
@@ -209,6 +345,9 @@ class Measured:
     threshold: float
     judge_labels: int
     judge_unavailable: str | None  # why there is no judge, when there is none
+    judge_accuracy: float | None = None  # cross-validated, on labels it never saw
+    lexicon_unavailable: str | None = None  # why there is no lexicon judge, when there is none
+    candidate_evaluation: evaluate.Evaluation | None = None  # its samples, for the run's control gap
 
     def verdict(self, bounds: gate.GateBounds, *, pinned: str | None) -> gate.Verdict:
         return gate.verdict(
@@ -218,6 +357,7 @@ class Measured:
             bounds=bounds,
             pinned=pinned,
             judge_unavailable=self.judge_unavailable,
+            lexicon_unavailable=self.lexicon_unavailable,
         )
 
     def figures(self, decision: gate.Decision) -> dict[str, float]:
@@ -225,6 +365,7 @@ class Measured:
         return {
             "target_threshold": self.threshold,
             "judge_labels": float(self.judge_labels),
+            **({} if self.judge_accuracy is None else {"judge_accuracy": self.judge_accuracy}),
             **decision.figures,
             **self.reference.as_metrics("reference"),
             **(self.current.as_metrics("current") if self.current else {}),
@@ -240,23 +381,29 @@ def measure(
     tokenizer: PreTrainedTokenizerBase,
     current_dir: Path | None,
     target: str,
+    judges: Judges | None = None,
 ) -> Measured:
-    """Score the candidate, the SFT reference and the current version (when there is one) alike."""
-    verdict, judge_unavailable = independent_judge(config, training, target)
-    evaluator = evaluator_for(config, training, reward_model, tokenizer, reference, verdict, target)
-    candidate_figures = evaluator.evaluate(candidate, tokenizer, kl_reference=reference).figures
+    """Score the candidate, the SFT reference and the current version (when there is one) alike, each
+    sampled once; `judges`: the run's (`Shared.judges`)."""
+    verdict, judge_unavailable = (judges or Judges(config, training)).minilm(target)
+    by_lexicon, lexicon_unavailable = lexicon.lexicon_judge(target)
+    evaluator = evaluator_for(config, training, reward_model, tokenizer, reference, verdict, target, by_lexicon)
+    candidate_evaluation = evaluator.evaluate(candidate, tokenizer, kl_reference=reference)
     reference_figures = evaluator.evaluate(reference, tokenizer).figures
     current_figures = None
     if current_dir is not None:
         current_model, current_tokenizer = load_policy(current_dir, manifest.verify(current_dir))
         current_figures = evaluator.evaluate(current_model.to(config.device), current_tokenizer).figures
     return Measured(
-        candidate_figures,
+        candidate_evaluation.figures,
         reference_figures,
         current_figures,
         evaluator.threshold,
         verdict.labels if verdict else 0,
         judge_unavailable,
+        judge_accuracy=verdict.accuracy if verdict else None,
+        lexicon_unavailable=lexicon_unavailable,
+        candidate_evaluation=candidate_evaluation,
     )
 
 
@@ -268,6 +415,7 @@ def evaluator_for(
     reference: PreTrainedModel,
     verdict: judge.Judge | None,
     target: str,
+    by_lexicon: lexicon.LexiconJudge | None = None,
 ) -> evaluate.Evaluator:
     """The evaluator of the held-out prompts, its target threshold set between the labelled sides."""
     with_target, without_target = data.split_by_sentiment(training.labels.sentiment, target)
@@ -281,31 +429,24 @@ def evaluator_for(
         reference_tokenizer=tokenizer,
         judge=verdict,
         samples_per_prompt=config.samples_per_prompt,
+        lexicon=by_lexicon,
     )
 
 
 def independent_judge(
     config: RunConfig, training: data.TrainingData, target: str
 ) -> tuple[judge.Judge | None, str | None]:
-    """The judge fit on its share of the sentiment labels, or None and why not."""
-    share = judge.split_labels(training.labels.sentiment).judge
-    try:
-        encoder = judge.load_encoder(config.judge_encoder, config.device)
-        return judge.fit(encoder, share.values(), target), None
-    except judge.JudgeUnavailable as exc:
-        log.warning("gate.judge_unavailable", reason=str(exc), judge_labels=len(share))
-        return None, str(exc)
+    """The judge fit on its share of the sentiment labels, or None and why not (one target's `Judges.minilm`)."""
+    return Judges(config, training).minilm(target)
 
 
-def _metrics(shared: Shared, steered: ppo.PpoResult, figures: dict[str, float]) -> dict[str, float]:
+def _metrics(shared: Shared, steered: rl.RlResult, figures: dict[str, float]) -> dict[str, float]:
     return {
         "sft_loss": shared.tuned.result.loss,
         "reward_loss": shared.scorer.loss,
         "reward_accuracy": shared.scorer.accuracy,
-        "ppo_updates": float(steered.updates),
-        **{
-            f"ppo_{key.split('/')[-1]}": value for key, value in steered.metrics.items() if key.startswith("objective/")
-        },
+        "rl_updates": float(steered.updates),
+        **{f"rl_{name}": value for name, value in steered.metrics.items()},  # the RL stage's last reward, KL, loss
         **figures,
         **{key: float(value) for key, value in shared.stats.items()},
     }
@@ -321,6 +462,7 @@ def _register(
     reward_model: PreTrainedModel,
     parent: str | None,
     metrics: dict[str, float],
+    reward_hacking: bool,
 ) -> Registered:
     """A new version of the target's policy, status candidate until `_settle`."""
     with registry.staging() as staging:
@@ -338,6 +480,7 @@ def _register(
             name=config.model_names[target],
             page_offsets=shared.offsets.pages,
             adapter=shared.policy.adapter,
+            reward_hacking=reward_hacking,
         )
 
 

@@ -29,7 +29,7 @@ from streams import bus, groups, topics
 from streams.bus import Received
 from streams.records import LabelRecorded, Stage, TrainingRequested
 from streams.topics import Topic
-from trainer import hf, pipeline, run_config
+from trainer import hf, pipeline
 from trainer.progress import RunCancelled
 from trainer.trigger import (
     Decision,
@@ -290,8 +290,8 @@ def consume_through_outages(
 
 
 def main(settings: Settings, args: object) -> int:
-    run_config.rl_stage(settings.rl_algorithm)  # an unknown algorithm stops the worker now, not at the first run
-    log.info("trainer.device", device=str(devices.of(settings)))  # so does device=cuda without a GPU
+    # An unknown rl_algorithm never gets here (the settings refuse it); device=cuda without a GPU stops here.
+    log.info("trainer.device", device=str(devices.of(settings)))
     hf.quiet_libraries()
     stop = stop_on_signals()
     bus.ensure_topics(

@@ -116,6 +116,19 @@ function rates(points, pick) {
   return out;
 }
 
+function controlGap(metrics) {
+  // The run's control gap by each independent judge (trainer/control.py), with its 95 % interval.
+  const judges = [["judge", "MiniLM"], ["lexicon", "AFINN"]].filter(([name]) => `control_gap_${name}` in metrics);
+  if (!judges.length) return "–";
+  return judges.map(([name, label]) => `${label} ${fmt(metrics[`control_gap_${name}`], 2)} `
+    + `[${fmt(metrics[`control_gap_${name}_low`], 2)}, ${fmt(metrics[`control_gap_${name}_high`], 2)}]`).join("; ");
+}
+
+function rewardHacking(metrics) {
+  if (!("reward_hacking" in metrics)) return "–";
+  return metrics.reward_hacking ? { text: "flagged", cls: "status-ERR" } : { text: "no", cls: "status-OK" };
+}
+
 function renderSummary(data) {
   const points = data.throughput;
   const latest = points.length ? points[points.length - 1] : { topics: {}, dead_letters: {} };
@@ -141,7 +154,7 @@ function renderSummary(data) {
   renderGateChart(data.models);
   fillTable("models", [...data.models].reverse().map((m) => ({
     key: `${m.model_name}/${m.version}`,
-    cells: [m.model_name, m.version, m.action, m.parent_version || "–",
+    cells: [m.model_name, m.version, m.action, m.parent_version || "–", controlGap(m.metrics), rewardHacking(m.metrics),
       Object.entries(m.metrics).map(([k, v]) => `${k}=${fmt(v)}`).join(", "), new Date(m.at).toLocaleString(), m.reason],
   })));
 

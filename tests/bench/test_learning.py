@@ -12,6 +12,7 @@ from learning import (
     Timing,
     bootstrap_difference,
     changes,
+    comparison,
     confirmed,
     demo_records,
     overhead,
@@ -112,22 +113,60 @@ def test_a_tiny_run_measures_every_figure(capsys):
     args = parse_args(
         ["--articles", "12", "--episodes", "8", "--sft-epochs", "1", "--reward-epochs", "1"]
         + ["--samples-per-prompt", "1", "--repeats", "1", "--layers", "1", "--width", "32", "--vocab", "400"]
+        + ["--algorithms", "ppo,rloo"]
     )
     report = run(args)
-    for when in ("before", "after"):
+    for when in ("before", "ppo_after"):
         for name in ("reward_mean", "target_rate", "judge_target_rate", "perplexity"):
             assert math.isfinite(report.figures[f"{when}_{name}"])
         assert 0 <= report.figures[f"{when}_judge_target_rate"] <= 1
         assert 0 <= report.figures[f"{when}_judge_target_mean"] <= 1
-    assert "after_kl" in report.figures and "before_kl" not in report.figures
+        for name in ("lexicon_target_rate", "reward_judge_agreement", "reward_lexicon_agreement", "judges_agreement"):
+            assert 0 <= report.figures[f"{when}_{name}"] <= 1
+    assert 0 <= report.figures["judge_accuracy"] <= 1
+    assert "ppo_after_kl" in report.figures and "before_kl" not in report.figures
     for name in ("rewards", "reward_target", "judge_target", "judge_probability"):
-        assert report.figures[f"change_{name}_low"] <= report.figures[f"change_{name}_high"]
-    assert report.figures["change_reward_target"] == pytest.approx(
-        report.figures["after_target_rate"] - report.figures["before_target_rate"]
+        assert report.figures[f"ppo_change_{name}_low"] <= report.figures[f"ppo_change_{name}_high"]
+    assert report.figures["ppo_change_reward_target"] == pytest.approx(
+        report.figures["ppo_after_target_rate"] - report.figures["before_target_rate"]
     )
-    assert report.figures["confirmed"] in (0.0, 1.0)
+    assert report.figures["ppo_confirmed"] in (0.0, 1.0)
+    for algorithm in ("ppo", "rloo"):
+        assert report.figures[f"{algorithm}_update_s"] > 0
+        assert report.figures[f"{algorithm}_run_s"] >= report.figures[f"{algorithm}_update_s"]
+        assert math.isfinite(report.figures[f"{algorithm}_after_judge_target_rate"])
+    assert [row.split(" | ")[0] for row in comparison(report.figures, ["ppo", "rloo"]).splitlines()[2:]] == [
+        "| ppo",
+        "| rloo",
+    ]
     assert report.figures["ours_step_s"] > 0 and report.figures["bare_step_s"] > 0
     assert math.isfinite(report.figures["step_overhead"])
     assert "| time per PPO update, bare trl PPOTrainer" in report.table()
     assert ("same run (equal rewards at every update)", "yes") in report.rows
-    assert "PPO ours #1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "PPO ours #1" in out and "RLOO ours #1" in out and "RLOO bare" not in out
+
+
+def test_the_algorithms_are_compared_row_by_row():
+    figures = {"before_target_rate": 0.25, "before_judge_target_rate": 0.5, "before_perplexity": 10.0}
+    for algorithm, after in (("ppo", 0.75), ("grpo", 0.5)):
+        figures |= {
+            f"{algorithm}_after_target_rate": after,
+            f"{algorithm}_after_judge_target_rate": after,
+            f"{algorithm}_after_kl": 0.125,
+            f"{algorithm}_after_perplexity": 12.0,
+            f"{algorithm}_update_s": 1.5,
+            f"{algorithm}_run_s": 30.0,
+        }
+    figures |= {"grpo_control_gap_judge": 0.25, "grpo_control_gap_judge_low": 0.125, "grpo_control_gap_judge_high": 0.5}
+    header, rule, ppo, grpo = comparison(figures, ["ppo", "grpo"]).splitlines()
+    assert "control gap" in header and rule.count("---") == header.count("|") - 1
+    assert ppo == "| ppo | 0.250 -> 0.750 | 0.500 -> 0.750 | - | 0.1250 | 1.200 | 1.50 | 30.0 | - |"
+    assert grpo.endswith("| +0.250 [+0.125, +0.500] |")
+
+
+def test_algorithms_are_checked_and_run_in_the_order_given(capsys):
+    assert parse_args(["--algorithms", "grpo, ppo"]).algorithms == ["grpo", "ppo"]
+    with pytest.raises(SystemExit):
+        parse_args(["--algorithms", "ppo,dpo"])
+    assert "dpo" in capsys.readouterr().err

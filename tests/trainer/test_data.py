@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from deploy.demo_site import article_url, load_articles
 from streams.records import (
     ExpansionLabel,
     LabelRecorded,
@@ -10,6 +11,7 @@ from streams.records import (
     SentimentLabel,
 )
 from trainer import data
+from trainer.generic_prompts import GENERIC_PROMPTS
 
 
 def page(url: str, *, title: str = "A title", summary: str = "", text: str = "Some body text.") -> PageCleaned:
@@ -159,7 +161,57 @@ def test_build_keeps_held_out_pages_out_of_sft(make_pages, make_labels):
     _, held = data.split_pages(data.latest_pages(pages))
     held_urls = {p.url for p in held}
     assert built.sft_pairs and not {pair.url for pair in built.sft_pairs} & held_urls
-    assert built.heldout_prompts == list(dict.fromkeys(pair.prompt for pair in data.expansion_pairs(held)))
+    assert built.heldout_prompts == data.heldout_prompts(held, trained=set(built.train_prompts))
+    assert set(data.page_prompts(held)) - set(built.train_prompts) <= set(built.heldout_prompts)
+    assert built.heldout_prompts and not set(built.heldout_prompts) & set(built.train_prompts)
     assert set(built.train_prompts) == {pair.prompt for pair in built.sft_pairs}
     assert built.stats()["sentiment_labels"] == 20 and built.reward_pairs
     assert all(label.text in built.corpus for label in built.labels.sentiment.values())
+
+
+def test_first_sentences_of_paragraphs_are_prompts_and_short_or_long_ones_are_left_out():
+    body = (
+        "The service was quick and the food was hot. We stayed late.\n\n"
+        "Too short.\n\n" + "word " * 60 + "\n\n"
+        "A paragraph without a sentence end still asks for something"
+    )
+    assert data.first_sentences([page("https://a.test/1", text=body), page("https://a.test/2", text=body)]) == [
+        "The service was quick and the food was hot.\n\n",
+        "A paragraph without a sentence end still asks for something\n\n",
+    ]
+
+
+def test_held_out_prompts_take_titles_sentences_and_generic_prompts_in_turn_up_to_the_count():
+    held = [
+        page(f"https://a.test/{i}", title=f"Title {i}", text=f"First sentence of page {i} here. More.")
+        for i in range(3)
+    ]
+    generic = ["Generic one", "Generic two", "Generic three", "Generic four"]
+    assert data.heldout_prompts(held, 7, generic) == [
+        "Title 0\n\n",
+        "First sentence of page 0 here.\n\n",
+        "Generic one\n\n",
+        "Title 1\n\n",
+        "First sentence of page 1 here.\n\n",
+        "Generic two\n\n",
+        "Title 2\n\n",
+    ]
+    everything = data.heldout_prompts(held, 100, generic)
+    assert len(everything) == 3 + 3 + 4 and everything[-1] == "Generic four\n\n"
+    assert data.heldout_prompts([], 64, generic) == []
+    assert "Title 1\n\n" not in data.heldout_prompts(held, 100, generic, trained={"Title 1\n\n"})
+
+
+def test_the_demo_site_alone_gives_the_gate_its_64_held_out_prompts():
+    pages = [
+        page(
+            article_url("http://demo.bench.test/", article.slug),
+            title=article.title,
+            summary=article.summary,
+            text="\n\n".join(article.paragraphs),
+        )
+        for article in load_articles()
+    ]
+    built = data.build(pages, [], "positive")
+    assert len(built.heldout_prompts) == data.HELDOUT_PROMPTS == 64
+    assert any(prompt.rstrip() in GENERIC_PROMPTS for prompt in built.heldout_prompts)

@@ -56,6 +56,22 @@ def test_sampling_is_reproducible_for_a_seed(policy, tokenizer):
         assert tokenizer.eos_token_id not in one.response_ids[:-1]
 
 
+def test_prompts_are_sampled_in_batches_each_as_if_alone(policy, tokenizer, monkeypatch):
+    # Near-greedy sampling: a prompt's responses then depend on the prompt alone, so a short prompt left-padded
+    # beside a long one in one generate call must answer as it does alone (attention mask and positions skip the
+    # padding), and every batch size gives the same samples in prompt order.
+    monkeypatch.setattr(evaluate, "TEMPERATURE", 1e-4)
+    prompts = ["Bad news\n\n", "A visit to the park and the good news and the bad news of the park\n\n", "Good\n\n"]
+    alone = [evaluate.sample(policy, tokenizer, [prompt], seed=5, samples_per_prompt=2) for prompt in prompts]
+    together = evaluate.sample(policy, tokenizer, prompts, seed=5, samples_per_prompt=2)
+    assert [one.prompt for one in together] == [prompt for prompt in prompts for _ in range(2)]
+    assert [one.response_ids for one in together] == [one.response_ids for run in alone for one in run]
+    assert [one.prompt_ids for one in together] == [one.prompt_ids for run in alone for one in run]
+    monkeypatch.setattr(evaluate, "GENERATION_ROWS", 2)  # one prompt per call
+    one_by_one = evaluate.sample(policy, tokenizer, prompts, seed=5, samples_per_prompt=2)
+    assert [one.response_ids for one in one_by_one] == [one.response_ids for one in together]
+
+
 def test_kl_to_itself_is_zero_and_to_another_model_is_not(policy, tokenizer):
     samples = evaluate.sample(policy, tokenizer, PROMPTS, seed=0)
     assert evaluate.kl_to_reference(policy, copy.deepcopy(policy), samples) == pytest.approx(0.0, abs=1e-6)
@@ -120,6 +136,7 @@ def test_the_evaluator_measures_every_figure_of_the_gate(policy, scorer, tokeniz
         reference_tokenizer=tokenizer,
         judge=CountingJudge(),
         samples_per_prompt=2,
+        lexicon=CountingJudge(),
     )
     candidate = evaluator.evaluate(policy, tokenizer, kl_reference=other)
     responses = [one.response for one in candidate.samples]
@@ -128,6 +145,8 @@ def test_the_evaluator_measures_every_figure_of_the_gate(policy, scorer, tokeniz
     assert candidate.figures.judge_target_rate == with_e / 4
     assert candidate.figures.judge_target_mean == pytest.approx((with_e + 0.25 * (4 - with_e)) / 4)
     assert candidate.judge_probabilities == CountingJudge().target_probabilities(responses)
+    assert candidate.lexicon_probabilities == candidate.judge_probabilities
+    assert candidate.figures.lexicon_target_rate == with_e / 4 and candidate.figures.judges_agreement == 1.0
     scored = reward.score(scorer, tokenizer, [one.prompt + one.response for one in candidate.samples])
     assert candidate.rewards == pytest.approx(scored)
     assert candidate.figures.reward_mean == pytest.approx(sum(candidate.rewards) / 4)
@@ -149,6 +168,7 @@ def test_the_evaluator_measures_every_figure_of_the_gate(policy, scorer, tokeniz
         samples_per_prompt=2,
     ).evaluate(policy, tokenizer)
     assert without_judge.figures.judge_target_rate is None and without_judge.judge_probabilities is None
+    assert without_judge.figures.lexicon_target_rate is None and without_judge.figures.reward_judge_agreement is None
     assert {"x_judge_target_rate", "x_judge_target_mean"}.isdisjoint(without_judge.figures.as_metrics("x"))
     assert candidate.figures.as_metrics("x")["x_judge_target_mean"] == candidate.figures.judge_target_mean
 
@@ -157,3 +177,29 @@ def test_without_labelled_passages_on_both_sides_the_threshold_is_the_rewards_ze
     # A run on ratings, preferences or expansions alone has no sentiment boundary to learn from.
     assert evaluate.target_threshold(None, None, [], ["a negative passage"]) == 0.0
     assert evaluate.target_threshold(None, None, ["a positive passage"], []) == 0.0
+
+
+def test_the_figures_say_how_often_the_reward_model_and_each_judge_agree() -> None:
+    figures = evaluate.summarise(
+        [1.0, -1.0, 1.0, -1.0],
+        0.0,
+        judge_target_rate=0.5,
+        judge_probabilities=[0.9, 0.2, 0.1, 0.2],  # agrees with the reward on 3 of 4
+        lexicon_probabilities=[0.7, 0.5, 0.2, 0.9],  # 0.5 is off the target side: agrees on 2 of 4
+    )
+    assert figures.reward_judge_agreement == 0.75 and figures.reward_lexicon_agreement == 0.5
+    assert figures.judges_agreement == 0.75 and figures.lexicon_target_rate == 0.5
+    metrics = figures.as_metrics("candidate")
+    assert metrics["candidate_reward_lexicon_agreement"] == 0.5 and metrics["candidate_judges_agreement"] == 0.75
+    alone = evaluate.summarise([1.0, -1.0], 0.0)
+    assert alone.reward_judge_agreement is None and "candidate_judges_agreement" not in alone.as_metrics("candidate")
+
+
+def test_a_response_that_decodes_to_no_text_is_measured_as_the_empty_answer(policy, tokenizer):
+    prompt = "A title\n\n"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    empty = evaluate.Sample(prompt, "", prompt_ids, [], False)
+    ended = evaluate.Sample(prompt, "", prompt_ids, [tokenizer.eos_token_id], True)
+    assert evaluate.perplexity(policy, tokenizer, [empty]) == pytest.approx(
+        evaluate.perplexity(policy, tokenizer, [ended])
+    )

@@ -9,10 +9,20 @@ BOUNDS = {"margin": 0.1, "max_kl": 0.5, "judge_tolerance": 0.1, "max_perplexity_
 
 
 def figures(
-    reward: float, kl: float | None = None, judge: float | None = 0.5, perplexity: float | None = 20.0
+    reward: float,
+    kl: float | None = None,
+    judge: float | None = 0.5,
+    perplexity: float | None = 20.0,
+    lexicon: float | None = None,
 ) -> Figures:
     return Figures(
-        reward_mean=reward, target_rate=0.5, kl=kl, samples=10, judge_target_rate=judge, perplexity=perplexity
+        reward_mean=reward,
+        target_rate=0.5,
+        kl=kl,
+        samples=10,
+        judge_target_rate=judge,
+        perplexity=perplexity,
+        lexicon_target_rate=lexicon,
     )
 
 
@@ -36,6 +46,7 @@ def test_candidate_passing_every_check_against_the_current_version_is_promoted_w
         "gate_max_kl": 0.5,
         "gate_judge_tolerance": 0.1,
         "gate_max_perplexity_ratio": 1.5,
+        "reward_hacking": 0.0,
     }
 
 
@@ -148,3 +159,63 @@ def test_the_verdict_passes_the_judges_absence_on_to_the_reason():
         judge_unavailable="too few labels",
     )
     assert skipped.status == "promoted" and "independent judge not applied: too few labels" in skipped.reason
+
+
+def test_a_drop_the_lexicon_judge_sees_rejects_even_when_the_other_judge_rises():
+    decision = decide(
+        figures(2.0, kl=0.1, judge=0.8, lexicon=0.3),
+        figures(1.0, judge=0.5, lexicon=0.5),
+        baseline_is_reference=False,
+        **BOUNDS,
+    )
+    assert decision.outcome == "reject_candidate"
+    assert "lexicon judge's target rate 0.300 falls below the current version's 0.500" in decision.reason
+    assert "independent judge's target rate 0.800" not in decision.reason  # a passed check is not a failure's reason
+    assert decision.figures["candidate_lexicon_target_rate"] == 0.3 and decision.figures["reward_hacking"] == 0.0
+
+
+def test_a_first_version_passes_when_neither_judge_says_it_got_worse():
+    decision = decide(
+        figures(1.2, kl=0.1, judge=0.55, lexicon=0.48),
+        figures(1.0, judge=0.5, lexicon=0.5),
+        baseline_is_reference=True,
+        **BOUNDS,
+    )
+    assert decision.outcome == "promote_candidate"
+    assert "independent judge's target rate 0.550 >=" in decision.reason
+    assert "lexicon judge's target rate 0.480 >= the SFT reference's 0.500 - 0.100" in decision.reason
+
+
+def test_a_reward_rise_neither_judge_sees_is_flagged_as_reward_hacking_in_the_figures_and_the_reason():
+    flagged = decide(
+        figures(2.0, kl=0.1, judge=0.5, lexicon=0.45),
+        figures(1.0, judge=0.5, lexicon=0.5),
+        baseline_is_reference=True,
+        **BOUNDS,
+    )
+    assert flagged.outcome == "promote_candidate" and flagged.figures["reward_hacking"] == 1.0
+    assert "reward hacking: the reward rose by +1.0000 while no judge's target rate rose" in flagged.reason
+    seen = decide(
+        figures(2.0, kl=0.1, judge=0.5, lexicon=0.6),
+        figures(1.0, judge=0.5, lexicon=0.5),
+        baseline_is_reference=True,
+        **BOUNDS,
+    )
+    assert seen.figures["reward_hacking"] == 0.0 and "reward hacking" not in seen.reason
+    rejected = decide(
+        figures(2.0, kl=0.9, judge=0.5, lexicon=0.5), figures(1.0, lexicon=0.5), baseline_is_reference=False, **BOUNDS
+    )
+    assert rejected.outcome == "reject_candidate" and "reward hacking" in rejected.reason
+
+
+def test_a_lexicon_that_cannot_judge_the_target_is_skipped_and_the_reason_says_why():
+    skipped = verdict(
+        figures(2.0, kl=0.1, judge=0.6),
+        figures(1.0, judge=0.5),
+        baseline_is_reference=False,
+        bounds=GATE,
+        pinned=None,
+        lexicon_unavailable="the lexicon judge knows positive and negative only, not 'neutral'",
+    )
+    assert skipped.status == "promoted"
+    assert "lexicon judge not applied: the lexicon judge knows positive and negative only" in skipped.reason

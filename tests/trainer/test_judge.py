@@ -79,6 +79,38 @@ def test_fit_on_the_bundled_encoder_tells_target_from_the_rest(encoder):
     assert toward_negative.target_probabilities(["A horrible, hateful day with cruel people."])[0] > 0.5
 
 
+class CountingEncoder:
+    """The real encoder, recording which texts each call embeds."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts, **kwargs):
+        self.calls.append(list(texts))
+        return self.encoder.encode(texts, **kwargs)
+
+    def get_embedding_dimension(self):
+        return self.encoder.get_embedding_dimension()
+
+
+def test_each_distinct_text_is_embedded_once_in_batches(encoder):
+    counting = CountingEncoder(encoder)
+    embed = judge.Embeddings(counting)
+    first = embed(["a fine day", "a sad day", "a fine day"])
+    again = embed(["a sad day", "a dull day"])
+    assert counting.calls == [["a fine day", "a sad day"], ["a dull day"]]
+    assert first.shape == (3, 384) and np.array_equal(first[0], first[2]) and np.array_equal(first[1], again[0])
+    direct = encoder.encode(["a dull day"], normalize_embeddings=True, convert_to_numpy=True)
+    assert np.allclose(again[1], direct[0], atol=1e-5)
+    assert embed([]).shape == (0, 384) and len(counting.calls) == 2
+    # Judges fit toward two targets on the same labels share the embeddings: the labels are embedded once.
+    texts = labels(POSITIVE, "positive") + labels(NEGATIVE, "negative")
+    judge.fit(embed, texts, "positive").target_probabilities(["a fine day"])
+    judge.fit(embed, texts, "negative").target_probabilities(["a fine day"])
+    assert len(counting.calls) == 3 and len(counting.calls[2]) == len({label.text for label in texts})
+
+
 def test_fit_with_one_side_only_says_so(encoder):
     with pytest.raises(judge.JudgeUnavailable, match="has 4 with and 0 without"):
         judge.fit(encoder, labels(POSITIVE, "positive"), "positive")
@@ -94,3 +126,17 @@ def test_a_bundled_encoder_with_other_weights_is_refused(tmp_path, monkeypatch):
 def test_the_bundled_encoder_is_found_offline():
     path = judge.bundled_encoder_path()
     assert (path / "model.safetensors").is_file() and not list(path.rglob("*.bin"))
+
+
+def test_cross_validated_accuracy_scores_each_label_by_a_judge_that_never_saw_it():
+    rng = np.random.default_rng(0)
+    separable = np.vstack([rng.normal(1.0, 0.3, (10, 4)), rng.normal(-1.0, 0.3, (10, 4))])
+    targets = [True] * 10 + [False] * 10
+    assert judge.cross_validated_accuracy(separable, targets) == 1.0
+    # Labels that have nothing to do with the embeddings: a judge that never saw them guesses.
+    noise = rng.normal(0.0, 1.0, (40, 4))
+    assert judge.cross_validated_accuracy(noise, [i % 2 == 0 for i in range(40)]) < 0.8
+    # The fewest labels a judge fits on still give an accuracy (two folds).
+    assert 0.0 <= judge.cross_validated_accuracy(separable[[0, 1, 10, 11]], [True, True, False, False]) <= 1.0
+    with pytest.raises(judge.JudgeUnavailable):
+        judge.cross_validated_accuracy(separable[:3], [True, True, False])

@@ -75,9 +75,9 @@ def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pag
 
 def test_a_failed_run_announces_why(settings, tmp_path):
     run = uuid.uuid4().hex
-    wrong = Settings.model_validate({**settings.model_dump(), "data_dir": tmp_path, "rl_algorithm": "dpo"})
+    wrong = Settings.model_validate({**settings.model_dump(), "data_dir": tmp_path, "targets": "negative"})
 
-    with pytest.raises(ValueError, match="unknown rl_algorithm"):
+    with pytest.raises(ValueError, match="must include target_sentiment"):
         pipeline.run(wrong, run_id=run)
 
     [failed] = read_records(
@@ -86,4 +86,4 @@ def test_a_failed_run_announces_why(settings, tmp_path):
         until=lambda found: len(found) == 1,
         keep=lambda r: isinstance(r, TrainingRunProgressed) and r.run_id == run and r.stage == "failed",
     )
-    assert "unknown rl_algorithm 'dpo'" in failed.message
+    assert "must include target_sentiment 'positive'" in failed.message

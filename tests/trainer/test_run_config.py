@@ -27,6 +27,8 @@ def test_the_config_holds_the_settings_a_run_needs(tmp_path, monkeypatch):
         ppo_episodes=16,
         gate_reward_margin=0.2,
         train_replay_labels=7,
+        gate_heldout_prompts=80,
+        gate_samples_per_prompt=3,
     )
     config = RunConfig.from_settings(settings)
     assert config.runs_dir == tmp_path / "runs" and config.registry_dir == settings.registry_dir
@@ -41,17 +43,13 @@ def test_the_config_holds_the_settings_a_run_needs(tmp_path, monkeypatch):
         max_perplexity_ratio=settings.gate_max_perplexity_ratio,
     )
     assert config.replay == ReplayLimits(settings.train_max_new_pages, settings.train_replay_pages, 7)
+    assert config.heldout_prompts == 80 and config.samples_per_prompt == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 1  # type: ignore[misc]
 
 
 def test_full_weights_need_no_lora(tmp_path):
     assert RunConfig.from_settings(Settings(data_dir=tmp_path)).lora is None
-
-
-def test_unknown_rl_algorithm_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown rl_algorithm 'dpo'"):
-        RunConfig.from_settings(Settings(data_dir=tmp_path, rl_algorithm="dpo"))
 
 
 def test_a_run_asked_to_use_a_missing_gpu_is_refused_before_any_stage(tmp_path, monkeypatch):

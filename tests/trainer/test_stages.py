@@ -64,6 +64,16 @@ def test_run_registers_and_promotes_a_version_per_target_under_its_model_name(se
         assert checked.label_offsets == {"0": 40} and checked.page_offsets == {"0": 24} and checked.adapter is None
         for figure in ("sft_loss", "reward_accuracy", "candidate_reward_mean", "candidate_kl", "reference_reward_mean"):
             assert figure in checked.metrics
+        # Both judges, their agreement with the reward model, and the run's control gap, alike in both versions
+        for figure in ("candidate_lexicon_target_rate", "baseline_judges_agreement", "reward_hacking"):
+            assert figure in checked.metrics
+        assert checked.reward_hacking == (
+            checked.metrics["reward_hacking"] == 1.0 and "SFT policy" not in checked.status_reason
+        )
+        gaps = {key: value for key, value in checked.metrics.items() if key.startswith("control_gap_")}
+        assert {"control_gap_reward", "control_gap_lexicon", "control_gap_lexicon_low"} <= set(gaps)
+        assert gaps == {key: value for key, value in outcomes[0].metrics.items() if key.startswith("control_gap_")}
+        assert gaps["control_gap_lexicon_low"] <= gaps["control_gap_lexicon"] <= gaps["control_gap_lexicon_high"]
     assert not (settings.data_dir / "runs" / "tiny-run").exists()
 
 
