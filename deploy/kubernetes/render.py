@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from consumers import doccano_labels
+from ctrlgpt import worker_metrics
 from ctrlgpt.secrets import Secrets
 from ctrlgpt.settings import REPO_ROOT, Settings
 from deploy.connect import worker as connect_worker
@@ -537,6 +538,11 @@ def _ctrlgpt_pod(
         "livenessProbe": {**probe, "initialDelaySeconds": 60, "failureThreshold": 6},
         "volumeMounts": mounts,
     }
+    metrics_port = worker_metrics.port_of(settings, command)
+    if metrics_port is not None:
+        # The worker's own /metrics (ctrlgpt.worker_metrics), on the pod's address for the cluster's Prometheus.
+        env.append({"name": "CTRLGPT_WORKER_METRICS_HOST", "value": "0.0.0.0"})
+        ports = [*(ports or []), {"name": "metrics", "containerPort": metrics_port}]
     if ports:
         container["ports"] = ports
     return {
@@ -571,6 +577,15 @@ def _group_probe(group: str) -> dict[str, Any]:
 
 
 def _deployment(name: str, labels: dict[str, str], replicas: int, pod: dict[str, Any], settings: Settings) -> Manifest:
+    template: dict[str, Any] = {"labels": labels}
+    metrics = [p for p in pod["containers"][0].get("ports", []) if p["name"] == "metrics"]
+    if metrics:
+        # The common scrape convention (Prometheus' kubernetes_sd relabelling, most charts read it).
+        template["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(metrics[0]["containerPort"]),
+            "prometheus.io/path": "/metrics",
+        }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -578,7 +593,7 @@ def _deployment(name: str, labels: dict[str, str], replicas: int, pod: dict[str,
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": template, "spec": pod},
         },
     }
 

@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ctrlgpt import worker_metrics
 from ctrlgpt.settings import Settings
 from deploy.kubernetes import cli, render
 from deploy.workers import WORKERS
@@ -217,6 +218,20 @@ def test_every_worker_runs_as_a_deployment() -> None:
         assert container["readinessProbe"] and container["livenessProbe"]
         assert container["resources"]["requests"] and container["resources"]["limits"]
     assert deployments[render.API_SERVICE]["spec"]["replicas"] == defaults().kube_api_replicas
+
+
+def test_each_worker_exposes_its_own_metrics_to_the_clusters_prometheus() -> None:
+    settings = defaults()
+    deployments = by_kind(settings, "Deployment")
+    for worker in worker_metrics.PORT_OFFSETS:
+        template = deployments[f"ctrlgpt-{worker}"]["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        port = worker_metrics.port_of(settings, worker)
+        assert {"name": "metrics", "containerPort": port} in container["ports"]
+        assert {"name": "CTRLGPT_WORKER_METRICS_HOST", "value": "0.0.0.0"} in container["env"]
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    api = deployments[render.API_SERVICE]["spec"]["template"]
+    assert "annotations" not in api["metadata"]  # the API's /metrics is on its own port, scraped through its Service
 
 
 def test_scaled_objects_follow_the_groups_and_stop_at_the_partition_count() -> None:
