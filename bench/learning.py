@@ -56,7 +56,6 @@ from hashlib import sha256
 from pathlib import Path
 from statistics import median
 
-import numpy as np
 import torch
 from datasets import Dataset
 from machine import describe as describe_machine
@@ -329,18 +328,6 @@ class Difference:
         return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
 
 
-def _resampled_means(
-    values: Sequence[float], groups: Sequence[str], resamples: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Means of `resamples` bootstrap resamples, each group (prompt) resampled within itself, keeping its size."""
-    values, groups = np.asarray(values, dtype=float), np.asarray(groups)
-    totals = np.zeros(resamples)
-    for group in np.unique(groups):
-        members = values[groups == group]
-        totals += members[rng.integers(0, len(members), size=(resamples, len(members)))].sum(axis=1)
-    return totals / len(values)
-
-
 def bootstrap_difference(
     before: Sequence[float],
     after: Sequence[float],
@@ -351,21 +338,16 @@ def bootstrap_difference(
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> Difference:
-    """Mean of `after` minus mean of `before`, with a percentile bootstrap interval.
+    """Mean of `after` minus mean of `before`, with a percentile bootstrap interval (`trainer.control`'s).
 
     The held-out prompts are fixed and the samples drawn on them are what varies: samples are resampled
     within their prompt (`*_groups`), so every resample weighs the prompts as the evaluation does. Before
     and after are resampled independently: no pairing of their samples is assumed.
     """
-    if not before or not after:
-        raise ValueError("no samples to compare")
-    rng = np.random.default_rng(seed)
-    differences = _resampled_means(after, after_groups, resamples, rng) - _resampled_means(
-        before, before_groups, resamples, rng
+    interval = control.bootstrap_difference(
+        after, after_groups, before, before_groups, confidence=confidence, resamples=resamples, seed=seed
     )
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(differences, [tail, 100 - tail])
-    return Difference(float(np.mean(after) - np.mean(before)), float(low), float(high))
+    return Difference(interval.estimate, interval.low, interval.high)
 
 
 @dataclass(frozen=True)
