@@ -27,12 +27,14 @@ __all__ = [
     "Evaluation",
     "Evaluator",
     "Figures",
+    "Outputs",
     "Sample",
     "TextJudge",
     "figures_of",
     "kl_to_reference",
     "on_target_side",
     "perplexity",
+    "response_logprobs",
     "rewards_of",
     "sample",
     "summarise",
@@ -164,28 +166,60 @@ def sample(
     return samples
 
 
+# Scoring passes (KL, perplexity) take their sequences in batches of about this many logits, right-padded:
+# a tiny policy's 128 outputs go through in two or three forward passes instead of 128, and a hub model's
+# larger vocabulary gets proportionally fewer rows per pass.
+LOGITS_PER_PASS = 1 << 25
+
+
 @torch.no_grad()
-def _response_logprobs(model: PreTrainedModel, one: Sample) -> torch.Tensor:
-    ids = torch.tensor([one.prompt_ids + one.response_ids], device=model.device)
-    logits = (
-        model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, len(one.prompt_ids) - 1 : -1] / TEMPERATURE
-    )
-    response = torch.tensor(one.response_ids, device=model.device).unsqueeze(-1)
-    return torch.log_softmax(logits, dim=-1).gather(-1, response).squeeze(-1)
+def response_logprobs(
+    model: PreTrainedModel, sequences: Sequence[tuple[list[int], list[int]]], *, temperature: float = 1.0
+) -> list[torch.Tensor]:
+    """Each (prompt ids, response ids) pair's response tokens' log-probabilities under `model` at `temperature`,
+    in order. The pairs go through right-padded in batches (`LOGITS_PER_PASS`): positions count from each
+    sequence's start and nothing attends to the padding after it, so every figure is the one-at-a-time one."""
+    model.eval()
+    vocabulary = int(model.config.vocab_size)
+    results: list[torch.Tensor] = []
+    start = 0
+    while start < len(sequences):
+        width = max(len(p) + len(r) for p, r in sequences[start : start + 1])
+        rows = 1
+        # Grow the batch while its logits fit the budget (the widest sequence sets every row's width).
+        while start + rows < len(sequences):
+            p, r = sequences[start + rows]
+            wider = max(width, len(p) + len(r))
+            if (rows + 1) * wider * vocabulary > LOGITS_PER_PASS:
+                break
+            width, rows = wider, rows + 1
+        batch = sequences[start : start + rows]
+        ids = torch.zeros((rows, width), dtype=torch.long, device=model.device)
+        mask = torch.zeros((rows, width), dtype=torch.long, device=model.device)
+        for row, (prompt_ids, response_ids) in enumerate(batch):
+            sequence = prompt_ids + response_ids
+            ids[row, : len(sequence)] = torch.tensor(sequence, device=model.device)
+            mask[row, : len(sequence)] = 1
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        for row, (prompt_ids, response_ids) in enumerate(batch):
+            predicted = logits[row, len(prompt_ids) - 1 : len(prompt_ids) + len(response_ids) - 1] / temperature
+            targets = torch.tensor(response_ids, device=model.device).unsqueeze(-1)
+            results.append(torch.log_softmax(predicted.float(), dim=-1).gather(-1, targets).squeeze(-1))
+        start += rows
+    return results
 
 
 def kl_to_reference(policy: PreTrainedModel, reference: PreTrainedModel, samples: Sequence[Sample]) -> float:
     """Mean over sampled tokens of log p_policy - log p_reference at the sampling temperature
     (the k1 estimate PPO penalises)."""
-    policy.eval()
-    reference.eval()
-    differences = [
-        _response_logprobs(policy, one) - _response_logprobs(reference, one) for one in samples if one.response_ids
-    ]
-    return float(torch.cat(differences).mean()) if differences else 0.0
+    sequences = [(one.prompt_ids, one.response_ids) for one in samples if one.response_ids]
+    if not sequences:
+        return 0.0
+    by_policy = response_logprobs(policy, sequences, temperature=TEMPERATURE)
+    by_reference = response_logprobs(reference, sequences, temperature=TEMPERATURE)
+    return float(torch.cat([p - r for p, r in zip(by_policy, by_reference, strict=True)]).mean())
 
 
-@torch.no_grad()
 def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, samples: Sequence[Sample]) -> float:
     """Fluency: the geometric mean over outputs of each output's perplexity under the reference model
     (temperature 1), given its prompt. Prompt and response are re-encoded with the reference's
@@ -193,9 +227,8 @@ def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
     is measured too (as is a response that decodes to no text: as the empty answer it shows)."""
     if not samples:
         raise ValueError("no samples to measure the perplexity of")
-    reference.eval()
     positions = int(getattr(reference.config, "n_positions", None) or reference.config.max_position_embeddings)
-    mean_nlls = []
+    sequences = []
     for one in samples:
         prompt_ids = tokenizer(one.prompt, add_special_tokens=False)["input_ids"][-MAX_PROMPT_TOKENS:]
         prompt_ids = prompt_ids or [tokenizer.eos_token_id]
@@ -206,10 +239,8 @@ def perplexity(reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
         response_ids = response_ids[: positions - len(prompt_ids)]
         if not response_ids:
             raise ValueError(f"a response to {one.prompt!r} has no tokens and no end-of-text: nothing to measure")
-        ids = torch.tensor([prompt_ids + response_ids], device=reference.device)
-        logits = reference(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, len(prompt_ids) - 1 : -1]
-        targets = torch.tensor(response_ids, device=reference.device)
-        mean_nlls.append(float(torch.nn.functional.cross_entropy(logits, targets)))
+        sequences.append((prompt_ids, response_ids))
+    mean_nlls = [-float(logprobs.mean()) for logprobs in response_logprobs(reference, sequences)]
     return math.exp(fmean(mean_nlls))
 
 
@@ -287,6 +318,18 @@ def on_target_side(probabilities: Sequence[float]) -> list[bool]:
 
 
 @dataclass(frozen=True)
+class Outputs:
+    """A policy's sampled held-out outputs and their perplexity under the evaluator's reference: the part of an
+    evaluation that does not depend on the target (its rewards and judges do), so one policy's outputs can be
+    scored toward every target. `prompts` and `seed` are the evaluator's they were sampled for."""
+
+    samples: list[Sample]
+    perplexity: float
+    prompts: tuple[str, ...]
+    seed: int
+
+
+@dataclass(frozen=True)
 class Evaluation:
     figures: Figures
     samples: list[Sample]
@@ -325,11 +368,27 @@ class Evaluator:
         self.lexicon = lexicon
         self.samples_per_prompt = samples_per_prompt
 
-    def evaluate(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, kl_reference: PreTrainedModel | None = None
-    ) -> Evaluation:
-        """`kl_reference`: measure the KL to it (the candidate's own SFT reference, same tokenizer)."""
+    def outputs(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Outputs:
+        """The policy's held-out outputs and their perplexity under the reference."""
         samples = sample(model, tokenizer, self.prompts, seed=self.seed, samples_per_prompt=self.samples_per_prompt)
+        fluency = perplexity(self.reference, self.reference_tokenizer, samples)
+        return Outputs(samples, fluency, tuple(self.prompts), self.seed)
+
+    def evaluate(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        kl_reference: PreTrainedModel | None = None,
+        *,
+        outputs: Outputs | None = None,
+    ) -> Evaluation:
+        """`kl_reference`: measure the KL to it (the candidate's own SFT reference, same tokenizer). `outputs`: the
+        policy's outputs already sampled by an evaluator of the same prompts, seed and reference (another target's)."""
+        if outputs is None:
+            outputs = self.outputs(model, tokenizer)
+        elif (outputs.prompts, outputs.seed) != (tuple(self.prompts), self.seed):
+            raise ValueError("the outputs were sampled on other prompts or with another seed than this evaluator's")
+        samples = outputs.samples
         rewards = rewards_of(samples, self.reward_model, self.reward_tokenizer)
         responses = [one.response for one in samples]
         judged = None if self.judge is None else self.judge.target_probabilities(responses)
@@ -340,7 +399,7 @@ class Evaluator:
             None if kl_reference is None else kl_to_reference(model, kl_reference, samples),
             judge_target_rate=None if judged is None else self.judge.rate(judged),
             judge_probabilities=judged,
-            fluency=perplexity(self.reference, self.reference_tokenizer, samples),
+            fluency=outputs.perplexity,
             lexicon_probabilities=by_lexicon,
         )
         return Evaluation(figures, samples, rewards, judged, by_lexicon)

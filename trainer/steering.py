@@ -36,6 +36,7 @@ __all__ = [
     "Judges",
     "Measured",
     "Offsets",
+    "ReferenceOutputs",
     "RunOutcome",
     "Shared",
     "control_figures",
@@ -63,6 +64,22 @@ class Offsets:
     pages: dict[str, int]
 
 
+class ReferenceOutputs:
+    """The SFT reference's held-out outputs, sampled once per run: every target's gate samples the same policy on
+    the same prompts with the same seed and measures their perplexity under it, so each would draw the same outputs;
+    only their rewards and judges differ per target (`evaluate.Outputs`)."""
+
+    def __init__(self) -> None:
+        self._outputs: evaluate.Outputs | None = None
+
+    def of(
+        self, evaluator: evaluate.Evaluator, reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
+    ) -> evaluate.Outputs:
+        if self._outputs is None:
+            self._outputs = evaluator.outputs(reference, tokenizer)
+        return self._outputs
+
+
 @dataclass(frozen=True)
 class Shared:
     """What the per-target stages share: the data, the SFT policy and the reward model of this run."""
@@ -74,6 +91,7 @@ class Shared:
     stats: dict[str, int]
     offsets: Offsets
     judges: Judges  # the run's independent judges, for every target's gate and the control gap
+    reference_outputs: ReferenceOutputs = field(default_factory=ReferenceOutputs)
 
 
 class Judges:
@@ -175,7 +193,16 @@ def steer(
     raise_if_cancelled(stop, "gate")
     reporter.report("gate", message=f"target={target}")
     measured = measure(
-        config, shared.training, steered.model, reference, judge_model, tokenizer, current_dir, target, shared.judges
+        config,
+        shared.training,
+        steered.model,
+        reference,
+        judge_model,
+        tokenizer,
+        current_dir,
+        target,
+        shared.judges,
+        shared.reference_outputs,
     )
     verdict = measured.verdict(config.gate, pinned=registry.pinned())
     figures = measured.figures(verdict.decision)
@@ -382,14 +409,19 @@ def measure(
     current_dir: Path | None,
     target: str,
     judges: Judges | None = None,
+    reference_outputs: ReferenceOutputs | None = None,
 ) -> Measured:
     """Score the candidate, the SFT reference and the current version (when there is one) alike, each
-    sampled once; `judges`: the run's (`Shared.judges`)."""
+    sampled once; `judges`, `reference_outputs`: the run's (`Shared`), so that another target's gate
+    reuses what was already embedded and sampled."""
     verdict, judge_unavailable = (judges or Judges(config, training)).minilm(target)
     by_lexicon, lexicon_unavailable = lexicon.lexicon_judge(target)
     evaluator = evaluator_for(config, training, reward_model, tokenizer, reference, verdict, target, by_lexicon)
     candidate_evaluation = evaluator.evaluate(candidate, tokenizer, kl_reference=reference)
-    reference_figures = evaluator.evaluate(reference, tokenizer).figures
+    reference_outputs = reference_outputs or ReferenceOutputs()
+    reference_figures = evaluator.evaluate(
+        reference, tokenizer, outputs=reference_outputs.of(evaluator, reference, tokenizer)
+    ).figures
     current_figures = None
     if current_dir is not None:
         current_model, current_tokenizer = load_policy(current_dir, manifest.verify(current_dir))

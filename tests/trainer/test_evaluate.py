@@ -203,3 +203,45 @@ def test_a_response_that_decodes_to_no_text_is_measured_as_the_empty_answer(poli
     assert evaluate.perplexity(policy, tokenizer, [empty]) == pytest.approx(
         evaluate.perplexity(policy, tokenizer, [ended])
     )
+
+
+def test_scoring_passes_give_the_one_at_a_time_figures_whatever_the_batch(policy, tokenizer, monkeypatch):
+    samples = evaluate.sample(
+        policy, tokenizer, PROMPTS + ["A much longer title about the park and the news\n\n"], seed=5
+    )
+    sequences = [(one.prompt_ids, one.response_ids) for one in samples]
+    alone = [evaluate.response_logprobs(policy, [one], temperature=0.7)[0] for one in sequences]
+    together = evaluate.response_logprobs(policy, sequences, temperature=0.7)
+    # A budget of about two sequences' logits: several passes, each row padded to its batch's widest.
+    monkeypatch.setattr(evaluate, "LOGITS_PER_PASS", 2 * 120 * len(tokenizer))
+    in_small_batches = evaluate.response_logprobs(policy, sequences, temperature=0.7)
+    assert len(together) == len(in_small_batches) == len(sequences) == 12
+    for one, batched, small, (_, response_ids) in zip(alone, together, in_small_batches, sequences, strict=True):
+        assert one.shape == (len(response_ids),)
+        assert torch.allclose(batched, one, atol=1e-5) and torch.allclose(small, one, atol=1e-5)
+        assert (one < 0).all()
+
+
+def test_outputs_sampled_once_are_scored_as_if_sampled_again(policy, scorer, tokenizer):
+    def evaluator(prompts, sign):
+        return evaluate.Evaluator(
+            prompts,
+            seed=4,
+            reward_model=reward.toward(scorer, sign),
+            reward_tokenizer=tokenizer,
+            threshold=0.0,
+            reference=policy,
+            reference_tokenizer=tokenizer,
+            judge=CountingJudge(),
+            samples_per_prompt=2,
+        )
+
+    toward_positive, toward_negative = evaluator(PROMPTS, 1), evaluator(PROMPTS, -1)
+    outputs = toward_positive.outputs(policy, tokenizer)
+    reused = toward_negative.evaluate(policy, tokenizer, outputs=outputs)
+    sampled = toward_negative.evaluate(policy, tokenizer)
+    assert [one.response_ids for one in reused.samples] == [one.response_ids for one in sampled.samples]
+    assert reused.figures == sampled.figures
+    assert reused.rewards == pytest.approx([-value for value in toward_positive.evaluate(policy, tokenizer).rewards])
+    with pytest.raises(ValueError, match="other prompts"):
+        evaluator(PROMPTS[:1], 1).evaluate(policy, tokenizer, outputs=outputs)

@@ -10,7 +10,7 @@ from ctrlgpt.settings import Settings
 from models import manifest
 from models.layout import reward_dir
 from models.reward_scoring import load_reward_model
-from trainer import bootstrap, pipeline, reward, steering
+from trainer import bootstrap, evaluate, pipeline, reward, steering
 from trainer.progress import ProgressReporter
 from trainer.run_config import RunConfig
 from trainer.steering import Offsets
@@ -31,26 +31,32 @@ def settings(tmp_path_factory) -> Settings:
 @pytest.fixture(scope="module")
 def run_outcomes(settings, make_pages, make_labels):
     events = []
-    outcomes = pipeline.train(
-        RunConfig.from_settings(settings),
-        "tiny-run",
-        make_pages(24),
-        make_labels(40),
-        reporter=ProgressReporter("tiny-run", events.append),
-        offsets=Offsets(labels={"0": 40}, pages={"0": 24}),
-    )
-    return outcomes, events
+    sampled = []  # the policies the gates sampled held-out outputs of
+    with pytest.MonkeyPatch.context() as patch:
+        sample = evaluate.sample
+        patch.setattr(
+            evaluate, "sample", lambda model, *args, **kwargs: sampled.append(model) or sample(model, *args, **kwargs)
+        )
+        outcomes = pipeline.train(
+            RunConfig.from_settings(settings),
+            "tiny-run",
+            make_pages(24),
+            make_labels(40),
+            reporter=ProgressReporter("tiny-run", events.append),
+            offsets=Offsets(labels={"0": 40}, pages={"0": 24}),
+        )
+    return outcomes, events, sampled
 
 
 @pytest.fixture(scope="module")
 def trained(run_outcomes):
     """The first target's outcome (the anchor, positive) and the run's progress events."""
-    outcomes, events = run_outcomes
+    outcomes, events, _ = run_outcomes
     return outcomes[0], events
 
 
 def test_run_registers_and_promotes_a_version_per_target_under_its_model_name(settings, run_outcomes):
-    outcomes, _ = run_outcomes
+    outcomes, _, _ = run_outcomes
     assert [outcome.target for outcome in outcomes] == ["positive", "negative"]
     for outcome in outcomes:
         name = settings.policy_for(outcome.target)
@@ -78,7 +84,7 @@ def test_run_registers_and_promotes_a_version_per_target_under_its_model_name(se
 
 
 def test_each_target_is_scored_by_the_reward_model_signed_toward_it(run_outcomes):
-    outcomes, _ = run_outcomes
+    outcomes, _, _ = run_outcomes
     texts = ["It was wonderful and everyone loved it.", "It was awful and everyone was angry."]
     scores = {}
     for outcome in outcomes:
@@ -97,6 +103,15 @@ def test_promoted_policy_loads_from_safetensors_and_generates(trained):
     output = model.generate(**inputs, max_new_tokens=12, do_sample=True, pad_token_id=tokenizer.pad_token_id)
     assert output.shape[1] > inputs["input_ids"].shape[1]
     assert tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+
+def test_the_gates_sample_the_sft_reference_once_for_both_targets(run_outcomes):
+    outcomes, _, sampled = run_outcomes
+    # No current version yet: each target's candidate, and the SFT reference once (the same outputs for both).
+    assert len(outcomes) == 2 and len(sampled) == 3 and len({id(model) for model in sampled}) == 3
+    positive, negative = (outcome.metrics for outcome in outcomes)
+    assert positive["reference_perplexity"] == negative["reference_perplexity"]
+    assert positive["reference_reward_mean"] == pytest.approx(-negative["reference_reward_mean"], abs=1e-5)
 
 
 def test_every_stage_was_announced_in_order(trained):
