@@ -288,7 +288,7 @@ class Settings(BaseSettings):
         "positive", description="Sentiment PPO steers toward; the default target of a request."
     )
     targets: str = Field(
-        "positive",
+        "positive,negative",
         description="Comma-separated sentiments (labels of the sentiment project) the trainer keeps a policy for; "
         "a request picks one. Must include target_sentiment.",
     )

@@ -55,6 +55,11 @@ def served_version(settings: Settings) -> str | None:
     return answer.get("model_version")
 
 
+def served_versions(settings: Settings) -> dict[str, str | None]:
+    """The version the API serves per target (None: none yet)."""
+    return httpx.get(f"{settings.api_url}/health", timeout=5).json().get("targets") or {}
+
+
 def run_ended_since(settings: Settings, since: datetime) -> TrainingRunProgressed | None:
     """The first training run started after `since` to finish (promoted, rejected by the gate, or failed).
 
@@ -82,7 +87,8 @@ def latest_progress(settings: Settings, since: datetime) -> TrainingRunProgresse
 
 
 def model_settled(settings: Settings, since: datetime) -> bool:
-    """The API serves the outcome of the first run started after `since`: a new version, or the old one kept.
+    """The API serves, for every target, the outcome of the first run started after `since`: a new version,
+    or the old one kept.
 
     Only that run counts: a version promoted by a run already under way at `since` (the trainer's
     start-up run on what was on Kafka before) is served first, and the run on the new labels comes after."""
@@ -91,14 +97,20 @@ def model_settled(settings: Settings, since: datetime) -> bool:
         return False
     if ended.stage == "failed":
         return True
-    served = served_version(settings)
-    promoted = [
-        update.version
-        for update in read_snapshot(settings, topics.MODEL_UPDATES).records
-        if update.created_at > since and update.model_name == settings.policy_for(settings.target_sentiment)
-    ]
-    # Promoted: wait for the API to swap to the newest. Rejected by the gate: the served version stays.
-    return served == promoted[-1] if promoted else served is not None
+    served = served_versions(settings)
+    promoted: dict[str, list[str]] = {}
+    for update in read_snapshot(settings, topics.MODEL_UPDATES).records:
+        if update.created_at > since:
+            promoted.setdefault(update.model_name, []).append(update.version)
+
+    def target_settled(target: str) -> bool:
+        newest = promoted.get(settings.policy_for(target))
+        if newest:  # promoted: the API has swapped to the newest
+            return served.get(target) == newest[-1]
+        # Rejected by the gate: the served version stays (the default target has one by now).
+        return served.get(target) is not None or target != settings.target_sentiment
+
+    return all(target_settled(target) for target in settings.target_list)
 
 
 def indexed_pages(es: Elasticsearch, settings: Settings, urls: list[str]) -> int:

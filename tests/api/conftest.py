@@ -111,7 +111,10 @@ def v2(make_version) -> FixtureVersion:
 
 @pytest.fixture(scope="session")
 def api_settings(tmp_path_factory) -> Settings:
-    return Settings(data_dir=tmp_path_factory.mktemp("data"), max_prompt_chars=200, max_new_tokens_limit=16)
+    # One target: the fixtures register one policy; tests of several targets widen `targets` themselves.
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("data"), max_prompt_chars=200, max_new_tokens_limit=16, targets="positive"
+    )
 
 
 @pytest.fixture

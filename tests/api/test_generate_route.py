@@ -48,7 +48,7 @@ def test_no_model_yet_is_503_with_a_message(api_settings):
         assert client.get("/health").json() == {
             "status": "waiting_for_model",
             "model_version": None,
-            "targets": {"positive": None},
+            "targets": dict.fromkeys(api_settings.target_list),
             "fallbacks": {},
             "pending_updates": {},
         }

@@ -97,8 +97,25 @@ def test_the_api_serves_a_promoted_registered_version(loop, settings):
     assert again.status_code == 200 and again.json()["model_version"] == loop.model_version
 
 
-# Small runs: the learning loop's plumbing is what is tested here; the gate's judgement has its own tests.
-QUICK_RUN = {"sft_epochs": 2.0, "reward_epochs": 1.0, "ppo_episodes": 16}
+def test_both_targets_are_trained_served_and_their_control_gap_recorded(loop, settings):
+    assert settings.target_list == ["positive", "negative"]  # the default: a policy per direction
+    served = httpx.get(f"{settings.api_url}/health", timeout=10).json()["targets"]
+    for target in settings.target_list:
+        generation = loop.generations[target]
+        assert generation["model_version"] == served[target] is not None
+        assert generation["completion"].strip()
+        manifest = verify(settings.registry_dir / settings.policy_for(target) / served[target])
+        assert manifest.status == "promoted" and manifest.target_sentiment == target
+        # The run's control gap by each judge, with its interval, in both targets' manifests.
+        for judge in ("reward", "judge", "lexicon"):
+            low, gap, high = (manifest.metrics[f"control_gap_{judge}{end}"] for end in ("_low", "", "_high"))
+            assert -1 <= low <= gap <= high <= 1
+        assert 0 <= manifest.metrics["candidate_reward_lexicon_agreement"] <= 1
+
+
+# Small runs of one target: the learning loop's plumbing is what is tested here; the gate's judgement and the
+# runs of both targets have their own tests.
+QUICK_RUN = {"sft_epochs": 2.0, "reward_epochs": 1.0, "ppo_episodes": 16, "targets": "positive"}
 OPEN_GATE = {
     "gate_reward_margin": -1e9,
     "gate_max_kl": 1e9,

@@ -34,6 +34,7 @@ def settings(tmp_path_factory, base_dir) -> Settings:
         sft_epochs=1,
         reward_epochs=1,
         ppo_episodes=8,
+        targets="positive",  # the adapters' mechanics; runs of both targets: test_stages
         gate_reward_margin=-1000.0,  # the mechanics, not the model's quality, are under test: let later runs promote
         gate_max_kl=1000.0,
         seed=2,
