@@ -92,11 +92,3 @@ def policy_for_target(models: ModelHolders, target: str) -> TargetModel:
         )
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail, headers={"Retry-After": "10"})
     return TargetModel(target, model_name, current)
-
-
-async def target_model(body: CheckedGenerateRequest, models: ModelsDep) -> TargetModel:
-    assert body.target is not None  # filled by checked_generate_request
-    return policy_for_target(models, body.target)
-
-
-RequestedModel = Annotated[TargetModel, Depends(target_model)]

@@ -14,7 +14,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.sse import EventSourceResponse
 
-from api.deps import BatcherDep, CheckedGenerateRequest, RequestedModel, TargetModel
+from api.deps import BatcherDep, CheckedGenerateRequest, ModelsDep, TargetModel, policy_for_target
 from api.schemas import ErrorResponse, GenerateResponse
 from api.serving.batching import (
     Delta,
@@ -56,9 +56,12 @@ SSE_EVENT = {  # one server-sent event, as OpenAPI 3.2 describes an event stream
     },
 )
 async def generate_text(
-    request: Request, body: CheckedGenerateRequest, policy: RequestedModel, batcher: BatcherDep
+    request: Request, body: CheckedGenerateRequest, models: ModelsDep, batcher: BatcherDep
 ) -> GenerateResponse | EventSourceResponse:
-    assert body.max_new_tokens is not None  # filled by checked_generate_request
+    # The target's policy is looked up here, not by a second dependency on the body: FastAPI validates a
+    # body once per dependency that needs it, and an invalid one would list each error twice.
+    assert body.max_new_tokens is not None and body.target is not None  # filled by checked_generate_request
+    policy = policy_for_target(models, body.target)
     params = SamplingParams(
         prompt=body.prompt,
         max_new_tokens=body.max_new_tokens,

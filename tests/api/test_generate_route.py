@@ -92,6 +92,13 @@ def test_bad_input_is_422_naming_the_field(client, body, field):
     assert field in {error["loc"][-1] for error in response.json()["detail"]}
 
 
+@pytest.mark.parametrize("path", ["/generate", "/v1/generate"])
+def test_each_invalid_field_is_named_once(client, path):
+    response = client.post(path, json={"prompt": 5, "max_new_tokens": -1})
+    assert response.status_code == 422, response.text
+    assert sorted(error["loc"][-1] for error in response.json()["detail"]) == ["max_new_tokens", "prompt"]
+
+
 @pytest.mark.parametrize(
     ("content", "content_type"),
     [
