@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let current = null; // what is on screen: {prompt, target, version, completions, feedbackId}
+let current = null; // what is on screen: {prompt, target, version, completions, texts, feedbackId}
 
 // Ids from getRandomValues: crypto.randomUUID exists only in secure contexts.
 function randomId(prefix) {
@@ -74,6 +74,8 @@ async function ask(answers) {
       target: results[0].target || body.target,
       version: results[0].model_version,
       completions: results.map((r) => r.completion),
+      // What the version read and wrote, as the API decoded it (prompt template and completion together).
+      texts: results.map((r) => r.text),
       feedbackId: randomId("try-"),
     };
     show(answers);
@@ -90,11 +92,11 @@ function show(answers) {
   $("pair").hidden = answers !== 2;
   if (answers === 1) {
     $("single-version").textContent = current.version;
-    $("single-text").textContent = current.prompt + current.completions[0];
+    $("single-text").textContent = current.texts[0];
   } else {
     $("pair-version").textContent = current.version;
-    $("answer-a").textContent = current.prompt + current.completions[0];
-    $("answer-b").textContent = current.prompt + current.completions[1];
+    $("answer-a").textContent = current.texts[0];
+    $("answer-b").textContent = current.texts[1];
   }
 }
 

@@ -46,11 +46,15 @@ def test_a_rating_and_a_pick_become_label_events(settings, base_url: str, page: 
     page.fill("#prompt", prompt)
     page.fill("#max_new_tokens", "8")
 
+    generated = []  # the API's answers to the page, in order
+    page.on("response", lambda response: generated.append(response) if response.url.endswith("/v1/generate") else None)
     page.click("#one")
     expect(page.locator("#single")).to_be_visible()
     expect(page.locator("#single-version")).to_have_text("v-try")
-    answer = page.locator("#single-text").inner_text()
-    assert answer.startswith(prompt)
+    answer = page.locator("#single-text").text_content()
+    [single] = [response.json() for response in generated]
+    # The API's text: the prompt as the version was shown it, and its completion, decoded together.
+    assert answer == single["text"] and answer.startswith(prompt)
     page.click("#thumbs-up")
     expect(page.locator("#thanks")).to_contain_text("recorded as api:try-")
 
@@ -58,10 +62,12 @@ def test_a_rating_and_a_pick_become_label_events(settings, base_url: str, page: 
         page.click("#two")
         expect(page.locator("#pair")).to_be_visible()
         expect(page.locator("#two")).to_be_enabled()
-        a, b = page.locator("#answer-a").inner_text(), page.locator("#answer-b").inner_text()
+        a, b = page.locator("#answer-a").text_content(), page.locator("#answer-b").text_content()
         if a != b:
             break
     assert a != b
+    first, second = (response.json() for response in generated[-2:])
+    assert (a, b) == (first["text"], second["text"])
     expect(page.locator("#pair-version")).to_have_text("v-try")
     page.click("#pick-b")
     expect(page.locator("#thanks")).to_contain_text("recorded as api:try-")
@@ -80,8 +86,8 @@ def test_a_rating_and_a_pick_become_label_events(settings, base_url: str, page: 
         settings.target_sentiment,
         "v-try",
     )
-    assert prompt + rating.label.completion == answer
-    assert (prompt + preference.label.chosen, prompt + preference.label.rejected) == (b, a)
+    assert rating.label.completion == single["completion"]
+    assert (preference.label.chosen, preference.label.rejected) == (second["completion"], first["completion"])
     assert preference.model_version == "v-try"
     for event in (rating, preference):
         assert event.source == "api" and event.annotator.startswith("web-")
