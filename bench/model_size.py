@@ -1,6 +1,6 @@
 """Model-size benchmark: how good a bootstrapped (offline) model the corpus allows, at what CPU cost.
 
-    .venv/bin/python bench/model_size.py [--grid default|quick] [--seed 0] [--samples 2] [--device cpu]
+    .venv/bin/python bench/model_size.py [--grid default|quick] [--rows 0,2] [--seed 0] [--samples 2] [--device cpu]
 
 No services needed. On the demo site's 30 articles (deploy/demo_site/articles.json, as the cleaner publishes
 them: `learning.demo_records`), pages split by URL hash as `data.build` splits them (`data.split_pages`); the
@@ -125,13 +125,17 @@ def heldout_loss(
 
     Prompt and completion are tokenized apart (a lossless code of the completion given the prompt); a sequence
     longer than the model's positions is cut and only the completion bytes actually scored are counted."""
+    if not pairs:
+        raise ValueError("no held-out pairs to score")
     model.eval()
     nats, tokens, scored_bytes = 0.0, 0, 0
     for pair in pairs:
         prompt = tokenizer(pair.prompt, add_special_tokens=False)["input_ids"]
         completion = tokenizer(pair.completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids = (prompt + completion)[:max_positions]
-        kept = len(ids) - len(prompt)
+        kept = min(len(completion), max_positions - len(prompt))
+        if kept <= 0:  # the prompt alone fills the model's positions: nothing of the completion to score
+            continue
+        ids = prompt + completion[:kept]
         logits = model(torch.tensor([ids], device=model.device)).logits[0, :-1].float()
         targets = torch.tensor(ids[1:], device=model.device)
         losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")[len(prompt) - 1 :]
@@ -222,7 +226,9 @@ def run(args: argparse.Namespace) -> list[Measured]:
     )
     rows = []
     with tempfile.TemporaryDirectory(prefix="model-size-") as scratch:
-        for number, setting in enumerate(grid(args.grid)):
+        settings = grid(args.grid)
+        chosen = [int(row) for row in args.rows.split(",")] if args.rows else range(len(settings))
+        for number, setting in [(row, settings[row]) for row in chosen]:
             row = measure(
                 setting,
                 train,
@@ -250,6 +256,9 @@ def run(args: argparse.Namespace) -> list[Measured]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=("default", "quick"), default="default", help="quick: two tiny settings")
+    parser.add_argument(
+        "--rows", default="", help="comma-separated rows of the grid to run (0: the reference); default: all"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=2, help="generations shown per setting, on held-out titles")
     parser.add_argument("--device", default=Settings().device, choices=("auto", "cpu", "cuda"))
