@@ -93,8 +93,9 @@ def grid(name: str) -> list[Setting]:
     ref = reference()
     if name == "quick":
         return [ref, Setting(1024, 2, 128, 1, 1)]
-    # Sized to about 25 CPU minutes on 2 cores: vocabulary alone, then a pretraining pass at about the
-    # reference's training cost (fewer SFT epochs), at the reference's vocabulary, the smaller one and a smaller shape.
+    # About 6 to 7 CPU minutes a row on 2 cores (35 in all; 30 minutes of wall time a row at load 10): vocabulary
+    # alone, then a pretraining pass at about the reference's training cost (fewer SFT epochs), at the smaller
+    # vocabulary, the reference's and a smaller shape.
     around = [
         Setting(1024, 3, 192, 0, 20),
         Setting(1024, 3, 192, 8, 12),
