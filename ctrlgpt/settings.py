@@ -293,6 +293,13 @@ class Settings(BaseSettings):
         "a request picks one. Must include target_sentiment.",
     )
     sft_epochs: float = Field(20.0, gt=0, description="Epochs of SFT over the expansion pairs.")
+    bootstrap_pretrain_epochs: float = Field(
+        0.0,
+        ge=0,
+        description="Epochs of causal-LM pretraining on the training pages' text before SFT, for a freshly "
+        "bootstrapped policy only (no base_model, no warm start); 0 skips the pass (docs/training.md, "
+        "'The offline model').",
+    )
     reward_epochs: float = Field(4.0, gt=0, description="Epochs of reward-model training.")
     ppo_episodes: int = Field(
         128,

@@ -111,6 +111,9 @@ class TrainingData:
     reward_pairs: list[PreferencePair]
     labels: LabelSet
     corpus: list[str]
+    # The training pages' texts only (title, summary, body): what a bootstrapped policy may pretrain on without
+    # reading the held-out pages its gate prompts come from (`corpus` covers every page, for the tokenizer).
+    pretraining_texts: list[str] = field(default_factory=list)
 
     def stats(self) -> dict[str, int]:
         return {
@@ -390,4 +393,5 @@ def build(
         + judged_pairs(labels, target_sentiment),
         labels=labels,
         corpus=corpus_texts(unique, labels),
+        pretraining_texts=corpus_texts(train, LabelSet()),
     )

@@ -75,6 +75,14 @@ def train(
             message=f"base={policy.base_model} warm_start={policy.parent_version} vocab={len(policy.tokenizer)}",
         )
 
+        # A fresh bootstrap first reads the training pages' text (bootstrap_pretrain_epochs), reported as part of
+        # making the starting policy
+        if stages.pretrains(config, policy):
+            steering.raise_if_cancelled(stop, "tokenizer")
+            reporter.report("tokenizer", message=f"pretraining epochs={config.pretrain_epochs:g}")
+            pretrained = stages.pretrain(config, policy, training, work_dir, callbacks("tokenizer"))
+            reporter.report("tokenizer", message=f"pretrained blocks={pretrained.blocks} loss={pretrained.loss:.3f}")
+
         # SFT
         reporter.report("sft")
         tuned = stages.fine_tune(config, policy, training.sft_pairs, work_dir, callbacks("sft"))

@@ -62,6 +62,7 @@ class RunConfig:
     replay: ReplayLimits
     samples_per_prompt: int = evaluate.SAMPLES_PER_PROMPT  # of the gate's evaluation, per held-out prompt
     heldout_prompts: int = data.HELDOUT_PROMPTS  # how many held-out prompts the gate evaluates on
+    pretrain_epochs: float = 0.0  # causal-LM epochs on the training pages before SFT, for a fresh bootstrap only
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunConfig:
@@ -111,4 +112,5 @@ class RunConfig:
             ),
             samples_per_prompt=settings.gate_samples_per_prompt,
             heldout_prompts=settings.gate_heldout_prompts,
+            pretrain_epochs=settings.bootstrap_pretrain_epochs,
         )

@@ -1,6 +1,9 @@
-"""The stages a run trains once, whatever the targets: data check, tokenizer and policy, SFT, reward model.
+"""The stages a run trains once, whatever the targets: data check, tokenizer and policy (and the pretraining pass
+of a fresh bootstrap), SFT, reward model.
 
     policy = stages.start_policy(config, training, anchor_dir)
+    if stages.pretrains(config, policy):
+        stages.pretrain(config, policy, training, work_dir, callbacks)
     tuned = stages.fine_tune(config, policy, training.sft_pairs, work_dir, callbacks)
     scorer = stages.train_reward(config, start_dir, policy.tokenizer, training.reward_pairs, work_dir, callbacks)
 
@@ -17,9 +20,19 @@ from transformers import PreTrainedTokenizerBase, TrainerCallback
 
 from models import layout
 from trainer import bootstrap, data, hf, reward, sft
+from trainer import pretrain as pretrain_stage
 from trainer.run_config import RunConfig
 
-__all__ = ["Tuned", "fine_tune", "require_enough", "reward_start", "start_policy", "train_reward"]
+__all__ = [
+    "Tuned",
+    "fine_tune",
+    "pretrain",
+    "pretrains",
+    "require_enough",
+    "reward_start",
+    "start_policy",
+    "train_reward",
+]
 
 
 def require_enough(training: data.TrainingData) -> None:
@@ -37,6 +50,31 @@ def require_enough(training: data.TrainingData) -> None:
 def start_policy(config: RunConfig, training: data.TrainingData, anchor_dir: Path | None) -> bootstrap.Policy:
     """Tokenizer and policy: warm start from the anchor's current version, else the base model or a bootstrap."""
     return bootstrap.start_policy(config.base_model, training.corpus, anchor_dir, config.seed, config.lora)
+
+
+def pretrains(config: RunConfig, policy: bootstrap.Policy) -> bool:
+    """Whether the run pretrains its policy: only a freshly bootstrapped one (random weights), and only with
+    `bootstrap_pretrain_epochs` above 0; a base model or a warm start has read far more text already."""
+    return config.pretrain_epochs > 0 and policy.base_model == bootstrap.BOOTSTRAP and policy.parent_version is None
+
+
+def pretrain(
+    config: RunConfig,
+    policy: bootstrap.Policy,
+    training: data.TrainingData,
+    work_dir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> pretrain_stage.PretrainResult:
+    """Causal-LM pretraining of the policy in place on the training pages' text (`trainer.pretrain`)."""
+    return pretrain_stage.train(
+        policy,
+        training.pretraining_texts,
+        epochs=config.pretrain_epochs,
+        seed=config.seed,
+        device=config.device,
+        work_dir=work_dir / "pretrain-trainer",
+        callbacks=callbacks,
+    )
 
 
 @dataclass(frozen=True)
