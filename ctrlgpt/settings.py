@@ -292,7 +292,13 @@ class Settings(BaseSettings):
         description="Comma-separated sentiments (labels of the sentiment project) the trainer keeps a policy for; "
         "a request picks one. Must include target_sentiment.",
     )
-    sft_epochs: float = Field(20.0, gt=0, description="Epochs of SFT over the expansion pairs.")
+    sft_epochs: float = Field(20.0, gt=0, description="Epochs of SFT over the expansion pairs of a first run.")
+    sft_incremental_epochs: float = Field(
+        2.0,
+        gt=0,
+        description="Epochs of SFT in an incremental run (the policy warm-starts from the current version) over "
+        "what is new plus the replay sample.",
+    )
     bootstrap_pretrain_epochs: float = Field(
         0.0,
         ge=0,
@@ -300,7 +306,13 @@ class Settings(BaseSettings):
         "bootstrapped policy only (no base_model, no warm start); 0 skips the pass (docs/training.md, "
         "'The offline model').",
     )
-    reward_epochs: float = Field(4.0, gt=0, description="Epochs of reward-model training.")
+    reward_epochs: float = Field(4.0, gt=0, description="Epochs of reward-model training of a first run.")
+    reward_incremental_epochs: float = Field(
+        1.0,
+        gt=0,
+        description="Epochs of reward-model training in an incremental run (the reward model goes on from the "
+        "current version's).",
+    )
     ppo_episodes: int = Field(
         128,
         ge=1,

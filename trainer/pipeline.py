@@ -83,15 +83,21 @@ def train(
             pretrained = stages.pretrain(config, policy, training, work_dir, callbacks("tokenizer"))
             reporter.report("tokenizer", message=f"pretrained blocks={pretrained.blocks} loss={pretrained.loss:.3f}")
 
-        # SFT
-        reporter.report("sft")
+        # SFT: fewer epochs on a warm start (sft_incremental_epochs)
+        reporter.report("sft", message=f"epochs={config.sft_epochs_for(warm=policy.parent_version is not None):g}")
         tuned = stages.fine_tune(config, policy, training.sft_pairs, work_dir, callbacks("sft"))
 
-        # Reward model
-        reporter.report("reward")
-        start = stages.reward_start(policy, anchor_dir) or tuned.full_dir
+        # Reward model: the current one goes on learning, else a fresh head on the SFT policy
+        warm_reward = stages.reward_start(policy, anchor_dir)
+        reporter.report("reward", message=f"epochs={config.reward_epochs_for(warm=warm_reward is not None):g}")
         scorer = stages.train_reward(
-            config, start, policy.tokenizer, training.reward_pairs, work_dir, callbacks("reward")
+            config,
+            warm_reward or tuned.full_dir,
+            policy.tokenizer,
+            training.reward_pairs,
+            work_dir,
+            callbacks("reward"),
+            warm=warm_reward is not None,
         )
 
         # Per target: RL and gate; then the control gap across targets; then each target's registration

@@ -50,8 +50,10 @@ class RunConfig:
     lora: bootstrap.Lora | None
     seed: int
     device: torch.device  # every stage's models run on it
-    sft_epochs: float
-    reward_epochs: float
+    sft_epochs: float  # of a first run
+    sft_incremental_epochs: float  # of a run whose policy warm-starts from the anchor's current version
+    reward_epochs: float  # of a first run
+    reward_incremental_epochs: float  # of a run whose reward model goes on from the current version's
     rl_algorithm: str
     rl_train: Callable[..., rl.RlResult]
     rl_episodes: int
@@ -63,6 +65,15 @@ class RunConfig:
     samples_per_prompt: int = evaluate.SAMPLES_PER_PROMPT  # of the gate's evaluation, per held-out prompt
     heldout_prompts: int = data.HELDOUT_PROMPTS  # how many held-out prompts the gate evaluates on
     pretrain_epochs: float = 0.0  # causal-LM epochs on the training pages before SFT, for a fresh bootstrap only
+
+    def sft_epochs_for(self, warm: bool) -> float:
+        """SFT epochs of a run whose policy warm-starts from the anchor's current version (`warm`), or of a first
+        run: a warm policy has learnt the replayed pages already and needs only to take in the new ones."""
+        return self.sft_incremental_epochs if warm else self.sft_epochs
+
+    def reward_epochs_for(self, warm: bool) -> float:
+        """Reward-model epochs of a run that goes on from the current reward model (`warm`), or of a first run."""
+        return self.reward_incremental_epochs if warm else self.reward_epochs
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunConfig:
@@ -92,7 +103,9 @@ class RunConfig:
             seed=settings.seed,
             device=device,
             sft_epochs=settings.sft_epochs,
+            sft_incremental_epochs=settings.sft_incremental_epochs,
             reward_epochs=settings.reward_epochs,
+            reward_incremental_epochs=settings.reward_incremental_epochs,
             rl_algorithm=settings.rl_algorithm,
             rl_train=rl_train,
             rl_episodes=settings.ppo_episodes,

@@ -24,7 +24,7 @@ from trainer.progress import ProgressReporter
 from trainer.run_config import RunConfig
 from trainer.steering import Offsets, RunOutcome, registry_of
 
-__all__ = ["RunInputs", "announce_promotion", "progress_reporter", "read_inputs", "trained_offsets"]
+__all__ = ["Chosen", "RunInputs", "announce_promotion", "choose", "progress_reporter", "read_inputs", "trained_offsets"]
 
 R = TypeVar("R")
 
@@ -45,31 +45,51 @@ def read_inputs(settings: Settings, config: RunConfig, stop: threading.Event | N
     """The records this run trains on; waits for Kafka while it is away (until `stop`)."""
     pages = read_snapshot_when_kafka_is_back(settings, topics.PAGES_CLEAN, stop)
     labels = read_snapshot_when_kafka_is_back(settings, topics.LABELS, stop)
+    chosen = choose(config, _positioned(pages, PageCleaned), _positioned(labels, LabelRecorded))
+    return RunInputs(
+        pages=chosen.pages,
+        labels=chosen.labels,
+        offsets=Offsets(labels=_as_offsets(labels.end_offsets), pages=_as_offsets(pages.end_offsets)),
+        counts={
+            "pages_read": len(pages.records),
+            "pages_skipped": pages.skipped,
+            "label_events_read": len(labels.records),
+            "label_events_skipped": labels.skipped,
+        }
+        | chosen.counts,
+    )
+
+
+@dataclass(frozen=True)
+class Chosen:
+    pages: list[PageCleaned]  # new, then replayed
+    labels: list[LabelRecorded]  # new, then replayed
+    counts: dict[str, int]  # new and replayed of each
+
+
+def choose(config: RunConfig, pages: list[replay.At[PageCleaned]], labels: list[replay.At[LabelRecorded]]) -> Chosen:
+    """What is new since the anchor's current version, plus the replay sample of older records, of the
+    positioned records read (in log order); `bench/run_time.py` calls it as the trainer does."""
     label_trained, page_trained = trained_offsets(config)
     chosen_pages = replay.select(
-        replay.latest_pages(_positioned(pages, PageCleaned)),
+        replay.latest_pages(pages),
         page_trained,
         config.replay.replay_pages,
         replay.replay_seed(config.seed, page_trained),
         max_new=config.replay.max_new_pages,
     )
     chosen_labels = replay.select(
-        replay.latest_labels(_positioned(labels, LabelRecorded)),
+        replay.latest_labels(labels),
         label_trained,
         config.replay.replay_labels,
         replay.replay_seed(config.seed, label_trained),
     )
-    return RunInputs(
+    return Chosen(
         pages=chosen_pages.records,
         labels=chosen_labels.records,
-        offsets=Offsets(labels=_as_offsets(labels.end_offsets), pages=_as_offsets(pages.end_offsets)),
         counts={
-            "pages_read": len(pages.records),
-            "pages_skipped": pages.skipped,
             "pages_new": len(chosen_pages.new),
             "pages_replayed": len(chosen_pages.replayed),
-            "label_events_read": len(labels.records),
-            "label_events_skipped": labels.skipped,
             "labels_new": len(chosen_labels.new),
             "labels_replayed": len(chosen_labels.replayed),
         },

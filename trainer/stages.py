@@ -5,7 +5,12 @@ of a fresh bootstrap), SFT, reward model.
     if stages.pretrains(config, policy):
         stages.pretrain(config, policy, training, work_dir, callbacks)
     tuned = stages.fine_tune(config, policy, training.sft_pairs, work_dir, callbacks)
-    scorer = stages.train_reward(config, start_dir, policy.tokenizer, training.reward_pairs, work_dir, callbacks)
+    current = stages.reward_start(policy, anchor_dir)
+    scorer = stages.train_reward(config, current or tuned.full_dir, policy.tokenizer, training.reward_pairs,
+                                 work_dir, callbacks, warm=current is not None)
+
+A warm start (the policy, the reward model) trains the incremental epochs (`RunConfig.sft_epochs_for`,
+`reward_epochs_for`): it has learnt the replayed records already.
 
 Each is callable alone (`bench/learning.py` does); `trainer.steering` runs the per-target stages after them.
 """
@@ -94,7 +99,7 @@ def fine_tune(
     tuned = sft.train(
         policy,
         pairs,
-        epochs=config.sft_epochs,
+        epochs=config.sft_epochs_for(warm=policy.parent_version is not None),
         seed=config.seed,
         device=config.device,
         work_dir=work_dir / "sft-trainer",
@@ -121,12 +126,15 @@ def train_reward(
     pairs: Sequence[data.PreferencePair],
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
+    *,
+    warm: bool = False,
 ) -> reward.RewardResult:
+    """`warm`: `start_dir` is the current reward model (`reward_start`), not a fresh head on the SFT policy."""
     return reward.train(
         start_dir,
         tokenizer,
         pairs,
-        epochs=config.reward_epochs,
+        epochs=config.reward_epochs_for(warm),
         seed=config.seed,
         device=config.device,
         work_dir=work_dir / "reward-trainer",

@@ -8,6 +8,7 @@ import torch
 from ctrlgpt.settings import Settings
 from models import manifest
 from models.policy import load_causal_lm, load_policy
+from streams.records import TrainingRunProgressed
 from trainer import bootstrap, data, hf, pipeline
 from trainer.progress import ProgressReporter
 from trainer.run_config import RunConfig
@@ -32,7 +33,9 @@ def settings(tmp_path_factory, base_dir) -> Settings:
         lora_r=4,
         lora_alpha=8,
         sft_epochs=1,
+        sft_incremental_epochs=0.5,
         reward_epochs=1,
+        reward_incremental_epochs=0.5,
         ppo_episodes=8,
         targets="positive",  # the adapters' mechanics; runs of both targets: test_stages
         gate_reward_margin=-1000.0,  # the mechanics, not the model's quality, are under test: let later runs promote
@@ -42,14 +45,19 @@ def settings(tmp_path_factory, base_dir) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def runs(settings, make_pages, make_labels):
+def events() -> list[TrainingRunProgressed]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def runs(settings, make_pages, make_labels, events):
     config = RunConfig.from_settings(settings)
     first = pipeline.train(
         config,
         "lora-1",
         make_pages(24),
         make_labels(40),
-        reporter=ProgressReporter("lora-1"),
+        reporter=ProgressReporter("lora-1", events.append),
         offsets=Offsets(labels={"0": 40}, pages={}),
     )
     second = pipeline.train(
@@ -57,7 +65,7 @@ def runs(settings, make_pages, make_labels):
         "lora-2",
         make_pages(12, crawl_id="more"),
         make_labels(20, prefix="more"),
-        reporter=ProgressReporter("lora-2"),
+        reporter=ProgressReporter("lora-2", events.append),
         offsets=Offsets(labels={"0": 60}, pages={}),
     )
     return first[0], second[0]
@@ -114,3 +122,13 @@ def test_lora_without_a_base_model_is_refused(tmp_path, make_pages, make_labels)
         pipeline.train(
             RunConfig.from_settings(lora), "r", make_pages(10), make_labels(20), reporter=ProgressReporter("r")
         )
+
+
+def test_the_warm_started_run_trains_the_incremental_epochs(runs, events):
+    announced = {(e.run_id, e.stage): e.message for e in events if e.stage in ("sft", "reward") and e.message}
+    assert announced == {
+        ("lora-1", "sft"): "epochs=1",
+        ("lora-1", "reward"): "epochs=1",
+        ("lora-2", "sft"): "epochs=0.5",
+        ("lora-2", "reward"): "epochs=0.5",
+    }

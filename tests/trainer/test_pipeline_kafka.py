@@ -31,7 +31,9 @@ def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pag
             "data_dir": tmp_path,
             "policy_name": f"test-{run}",
             "sft_epochs": 1.0,
+            "sft_incremental_epochs": 1.0,
             "reward_epochs": 1.0,
+            "reward_incremental_epochs": 1.0,
             "ppo_episodes": 8,
             "targets": "positive",  # the run's plumbing through Kafka; both targets' runs: test_stages
             "train_max_new_pages": 40,

@@ -62,3 +62,13 @@ def test_a_run_asked_to_use_a_missing_gpu_is_refused_before_any_stage(tmp_path, 
 def test_targets_without_the_anchor_are_refused(tmp_path):
     with pytest.raises(ValueError, match="must include target_sentiment 'positive'"):
         RunConfig.from_settings(Settings(data_dir=tmp_path, targets="negative"))
+
+
+def test_a_warm_start_trains_the_incremental_epochs_and_a_first_run_the_first_runs(tmp_path):
+    config = RunConfig.from_settings(
+        Settings(
+            data_dir=tmp_path, sft_epochs=20, sft_incremental_epochs=3, reward_epochs=4, reward_incremental_epochs=2
+        )
+    )
+    assert (config.sft_epochs_for(warm=False), config.sft_epochs_for(warm=True)) == (20, 3)
+    assert (config.reward_epochs_for(warm=False), config.reward_epochs_for(warm=True)) == (4, 2)
