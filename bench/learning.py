@@ -499,19 +499,22 @@ def run(args: argparse.Namespace) -> Report:
         config = run_config(args, work)
         trained = train_models(report, args, config, training, reward_pairs, work)
         reference = load_causal_lm(trained.sft_dir)[0].to(config.device)
+        # One encoder and one fit per target for the whole run, the control gaps' judge included.
+        judges = None if args.no_judge else steering.Judges(config, training)
         evaluator = steering.evaluator_for(
             config,
             training,
             trained.reward_model,
             trained.tokenizer,
             reference,
-            fit_judge(report, args, config, training, split),
+            fit_judge(report, args, judges, split),
             args.target,
             None if args.no_judge else lexicon.lexicon_judge(args.target)[0],
         )
         before = evaluator.evaluate(reference, trained.tokenizer)
         show(before, "before")
         report_figures(report, "before", before.figures)
+        direction = other_direction(report, args, config, trained, training, reference, judges, work)
         for algorithm in args.algorithms:
             # Every algorithm from the same SFT policy and reward model, with the same prompts and seed.
             steer_config = dataclasses.replace(
@@ -535,52 +538,88 @@ def run(args: argparse.Namespace) -> Report:
                 ),
             )
             report_gate(report, algorithm, config, before.figures, after.figures)
-            report_run_time(report, algorithm, ours_runs, steered.updates)
-            if len(args.targets) > 1:
-                report_control(
-                    report, args, steer_config, trained, training, reference, (after, evaluator.threshold), work
+            runs = list(ours_runs)
+            if direction is not None:
+                runs.append(
+                    report_control(
+                        report,
+                        args,
+                        steer_config,
+                        trained,
+                        training,
+                        reference,
+                        (after, evaluator.threshold),
+                        direction,
+                        judges,
+                        work,
+                    )
                 )
+            report_run_time(report, algorithm, runs, steered.updates)
             if bare_runs:
                 report_timings(report, ours_runs, bare_runs)
     return report
 
 
 COMPARED = (
-    ("target rate, reward model: before -> after", "before_target_rate", "after_target_rate"),
-    ("target rate, judge: before -> after", "before_judge_target_rate", "after_judge_target_rate"),
-    ("target rate, lexicon: before -> after", "before_lexicon_target_rate", "after_lexicon_target_rate"),
+    ("target rate, reward model", "target_rate"),
+    ("target rate, MiniLM judge", "judge_target_rate"),
+    ("target rate, lexicon", "lexicon_target_rate"),
 )
+GAPS = (("judge", "control gap, MiniLM judge"), ("lexicon", "control gap, lexicon"))
 
 
-def comparison(figures: dict[str, float], algorithms: Sequence[str]) -> str:
-    """One Markdown row per algorithm: the judges' target rates before and after, KL, perplexity ratio, time
-    per update and per run, and the control gap by the MiniLM judge with its interval where the run measured it
-    (`--targets positive,negative`)."""
+def comparison(figures: dict[str, float], algorithms: Sequence[str], other: str | None = None) -> str:
+    """One Markdown row per algorithm: the control gap by the MiniLM judge and by the lexicon with their
+    intervals ("-" without both targets' policies), each scorer's target rates before -> after, KL, perplexity
+    ratio and the reward model's agreement with the MiniLM judge after, each for the main target and then for
+    `other` (the second of `--targets`, "; " between them), and time per update and per run."""
 
-    def rate(before: str, after: str, algorithm: str) -> str:
-        if before not in figures or f"{algorithm}_{after}" not in figures:
+    def policies(algorithm: str) -> list[tuple[str, str]]:
+        """(before, after) key prefixes per target: the main target's, then the other's."""
+        pairs = [("before_", f"{algorithm}_after_")]
+        if other is not None:
+            pairs.append((f"before_toward_{other}_", f"{algorithm}_toward_{other}_"))
+        return pairs
+
+    def per_target(algorithm: str, cell) -> str:
+        return "; ".join(cell(before, after) for before, after in policies(algorithm))
+
+    def rate(name: str):
+        def cell(before: str, after: str) -> str:
+            if f"{before}{name}" not in figures or f"{after}{name}" not in figures:
+                return "-"
+            return f"{figures[f'{before}{name}']:.3f} -> {figures[f'{after}{name}']:.3f}"
+
+        return cell
+
+    def after_only(name: str, digits: int):
+        return lambda before, after: (
+            "-" if f"{after}{name}" not in figures else f"{figures[f'{after}{name}']:.{digits}f}"
+        )
+
+    def ratio(before: str, after: str) -> str:
+        if f"{after}perplexity" not in figures:
             return "-"
-        return f"{figures[before]:.3f} -> {figures[f'{algorithm}_{after}']:.3f}"
+        return f"{figures[f'{after}perplexity'] / figures[f'{before}perplexity']:.3f}"
 
-    header = ["algorithm", *(name for name, _, _ in COMPARED)]
-    header += [
-        "KL (per token)",
-        "perplexity ratio",
-        "s per update",
-        "s per run",
-        f"control gap (judge) [{CONFIDENCE:.0%}]",
-    ]
+    def gap(algorithm: str, name: str) -> str:
+        ends = [figures.get(f"{algorithm}_control_gap_{name}{end}") for end in ("", "_low", "_high")]
+        return "-" if None in ends else str(control.Interval(*ends))
+
+    header = ["algorithm", *(f"{label} [{CONFIDENCE:.0%}]" for _, label in GAPS)]
+    header += [f"{label}: before -> after" for label, _ in COMPARED]
+    header += ["KL (per token)", "perplexity ratio", "agreement, reward model and MiniLM judge"]
+    header += ["s per update", "s per run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for algorithm in algorithms:
-        ratio = figures[f"{algorithm}_after_perplexity"] / figures["before_perplexity"]
-        gap = [figures.get(f"{algorithm}_control_gap_judge{end}") for end in ("", "_low", "_high")]
-        cells = [algorithm, *(rate(before, after, algorithm) for _, before, after in COMPARED)]
+        cells = [algorithm, *(gap(algorithm, name) for name, _ in GAPS)]
+        cells += [per_target(algorithm, rate(name)) for _, name in COMPARED]
         cells += [
-            f"{figures[f'{algorithm}_after_kl']:.4f}",
-            f"{ratio:.3f}",
+            per_target(algorithm, after_only("kl", 4)),
+            per_target(algorithm, ratio),
+            per_target(algorithm, after_only("reward_judge_agreement", 3)),
             f"{figures[f'{algorithm}_update_s']:.2f}",
             f"{figures[f'{algorithm}_run_s']:.1f}",
-            "-" if None in gap else str(control.Interval(*gap)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -588,7 +627,7 @@ def comparison(figures: dict[str, float], algorithms: Sequence[str]) -> str:
 
 def report_run_time(report: Report, algorithm: str, runs: Sequence[Timing], updates: int) -> None:
     """Wall time per update (every trainer step of the run over its updates: RLOO and GRPO take one step per
-    optimisation pass, PPO one per update) and of the whole call, medians over the timed runs."""
+    optimisation pass, PPO one per update) and of the whole call, medians over the timed runs (each target's)."""
     update_s = median(sum(timing.step_s) / max(updates, 1) for timing in runs)
     run_s = median(timing.wall_s for timing in runs)
     report.add(
@@ -611,6 +650,51 @@ def report_gate(
     )
 
 
+@dataclass(frozen=True)
+class Direction:
+    """The other target of a two-target run: its reward model (the main one turned around, as the pipeline does),
+    its evaluator (its own judges' target rates, the same held-out prompts and seed) and the SFT policy's figures
+    under it (before)."""
+
+    target: str
+    reward_dir: Path
+    evaluator: evaluate.Evaluator
+
+
+def other_direction(
+    report: Report,
+    args: argparse.Namespace,
+    config: RunConfig,
+    trained: Trained,
+    training: data.TrainingData,
+    reference: PreTrainedModel,
+    judges: steering.Judges | None,
+    work: Path,
+) -> Direction | None:
+    """The second target of `--targets` (None with one target), and the SFT policy's figures toward it, keys
+    "before_toward_<target>_..."."""
+    others = [target for target in args.targets if target != args.target]
+    if not others:
+        return None
+    other = others[0]
+    toward = reward.toward(trained.reward_model, data.reward_sign(other, args.target))
+    reward_dir = hf.save(toward, trained.tokenizer, work / f"reward-{other}")
+    evaluator = steering.evaluator_for(
+        config,
+        training,
+        toward,
+        trained.tokenizer,
+        reference,
+        None if judges is None else judges.minilm(other)[0],
+        other,
+        None if args.no_judge else lexicon.lexicon_judge(other)[0],
+    )
+    before = evaluator.evaluate(reference, trained.tokenizer)
+    show(before, f"before toward {other}")
+    report_figures(report, f"before toward {other}", before.figures)
+    return Direction(other, reward_dir, evaluator)
+
+
 def report_control(
     report: Report,
     args: argparse.Namespace,
@@ -619,30 +703,26 @@ def report_control(
     training: data.TrainingData,
     reference: PreTrainedModel,
     steered: tuple[evaluate.Evaluation, float],
+    direction: Direction,
+    judges: steering.Judges | None,
     work: Path,
-) -> None:
-    """`config.rl_algorithm` toward the other target from the same SFT policy, with the reward model turned
-    around as the pipeline does, and the control gap of the two policies (`steering.control_gaps`), keys
-    "<algorithm>_control_gap_<judge>"."""
+) -> Timing:
+    """`config.rl_algorithm` toward `direction.target` from the same SFT policy, prompts and seed, its figures
+    (keys "<algorithm>_toward_<target>_..."), and the control gap of the two policies (`steering.control_gaps`),
+    keys "<algorithm>_control_gap_<judge>". The run's timing."""
     algorithm = config.rl_algorithm
-    other = next(target for target in args.targets if target != args.target)
-    toward = reward.toward(trained.reward_model, data.reward_sign(other, args.target))
-    toward_dir = hf.save(toward, trained.tokenizer, work / f"reward-{other}")
-    run_dir = work / f"{algorithm}-{other}"
-    result, _ = our_rl(config, trained.sft_dir, toward_dir, trained.tokenizer, training.train_prompts, run_dir)
-    other_judge = None if args.no_judge else steering.independent_judge(config, training, other)[0]
-    other_lexicon = None if args.no_judge else lexicon.lexicon_judge(other)[0]
-    evaluator = steering.evaluator_for(
-        config, training, toward, trained.tokenizer, reference, other_judge, other, other_lexicon
+    run_dir = work / f"{algorithm}-{direction.target}"
+    result, timing = our_rl(
+        config, trained.sft_dir, direction.reward_dir, trained.tokenizer, training.train_prompts, run_dir
     )
-    evaluation = evaluator.evaluate(result.model, trained.tokenizer, kl_reference=reference)
-    show(evaluation, f"{algorithm} toward {other}")
-    report_figures(report, f"{algorithm} toward {other}", evaluation.figures)
-    by_target = {args.target: steered, other: (evaluation, evaluator.threshold)}
+    evaluation = direction.evaluator.evaluate(result.model, trained.tokenizer, kl_reference=reference)
+    show(evaluation, f"{algorithm} toward {direction.target}")
+    report_figures(report, f"{algorithm} toward {direction.target}", evaluation.figures)
+    by_target = {args.target: steered, direction.target: (evaluation, direction.evaluator.threshold)}
     if set(steering.CONTROL_TARGETS) - set(by_target):
         report.add(f"{algorithm}: control gap", f"needs targets {' and '.join(steering.CONTROL_TARGETS)}")
-        return
-    gaps = steering.control_gaps(config, training, *(by_target[target] for target in steering.CONTROL_TARGETS))
+        return timing
+    gaps = steering.control_gaps(config, training, *(by_target[target] for target in steering.CONTROL_TARGETS), judges)
     names = {"reward": "the reward model", "judge": "the MiniLM judge", "lexicon": "the lexicon judge"}
     for name, label in names.items():
         if f"control_gap_{name}" in gaps:
@@ -652,6 +732,7 @@ def report_control(
                 str(gap),
                 **{f"{algorithm}_{key}": value for key, value in gaps.items() if key.startswith(f"control_gap_{name}")},
             )
+    return timing
 
 
 def train_models(
@@ -710,13 +791,13 @@ def time_rl(
 
 
 def fit_judge(
-    report: Report, args: argparse.Namespace, config: RunConfig, training: data.TrainingData, split: judge.LabelSplit
+    report: Report, args: argparse.Namespace, judges: steering.Judges | None, split: judge.LabelSplit
 ) -> judge.Judge | None:
-    """The gate's independent judge (`steering.independent_judge`: fit on `split.judge`)."""
-    if args.no_judge:
+    """The gate's independent judge toward `args.target` (`steering.Judges`: fit on `split.judge`)."""
+    if judges is None:
         report.add("judge", "not run (--no-judge): reward-model figures only")
         return None
-    verdict, unavailable = steering.independent_judge(config, training, args.target)
+    verdict, unavailable = judges.minilm(args.target)
     if verdict is None:
         report.add("judge", f"unavailable: {unavailable}")
         return None
@@ -817,9 +898,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target", default=settings.target_sentiment, help="Target sentiment (default: setting).")
     parser.add_argument(
         "--targets",
-        default=settings.target_sentiment,
-        help="Comma-separated targets, --target among them; with positive,negative a second PPO run toward the "
-        "other and the control gap of the two (default: --target alone).",
+        default=",".join(steering.CONTROL_TARGETS),
+        help="Comma-separated targets, --target among them: with two, each algorithm runs a second time toward the "
+        "other and the control gap of the two policies is measured (default: positive,negative; --targets "
+        "positive: one target, no gap).",
     )
     parser.add_argument(
         "--heldout-prompts",
@@ -882,7 +964,8 @@ def main() -> int:
     print(f"\nLearning benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}\n")
     print(report.table())
     print(f"\nPer algorithm (same data, SFT policy, reward model and seed {args.seed})\n")
-    print(comparison(report.figures, args.algorithms))
+    other = next((target for target in args.targets if target != args.target), None)
+    print(comparison(report.figures, args.algorithms, other))
     return 0
 
 

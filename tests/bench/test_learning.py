@@ -135,10 +135,21 @@ def test_a_tiny_run_measures_every_figure(capsys):
         assert report.figures[f"{algorithm}_update_s"] > 0
         assert report.figures[f"{algorithm}_run_s"] >= report.figures[f"{algorithm}_update_s"]
         assert math.isfinite(report.figures[f"{algorithm}_after_judge_target_rate"])
-    assert [row.split(" | ")[0] for row in comparison(report.figures, ["ppo", "rloo"]).splitlines()[2:]] == [
-        "| ppo",
-        "| rloo",
-    ]
+    # Both targets by default: each algorithm's policy toward negative, and the control gap by every scorer.
+    for when in ("before_toward_negative", "ppo_toward_negative", "rloo_toward_negative"):
+        for name in ("judge_target_rate", "lexicon_target_rate", "perplexity"):
+            assert math.isfinite(report.figures[f"{when}_{name}"])
+    for algorithm in ("ppo", "rloo"):
+        assert math.isfinite(report.figures[f"{algorithm}_toward_negative_kl"])
+        for name in ("reward", "judge", "lexicon"):
+            low, gap, high = (report.figures[f"{algorithm}_control_gap_{name}{end}"] for end in ("_low", "", "_high"))
+            assert -1 <= low <= gap <= high <= 1
+    rows = comparison(report.figures, ["ppo", "rloo"], "negative").splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| ppo", "| rloo"]
+    for algorithm, row in zip(("ppo", "rloo"), rows, strict=True):
+        judge_gap, lexicon_gap = row.split(" | ")[1:3]
+        assert judge_gap.startswith(f"{report.figures[f'{algorithm}_control_gap_judge']:+.3f} [")
+        assert lexicon_gap.startswith(f"{report.figures[f'{algorithm}_control_gap_lexicon']:+.3f} [")
     assert report.figures["ours_step_s"] > 0 and report.figures["bare_step_s"] > 0
     assert math.isfinite(report.figures["step_overhead"])
     assert "| time per PPO update, bare trl PPOTrainer" in report.table()
@@ -147,22 +158,52 @@ def test_a_tiny_run_measures_every_figure(capsys):
     assert "PPO ours #1" in out and "RLOO ours #1" in out and "RLOO bare" not in out
 
 
+def after_figures(prefix: str, rate: float, perplexity: float) -> dict[str, float]:
+    return {
+        f"{prefix}_target_rate": rate,
+        f"{prefix}_judge_target_rate": rate,
+        f"{prefix}_kl": 0.125,
+        f"{prefix}_perplexity": perplexity,
+        f"{prefix}_reward_judge_agreement": 0.875,
+    }
+
+
 def test_the_algorithms_are_compared_row_by_row():
     figures = {"before_target_rate": 0.25, "before_judge_target_rate": 0.5, "before_perplexity": 10.0}
     for algorithm, after in (("ppo", 0.75), ("grpo", 0.5)):
-        figures |= {
-            f"{algorithm}_after_target_rate": after,
-            f"{algorithm}_after_judge_target_rate": after,
-            f"{algorithm}_after_kl": 0.125,
-            f"{algorithm}_after_perplexity": 12.0,
-            f"{algorithm}_update_s": 1.5,
-            f"{algorithm}_run_s": 30.0,
-        }
+        figures |= after_figures(f"{algorithm}_after", after, 12.0)
+        figures |= {f"{algorithm}_update_s": 1.5, f"{algorithm}_run_s": 30.0}
     figures |= {"grpo_control_gap_judge": 0.25, "grpo_control_gap_judge_low": 0.125, "grpo_control_gap_judge_high": 0.5}
     header, rule, ppo, grpo = comparison(figures, ["ppo", "grpo"]).splitlines()
-    assert "control gap" in header and rule.count("---") == header.count("|") - 1
-    assert ppo == "| ppo | 0.250 -> 0.750 | 0.500 -> 0.750 | - | 0.1250 | 1.200 | 1.50 | 30.0 | - |"
-    assert grpo.endswith("| +0.250 [+0.125, +0.500] |")
+    assert "control gap, MiniLM judge" in header and "control gap, lexicon" in header
+    assert rule.count("---") == header.count("|") - 1
+    assert ppo == "| ppo | - | - | 0.250 -> 0.750 | 0.500 -> 0.750 | - | 0.1250 | 1.200 | 0.875 | 1.50 | 30.0 |"
+    assert grpo.startswith("| grpo | +0.250 [+0.125, +0.500] | - | 0.250 -> 0.500 |")
+
+
+def test_with_two_targets_each_cell_gives_the_main_target_then_the_other_and_the_gaps_both_judges():
+    figures = {"before_target_rate": 0.25, "before_judge_target_rate": 0.5, "before_perplexity": 10.0}
+    figures |= {"before_toward_negative_target_rate": 0.5, "before_toward_negative_judge_target_rate": 0.375}
+    figures |= {"before_toward_negative_perplexity": 10.0}
+    figures |= after_figures("ppo_after", 0.75, 12.0) | after_figures("ppo_toward_negative", 0.625, 15.0)
+    figures |= {"ppo_update_s": 1.5, "ppo_run_s": 30.0}
+    for name, gap in (("judge", 0.25), ("lexicon", 0.5)):
+        figures |= {
+            f"ppo_control_gap_{name}": gap,
+            f"ppo_control_gap_{name}_low": 0.0,
+            f"ppo_control_gap_{name}_high": 1.0,
+        }
+    row = comparison(figures, ["ppo"], "negative").splitlines()[2]
+    assert row == (
+        "| ppo | +0.250 [+0.000, +1.000] | +0.500 [+0.000, +1.000] | 0.250 -> 0.750; 0.500 -> 0.625 "
+        "| 0.500 -> 0.750; 0.375 -> 0.625 | -; - | 0.1250; 0.1250 | 1.200; 1.500 | 0.875; 0.875 | 1.50 | 30.0 |"
+    )
+
+
+def test_both_targets_by_default_and_one_target_on_request():
+    assert parse_args([]).targets == ["positive", "negative"]
+    assert parse_args(["--targets", "positive"]).targets == ["positive"]
+    assert parse_args(["--target", "negative"]).targets == ["negative", "positive"]
 
 
 def test_algorithms_are_checked_and_run_in_the_order_given(capsys):
