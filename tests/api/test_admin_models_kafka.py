@@ -38,6 +38,7 @@ def local(settings, tmp_path, run):
             "policy_name": f"test-admin-{run}",
             "api_replica_id": f"test-{run}",
             "max_new_tokens_limit": 16,
+            "targets": "positive",  # one target's versions are announced and served here
         }
     )
 
