@@ -294,10 +294,10 @@ class Settings(BaseSettings):
     )
     sft_epochs: float = Field(20.0, gt=0, description="Epochs of SFT over the expansion pairs of a first run.")
     sft_incremental_epochs: float = Field(
-        2.0,
+        20.0,
         gt=0,
         description="Epochs of SFT in an incremental run (the policy warm-starts from the current version) over "
-        "what is new plus the replay sample.",
+        "what is new plus the replay sample; lower it for large crawls (docs/training.md, 'How long a run takes').",
     )
     bootstrap_pretrain_epochs: float = Field(
         0.0,
@@ -308,7 +308,7 @@ class Settings(BaseSettings):
     )
     reward_epochs: float = Field(4.0, gt=0, description="Epochs of reward-model training of a first run.")
     reward_incremental_epochs: float = Field(
-        1.0,
+        4.0,
         gt=0,
         description="Epochs of reward-model training in an incremental run (the reward model goes on from the "
         "current version's).",

@@ -115,7 +115,14 @@ def test_both_targets_are_trained_served_and_their_control_gap_recorded(loop, se
 
 # Small runs of one target: the learning loop's plumbing is what is tested here; the gate's judgement and the
 # runs of both targets have their own tests.
-QUICK_RUN = {"sft_epochs": 2.0, "reward_epochs": 1.0, "ppo_episodes": 16, "targets": "positive"}
+QUICK_RUN = {
+    "sft_epochs": 2.0,
+    "sft_incremental_epochs": 2.0,
+    "reward_epochs": 1.0,
+    "reward_incremental_epochs": 1.0,
+    "ppo_episodes": 16,
+    "targets": "positive",
+}
 OPEN_GATE = {
     "gate_reward_margin": -1e9,
     "gate_max_kl": 1e9,

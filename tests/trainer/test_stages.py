@@ -22,7 +22,9 @@ def settings(tmp_path_factory) -> Settings:
         data_dir=tmp_path_factory.mktemp("data"),
         targets="positive,negative",
         sft_epochs=3,
+        sft_incremental_epochs=3,
         reward_epochs=2,
+        reward_incremental_epochs=2,
         ppo_episodes=16,
         seed=1,
     )
