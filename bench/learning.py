@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import tempfile
 import time
@@ -54,12 +55,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
-from statistics import median
+from statistics import fmean, median, stdev
 
 import torch
 from datasets import Dataset
 from machine import describe as describe_machine
 from report import Report
+from scipy.stats import t as scipy_t
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -88,17 +90,10 @@ DEMO_BASE_URL = "http://demo.bench.test/"
 SHOWN_SAMPLES = 2
 # With about 4 held-out prompts, 32 samples each made the before/after comparison readable; the held-out set is now
 # gate_heldout_prompts (64) prompts, so 4 each give twice the samples across 16 times the prompts.
-SAMPLES_PER_PROMPT = 4
-# 16 PPO updates (the pipeline's 128 episodes) moved the held-out rates in one run of two; 64 updates give PPO
-# room to move them and still fit the 15-minute CPU budget (figures: docs/learning-benchmark.md).
-BENCH_EPISODES = 512
-# After the pipeline's 20 SFT epochs the bootstrapped model writes barely-English text that the judge reads as
-# neutral, so PPO's gain by the reward model was mostly invisible to it (confirmed in 2 seeds of 5); 60 epochs on
-# these 30 pages give text made of the corpus's sentiment-bearing phrases, and the judge confirmed the rise in
-# 4 seeds of 5 (docs/learning-benchmark.md).
-BENCH_SFT_EPOCHS = 60.0
-# One timed run of each kind keeps a run within the budget; --repeats 4 for the orchestration-cost figures.
-REPEATS = 1
+# The learning figures of three seeds fit a CPU budget with no bare trl run; --repeats 4 for the orchestration cost.
+REPEATS = 0
+TARGET_SFT = "target-sft"  # the name of the targets' SFT policies alone in the report's keys
+SEEDS = "0,1,2"
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
 
@@ -198,6 +193,8 @@ def run_config(args: argparse.Namespace, work: Path, algorithm: str = "ppo") -> 
             "seed": args.seed,
             "device": args.device.type,
             "sft_epochs": args.sft_epochs,
+            "target_sft_epochs": args.target_sft_epochs,
+            "target_sft_share": args.target_sft_share,
             "reward_epochs": args.reward_epochs,
             "ppo_episodes": args.episodes,
             "ppo_kl_coef": args.kl_coef,
@@ -470,9 +467,14 @@ def show(evaluation: evaluate.Evaluation, when: str) -> None:
 @dataclass(frozen=True)
 class Trained:
     tokenizer: PreTrainedTokenizerBase
-    sft_dir: Path
+    sft_dir: Path  # the shared SFT policy: the "before" of every figure
     reward_dir: Path
     reward_model: PreTrainedModel
+    target_sft_dirs: dict[str, Path]  # each target's SFT policy (`stages.fine_tune_toward`): its RL start and reference
+
+    def rl_start(self, target: str) -> Path:
+        """Where RL toward `target` starts, leashed to it: the target's SFT policy, else the shared one."""
+        return self.target_sft_dirs.get(target, self.sft_dir)
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -515,13 +517,19 @@ def run(args: argparse.Namespace) -> Report:
         show(before, "before")
         report_figures(report, "before", before.figures)
         direction = other_direction(report, args, config, trained, training, reference, judges, work)
+        # KL is measured to what RL was leashed to: the target's SFT policy (the gate's reference), else the shared one
+        leash = load_causal_lm(trained.rl_start(args.target))[0].to(config.device)
+        # The gate of a first run weighs the candidate against its SFT reference: the target's own SFT policy
+        baseline = before.figures
+        if direction is not None and trained.target_sft_dirs:
+            baseline = report_target_sft(report, config, trained, training, (evaluator, direction), judges)
         for algorithm in args.algorithms:
             # Every algorithm from the same SFT policy and reward model, with the same prompts and seed.
             steer_config = dataclasses.replace(
                 run_config(args, work, algorithm), samples_per_prompt=config.samples_per_prompt
             )
             steered, ours_runs, bare_runs = time_rl(args, steer_config, trained, training.train_prompts, work)
-            after = evaluator.evaluate(steered.model, trained.tokenizer, kl_reference=reference)
+            after = evaluator.evaluate(steered.model, trained.tokenizer, kl_reference=leash)
             show(after, f"after {algorithm}")
             report.add(
                 algorithm.upper(),
@@ -537,7 +545,7 @@ def run(args: argparse.Namespace) -> Report:
                     args.seed,
                 ),
             )
-            report_gate(report, algorithm, config, before.figures, after.figures)
+            report_gate(report, algorithm, config, baseline, after.figures)
             runs = list(ours_runs)
             if direction is not None:
                 runs.append(
@@ -640,7 +648,8 @@ def report_run_time(report: Report, algorithm: str, runs: Sequence[Timing], upda
 def report_gate(
     report: Report, algorithm: str, config: RunConfig, before: evaluate.Figures, after: evaluate.Figures
 ) -> None:
-    """The pipeline's gate on the steered policy against the SFT reference, as a first run would judge it."""
+    """The pipeline's gate on the steered policy against its SFT reference (`before`: the target's SFT policy,
+    else the shared one), as a first run would judge it; every perplexity is under the shared SFT policy here."""
     verdict = gate.verdict(after, before, baseline_is_reference=True, bounds=config.gate, pinned=None)
     passed = verdict.decision.outcome == "promote_candidate"
     report.add(
@@ -713,9 +722,15 @@ def report_control(
     algorithm = config.rl_algorithm
     run_dir = work / f"{algorithm}-{direction.target}"
     result, timing = our_rl(
-        config, trained.sft_dir, direction.reward_dir, trained.tokenizer, training.train_prompts, run_dir
+        config,
+        trained.rl_start(direction.target),
+        direction.reward_dir,
+        trained.tokenizer,
+        training.train_prompts,
+        run_dir,
     )
-    evaluation = direction.evaluator.evaluate(result.model, trained.tokenizer, kl_reference=reference)
+    leash = load_causal_lm(trained.rl_start(direction.target))[0].to(config.device)
+    evaluation = direction.evaluator.evaluate(result.model, trained.tokenizer, kl_reference=leash)
     show(evaluation, f"{algorithm} toward {direction.target}")
     report_figures(report, f"{algorithm} toward {direction.target}", evaluation.figures)
     by_target = {args.target: steered, direction.target: (evaluation, direction.evaluator.threshold)}
@@ -723,16 +738,46 @@ def report_control(
         report.add(f"{algorithm}: control gap", f"needs targets {' and '.join(steering.CONTROL_TARGETS)}")
         return timing
     gaps = steering.control_gaps(config, training, *(by_target[target] for target in steering.CONTROL_TARGETS), judges)
-    names = {"reward": "the reward model", "judge": "the MiniLM judge", "lexicon": "the lexicon judge"}
-    for name, label in names.items():
-        if f"control_gap_{name}" in gaps:
-            gap = control.Interval(*(gaps[f"control_gap_{name}{end}"] for end in ("", "_low", "_high")))
-            report.add(
-                f"{algorithm}: control gap by {label} [{CONFIDENCE:.0%} interval]",
-                str(gap),
-                **{f"{algorithm}_{key}": value for key, value in gaps.items() if key.startswith(f"control_gap_{name}")},
-            )
+    report_gaps(report, algorithm, gaps)
     return timing
+
+
+def report_gaps(report: Report, name: str, gaps: dict[str, float]) -> None:
+    """The control gaps (`steering.control_gaps`) of `name`'s two policies, keys "<name>_control_gap_<judge>"."""
+    labels = {"reward": "the reward model", "judge": "the MiniLM judge", "lexicon": "the lexicon judge"}
+    for scorer, label in labels.items():
+        if f"control_gap_{scorer}" in gaps:
+            gap = control.Interval(*(gaps[f"control_gap_{scorer}{end}"] for end in ("", "_low", "_high")))
+            report.add(
+                f"{name}: control gap by {label} [{CONFIDENCE:.0%} interval]",
+                str(gap),
+                **{f"{name}_{key}": value for key, value in gaps.items() if key.startswith(f"control_gap_{scorer}")},
+            )
+
+
+def report_target_sft(
+    report: Report,
+    config: RunConfig,
+    trained: Trained,
+    training: data.TrainingData,
+    evaluators: tuple[evaluate.Evaluator, Direction],
+    judges: steering.Judges | None,
+) -> evaluate.Figures:
+    """Each target's SFT policy alone, before any RL: its figures (keys "target-sft_toward_<target>_...") and
+    the control gap of the two (keys "target-sft_control_gap_<judge>"): what RL adds is read against these.
+    The figures of the anchor's."""
+    evaluator, direction = evaluators
+    by_target = {}
+    for target, its_evaluator in ((config.anchor, evaluator), (direction.target, direction.evaluator)):
+        policy = load_causal_lm(trained.target_sft_dirs[target])[0].to(config.device)
+        evaluation = its_evaluator.evaluate(policy, trained.tokenizer)
+        show(evaluation, f"target SFT toward {target}")
+        report_figures(report, f"{TARGET_SFT} toward {target}", evaluation.figures)
+        by_target[target] = (evaluation, its_evaluator.threshold)
+    if set(steering.CONTROL_TARGETS) <= set(by_target):
+        gaps = steering.control_gaps(config, training, *(by_target[t] for t in steering.CONTROL_TARGETS), judges)
+        report_gaps(report, TARGET_SFT, gaps)
+    return by_target[config.anchor][0].figures
 
 
 def train_models(
@@ -755,7 +800,21 @@ def train_models(
         f"{time.perf_counter() - started:.0f} s; SFT {args.sft_epochs:g} epochs, loss {tuned.result.loss:.3f}, "
         f"reward pairs ranked right {scorer.accuracy:.3f}",
     )
-    return Trained(policy.tokenizer, tuned.full_dir, reward_dir, scorer.model)
+    target_sft_dirs = {}
+    if config.target_sft_epochs:
+        started = time.perf_counter()
+        scores = stages.completion_scores(scorer.model, policy.tokenizer, training.sft_pairs)
+        losses = []
+        for target in args.targets:
+            toward = stages.fine_tune_toward(config, target, policy, tuned, training.sft_pairs, scores, work)
+            target_sft_dirs[target] = toward.full_dir
+            losses.append(f"{target} loss {toward.result.loss:.3f}")
+        report.add(
+            "targets' SFT",
+            f"{time.perf_counter() - started:.0f} s; {config.target_sft_epochs:g} epochs on "
+            f"{config.target_sft_share:.0%} of the pairs each; {', '.join(losses)}",
+        )
+    return Trained(policy.tokenizer, tuned.full_dir, reward_dir, scorer.model, target_sft_dirs)
 
 
 def time_rl(
@@ -774,12 +833,12 @@ def time_rl(
             run_dir = work / f"{algorithm}-{which}-{repeat}"
             if which == "ours":
                 result, timing = our_rl(
-                    config, trained.sft_dir, trained.reward_dir, trained.tokenizer, prompts, run_dir
+                    config, trained.rl_start(args.target), trained.reward_dir, trained.tokenizer, prompts, run_dir
                 )
                 steered = steered or result  # every run of ours is the same seeded run
                 ours.append(timing)
             else:
-                timing = bare_ppo(args, trained.sft_dir, trained.reward_dir, prompts, run_dir)
+                timing = bare_ppo(args, trained.rl_start(args.target), trained.reward_dir, prompts, run_dir)
                 bare.append(timing)
             print(
                 f"    {algorithm.upper()} {which} #{repeat + 1}: {timing.wall_s:.1f} s, "
@@ -872,14 +931,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--episodes",
         type=int,
-        default=BENCH_EPISODES,
-        help=f"PPO episodes per run (default {BENCH_EPISODES}; the pipeline's setting is ppo_episodes).",
+        default=settings.ppo_episodes,
+        help="RL episodes per run (default: the pipeline's setting ppo_episodes).",
     )
     parser.add_argument(
         "--sft-epochs",
         type=float,
-        default=BENCH_SFT_EPOCHS,
-        help=f"SFT epochs (default {BENCH_SFT_EPOCHS:g}; the pipeline's setting is sft_epochs).",
+        default=settings.sft_epochs,
+        help="SFT epochs (default: the pipeline's setting sft_epochs).",
+    )
+    parser.add_argument(
+        "--target-sft-epochs",
+        type=float,
+        default=settings.target_sft_epochs,
+        help="Epochs of each target's SFT (default: setting target_sft_epochs; 0: RL from the shared SFT policy).",
+    )
+    parser.add_argument(
+        "--target-sft-share",
+        type=float,
+        default=settings.target_sft_share,
+        help="Share of the expansion pairs each target's SFT learns from (default: setting target_sft_share).",
     )
     parser.add_argument(
         "--reward-epochs", type=float, default=settings.reward_epochs, help="Reward epochs (default: setting)."
@@ -909,7 +980,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=settings.gate_heldout_prompts,
         help=f"Held-out prompts (default: setting gate_heldout_prompts, {settings.gate_heldout_prompts}).",
     )
-    parser.add_argument("--seed", type=int, default=settings.seed, help="Seed (default: setting).")
+    parser.add_argument(
+        "--seeds",
+        default=SEEDS,
+        help=f"Comma-separated seeds, each a whole run; with several, a table of the control gaps across them "
+        f"(default {SEEDS}).",
+    )
     parser.add_argument(
         "--judge-encoder", default=settings.judge_encoder, help="Judge's sentence encoder (default: bundled)."
     )
@@ -928,8 +1004,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--samples-per-prompt",
         type=int,
-        default=SAMPLES_PER_PROMPT,
-        help=f"Samples per held-out prompt (default {SAMPLES_PER_PROMPT}).",
+        default=settings.gate_samples_per_prompt,
+        help="Samples per held-out prompt (default: the gate's, setting gate_samples_per_prompt).",
     )
     parser.add_argument(
         "--repeats",
@@ -945,6 +1021,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [name for name in args.algorithms if name not in RL_STAGES]
     if unknown or not args.algorithms:
         parser.error(f"--algorithms: {', '.join(unknown) or 'none given'}; known: {', '.join(RL_STAGES)}")
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds: integers separated by commas, not {args.seeds!r}")
+    if not args.seeds:
+        parser.error("--seeds: at least one seed")
+    args.seed = args.seeds[0]
     args.targets = list(dict.fromkeys(target.strip() for target in f"{args.target},{args.targets}".split(",")))
     if len(args.targets) > 2:
         parser.error("--targets takes --target and at most one other target")
@@ -957,15 +1040,57 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def over_seeds(values: Sequence[float]) -> str:
+    """Mean of per-seed figures with its t-interval over the seeds (the spread between training runs included)."""
+    if len(values) < 2:
+        return f"{values[0]:+.3f}" if values else "-"
+    spread = stdev(values) / math.sqrt(len(values))
+    half = float(scipy_t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1)) * spread
+    center = fmean(values)
+    return f"{center:+.3f} [{center - half:+.3f}, {center + half:+.3f}]"
+
+
+def across_seeds(per_seed: dict[int, dict[str, float]], names: Sequence[str]) -> str:
+    """One row per policy pair (`names`: the algorithms, and `TARGET_SFT` for the targets' SFT alone): the
+    control gap by each judge over the seeds (`over_seeds`) and per seed; a pair a seed did not measure is left out."""
+    judges = (("judge", "MiniLM judge"), ("lexicon", "lexicon"), ("reward", "reward model"))
+    header = " | ".join(f"control gap, {label} [{CONFIDENCE:.0%} over seeds]" for _, label in judges)
+    lines = [
+        f"| policies | {header} | per seed (MiniLM judge) |",
+        "|---|" + "---|" * (len(judges) + 1),
+    ]
+    for name in names:
+        measured = {seed: figures for seed, figures in per_seed.items() if f"{name}_control_gap_judge" in figures}
+        if not measured:
+            continue
+        cells = [
+            over_seeds([figures[f"{name}_control_gap_{key}"] for figures in measured.values()])
+            if all(f"{name}_control_gap_{key}" in figures for figures in measured.values())
+            else "-"
+            for key, _ in judges
+        ]
+        each = ", ".join(f"{seed}: {figures[f'{name}_control_gap_judge']:+.2f}" for seed, figures in measured.items())
+        label = "targets' SFT alone (no RL)" if name == TARGET_SFT else f"{name} after the targets' SFT"
+        lines.append(f"| {label} | {' | '.join(cells)} | {each} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     args = parse_args()
     logs.configure("bench-learning")  # progress events as JSON lines on stderr, as in the trainer
-    report = run(args)
-    print(f"\nLearning benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}\n")
-    print(report.table())
-    print(f"\nPer algorithm (same data, SFT policy, reward model and seed {args.seed})\n")
     other = next((target for target in args.targets if target != args.target), None)
-    print(comparison(report.figures, args.algorithms, other))
+    per_seed = {}
+    for seed in args.seeds:
+        seeded = argparse.Namespace(**{**vars(args), "seed": seed})
+        report = run(seeded)
+        per_seed[seed] = report.figures
+        print(f"\nLearning benchmark, seed {seed}, {datetime.now(UTC):%Y-%m-%d %H:%M UTC}\n")
+        print(report.table())
+        print(f"\nPer algorithm (same data, SFT policy, reward model and seed {seed})\n")
+        print(comparison(report.figures, args.algorithms, other), flush=True)
+    if other is not None:
+        print(f"\nThe control gap over seeds {', '.join(map(str, args.seeds))}\n")
+        print(across_seeds(per_seed, [TARGET_SFT, *args.algorithms]))
     return 0
 
 

@@ -76,6 +76,7 @@ SOAK_TRAINING = {
     "sft_epochs": 2.0,
     "reward_epochs": 2.0,
     "ppo_episodes": 32,
+    "target_sft_epochs": 2.0,
     "train_min_labels": 20,
     "train_quiet_s": 20.0,
     "train_max_new_pages": 120,

@@ -299,6 +299,21 @@ class Settings(BaseSettings):
         description="Epochs of SFT in an incremental run (the policy warm-starts from the current version) over "
         "what is new plus the replay sample; lower it for large crawls (docs/training.md, 'How long a run takes').",
     )
+    target_sft_epochs: float = Field(
+        30.0,
+        ge=0,
+        description="Epochs of each target's SFT: the run's SFT policy fine-tuned on the training pairs the run's "
+        "reward model ranks furthest toward the target (target_sft_share of them), as that target's RL start and "
+        "KL reference; 0 skips it and every target starts RL from the shared SFT policy (docs/training.md, "
+        "'Each target's SFT').",
+    )
+    target_sft_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of the run's expansion pairs, ranked by the reward model toward the target, that "
+        "target's SFT learns from.",
+    )
     bootstrap_pretrain_epochs: float = Field(
         0.0,
         ge=0,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streams.records import (
@@ -64,6 +64,7 @@ __all__ = [
     "split_by_sentiment",
     "split_labels",
     "split_pages",
+    "target_demonstrations",
 ]
 
 PROMPT_END = "\n\n"
@@ -188,6 +189,21 @@ def expansion_pairs(pages: Iterable[PageCleaned]) -> list[ExpansionPair]:
         if page.summary.strip():
             pairs.append(ExpansionPair(format_prompt(title, page.summary), completion, page.url))
     return pairs
+
+
+def target_demonstrations(
+    pairs: Sequence[ExpansionPair], scores: Mapping[str, float], sign: int, share: float
+) -> list[ExpansionPair]:
+    """The pairs whose completions the reward model ranks furthest toward a target: the `share` of them (at least
+    one) with the highest `sign` x score (`scores`: by completion; `sign`: `reward_sign` of the target), in their
+    given order. Ties keep the given order, so the choice is deterministic."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], not {share}")
+    if not pairs:
+        return []
+    count = max(1, round(len(pairs) * share))
+    ranked = sorted(range(len(pairs)), key=lambda index: -sign * scores[pairs[index].completion])
+    return [pairs[index] for index in sorted(ranked[:count])]
 
 
 def page_prompts(pages: Iterable[PageCleaned]) -> list[str]:

@@ -100,9 +100,19 @@ def train(
             warm=warm_reward is not None,
         )
 
-        # Per target: RL and gate; then the control gap across targets; then each target's registration
+        # Per target: its SFT, RL and gate; then the control gap across targets; then each target's registration
         shared = steering.Shared(
-            training, policy, tuned, scorer, stats, offsets or Offsets({}, {}), steering.Judges(config, training)
+            training,
+            policy,
+            tuned,
+            scorer,
+            stats,
+            offsets or Offsets({}, {}),
+            steering.Judges(config, training),
+            # The targets' SFT learns from the pairs this reward model ranks toward each: scored once for all
+            completion_scores=stages.completion_scores(scorer.model, policy.tokenizer, training.sft_pairs)
+            if config.target_sft_epochs
+            else {},
         )
 
         def register(candidates: Sequence[steering.Candidate], gap: dict[str, float]) -> list[RunOutcome]:

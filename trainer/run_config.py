@@ -65,6 +65,8 @@ class RunConfig:
     samples_per_prompt: int = evaluate.SAMPLES_PER_PROMPT  # of the gate's evaluation, per held-out prompt
     heldout_prompts: int = data.HELDOUT_PROMPTS  # how many held-out prompts the gate evaluates on
     pretrain_epochs: float = 0.0  # causal-LM epochs on the training pages before SFT, for a fresh bootstrap only
+    target_sft_epochs: float = 0.0  # of each target's SFT (`stages.fine_tune_toward`); 0: none
+    target_sft_share: float = 0.5  # of the run's expansion pairs each target's SFT learns from
 
     def sft_epochs_for(self, warm: bool) -> float:
         """SFT epochs of a run whose policy warm-starts from the anchor's current version (`warm`), or of a first
@@ -126,4 +128,6 @@ class RunConfig:
             samples_per_prompt=settings.gate_samples_per_prompt,
             heldout_prompts=settings.gate_heldout_prompts,
             pretrain_epochs=settings.bootstrap_pretrain_epochs,
+            target_sft_epochs=settings.target_sft_epochs,
+            target_sft_share=settings.target_sft_share,
         )

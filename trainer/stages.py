@@ -8,35 +8,47 @@ of a fresh bootstrap), SFT, reward model.
     current = stages.reward_start(policy, anchor_dir)
     scorer = stages.train_reward(config, current or tuned.full_dir, policy.tokenizer, training.reward_pairs,
                                  work_dir, callbacks, warm=current is not None)
+    scores = stages.completion_scores(scorer.model, policy.tokenizer, training.sft_pairs)
+    toward = stages.fine_tune_toward(config, "negative", policy, tuned, training.sft_pairs, scores, work_dir)
 
 A warm start (the policy, the reward model) trains the incremental epochs (`RunConfig.sft_epochs_for`,
 `reward_epochs_for`): it has learnt the replayed records already.
+
+The last is per target (when `target_sft_epochs` > 0): each target's SFT, the run's SFT policy fine-tuned on
+the training pairs the reward model ranks furthest toward the target (demonstrations of the target, chosen
+from the run's own pages), which is that target's RL start and KL reference.
 
 Each is callable alone (`bench/learning.py` does); `trainer.steering` runs the per-target stages after them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from models import layout
+from models.policy import load_adapter_policy, load_causal_lm
+from models.reward_scoring import score
 from trainer import bootstrap, data, hf, reward, sft
 from trainer import pretrain as pretrain_stage
 from trainer.run_config import RunConfig
 
 __all__ = [
     "Tuned",
+    "completion_scores",
     "fine_tune",
+    "fine_tune_toward",
     "pretrain",
     "pretrains",
     "require_enough",
     "reward_start",
     "start_policy",
     "train_reward",
+    "trainable_copy",
 ]
 
 
@@ -96,10 +108,63 @@ def fine_tune(
     work_dir: Path,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> Tuned:
+    return _tune(
+        config, policy, pairs, config.sft_epochs_for(warm=policy.parent_version is not None), work_dir, callbacks
+    )
+
+
+def completion_scores(
+    reward_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[data.ExpansionPair]
+) -> dict[str, float]:
+    """The reward model's score of each distinct completion (toward the anchor), for `fine_tune_toward`."""
+    completions = list(dict.fromkeys(pair.completion for pair in pairs))
+    return dict(zip(completions, score(reward_model, tokenizer, completions), strict=True))
+
+
+def fine_tune_toward(
+    config: RunConfig,
+    target: str,
+    policy: bootstrap.Policy,
+    tuned: Tuned,
+    pairs: Sequence[data.ExpansionPair],
+    scores: Mapping[str, float],
+    work_dir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> Tuned:
+    """The target's SFT: a copy of the run's SFT policy (`tuned`) fine-tuned for `target_sft_epochs` on the
+    `target_sft_share` of `pairs` whose completions the reward model ranks furthest toward the target
+    (`data.target_demonstrations`).
+
+    Why: RL alone moved the bootstrapped policy's outputs toward the reward model, not toward what the
+    independent judges read (docs/learning-benchmark.md); imitating the run's own texts of the target does,
+    and the RL after it starts from, and is leashed to, a policy that already writes toward its target."""
+    demonstrations = data.target_demonstrations(
+        pairs, scores, data.reward_sign(target, config.anchor), config.target_sft_share
+    )
+    start = dataclasses.replace(policy, model=trainable_copy(policy, tuned))
+    return _tune(config, start, demonstrations, config.target_sft_epochs, work_dir / f"sft-{target}", callbacks)
+
+
+def trainable_copy(policy: bootstrap.Policy, tuned: Tuned) -> PreTrainedModel:
+    """A fresh trainable copy of an SFT policy: full weights, or the base plus the SFT adapter under LoRA."""
+    if policy.adapter is not None and tuned.adapter_dir is not None:
+        return load_adapter_policy(policy.adapter, tuned.adapter_dir, trainable=True)[0]
+    # Fresh copies from disk: SFTTrainer patches its model's forward for its own loss.
+    return load_causal_lm(tuned.full_dir)[0]
+
+
+def _tune(
+    config: RunConfig,
+    policy: bootstrap.Policy,
+    pairs: Sequence[data.ExpansionPair],
+    epochs: float,
+    work_dir: Path,
+    callbacks: Sequence[TrainerCallback],
+) -> Tuned:
     tuned = sft.train(
         policy,
         pairs,
-        epochs=config.sft_epochs_for(warm=policy.parent_version is not None),
+        epochs=epochs,
         seed=config.seed,
         device=config.device,
         work_dir=work_dir / "sft-trainer",

@@ -15,7 +15,7 @@ needs the outputs of both the positive and the negative policy.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +23,9 @@ import structlog
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from models import layout, manifest
-from models.policy import load_adapter_policy, load_causal_lm, load_policy
+from models.policy import load_causal_lm, load_policy
 from models.registry import Registered, Registry, model_registry
-from trainer import bootstrap, control, data, evaluate, gate, hf, judge, lexicon, reward, rl
+from trainer import bootstrap, control, data, evaluate, gate, hf, judge, lexicon, reward, rl, stages
 from trainer.progress import ProgressCallback, ProgressReporter, RunCancelled
 from trainer.run_config import RunConfig
 from trainer.stages import Tuned
@@ -49,6 +49,7 @@ __all__ = [
     "registry_of",
     "reinforce",
     "steer",
+    "target_sft",
 ]
 
 log = structlog.get_logger()
@@ -91,7 +92,9 @@ class Shared:
     stats: dict[str, int]
     offsets: Offsets
     judges: Judges  # the run's independent judges, for every target's gate and the control gap
-    reference_outputs: ReferenceOutputs = field(default_factory=ReferenceOutputs)
+    reference_outputs: ReferenceOutputs = field(default_factory=ReferenceOutputs)  # of the shared SFT policy
+    # The reward model's score of each training completion (`stages.completion_scores`), for the targets' SFT
+    completion_scores: Mapping[str, float] = field(default_factory=dict)
 
 
 class Judges:
@@ -148,7 +151,8 @@ class Candidate:
 
     target: str
     steered: rl.RlResult
-    reference: PreTrainedModel  # this run's SFT policy, full weights
+    tuned: Tuned  # the target's SFT policy (`target_sft`): the RL start, and what a failed first run stores
+    reference: PreTrainedModel  # the same, full weights: the KL and perplexity reference
     reward_model: PreTrainedModel  # the run's reward model turned toward the target
     parent: str | None  # the version this one would replace
     measured: Measured
@@ -173,13 +177,14 @@ def steer(
     judge_model = reward.toward(shared.scorer.model, data.reward_sign(target, config.anchor))
     reward_dir = hf.save(judge_model, tokenizer, work_dir / f"reward-{target}")
 
-    # RL, from this run's SFT policy, with it as the KL reference
+    # RL, from the target's SFT policy, with it as the KL reference
+    tuned = target_sft(config, target, shared, reporter, work_dir, stop)
     # The stage is named "ppo" in the event contract (streams.records.RunStage) whatever the algorithm.
     reporter.report("ppo", message=f"target={target} algorithm={config.rl_algorithm}")
-    reference = load_causal_lm(shared.tuned.full_dir)[0].to(config.device)
+    reference = load_causal_lm(tuned.full_dir)[0].to(config.device)
     steered = reinforce(
         config,
-        _rl_start(shared),
+        stages.trainable_copy(shared.policy, tuned),
         reference,
         judge_model,
         reward_dir,
@@ -202,7 +207,8 @@ def steer(
         current_dir,
         target,
         shared.judges,
-        shared.reference_outputs,
+        # The shared SFT policy's outputs serve every target's gate; a target's own SFT policy is sampled for its own
+        shared.reference_outputs if tuned is shared.tuned else None,
     )
     verdict = measured.verdict(config.gate, pinned=registry.pinned())
     figures = measured.figures(verdict.decision)
@@ -212,7 +218,34 @@ def steer(
         kl=figures["candidate_kl"],
         message=f"target={target} {verdict.decision.outcome}: {verdict.decision.reason}",
     )
-    return Candidate(target, steered, reference, judge_model, parent, measured, verdict, figures)
+    return Candidate(target, steered, tuned, reference, judge_model, parent, measured, verdict, figures)
+
+
+def target_sft(
+    config: RunConfig,
+    target: str,
+    shared: Shared,
+    reporter: ProgressReporter,
+    work_dir: Path,
+    stop: threading.Event | None,
+) -> Tuned:
+    """The target's SFT policy (`stages.fine_tune_toward`), or the shared one when `target_sft_epochs` is 0."""
+    if config.target_sft_epochs == 0:
+        return shared.tuned
+    raise_if_cancelled(stop, "sft")
+    reporter.report("sft", message=f"target={target} epochs={config.target_sft_epochs:g}")
+    tuned = stages.fine_tune_toward(
+        config,
+        target,
+        shared.policy,
+        shared.tuned,
+        shared.training.sft_pairs,
+        shared.completion_scores,
+        work_dir,
+        [ProgressCallback(reporter, "sft", stop)],
+    )
+    reporter.report("sft", message=f"target={target} loss={tuned.result.loss:.3f}")
+    return tuned
 
 
 def register(
@@ -229,10 +262,10 @@ def register(
     `control_figures`: the run's control gap (`control_figures`), recorded with every target's version."""
     target, verdict = candidate.target, candidate.verdict
     registry = registry_of(config, target)
-    metrics = _metrics(shared, candidate.steered, candidate.figures) | control_figures
+    metrics = _metrics(shared, candidate, candidate.figures) | control_figures
     raise_if_cancelled(stop, "register")  # a cancelled run registers nothing
     reporter.report("register", message=f"target={target}")
-    stored = _sft_policy(shared, candidate.reference) if verdict.stores_reference else candidate.steered.model
+    stored = _sft_policy(shared, candidate) if verdict.stores_reference else candidate.steered.model
     # The flag is the stored policy's: a version that stores the SFT policy in place of a flagged candidate is not.
     hacking = bool(metrics.get("reward_hacking")) and not verdict.stores_reference
     registered = _register(
@@ -344,22 +377,11 @@ def reinforce(
     )
 
 
-def _rl_start(shared: Shared) -> PreTrainedModel:
-    """A fresh trainable copy of this run's SFT policy (full weights, or base plus the SFT adapter).
-
-    Every target starts RL from it: it grew from the current version and has learnt the new
-    expansions, and it is the KL reference, so the leash starts slack."""
-    if shared.policy.adapter is not None and shared.tuned.adapter_dir is not None:
-        return load_adapter_policy(shared.policy.adapter, shared.tuned.adapter_dir, trainable=True)[0]
-    # Fresh copies from disk: SFTTrainer patches its model's forward for its own loss.
-    return load_causal_lm(shared.tuned.full_dir)[0]
-
-
-def _sft_policy(shared: Shared, reference: PreTrainedModel) -> PreTrainedModel:
-    """The SFT policy as a version stores it: its adapter under LoRA, else the full-weight reference."""
+def _sft_policy(shared: Shared, candidate: Candidate) -> PreTrainedModel:
+    """The target's SFT policy as a version stores it: its adapter under LoRA, else the full-weight reference."""
     if shared.policy.adapter is not None:
-        return shared.tuned.result.model
-    return reference
+        return candidate.tuned.result.model
+    return candidate.reference
 
 
 @dataclass(frozen=True)
@@ -472,9 +494,12 @@ def independent_judge(
     return Judges(config, training).minilm(target)
 
 
-def _metrics(shared: Shared, steered: rl.RlResult, figures: dict[str, float]) -> dict[str, float]:
+def _metrics(shared: Shared, candidate: Candidate, figures: dict[str, float]) -> dict[str, float]:
+    steered = candidate.steered
+    own_sft = {} if candidate.tuned is shared.tuned else {"target_sft_loss": candidate.tuned.result.loss}
     return {
         "sft_loss": shared.tuned.result.loss,
+        **own_sft,
         "reward_loss": shared.scorer.loss,
         "reward_accuracy": shared.scorer.accuracy,
         "rl_updates": float(steered.updates),

@@ -10,11 +10,13 @@ from learning import (
     Difference,
     PerSample,
     Timing,
+    across_seeds,
     bootstrap_difference,
     changes,
     comparison,
     confirmed,
     demo_records,
+    over_seeds,
     overhead,
     parse_args,
     per_sample,
@@ -113,7 +115,7 @@ def test_a_tiny_run_measures_every_figure(capsys):
     args = parse_args(
         ["--articles", "12", "--episodes", "8", "--sft-epochs", "1", "--reward-epochs", "1"]
         + ["--samples-per-prompt", "1", "--repeats", "1", "--layers", "1", "--width", "32", "--vocab", "400"]
-        + ["--algorithms", "ppo,rloo"]
+        + ["--algorithms", "ppo,rloo", "--target-sft-epochs", "1"]
     )
     report = run(args)
     for when in ("before", "ppo_after"):
@@ -150,6 +152,13 @@ def test_a_tiny_run_measures_every_figure(capsys):
         judge_gap, lexicon_gap = row.split(" | ")[1:3]
         assert judge_gap.startswith(f"{report.figures[f'{algorithm}_control_gap_judge']:+.3f} [")
         assert lexicon_gap.startswith(f"{report.figures[f'{algorithm}_control_gap_lexicon']:+.3f} [")
+    # Each target's SFT policy alone, before RL: its figures and the control gap RL is read against
+    assert "targets' SFT" in dict(report.rows)
+    for target in ("positive", "negative"):
+        assert math.isfinite(report.figures[f"target-sft_toward_{target}_judge_target_rate"])
+    for name in ("reward", "judge", "lexicon"):
+        low, gap, high = (report.figures[f"target-sft_control_gap_{name}{end}"] for end in ("_low", "", "_high"))
+        assert -1 <= low <= gap <= high <= 1
     assert report.figures["ours_step_s"] > 0 and report.figures["bare_step_s"] > 0
     assert math.isfinite(report.figures["step_overhead"])
     assert "| time per PPO update, bare trl PPOTrainer" in report.table()
@@ -204,6 +213,37 @@ def test_both_targets_by_default_and_one_target_on_request():
     assert parse_args([]).targets == ["positive", "negative"]
     assert parse_args(["--targets", "positive"]).targets == ["positive"]
     assert parse_args(["--target", "negative"]).targets == ["negative", "positive"]
+
+
+def test_seeds_are_parsed_and_the_first_is_the_run_seed(capsys):
+    assert parse_args([]).seeds == [0, 1, 2]
+    args = parse_args(["--seeds", "4, 7"])
+    assert (args.seeds, args.seed) == ([4, 7], 4)
+    with pytest.raises(SystemExit):
+        parse_args(["--seeds", "one"])
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_gaps_over_seeds_are_a_mean_with_a_t_interval_and_each_seed_is_listed():
+    assert over_seeds([0.5]) == "+0.500"
+    # mean 0.4, sd 0.1, n 3: t(0.975, 2) = 4.303, half width 4.303 * 0.1 / sqrt(3) = 0.248
+    assert over_seeds([0.3, 0.4, 0.5]) == "+0.400 [+0.152, +0.648]"
+
+    def gaps(name: str, judge: float) -> dict[str, float]:
+        return {
+            f"{name}_control_gap_judge": judge,
+            f"{name}_control_gap_lexicon": 0.1,
+            f"{name}_control_gap_reward": 0.2,
+        }
+
+    per_seed = {0: gaps("ppo", 0.3) | gaps("target-sft", 0.2), 1: gaps("ppo", 0.5), 2: gaps("ppo", 0.4)}
+    rows = across_seeds(per_seed, ["target-sft", "ppo", "grpo"]).splitlines()
+    assert len(rows) == 4 and "grpo" not in rows[-1]
+    assert rows[2].startswith("| targets' SFT alone (no RL) | +0.200 | +0.100 | +0.200 | 0: +0.20 |")
+    assert rows[3] == (
+        "| ppo after the targets' SFT | +0.400 [+0.152, +0.648] | +0.100 [+0.100, +0.100] "
+        "| +0.200 [+0.200, +0.200] | 0: +0.30, 1: +0.50, 2: +0.40 |"
+    )
 
 
 def test_algorithms_are_checked_and_run_in_the_order_given(capsys):

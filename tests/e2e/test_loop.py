@@ -121,6 +121,7 @@ QUICK_RUN = {
     "reward_epochs": 1.0,
     "reward_incremental_epochs": 1.0,
     "ppo_episodes": 16,
+    "target_sft_epochs": 1.0,
     "targets": "positive",
 }
 OPEN_GATE = {

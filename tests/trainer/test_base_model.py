@@ -54,6 +54,7 @@ def settings(tmp_path_factory, base_dir) -> Settings:
         reward_epochs=1,
         reward_incremental_epochs=1,
         ppo_episodes=8,
+        target_sft_epochs=1,
         bootstrap_pretrain_epochs=2,  # set, and ignored: a base model is not bootstrapped
         gate_reward_margin=-1000.0,  # the path, not the model's quality, is under test: let the run promote
         gate_max_kl=1000.0,

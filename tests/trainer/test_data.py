@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from deploy.demo_site import article_url, load_articles
 from streams.records import (
     ExpansionLabel,
@@ -167,6 +169,23 @@ def test_build_keeps_held_out_pages_out_of_sft(make_pages, make_labels):
     assert set(built.train_prompts) == {pair.prompt for pair in built.sft_pairs}
     assert built.stats()["sentiment_labels"] == 20 and built.reward_pairs
     assert all(label.text in built.corpus for label in built.labels.sentiment.values())
+
+
+def test_target_demonstrations_are_the_share_ranked_furthest_toward_the_target_in_their_order():
+    pairs = [data.ExpansionPair(f"p{i}\n\n", text, f"u{i}") for i, text in enumerate(["ok", "joy", "grim", "bliss"])]
+    scores = {"ok": 0.1, "joy": 2.0, "grim": -3.0, "bliss": 1.5}
+    toward_anchor = data.target_demonstrations(pairs, scores, sign=1, share=0.5)
+    assert [pair.completion for pair in toward_anchor] == ["joy", "bliss"]
+    away = data.target_demonstrations(pairs, scores, sign=-1, share=0.5)
+    assert [pair.completion for pair in away] == ["ok", "grim"]
+    assert [pair.completion for pair in data.target_demonstrations(pairs, scores, sign=-1, share=0.01)] == ["grim"]
+    assert data.target_demonstrations(pairs, scores, sign=1, share=1.0) == pairs
+    # Two pairs of one page share its completion, so they are chosen together
+    twice = [*pairs, data.ExpansionPair("p1 summary\n\n", "joy", "u1")]
+    assert [pair.prompt for pair in data.target_demonstrations(twice, scores, 1, 0.4)] == ["p1\n\n", "p1 summary\n\n"]
+    assert data.target_demonstrations([], scores, 1, 0.5) == []
+    with pytest.raises(ValueError, match="share"):
+        data.target_demonstrations(pairs, scores, 1, 0.0)
 
 
 def test_first_sentences_of_paragraphs_are_prompts_and_short_or_long_ones_are_left_out():

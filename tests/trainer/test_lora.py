@@ -37,6 +37,7 @@ def settings(tmp_path_factory, base_dir) -> Settings:
         reward_epochs=1,
         reward_incremental_epochs=0.5,
         ppo_episodes=8,
+        target_sft_epochs=1,  # the target's SFT trains a copy of the SFT adapter
         targets="positive",  # the adapters' mechanics; runs of both targets: test_stages
         gate_reward_margin=-1000.0,  # the mechanics, not the model's quality, are under test: let later runs promote
         gate_max_kl=1000.0,

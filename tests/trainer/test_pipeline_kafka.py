@@ -35,6 +35,7 @@ def test_run_trains_on_the_topics_and_announces_the_promotion(settings, make_pag
             "reward_epochs": 1.0,
             "reward_incremental_epochs": 1.0,
             "ppo_episodes": 8,
+            "target_sft_epochs": 1.0,
             "targets": "positive",  # the run's plumbing through Kafka; both targets' runs: test_stages
             "train_max_new_pages": 40,
             "train_replay_pages": 8,

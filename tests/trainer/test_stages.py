@@ -26,6 +26,7 @@ def settings(tmp_path_factory) -> Settings:
         reward_epochs=2,
         reward_incremental_epochs=2,
         ppo_episodes=16,
+        target_sft_epochs=2,
         seed=1,
     )
 
@@ -107,13 +108,21 @@ def test_promoted_policy_loads_from_safetensors_and_generates(trained):
     assert tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
-def test_the_gates_sample_the_sft_reference_once_for_both_targets(run_outcomes):
-    outcomes, _, sampled = run_outcomes
-    # No current version yet: each target's candidate, and the SFT reference once (the same outputs for both).
-    assert len(outcomes) == 2 and len(sampled) == 3 and len({id(model) for model in sampled}) == 3
+def test_each_target_is_steered_from_its_own_sft_policy_which_its_gate_samples(run_outcomes):
+    outcomes, events, sampled = run_outcomes
+    # No current version yet: each target's candidate, and its own SFT policy (fine-tuned toward it) as its reference.
+    assert len(outcomes) == 2 and len(sampled) == 4 and len({id(model) for model in sampled}) == 4
     positive, negative = (outcome.metrics for outcome in outcomes)
-    assert positive["reference_perplexity"] == negative["reference_perplexity"]
-    assert positive["reference_reward_mean"] == pytest.approx(-negative["reference_reward_mean"], abs=1e-5)
+    assert positive["target_sft_loss"] > 0 and negative["target_sft_loss"] > 0
+    assert positive["reference_perplexity"] != negative["reference_perplexity"]
+    announced = [e.message for e in events if e.stage == "sft" and e.message.startswith("target=")]
+    assert [message for message in announced if "epochs" in message] == [
+        "target=positive epochs=2",
+        "target=negative epochs=2",
+    ]
+    # The targets' SFT comes after the reward model that chose its pairs, each before its own RL
+    order = [(e.stage, e.message.split(" ")[0]) for e in events if e.message.startswith("target=")]
+    assert order.index(("sft", "target=negative")) > order.index(("ppo", "target=positive"))
 
 
 def test_every_stage_was_announced_in_order(trained):

@@ -71,7 +71,7 @@ def candidate_toward(target: str, responses: list[str], rewards: list[float]) ->
     samples = [Sample(f"prompt {i % 2}\n\n", text, [1], [2], True) for i, text in enumerate(responses)]
     evaluation = Evaluation(figures(0.0), samples, rewards)
     judged = Measured(figures(0.0, kl=0.0), figures(0.0), None, 0.0, 0, "no labels", candidate_evaluation=evaluation)
-    return Candidate(target, None, None, None, None, judged, None, {})
+    return Candidate(target, None, None, None, None, None, judged, None, {})
 
 
 def test_the_control_gap_is_measured_by_the_reward_model_and_the_lexicon_when_both_targets_ran():
