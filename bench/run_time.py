@@ -67,10 +67,11 @@ class StageTime:
 
 
 def _stage_of(event: TrainingRunProgressed, current: str) -> str:
-    """The stage an event belongs to: RL and gate per target (their opening message names it), the gate event
-    without a target the control gap; an event without a message (a training step) stays in the current one."""
+    """The stage an event belongs to: the target's SFT, RL and gate per target (their opening message names it),
+    the gate event without a target the control gap; an event without a target (a training step) stays in the
+    current one of its stage."""
     target = event.message.split(" ", 1)[0].removeprefix("target=") if event.message.startswith("target=") else None
-    if event.stage in ("ppo", "gate"):
+    if event.stage in ("sft", "ppo", "gate"):
         if target is not None:
             return f"{event.stage} {target}"
         if event.stage == "gate" and event.message:
@@ -175,6 +176,7 @@ def run(args: argparse.Namespace) -> Report:
         report.add(
             "settings",
             f"targets={settings.targets} rl_algorithm={config.rl_algorithm} sft_epochs={settings.sft_epochs} "
+            f"target_sft_epochs={settings.target_sft_epochs:g} "
             f"sft_incremental_epochs={settings.sft_incremental_epochs} reward_epochs={settings.reward_epochs} "
             f"reward_incremental_epochs={settings.reward_incremental_epochs} ppo_episodes={settings.ppo_episodes} "
             f"gate {config.heldout_prompts} prompts x {config.samples_per_prompt} samples",

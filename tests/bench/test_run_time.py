@@ -23,6 +23,8 @@ def test_each_stage_runs_from_its_first_event_to_the_next_stages_and_targets_are
         stamp(3.0, "sft", "epochs=20"),
         stamp(10.0, "sft"),  # a training step
         stamp(13.0, "reward", "epochs=4"),
+        stamp(14.0, "sft", "target=positive epochs=30"),
+        stamp(14.5, "sft"),  # a step of the target's SFT
         stamp(15.0, "ppo", "target=positive algorithm=ppo"),
         stamp(20.0, "ppo"),
         stamp(21.0, "gate", "target=positive"),
@@ -41,6 +43,7 @@ def test_each_stage_runs_from_its_first_event_to_the_next_stages_and_targets_are
         "tokenizer",
         "sft",
         "reward",
+        "sft positive",
         "ppo positive",
         "gate positive",
         "ppo negative",
@@ -54,7 +57,8 @@ def test_each_stage_runs_from_its_first_event_to_the_next_stages_and_targets_are
             "data": 2.0,  # from the run's start, before its first event
             "tokenizer": 1.0,
             "sft": 10.0,
-            "reward": 2.0,
+            "reward": 1.0,
+            "sft positive": 1.0,
             "ppo positive": 6.0,
             "gate positive": 4.0,
             "ppo negative": 6.0,

@@ -126,7 +126,10 @@ def test_lora_without_a_base_model_is_refused(tmp_path, make_pages, make_labels)
 
 
 def test_the_warm_started_run_trains_the_incremental_epochs(runs, events):
-    announced = {(e.run_id, e.stage): e.message for e in events if e.stage in ("sft", "reward") and e.message}
+    # The shared stages' announcements (the target's SFT announces "target=... epochs=...", the target_sft_epochs)
+    announced = {
+        (e.run_id, e.stage): e.message for e in events if e.stage in ("sft", "reward") and e.message[:7] == "epochs="
+    }
     assert announced == {
         ("lora-1", "sft"): "epochs=1",
         ("lora-1", "reward"): "epochs=1",
