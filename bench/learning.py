@@ -2,9 +2,13 @@
 model and by the independent judge, at what cost in KL, fluency and time, and what does our orchestration of
 trl's PPO cost?
 
-    .venv/bin/python bench/learning.py [--algorithms ppo,rloo,grpo] [--episodes N] [--sft-epochs E] [--reward-epochs E]
-                                       [--samples-per-prompt N] [--repeats N] [--base-model gpt2]
-                                       [--device auto|cpu|cuda] [--no-judge]
+    .venv/bin/python bench/learning.py [--algorithms ppo,rloo,grpo] [--seeds 0,1,2] [--episodes N] [--sft-epochs E]
+                                       [--target-sft-epochs E] [--reward-epochs E] [--samples-per-prompt N]
+                                       [--repeats N] [--base-model gpt2] [--device auto|cpu|cuda] [--no-judge]
+
+Every size defaults to the pipeline's setting (sft_epochs, target_sft_epochs, ppo_episodes,
+gate_samples_per_prompt, gate_heldout_prompts), so the figures are the product's; each seed of `--seeds` is a
+whole run, and with both targets a last table gives each control gap over the seeds (mean, t-interval).
 
 No services needed. On a fixed labelled set, the demo site's 30 articles (deploy/demo_site/articles.json)
 with every paragraph labelled with its article's sentiment, the pipeline's own stage functions
@@ -12,16 +16,17 @@ with every paragraph labelled with its article's sentiment, the pipeline's own s
 
 1. data: `data.build` (pages split by URL hash into training pages and held-out prompts); the sentiment
    labels split by `judge.split_labels`: the reward model learns from its share only, the judge from the rest;
-2. tokenizer and policy (bootstrapped tiny GPT-2, or `--base-model`), SFT, reward model;
+2. tokenizer and policy (bootstrapped tiny GPT-2, or `--base-model`), SFT, reward model; then each target's
+   SFT (`stages.fine_tune_toward`, unless `--target-sft-epochs 0`), measured alone with its control gap;
 3. before: the SFT policy on the held-out prompts: mean reward, the reward model's target rate, the
    judge's target rate, perplexity under the SFT reference;
-4. for each of `--algorithms` (default: the rl_algorithm setting), from the same SFT policy and reward
-   model, on the same prompts with the same seed: the RL stage as the pipeline calls it
-   (`steering.reinforce`, progress callback included), then the same figures and the KL to the
-   reference: after; each change after - before with a 95 % bootstrap confidence interval, and whether
+4. for each of `--algorithms` (default: the rl_algorithm setting), from the same target's SFT policy and
+   reward model, on the same prompts with the same seed: the RL stage as the pipeline calls it
+   (`steering.reinforce`, progress callback included), then the same figures and the KL to what RL was
+   leashed to (the target's SFT policy): after; each change after - before with a 95 % bootstrap confidence interval, and whether
    the rise of the target rate is confirmed: the intervals of the reward model's and of the judge's
-   target rate both above zero; the gate's verdict on the steered policy against the SFT reference, as
-   a first run's gate would give it; wall time per update and per run; at the end one row per
+   target rate both above zero; the gate's verdict on the steered policy against the target's SFT policy,
+   as a first run's gate would give it (perplexities under the shared SFT policy); wall time per update and per run; at the end one row per
    algorithm (`comparison`), with a column for the control gap by the MiniLM judge (with
    `--targets positive,negative` only);
 5. under PPO, time per update of that call against a bare `trl.experimental.ppo.PPOTrainer` set up as trl's
