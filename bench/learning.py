@@ -933,30 +933,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--base-model", default=settings.base_model, help="Causal LM to start from (default: bootstrap)."
     )
-    parser.add_argument(
-        "--episodes",
-        type=int,
-        default=settings.ppo_episodes,
-        help="RL episodes per run (default: the pipeline's setting ppo_episodes).",
-    )
-    parser.add_argument(
-        "--sft-epochs",
-        type=float,
-        default=settings.sft_epochs,
-        help="SFT epochs (default: the pipeline's setting sft_epochs).",
-    )
-    parser.add_argument(
-        "--target-sft-epochs",
-        type=float,
-        default=settings.target_sft_epochs,
-        help="Epochs of each target's SFT (default: setting target_sft_epochs; 0: RL from the shared SFT policy).",
-    )
-    parser.add_argument(
-        "--target-sft-share",
-        type=float,
-        default=settings.target_sft_share,
-        help="Share of the expansion pairs each target's SFT learns from (default: setting target_sft_share).",
-    )
+    # The sizes default to the pipeline's settings, so that the figures are the product's
+    for flag, name, kind, what in (
+        ("--episodes", "ppo_episodes", int, "RL episodes per run"),
+        ("--sft-epochs", "sft_epochs", float, "SFT epochs"),
+        ("--target-sft-epochs", "target_sft_epochs", float, "Epochs of each target's SFT (0: RL from the shared SFT)"),
+        ("--target-sft-share", "target_sft_share", float, "Share of the expansion pairs each target's SFT learns from"),
+        ("--samples-per-prompt", "gate_samples_per_prompt", int, "Samples per held-out prompt"),
+    ):
+        parser.add_argument(flag, type=kind, default=getattr(settings, name), help=f"{what} (default: setting {name}).")
     parser.add_argument(
         "--reward-epochs", type=float, default=settings.reward_epochs, help="Reward epochs (default: setting)."
     )
@@ -1005,12 +990,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--articles", type=int, default=30, help="Demo articles used, from the first (default: all 30)."
-    )
-    parser.add_argument(
-        "--samples-per-prompt",
-        type=int,
-        default=settings.gate_samples_per_prompt,
-        help="Samples per held-out prompt (default: the gate's, setting gate_samples_per_prompt).",
     )
     parser.add_argument(
         "--repeats",
