@@ -426,7 +426,7 @@ class Settings(BaseSettings):
         None, description="Id of this API replica (its own consumer group); unset: hostname-port."
     )
     batch_max_size: int = Field(
-        16,
+        32,
         ge=1,
         description="Generation requests decoding together per model name, at most (continuous batching: "
         "requests join and leave the running batch between decoding steps).",

@@ -193,12 +193,16 @@ class BatchWorker:
 
     def _run(self) -> None:
         structlog.contextvars.bind_contextvars(**self._log_context)
+        _gathering.deliveries = deliveries = _Deliveries()
         while (work := self._next_work()) is not None:
             joining, beams = work
             if beams:
                 self._generate_beams(beams[0].served, beams)
+                deliveries.flush()
             self._join(joining)
+            deliveries.flush()  # the new rows' first text, before the step
             self._step()
+            deliveries.flush()
 
     def _next_work(self) -> tuple[list[_Request], list[_Request]] | None:
         """The requests to start now (decoded step by step, beam search); None once closed with no row left."""
@@ -392,12 +396,42 @@ async def completion_of(events: AsyncIterator[Event]) -> Completion:
     raise AssertionError("a request's events end with its completion")
 
 
+class _Deliveries:
+    """Ticket events a worker thread gathered during one phase (a join, a step), handed to each event loop in one
+    call: one wake-up of the loop per step rather than one per row and token."""
+
+    def __init__(self) -> None:
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Ticket, Event | _Failed]]] = {}
+
+    def add(self, ticket: Ticket, event: Event | _Failed) -> None:
+        self._pending.setdefault(ticket.loop, []).append((ticket, event))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for loop, items in pending.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the loop has closed: nobody is left to read these requests' events
+                for ticket, _ in items:
+                    ticket.cancel()
+
+
+def _deliver(items: list[tuple[Ticket, Event | _Failed]]) -> None:
+    for ticket, event in items:
+        ticket.arrived(event)
+
+
+# Set in a batch worker's thread: the tickets it reports to gather their events there until the next flush.
+_gathering = threading.local()
+
+
 class Ticket:
     """One request's side of a batch: the worker thread reports to it, the event loop reads from it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._events: asyncio.Queue[Event | _Failed] = asyncio.Queue()
+        self._held: Event | _Failed | None = None  # taken from the queue behind deltas that were merged
         self._cancelled = False
         self._finished = False
 
@@ -410,10 +444,12 @@ class Ticket:
         self._cancelled = True
 
     async def events(self) -> AsyncIterator[Event]:
-        """Started, then deltas, then the Completion; raises what failed the request. Leaving early cancels it."""
+        """Started, then deltas, then the Completion; raises what failed the request. Leaving early cancels it.
+
+        Deltas that queued up while the reader was busy come as one (a slow reader gets fewer, longer deltas)."""
         try:
             while True:
-                event = await self._events.get()
+                event = await self._next()
                 if isinstance(event, _Failed):
                     self._finished = True
                     raise event.error
@@ -427,6 +463,26 @@ class Ticket:
 
     async def result(self) -> Completion:
         return await completion_of(self.events())
+
+    async def _next(self) -> Event | _Failed:
+        if self._held is not None:
+            event, self._held = self._held, None
+        else:
+            event = await self._events.get()
+        if not isinstance(event, Delta):
+            return event
+        texts = [event.text]
+        while not self._events.empty():
+            following = self._events.get_nowait()
+            if not isinstance(following, Delta):
+                self._held = following
+                break
+            texts.append(following.text)
+        return Delta("".join(texts))
+
+    def arrived(self, event: Event | _Failed) -> None:
+        """On the event loop: an event from the worker thread."""
+        self._events.put_nowait(event)
 
     # The RowSink side, called from the worker thread.
 
@@ -443,7 +499,11 @@ class Ticket:
         self._put(_Failed(error))
 
     def _put(self, event: Event | _Failed) -> None:
+        deliveries: _Deliveries | None = getattr(_gathering, "deliveries", None)
+        if deliveries is not None:
+            deliveries.add(self, event)
+            return
         try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+            self.loop.call_soon_threadsafe(self.arrived, event)
         except RuntimeError:  # the loop has closed: nobody is left to read this request's events
             self._cancelled = True

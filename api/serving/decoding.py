@@ -15,7 +15,9 @@ Each row keeps its own position ids (its own count of real tokens), so padding n
 shifts a row's positions, and its own sampling: repetition penalty, temperature, top-k,
 top-p and a `torch.Generator` seeded with the request's seed (greedy when temperature is
 0). A seeded row thus draws the same tokens whatever else decodes beside it, up to the
-rounding of batched kernels; rows with different settings share one batch.
+rounding of batched kernels; rows with different settings share one batch. The per-row
+work is batched where it can be: rows of the same settings are warped as one tensor, and
+one lookup draws every sampled row's token from its own uniform draw.
 
 transformers' own continuous batching (`generate_batch`, `ContinuousBatchingManager`) was
 not used: its sampling draws from the global torch generator (no per-request seed), greedy
@@ -44,19 +46,33 @@ from api.serving.generation import Row, RowProgress, SamplingParams
 from api.serving.served_model import ServedModel
 
 
-def row_processors(params: SamplingParams) -> LogitsProcessorList:
-    """What turns one row's logits into its sampling distribution, in the order `generate` applies them."""
-    processors = LogitsProcessorList()
-    if params.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+def row_warpers(params: SamplingParams) -> LogitsProcessorList:
+    """What turns a sampled row's logits into its distribution (after its repetition penalty), as `generate` does;
+    none for a greedy row."""
+    warpers = LogitsProcessorList()
     if params.temperature > 0:
         if params.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(params.temperature))
+            warpers.append(TemperatureLogitsWarper(params.temperature))
         if params.top_k > 0:
-            processors.append(TopKLogitsWarper(params.top_k))
+            warpers.append(TopKLogitsWarper(params.top_k))
         if params.top_p < 1.0:
-            processors.append(TopPLogitsWarper(params.top_p))
-    return processors
+            warpers.append(TopPLogitsWarper(params.top_p))
+    return warpers
+
+
+def warping_key(params: SamplingParams) -> tuple[float, int, float]:
+    """Rows with the same key are warped together, as one tensor."""
+    if params.temperature == 0:
+        return 0.0, 0, 1.0
+    return params.temperature, params.top_k, params.top_p
+
+
+def draw(probabilities: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """One token per row of `probabilities` (rows, vocabulary) by inverting its distribution at the row's uniform
+    draw in [0, 1): tokens of probability 0 are never drawn."""
+    cumulative = probabilities.cumsum(dim=-1)
+    chosen = torch.searchsorted(cumulative, uniforms[:, None] * cumulative[:, -1:], right=True)
+    return chosen[:, 0].clamp(max=probabilities.shape[-1] - 1)
 
 
 def left_pad_columns(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
@@ -77,24 +93,47 @@ def unused_columns(mask: torch.Tensor) -> int:
 @dataclass
 class _LiveRow:
     progress: RowProgress
-    processors: LogitsProcessorList
+    penalty: RepetitionPenaltyLogitsProcessor | None
+    warpers: LogitsProcessorList
+    warping: tuple[float, int, float]  # its `warping_key`
     generator: torch.Generator | None  # None: greedy
     ids: list[int]  # the prompt's and the generated tokens, for the repetition penalty
-
-    def choose(self, logits: torch.Tensor) -> int:
-        """This row's next token from its logits (1, vocabulary)."""
-        if self.processors:
-            logits = self.processors(torch.tensor([self.ids], device=logits.device), logits)
-        if self.generator is None:
-            return int(logits.argmax(dim=-1))
-        probabilities = torch.softmax(logits.float(), dim=-1)
-        return int(torch.multinomial(probabilities[0], 1, generator=self.generator))
 
     def take(self, token: int) -> bool:
         """Hand the row its token; whether it has finished."""
         self.ids.append(token)
         self.progress.take(token)
         return self.progress.done
+
+
+def choose(rows: Sequence[_LiveRow], logits: torch.Tensor) -> list[int]:
+    """Each row's next token from its logits (rows, vocabulary).
+
+    The repetition penalty applies per row (its own tokens); rows of one `warping_key` are
+    warped together; each sampled row draws its uniform from its own generator, and one
+    inverse-distribution lookup picks every sampled row's token at once.
+    """
+    scores = logits.float().clone()
+    for index, row in enumerate(rows):
+        if row.penalty is not None:
+            ids = torch.tensor([row.ids], device=scores.device)
+            scores[index : index + 1] = row.penalty(ids, scores[index : index + 1])
+    groups: dict[tuple[float, int, float], list[int]] = {}
+    for index, row in enumerate(rows):
+        if row.warpers:
+            groups.setdefault(row.warping, []).append(index)
+    for indices in groups.values():
+        at = torch.tensor(indices, device=scores.device)
+        scores[at] = rows[indices[0]].warpers(None, scores[at])
+    tokens = scores.argmax(dim=-1)
+    sampled = [index for index, row in enumerate(rows) if row.generator is not None]
+    if sampled:
+        at = torch.tensor(sampled, device=scores.device)
+        uniforms = torch.cat(
+            [torch.rand(1, generator=rows[index].generator, device=scores.device) for index in sampled]
+        )
+        tokens[at] = draw(torch.softmax(scores[at], dim=-1), uniforms)
+    return tokens.tolist()
 
 
 class RunningBatch:
@@ -130,7 +169,7 @@ class RunningBatch:
             for one in live:
                 one.progress.fail(exc)
             raise
-        staying = [index for index, one in enumerate(live) if not one.take(one.choose(logits[index : index + 1]))]
+        staying = [index for index, (one, token) in enumerate(zip(live, choose(live, logits))) if not one.take(token)]
         if not staying:
             return
         kept = torch.tensor(staying, device=mask.device)
@@ -161,16 +200,12 @@ class RunningBatch:
         self._mask = mask
         self._positions = self._positions + 1
         logits = output.logits[:, -1, :]
-        tokens, finished = [], []
-        for index, one in enumerate(self._rows):
-            token = one.choose(logits[index : index + 1])
-            tokens.append(token)
-            if one.take(token):
-                finished.append(index)
+        tokens = choose(self._rows, logits)
+        finished = {index for index, (one, token) in enumerate(zip(self._rows, tokens)) if one.take(token)}
         self._next = torch.tensor(tokens, dtype=torch.long, device=self._next.device)
         stepped = len(self._rows)
         if finished:
-            self._keep([index for index in range(len(self._rows)) if index not in set(finished)])
+            self._keep([index for index in range(len(self._rows)) if index not in finished])
         return stepped
 
     def cancel_left(self) -> None:
@@ -196,7 +231,10 @@ class RunningBatch:
             generator = torch.Generator(self.served.model.device).manual_seed(seed)
         progress = RowProgress(self.served, row)
         progress.sink.started(len(row.prompt_ids))
-        return _LiveRow(progress, row_processors(params), generator, list(row.prompt_ids))
+        penalty = (
+            RepetitionPenaltyLogitsProcessor(params.repetition_penalty) if params.repetition_penalty != 1 else None
+        )
+        return _LiveRow(progress, penalty, row_warpers(params), warping_key(params), generator, list(row.prompt_ids))
 
     def _prefill(self, rows: Sequence[Row]) -> tuple[torch.Tensor, DynamicCache, torch.Tensor]:
         """The new rows' prompts, left-padded, through the model: their last logits, their cache and mask."""

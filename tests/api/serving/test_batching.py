@@ -14,6 +14,7 @@ from api.serving.batching import (
     Delta,
     QueueFull,
     Started,
+    Ticket,
     WorkerClosed,
     admit,
     admits,
@@ -181,6 +182,35 @@ def test_a_request_joins_the_running_rows_mid_batch_and_a_short_one_leaves_befor
     assert [shape[0] for shape in forward_calls[3:5]] == [2, 2]  # then both rows decoded in one step
 
 
+def test_a_client_that_leaves_frees_its_row_while_the_others_decode_on(served):
+    worker = BatchWorker("test", max_size=4, max_queued=64)
+    stays, leaves = Recorder(), Recorder()
+    rows_per_forward: list[int] = []
+
+    def leave_at_the_second_step(module, args, kwargs):
+        rows_per_forward.append(kwargs["input_ids"].shape[0])
+        if len(rows_per_forward) == 3:
+            leaves.cancelled = True  # as a Ticket is when its streaming client disconnects
+
+    hook = served.model.register_forward_pre_hook(leave_at_the_second_step, with_kwargs=True)
+    try:
+        worker.submit_all(
+            served,
+            [
+                (SamplingParams("The cat", max_new_tokens=10, temperature=0), stays),
+                (SamplingParams("The cat", max_new_tokens=10, temperature=0), leaves),
+            ],
+        )
+        _finish([stays, leaves])
+    finally:
+        hook.remove()
+    worker.close()
+    assert leaves.completion.finish_reason == "cancelled"
+    assert leaves.completion.completion_tokens == 2  # its first token and one step's: it left during the next
+    assert stays.completion.completion_tokens == 10
+    assert rows_per_forward == [2, 2, 2] + [1] * 7  # the prompt run, two steps of both, then the one left
+
+
 def test_two_versions_of_one_name_never_share_a_batch(served, v2, prompt_runs):
     other = v2.load()
     worker = BatchWorker("test", max_size=2, max_queued=64)
@@ -311,3 +341,19 @@ def test_a_full_queue_refuses_a_request_at_once_and_takes_requests_again_once_it
     _finish([later])
     worker.close()
     assert all(recorder.completion is not None for recorder in [first, *queued, later])
+
+
+def test_deltas_that_queued_up_behind_a_slow_reader_come_as_one():
+    async def run() -> list:
+        ticket = Ticket(asyncio.get_running_loop())
+        for event in [Started(3), Delta("a"), Delta("b"), Delta("c")]:
+            ticket.arrived(event)
+        events = ticket.events()
+        read = [await anext(events), await anext(events)]  # the three deltas had all arrived: one
+        done = Completion("v1", "xabcd", "abcd", 3, 4)
+        ticket.arrived(Delta("d"))
+        ticket.arrived(done)
+        read += [event async for event in events]
+        return read
+
+    assert asyncio.run(run()) == [Started(3), Delta("abc"), Delta("d"), Completion("v1", "xabcd", "abcd", 3, 4)]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from api.serving.decoding import RunningBatch, left_pad_columns, row_processors, unused_columns
+from api.serving.decoding import RunningBatch, draw, left_pad_columns, row_warpers, unused_columns, warping_key
 from api.serving.generation import Completion, Row, SamplingParams, encode, generate
 
 
@@ -59,11 +59,20 @@ def test_left_padding_and_the_columns_no_row_needs():
     assert unused_columns(torch.zeros(0, 3, dtype=torch.long)) == 3
 
 
-def test_each_row_gets_its_own_sampling_processors():
-    assert len(row_processors(SamplingParams("a", 4, temperature=0))) == 0  # greedy, no penalty: the argmax
-    assert len(row_processors(SamplingParams("a", 4, temperature=0, repetition_penalty=1.3))) == 1
-    assert len(row_processors(SamplingParams("a", 4, temperature=0.7, top_k=5, top_p=0.9))) == 3
-    assert len(row_processors(SamplingParams("a", 4))) == 1  # the default: top-k 50 at temperature 1
+def test_each_row_gets_its_own_warpers_and_rows_of_the_same_settings_are_warped_together():
+    assert len(row_warpers(SamplingParams("a", 4, temperature=0, top_k=5))) == 0  # greedy: the argmax
+    assert len(row_warpers(SamplingParams("a", 4, temperature=0.7, top_k=5, top_p=0.9))) == 3
+    assert len(row_warpers(SamplingParams("a", 4))) == 1  # the default: top-k 50 at temperature 1
+    assert warping_key(SamplingParams("a", 4, temperature=0, top_k=5)) == warping_key(SamplingParams("b", 9, 0))
+    assert warping_key(SamplingParams("a", 4, seed=1)) == warping_key(SamplingParams("b", 9, seed=2))
+    assert warping_key(SamplingParams("a", 4, top_k=5)) != warping_key(SamplingParams("a", 4))
+
+
+def test_a_draw_inverts_each_rows_distribution_and_never_picks_an_impossible_token():
+    probabilities = torch.tensor([[0.0, 0.5, 0.0, 0.5], [0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 1.0, 0.0]])
+    assert draw(probabilities, torch.tensor([0.0, 0.0, 0.0])).tolist() == [1, 0, 2]
+    assert draw(probabilities, torch.tensor([0.5, 0.6, 0.99])).tolist() == [3, 2, 2]
+    assert draw(probabilities, torch.tensor([0.4999, 0.9999, 0.5])).tolist() == [1, 3, 2]
 
 
 def test_a_greedy_row_gives_what_model_generate_gives(served):
