@@ -1,19 +1,21 @@
 """Serving benchmark: the API's tokens/s, latency and time to first text against an ideal batch; prints tables.
 
     .venv/bin/python bench/serving_throughput.py [--requests N] [--max-new-tokens T] [--concurrency 1,8,32]
+                                                 [--shape tiny|gpt2]
 
 In one run, on one freshly bootstrapped model version (the demo's shape: a byte-level
 BPE tokenizer and the tiny GPT-2 of trainer/bootstrap.py, random weights, written and
-checksummed as the registry does):
+checksummed as the registry does; `--shape gpt2`: GPT-2 small's 12 layers of 768):
 
 1. references, in process: the model's own `model.generate` one request at a time, and
    on static left-padded batches of 8 and of 32 prompts (the best a batcher can do when
    every request asks for as many tokens);
 2. the API: uvicorn on loopback in a child process (settings from the environment, so
    the batching settings apply), the version loaded as a hot-swap would load it, and N
-   streamed `POST /v1/generate` requests at each concurrency from an asyncio client in
-   this process: tokens/s as a fraction of each reference, latency and time to first
-   text (the first `token` event) at p50 and p99;
+   `POST /v1/generate` requests at each concurrency from an asyncio client in this
+   process, answered whole (JSON) and then streamed (server-sent events): tokens/s as a
+   fraction of each reference, latency and, streamed, time to first text (the first
+   `token` event) at p50 and p99;
 3. a mixed-length workload (8 to 256 new tokens a request): static batches of 32 waste
    steps on their finished rows, while the API at the highest concurrency should not;
    the 8-token requests' p99 latency there is compared with their latency alone.
@@ -59,7 +61,7 @@ from ctrlgpt.settings import Settings
 from models import devices
 from models.layout import policy_dir
 from models.manifest import Manifest, write_manifest
-from trainer.bootstrap import tiny_gpt2, train_tokenizer
+from trainer.bootstrap import TinyGPT2, tiny_gpt2, train_tokenizer
 
 VERSION = "bench-v1"
 PROMPTS = [
@@ -170,12 +172,17 @@ EQUAL_LENGTH_HEADER = (
 )
 
 
-def write_version(root: Path) -> Path:
+# The model shapes the benchmark can serve: the demo's bootstrapped one, and GPT-2 small's layers (its
+# vocabulary stays the bench tokenizer's), where the arithmetic, not HTTP, dominates a request.
+SHAPES = {"tiny": TinyGPT2(), "gpt2": TinyGPT2(n_layer=12, n_embd=768, n_head=12, n_positions=1024)}
+
+
+def write_version(root: Path, shape: TinyGPT2 = SHAPES["tiny"]) -> Path:
     """A bootstrapped version directory, as the registry writes one (safetensors, checksummed manifest)."""
     version_dir = root / VERSION
     tokenizer = train_tokenizer(CORPUS * 4)
     torch.manual_seed(0)
-    tiny_gpt2(tokenizer).save_pretrained(policy_dir(version_dir))
+    tiny_gpt2(tokenizer, shape).save_pretrained(policy_dir(version_dir))
     tokenizer.save_pretrained(policy_dir(version_dir))
     write_manifest(version_dir, Manifest(version=VERSION, base_model="bootstrap", status="promoted"))
     return version_dir
@@ -216,11 +223,15 @@ def static_batches(served: ServedModel, size: int, asks: Sequence[int], what: st
     return Figures(what or f"static batches of {size}", seconds, tokens, tuple(asks), tuple(latencies))
 
 
-async def streamed_request(http: httpx.AsyncClient, index: int, asked: int) -> tuple[int, float, float]:
-    """One streamed POST /v1/generate: its completion tokens, latency and time to first text."""
-    body = {"prompt": PROMPTS[index % len(PROMPTS)], "max_new_tokens": asked, "stream": True}
-    parser, tokens, first_text = SseParser(), 0, math.nan
+async def one_request(http: httpx.AsyncClient, index: int, asked: int, stream: bool) -> tuple[int, float, float]:
+    """One POST /v1/generate: its completion tokens, latency and time to first text (streamed; else NaN)."""
+    body = {"prompt": PROMPTS[index % len(PROMPTS)], "max_new_tokens": asked, "stream": stream}
     sent = time.perf_counter()
+    if not stream:
+        response = await http.post("/v1/generate", json=body)
+        response.raise_for_status()
+        return response.json()["completion_tokens"], time.perf_counter() - sent, math.nan
+    parser, tokens, first_text = SseParser(), 0, math.nan
     async with http.stream("POST", "/v1/generate", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
@@ -237,15 +248,17 @@ async def streamed_request(http: httpx.AsyncClient, index: int, asked: int) -> t
     return tokens, time.perf_counter() - sent, first_text
 
 
-async def through_api(url: str, concurrency: int, asks: Sequence[int], what: str | None = None) -> Figures:
-    """`asks` requests, streamed, with `concurrency` clients each sending its next one when the last has ended."""
+async def through_api(
+    url: str, concurrency: int, asks: Sequence[int], *, stream: bool = False, what: str | None = None
+) -> Figures:
+    """`asks` requests from `concurrency` clients, each sending its next one when its last has ended."""
     pending = list(enumerate(asks))
     results: dict[int, tuple[int, float, float]] = {}
 
     async def client_loop(http: httpx.AsyncClient) -> None:
         while pending:
             index, asked = pending.pop(0)
-            results[index] = await streamed_request(http, index, asked)
+            results[index] = await one_request(http, index, asked, stream)
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
@@ -254,7 +267,7 @@ async def through_api(url: str, concurrency: int, asks: Sequence[int], what: str
         seconds = time.perf_counter() - started
     ordered = [results[index] for index in range(len(asks))]
     return Figures(
-        what or f"API, concurrency {concurrency}",
+        what or f"API, concurrency {concurrency}{', streamed' if stream else ''}",
         seconds,
         sum(tokens for tokens, _, _ in ordered),
         tuple(asks),
@@ -306,6 +319,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=32, help="tokens each request generates (default 32)")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client concurrencies")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch threads of each process (default 1)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny", help="model shape (default tiny)")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,7 +334,7 @@ def main() -> int:
     shortest = min(mixed)
 
     with tempfile.TemporaryDirectory(prefix="ctrlgpt-bench-") as root:
-        version_dir = write_version(Path(root))
+        version_dir = write_version(Path(root), SHAPES[args.shape])
         device = devices.of(Settings())
         served = load_version(version_dir, None, device=device, expected_version=VERSION)
         parameters = sum(p.numel() for p in served.model.parameters())
@@ -330,7 +344,7 @@ def main() -> int:
         )
         print(f"device: {devices.describe(device)}")
         print(
-            f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; model: bootstrapped GPT-2, "
+            f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; model: bootstrapped GPT-2 ({args.shape} shape), "
             f"{parameters / 1e6:.1f}M parameters; {args.requests} requests a measurement, sampled (top-k 50)"
         )
         static_batches(served, 8, equal[:8])  # warm the kernels up
@@ -350,9 +364,13 @@ def main() -> int:
             wait_for_health(url, server)
             levels = [int(level) for level in args.concurrency.split(",")]
             asyncio.run(through_api(url, 1, equal[:8]))  # warm the server up
-            results = [asyncio.run(through_api(url, level, equal)) for level in levels]
-            alone = asyncio.run(through_api(url, 1, [shortest] * 16, f"API, {shortest} tokens, alone"))
-            mixed_api = asyncio.run(through_api(url, max(levels), mixed, f"API, concurrency {max(levels)}, mixed"))
+            results = [
+                asyncio.run(through_api(url, level, equal, stream=stream))
+                for level in levels
+                for stream in (False, True)
+            ]
+            alone = asyncio.run(through_api(url, 1, [shortest] * 16, what=f"API, {shortest} tokens, alone"))
+            mixed_api = asyncio.run(through_api(url, max(levels), mixed, what=f"API, concurrency {max(levels)}, mixed"))
         finally:
             server.terminate()
             server.wait(30)
