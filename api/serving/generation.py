@@ -1,7 +1,10 @@
-"""Text generation with a served model: encode, run one batch of requests, decode; no HTTP here.
+"""Text generation with a served model: encode, run one static batch of requests, decode; no HTTP here.
 
-A batch is one `model.generate` call over left-padded prompts. Each request (a row)
-keeps what is its own:
+Requests are decoded step by step by the continuous batcher (api/serving/decoding.py), which
+shares this module's encoding and `RowProgress` (a row's text, stop strings, streaming).
+What is left here is the static batch: one `model.generate` call over left-padded prompts,
+which serves beam search (a beam cannot run as one row among others) and the loader's
+warm-up (`generate`). Each request (a row) keeps what is its own:
 
 - its seed: a row samples from its own `torch.Generator` (the last logits processor
   draws the token, `generate` then only takes it), so a seeded request gives the same
