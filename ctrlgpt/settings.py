@@ -441,10 +441,10 @@ class Settings(BaseSettings):
         None, description="Id of this API replica (its own consumer group); unset: hostname-port."
     )
     batch_max_size: int = Field(
-        16, ge=1, description="Generation requests run together in one batch, at most (dynamic batching)."
-    )
-    batch_max_wait_ms: float = Field(
-        5.0, ge=0, description="How long a generation request waits for others to share its batch."
+        32,
+        ge=1,
+        description="Generation requests decoding together per model name, at most (continuous batching: "
+        "requests join and leave the running batch between decoding steps).",
     )
     completions_max_choices: int = Field(
         16, ge=1, description="Choices one POST /v1/completions may ask for (prompts times n), at most."

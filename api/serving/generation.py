@@ -1,7 +1,10 @@
-"""Text generation with a served model: encode, run one batch of requests, decode; no HTTP here.
+"""Text generation with a served model: encode, run one static batch of requests, decode; no HTTP here.
 
-A batch is one `model.generate` call over left-padded prompts. Each request (a row)
-keeps what is its own:
+Requests are decoded step by step by the continuous batcher (api/serving/decoding.py), which
+shares this module's encoding and `RowProgress` (a row's text, stop strings, streaming).
+What is left here is the static batch: one `model.generate` call over left-padded prompts,
+which serves beam search (a beam cannot run as one row among others) and the loader's
+warm-up (`generate`). Each request (a row) keeps what is its own:
 
 - its seed: a row samples from its own `torch.Generator` (the last logits processor
   draws the token, `generate` then only takes it), so a seeded request gives the same
@@ -155,7 +158,7 @@ def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
         padding_value=0,
         padding_side="left",
     ).to(device)
-    progress = [_RowProgress(served, row) for row in rows]
+    progress = [RowProgress(served, row) for row in rows]
     for one in progress:
         one.sink.started(len(one.row.prompt_ids))
     arguments = dict(
@@ -185,9 +188,7 @@ def run_batch(served: ServedModel, rows: Sequence[Row]) -> None:
                     one.finish("length")
     except Exception as exc:
         for one in progress:
-            if not one.done:
-                one.done = True
-                one.sink.failed(exc)
+            one.fail(exc)
         raise
 
 
@@ -249,7 +250,7 @@ class _SeededSampling(LogitsProcessor):
 class _FollowRows(StoppingCriteria):
     """Each step, hand every unfinished row its new token; a row that finishes stops alone."""
 
-    def __init__(self, progress: list[_RowProgress]) -> None:
+    def __init__(self, progress: list[RowProgress]) -> None:
         self._progress = progress
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
@@ -261,7 +262,7 @@ class _FollowRows(StoppingCriteria):
 
 
 @dataclass
-class _RowProgress:
+class RowProgress:
     """One row's tokens and text so far; streams its text, holding back what may still turn out to be a stop string."""
 
     served: ServedModel
@@ -321,6 +322,11 @@ class _RowProgress:
                 finish_reason=reason,
             )
         )
+
+    def fail(self, error: Exception) -> None:
+        if not self.done:
+            self.done = True
+            self.sink.failed(error)
 
     def _text(self) -> tuple[str, bool]:
         """The completion so far, cut before the first stop string; and whether one was found."""

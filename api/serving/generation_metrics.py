@@ -2,7 +2,7 @@
 
 The names follow what LLM servers export (vLLM's waiting requests, batch size, generation
 tokens, time to first token), so their dashboards translate: tokens per second over time is
-`rate(ctrlgpt_generate_tokens_total[1m])`; each batch's own rate is a histogram. The batch
+`rate(ctrlgpt_generate_tokens_total[1m])`; each decoding step's own rate is a histogram. The batch
 workers (api/serving/batching.py) record them from their threads; prometheus_client's
 metrics are thread-safe.
 """
@@ -27,7 +27,7 @@ class GenerationMetrics:
         )
         self.batch_size = Histogram(
             "ctrlgpt_generate_batch_size",
-            "Requests generated together in one model.generate call.",
+            "Rows that took a token together: one decoding step, a join's prompt run, or one beam-search generate call.",
             LABELS,
             registry=registry,
             buckets=(1, 2, 4, 8, 16, 32, 64),
@@ -40,7 +40,7 @@ class GenerationMetrics:
         )
         self.tokens_per_second = Histogram(
             "ctrlgpt_generate_batch_tokens_per_second",
-            "Tokens per second of each model.generate call: its requests' tokens over its duration.",
+            "Tokens per second of each decoding step (or prompt run, or beam-search call): its rows over its duration.",
             LABELS,
             registry=registry,
             buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),

@@ -58,9 +58,7 @@ def test_a_burst_over_the_queue_bound_gets_429_with_retry_after_and_the_api_stay
     api_settings, held_model, serve_api
 ):
     served, running, release = held_model
-    settings = api_settings.model_copy(
-        update={"generate_queue_max": QUEUE_MAX, "batch_max_size": 1, "batch_max_wait_ms": 0}
-    )
+    settings = api_settings.model_copy(update={"generate_queue_max": QUEUE_MAX, "batch_max_size": 1})
     holder = ModelHolder()
     holder.swap(served)
 
