@@ -308,7 +308,7 @@ class Settings(BaseSettings):
         "'Each target's SFT').",
     )
     target_sft_share: float = Field(
-        0.5,
+        0.3,
         gt=0,
         le=1,
         description="Share of the run's expansion pairs, ranked by the reward model toward the target, that "

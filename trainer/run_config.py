@@ -66,7 +66,7 @@ class RunConfig:
     heldout_prompts: int = data.HELDOUT_PROMPTS  # how many held-out prompts the gate evaluates on
     pretrain_epochs: float = 0.0  # causal-LM epochs on the training pages before SFT, for a fresh bootstrap only
     target_sft_epochs: float = 0.0  # of each target's SFT (`stages.fine_tune_toward`); 0: none
-    target_sft_share: float = 0.5  # of the run's expansion pairs each target's SFT learns from
+    target_sft_share: float = 0.3  # of the run's expansion pairs each target's SFT learns from
 
     def sft_epochs_for(self, warm: bool) -> float:
         """SFT epochs of a run whose policy warm-starts from the anchor's current version (`warm`), or of a first
