@@ -93,14 +93,16 @@ def grid(name: str) -> list[Setting]:
     ref = reference()
     if name == "quick":
         return [ref, Setting(1024, 2, 128, 1, 1)]
-    # About 6 to 7 CPU minutes a row on 2 cores (35 in all; 30 minutes of wall time a row at load 10): vocabulary
+    # About 6 to 7 CPU minutes a row on 2 cores (50 in all; 30 minutes of wall time a row at load 10): vocabulary
     # alone, then a pretraining pass at about the reference's training cost (fewer SFT epochs), at the smaller
-    # vocabulary, the reference's and a smaller shape.
+    # vocabulary, the reference's and a smaller shape; then a longer pretraining pass, and a larger shape.
     around = [
         Setting(1024, 3, 192, 0, 20),
         Setting(1024, 3, 192, 8, 12),
         Setting(4096, 3, 192, 8, 12),
         Setting(1024, 2, 128, 8, 12),
+        Setting(4096, 3, 192, 16, 12),
+        Setting(4096, 4, 256, 8, 12),
     ]
     return [ref, *[setting for setting in around if setting != ref]]
 
