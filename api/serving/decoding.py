@@ -37,27 +37,18 @@ from transformers import (
     DynamicCache,
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
 )
 
-from api.serving.generation import Row, RowProgress, SamplingParams
+from api.serving.generation import Row, RowProgress, SamplingParams, sampling_warpers
 from api.serving.served_model import ServedModel
 
 
 def row_warpers(params: SamplingParams) -> LogitsProcessorList:
     """What turns a sampled row's logits into its distribution (after its repetition penalty), as `generate` does;
     none for a greedy row."""
-    warpers = LogitsProcessorList()
-    if params.temperature > 0:
-        if params.temperature != 1.0:
-            warpers.append(TemperatureLogitsWarper(params.temperature))
-        if params.top_k > 0:
-            warpers.append(TopKLogitsWarper(params.top_k))
-        if params.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(params.top_p))
-    return warpers
+    if params.temperature <= 0:
+        return LogitsProcessorList()
+    return LogitsProcessorList(sampling_warpers(params.temperature, params.top_k, params.top_p))
 
 
 def warping_key(params: SamplingParams) -> tuple[float, int, float]:

@@ -215,16 +215,23 @@ def decoded_after(
     return tokenizer.decode(tokens, skip_special_tokens=True)
 
 
+def sampling_warpers(temperature: float, top_k: int, top_p: float) -> list[LogitsProcessor]:
+    """What turns a sampled row's logits into its distribution, as `generate` applies them: temperature, top-k,
+    top-p, each only where it changes something."""
+    warpers: list[LogitsProcessor] = []
+    if temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k > 0:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    return warpers
+
+
 def _sampling(decoding: Decoding, seeds: Sequence[int | None], device: torch.device) -> list[LogitsProcessor]:
     if not decoding.samples:
         return []
-    warpers: list[LogitsProcessor] = []
-    if decoding.temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(decoding.temperature))
-    if decoding.top_k > 0:
-        warpers.append(TopKLogitsWarper(decoding.top_k))
-    if decoding.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(decoding.top_p))
+    warpers = sampling_warpers(decoding.temperature, decoding.top_k, decoding.top_p)
     # Generators on the model's device: a seed gives the same text on a given device (a GPU's differs from the CPU's).
     generators = [
         torch.Generator(device).manual_seed(seed if seed is not None else secrets.randbits(63)) for seed in seeds
