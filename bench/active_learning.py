@@ -45,7 +45,7 @@ from machine import describe as describe_machine
 from review_site import review_records
 from scipy.stats import t as scipy_t
 
-from consumers.active_learning import STRATEGIES, Candidate, Strategy, choose, reward_probabilities
+from consumers.active_learning import SITE_CAP, STRATEGIES, Candidate, Strategy, choose, reward_probabilities
 from consumers.passages import passage_key
 from ctrlgpt import logs
 from ctrlgpt.settings import Settings
@@ -262,14 +262,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default=SEEDS)
     parser.add_argument("--reviews", type=int, default=REVIEWS, help="reviews of the second site")
     parser.add_argument("--reward-epochs", type=float, default=Settings().reward_epochs)
-    parser.add_argument("--site-cap", type=int, default=None, help="default: the label_choice_site_cap setting")
+    parser.add_argument("--site-cap", type=int, default=SITE_CAP, help=f"default {SITE_CAP}")
     parser.add_argument("--no-judge", action="store_true", help="no MiniLM judge: no disagreement, word-set distances")
     args = parser.parse_args(argv)
     args.budgets = [int(value) for value in args.budgets.split(",")]
     if args.budgets != sorted(set(args.budgets)) or args.budgets[0] < 1:
         parser.error("--budgets must be ascending positive label counts")
     args.seeds = [int(value) for value in args.seeds.split(",")]
-    args.site_cap = args.site_cap or Settings().label_choice_site_cap
     return args
 
 

@@ -43,6 +43,7 @@ STRATEGIES: tuple[Strategy, ...] = ("active", "arrival")
 # How much being far from the passages already picked counts beside informativeness (each in [0, 1]): equal
 # weight, so a near-duplicate of a chosen passage (distance near 0) loses to any fresh one of like uncertainty.
 DIVERSITY_WEIGHT = 1.0
+SITE_CAP = 5  # open passages of one site while another has some waiting (the benchmark's default)
 _WORD = re.compile(r"[a-z0-9']+")
 
 

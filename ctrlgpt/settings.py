@@ -128,23 +128,6 @@ class Settings(BaseSettings):
     doccano_comparison_project: str = Field(
         "ctrlgpt comparisons", description="doccano project ranking two generations: A better, B better, tie."
     )
-    label_queue_size: int = Field(
-        20,
-        ge=1,
-        description="How many passages of the sentiment project are open to label at once: the k that "
-        "consumers/active_learning.py chooses each time the queue is refreshed.",
-    )
-    label_choice: Literal["active", "arrival"] = Field(
-        "active",
-        description="How the passages to label are chosen: active (the reward model's uncertainty, its "
-        "disagreement with the independent judge, diversity) or arrival (first come, first labelled: for comparison).",
-    )
-    label_choice_site_cap: int = Field(
-        5,
-        ge=1,
-        description="Under active choice, at most this many open passages of one site while other sites have "
-        "passages waiting (not a page's worth of near-identical paragraphs from one site).",
-    )
     doccano_database: str = Field(
         "doccano",
         description="PostgreSQL database (and role) doccano keeps its data in; the role's password lives in the secrets file.",
